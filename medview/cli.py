@@ -1,0 +1,113 @@
+"""The ``medview`` command line.
+
+``medview [PATH ...]`` starts the workstation (see ``medview gui --help``);
+``medview COMMAND ...`` runs a headless command over the same core the GUI uses.
+Each command lives in :mod:`medview.commands` as a light module (argparse only)
+that imports heavy libraries inside its ``run`` function, so ``--help`` is fast.
+
+Exit status: 0 success, 1 a check failed (e.g. self-test), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from medview import __version__
+
+# name -> module under medview.commands; each module defines
+#   HELP: str, add_arguments(parser) and run(args) -> int
+COMMANDS: dict[str, str] = {
+    "info": "info",
+    "render": "render",
+    "import": "import_",
+    "studies": "studies",
+    "analyze": "analyze",
+    "train": "train",
+    "forecast": "forecast",
+    "suggest": "suggest",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(f"medview.commands.{COMMANDS[name]}")
+
+
+def _available_commands() -> dict[str, object]:
+    mods = {}
+    for name in COMMANDS:
+        try:
+            mods[name] = _load(name)
+        except ModuleNotFoundError:  # a command not built yet in this checkout
+            continue
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medview",
+        description=(
+            "Offline imaging workstation. Without a command, opens the viewer with "
+            "PATHs (files, folders, DICOMDIR). Commands run headless."
+        ),
+        epilog="GUI options: medview [PATH ...] [--screenshot FILE.png] [--layout L] "
+        "[--preset P] [--self-test]. Run 'medview COMMAND --help' for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"medview {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _available_commands().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medview",
+        description="Open the medview workstation, optionally with studies.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or DICOMDIRs")
+    parser.add_argument("--version", action="version", version=f"medview {__version__}")
+    parser.add_argument(
+        "--screenshot",
+        metavar="FILE.png",
+        help="open the window, wait until loading finished, save a screenshot, exit",
+    )
+    parser.add_argument("--layout", choices=["1x1", "1x2", "2x2", "mpr"], help="viewport layout")
+    parser.add_argument("--preset", help="window preset, e.g. lung, bone, brain")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="headless check of the installed app: load, render, models, forecast, suggest",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and (args_list[0] in COMMANDS or args_list[0] in ("-h", "--help")):
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 0
+        try:
+            return int(args._run(args) or 0)
+        except KeyboardInterrupt:
+            print("medview: interrupted", file=sys.stderr)
+            return 130
+    args = build_gui_parser().parse_args(args_list)
+    if args.self_test:
+        from medview.selftest import run_self_test
+
+        return run_self_test()
+    from medview.ui.app import run_gui
+
+    return run_gui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Headless CLI commands. Keep these modules light: heavy imports go inside ``run``."""

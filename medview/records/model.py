@@ -1,0 +1,97 @@
+"""Data model for patient records (Qt-free).
+
+Importers (FHIR R4 bundles / NDJSON, Synthea CSV, CGM CSV) produce a
+:class:`RecordSet`. Forecasting reads :class:`Observation` series (keyed by LOINC
+code, values in a canonical unit); treatment suggestions read conditions and the
+treatment events (medications by RxNorm, procedures and care plans by SNOMED CT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass
+class Patient:
+    id: str
+    name: str = ""
+    birth_date: date | None = None
+    death_date: date | None = None
+    sex: str = ""  # "M", "F" or ""
+    identifiers: list[str] = field(default_factory=list)  # MRN, SSN... for linking
+
+
+@dataclass
+class Observation:
+    patient_id: str
+    time: datetime
+    code: str  # LOINC
+    display: str
+    value: float | None  # in `unit` (canonical unit when convertible)
+    unit: str
+    original_value: float | None = None
+    original_unit: str = ""
+    unit_flag: str = ""  # non-empty when the unit could not be converted (value kept as given)
+
+
+@dataclass
+class Condition:
+    patient_id: str
+    start: datetime
+    stop: datetime | None
+    code: str  # SNOMED CT
+    display: str
+
+
+@dataclass
+class TreatmentEvent:
+    """A medication (RxNorm), procedure or care plan (SNOMED CT) given to a patient."""
+
+    patient_id: str
+    kind: str  # "medication" | "procedure" | "careplan"
+    start: datetime
+    stop: datetime | None
+    code: str
+    display: str
+    reason_code: str = ""  # SNOMED CT condition code the record gives as the reason
+    reason_display: str = ""
+
+
+@dataclass
+class Encounter:
+    patient_id: str
+    start: datetime
+    stop: datetime | None
+    code: str
+    display: str
+    encounter_class: str = ""
+
+
+@dataclass
+class RecordProblem:
+    """A record that was skipped: where it was (file and line, or resource id) and why."""
+
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass
+class RecordSet:
+    patients: dict[str, Patient] = field(default_factory=dict)
+    observations: list[Observation] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
+    treatments: list[TreatmentEvent] = field(default_factory=list)
+    encounters: list[Encounter] = field(default_factory=list)
+    problems: list[RecordProblem] = field(default_factory=list)
+
+    def extend(self, other: RecordSet) -> None:
+        self.patients.update(other.patients)
+        self.observations.extend(other.observations)
+        self.conditions.extend(other.conditions)
+        self.treatments.extend(other.treatments)
+        self.encounters.extend(other.encounters)
+        self.problems.extend(other.problems)

@@ -1,0 +1,93 @@
+"""Shared test fixtures.
+
+* Qt runs offscreen; the per-user data folder is a temporary one (``MEDVIEW_HOME``).
+* ``shared_data`` points at ``../shared/data``; tests needing it skip when absent.
+* Every test fails if it leaves a medview worker (or any new Python thread) running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-test-home-"))
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MEDVIEW_SHARED_DATA", REPO.parent / "shared" / "data"))
+CT_DIR = SHARED_DATA / "ct" / "totalseg_example_dicom"
+XRAY_DIR = SHARED_DATA / "xray"
+RECORDS_DIR = SHARED_DATA / "records"
+PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist_train_val.npz"
+
+
+def need(path: Path) -> Path:
+    """Skip the calling test with a reason when ``path`` is missing."""
+    if not path.exists():
+        pytest.skip(f"needs {path} (the ../shared data folder is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def ct_dir() -> Path:
+    return need(CT_DIR)
+
+
+@pytest.fixture(scope="session")
+def xray_dir() -> Path:
+    return need(XRAY_DIR)
+
+
+@pytest.fixture(scope="session")
+def records_dir() -> Path:
+    return need(RECORDS_DIR)
+
+
+@pytest.fixture()
+def medview_home(tmp_path, monkeypatch) -> Path:
+    """A fresh per-user data folder (and database) for one test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDVIEW_HOME", str(home))
+    monkeypatch.delenv("MEDVIEW_DB", raising=False)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_threads(request):
+    """Fail any test that leaves a thread (or a medview worker) running."""
+    before = set(threading.enumerate())
+    yield
+    if "PySide6" in sys.modules:
+        try:
+            from medview.ui import workers
+
+            if workers._pool is not None:
+                workers.shutdown_all(5000)
+                assert not workers.active_tasks() or all(
+                    not h.running for h in workers.active_tasks()
+                ), "medview tasks still running after the test"
+        except ImportError:
+            pass
+    deadline = time.monotonic() + 5.0
+    while True:
+        extra = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and not t.daemon
+        ]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not extra, f"test left threads running: {[t.name for t in extra]}"
