@@ -1,0 +1,43 @@
+"""What the main window tells its side panels, and what panels hand back.
+
+Every dock panel is a ``QWidget`` subclass with:
+
+* ``set_study_context(ctx: StudyContext)`` - called by the main window whenever the
+  image in the active viewport (or its slice) changes;
+* a ``notify = Signal(str)`` for one-line non-modal notifications;
+* ``shutdown()`` - cancel its task (called on quit; must not block long).
+
+The AI panel additionally emits ``overlay_changed(object)`` with an
+:class:`Overlay` (or ``None``) for the viewport, and ``finding(str, str)``
+(SNOMED code, display) when the user sends a positive AI finding to the
+treatment suggestions panel (``add_working_condition(code, display)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class StudyContext:
+    volume: Any | None = None  # medview.io.Volume
+    index: int = 0  # slice index in the volume (axial)
+    patient_id: str = ""
+    patient_name: str = ""
+    birth_date: date | None = None
+    image_key: str = ""  # stable id of the current image (SOPInstanceUID or path#frame)
+
+
+@dataclass
+class Overlay:
+    """A heat map over the current slice: values in [0, 1], same shape as the slice."""
+
+    heatmap: np.ndarray
+    opacity: float = 0.4
+    colormap: str = "jet"  # "jet" | "hot" | "viridis"
+    label: str = "AI output, not for diagnostic use"
+    index: int | None = None  # slice it belongs to (None: the current 2D image)
