@@ -4,6 +4,9 @@ Importers (FHIR R4 bundles / NDJSON, Synthea CSV, CGM CSV) produce a
 :class:`RecordSet`. Forecasting reads :class:`Observation` series (keyed by LOINC
 code, values in a canonical unit); treatment suggestions read conditions and the
 treatment events (medications by RxNorm, procedures and care plans by SNOMED CT).
+
+All times are naive ``datetime`` objects in UTC (the FHIR and Synthea importers
+convert offsets to UTC and drop the tzinfo; a plain date becomes midnight).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Observation:
     original_value: float | None = None
     original_unit: str = ""
     unit_flag: str = ""  # non-empty when the unit could not be converted (value kept as given)
+    text: str = ""  # value of a non-numeric observation (e.g. smoking status), else ""
 
 
 @dataclass
@@ -56,6 +60,7 @@ class TreatmentEvent:
     display: str
     reason_code: str = ""  # SNOMED CT condition code the record gives as the reason
     reason_display: str = ""
+    status: str = ""  # source status when given (FHIR "active", "stopped"...), else ""
 
 
 @dataclass
@@ -87,6 +92,8 @@ class RecordSet:
     treatments: list[TreatmentEvent] = field(default_factory=list)
     encounters: list[Encounter] = field(default_factory=list)
     problems: list[RecordProblem] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # files / folders read
+    format: str = ""  # "fhir", "synthea-csv" (or "mixed" after extend)
 
     def extend(self, other: RecordSet) -> None:
         self.patients.update(other.patients)
@@ -95,3 +102,35 @@ class RecordSet:
         self.treatments.extend(other.treatments)
         self.encounters.extend(other.encounters)
         self.problems.extend(other.problems)
+        self.sources.extend(other.sources)
+        if other.format and self.format and other.format != self.format:
+            self.format = "mixed"
+        elif other.format:
+            self.format = other.format
+
+    def for_patient(self, patient_id: str) -> RecordSet:
+        """A new RecordSet holding only one patient's records (problems not included)."""
+        out = RecordSet(format=self.format, sources=list(self.sources))
+        if patient_id in self.patients:
+            out.patients[patient_id] = self.patients[patient_id]
+        out.observations = [o for o in self.observations if o.patient_id == patient_id]
+        out.conditions = [c for c in self.conditions if c.patient_id == patient_id]
+        out.treatments = [t for t in self.treatments if t.patient_id == patient_id]
+        out.encounters = [e for e in self.encounters if e.patient_id == patient_id]
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Number of records of each kind (for summaries and tests)."""
+        kinds: dict[str, int] = {"medication": 0, "procedure": 0, "careplan": 0}
+        for t in self.treatments:
+            kinds[t.kind] = kinds.get(t.kind, 0) + 1
+        return {
+            "patients": len(self.patients),
+            "observations": len(self.observations),
+            "conditions": len(self.conditions),
+            "medications": kinds["medication"],
+            "procedures": kinds["procedure"],
+            "careplans": kinds["careplan"],
+            "encounters": len(self.encounters),
+            "problems": len(self.problems),
+        }

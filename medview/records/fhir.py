@@ -1,0 +1,426 @@
+"""FHIR R4 import: JSON bundles (transaction/collection/searchset), single resources
+and NDJSON bulk-data exports.
+
+Resources read: Patient, Observation (value and components, e.g. the systolic and
+diastolic parts of a blood-pressure panel), Condition, MedicationRequest,
+MedicationStatement, MedicationAdministration, Procedure, CarePlan, Encounter
+(and Medication, to resolve ``medicationReference``). Other resource types are
+ignored. Reasons given as ``reasonReference`` / ``addresses`` (references to a
+Condition) are resolved to the condition's SNOMED code after every file is read,
+so references across NDJSON files work.
+
+A malformed resource (missing subject, code or time, wrong types) is reported as a
+:class:`~medview.records.model.RecordProblem` naming the file, the line (NDJSON) and
+the resource id, and skipped; everything else is imported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from medview.records._common import make_observation, parse_date, parse_time
+from medview.records.model import (
+    Condition,
+    Encounter,
+    Observation,
+    Patient,
+    RecordProblem,
+    RecordSet,
+    TreatmentEvent,
+)
+from medview.tasks import TaskState, ensure_state
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+KNOWN_TYPES = {
+    "Patient",
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationAdministration",
+    "Procedure",
+    "CarePlan",
+    "Encounter",
+    "Medication",
+}
+
+
+class _Malformed(Exception):
+    """A resource lacks something required; message is the one-line reason."""
+
+
+# --------------------------------------------------------------------------- reading
+def _iter_json_resources(obj: Any) -> Iterator[dict]:
+    """Resources in a parsed JSON document: a Bundle (recursively), a list, or one resource."""
+    if isinstance(obj, list):
+        for item in obj:
+            yield from _iter_json_resources(item)
+        return
+    if not isinstance(obj, dict):
+        return
+    if obj.get("resourceType") == "Bundle":
+        for entry in obj.get("entry") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+                yield from _iter_json_resources(entry["resource"])
+        return
+    yield obj
+
+
+def iter_fhir_file(path: Path, problems: list[RecordProblem]) -> Iterator[tuple[str, dict]]:
+    """(source label, resource) pairs from one .json / .ndjson file; bad lines -> problems."""
+    name = str(path)
+    if path.suffix.lower() == ".ndjson" or path.name.lower().endswith(".ndjson.txt"):
+        try:
+            fh = path.open(encoding="utf-8-sig")
+        except OSError as exc:
+            problems.append(RecordProblem(name, f"cannot read: {exc.strerror or exc}"))
+            return
+        with fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(RecordProblem(f"{name}:{lineno}", f"invalid JSON ({exc.msg})"))
+                    continue
+                for res in _iter_json_resources(obj):
+                    yield f"{name}:{lineno}", res
+        return
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(RecordProblem(name, f"cannot read: {exc}"))
+        return
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problems.append(RecordProblem(name, f"invalid JSON at line {exc.lineno} ({exc.msg})"))
+        return
+    if isinstance(obj, dict) and "resourceType" not in obj:
+        problems.append(RecordProblem(name, "not a FHIR resource or Bundle (no resourceType)"))
+        return
+    for res in _iter_json_resources(obj):
+        yield name, res
+
+
+# --------------------------------------------------------------------------- field helpers
+def _ref_id(ref: Any) -> str:
+    """'urn:uuid:X', 'Patient/X', 'Patient?identifier=sys|X', '#X' -> 'X'."""
+    if isinstance(ref, dict):
+        ref = ref.get("reference", "")
+    if not isinstance(ref, str):
+        return ""
+    ref = ref.strip()
+    if ref.startswith("urn:uuid:"):
+        return ref[9:]
+    if ref.startswith("#"):
+        return ref[1:]
+    if "?" in ref and "|" in ref:
+        return ref.rsplit("|", 1)[1]
+    return ref.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _coding(concept: Any, prefer: str | None = None) -> tuple[str, str]:
+    """(code, display) of a CodeableConcept, preferring a coding of system ``prefer``."""
+    if not isinstance(concept, dict):
+        return "", ""
+    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict) and c.get("code")]
+    chosen = None
+    if prefer:
+        chosen = next((c for c in codings if c.get("system") == prefer), None)
+    if chosen is None and codings:
+        chosen = codings[0]
+    text = concept.get("text") or ""
+    if chosen is None:
+        return "", str(text)
+    return str(chosen["code"]), str(chosen.get("display") or text)
+
+
+def _subject(res: dict) -> str:
+    pid = _ref_id(res.get("subject") or res.get("patient") or {})
+    if not pid:
+        raise _Malformed("no subject (patient reference)")
+    return pid
+
+
+def _time(res: dict, *fields: str, required: bool = True) -> datetime | None:
+    """First present time among ``fields`` (``xPeriod`` fields give their start)."""
+    for f in fields:
+        v = res.get(f)
+        if v is None:
+            continue
+        if isinstance(v, dict):  # a Period
+            v = v.get("start") or v.get("end")
+        if not v:
+            continue
+        try:
+            return parse_time(v)
+        except (TypeError, ValueError) as exc:
+            raise _Malformed(f"bad {f} {v!r}") from exc
+    if required:
+        raise _Malformed(f"no time ({' / '.join(fields)})")
+    return None
+
+
+def _end(res: dict, *fields: str) -> datetime | None:
+    for f in fields:
+        v = res.get(f)
+        if isinstance(v, dict):
+            v = v.get("end")
+        if v:
+            try:
+                return parse_time(v)
+            except (TypeError, ValueError) as exc:
+                raise _Malformed(f"bad {f} {v!r}") from exc
+    return None
+
+
+def _number(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise _Malformed(f"{what} is not a number: {v!r}")
+    try:
+        return float(v)
+    except ValueError as exc:
+        raise _Malformed(f"{what} is not a number: {v!r}") from exc
+
+
+def _value(node: dict, what: str) -> tuple[float | None, str, str] | None:
+    """(value, unit, text) of an Observation or component, or None when it has no value."""
+    if "valueQuantity" in node:
+        q = node["valueQuantity"]
+        if not isinstance(q, dict) or "value" not in q:
+            raise _Malformed(f"{what} valueQuantity without a value")
+        unit = q.get("unit") or q.get("code") or ""
+        return _number(q["value"], what), str(unit), ""
+    for key in ("valueInteger", "valueDecimal"):
+        if key in node:
+            return _number(node[key], what), "", ""
+    if "valueCodeableConcept" in node:
+        code, display = _coding(node["valueCodeableConcept"])
+        return None, "", display or code
+    for key in ("valueString", "valueBoolean", "valueDateTime", "valueTime"):
+        if key in node:
+            return None, "", str(node[key])
+    return None
+
+
+# --------------------------------------------------------------------------- importer
+class FhirImporter:
+    """Accumulates resources from any number of files, then builds one RecordSet."""
+
+    def __init__(self) -> None:
+        self.records = RecordSet(format="fhir")
+        self._conditions_by_id: dict[str, tuple[str, str]] = {}
+        self._medications_by_id: dict[str, tuple[str, str]] = {}
+        self._pending: list[tuple[str, dict]] = []
+
+    # pass 1: index everything that others refer to
+    def add(self, source: str, res: dict) -> None:
+        rtype = res.get("resourceType")
+        if rtype not in KNOWN_TYPES:
+            return
+        rid = str(res.get("id") or "")
+        if rtype == "Condition" and rid:
+            self._conditions_by_id[rid] = _coding(res.get("code"), SNOMED)
+        elif rtype == "Medication" and rid:
+            self._medications_by_id[rid] = _coding(res.get("code"), RXNORM)
+            return
+        for contained in res.get("contained") or []:
+            if isinstance(contained, dict) and contained.get("resourceType") == "Medication":
+                cid = str(contained.get("id") or "")
+                if cid:
+                    self._medications_by_id[cid] = _coding(contained.get("code"), RXNORM)
+        self._pending.append((source, res))
+
+    # pass 2: convert
+    def finish(self, state: TaskState | None = None) -> RecordSet:
+        n = max(len(self._pending), 1)
+        for i, (source, res) in enumerate(self._pending):
+            if state is not None and i % 2000 == 0:
+                state.progress(0.5 + 0.5 * i / n, "converting FHIR resources")
+            rtype = res["resourceType"]
+            label = f"{source} {rtype}/{res.get('id') or '?'}"
+            try:
+                getattr(self, f"_do_{rtype}")(res)
+            except _Malformed as exc:
+                self.records.problems.append(RecordProblem(label, str(exc)))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self.records.problems.append(
+                    RecordProblem(label, f"malformed resource ({type(exc).__name__}: {exc})")
+                )
+        self._pending.clear()
+        return self.records
+
+    # ----------------------------------------------------------------- resources
+    def _do_Patient(self, res: dict) -> None:  # noqa: N802
+        pid = str(res.get("id") or "")
+        if not pid:
+            raise _Malformed("Patient without id")
+        names = [n for n in res.get("name") or [] if isinstance(n, dict)]
+        name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+        given = " ".join(str(g) for g in name.get("given") or [])
+        text = " ".join(p for p in (given, str(name.get("family") or "")) if p) or str(
+            name.get("text") or ""
+        )
+        try:
+            birth = parse_date(res.get("birthDate"))
+            death = parse_date(res.get("deceasedDateTime"))
+        except ValueError as exc:
+            raise _Malformed(f"bad birthDate/deceasedDateTime ({exc})") from exc
+        gender = str(res.get("gender") or "").lower()
+        sex = {"male": "M", "female": "F"}.get(gender, "")
+        idents = [
+            str(i["value"])
+            for i in res.get("identifier") or []
+            if isinstance(i, dict) and i.get("value")
+        ]
+        self.records.patients[pid] = Patient(pid, text, birth, death, sex, idents)
+
+    def _do_Observation(self, res: dict) -> None:  # noqa: N802
+        pid = _subject(res)
+        t = _time(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+        code, display = _coding(res.get("code"), LOINC)
+        if not code:
+            raise _Malformed("no code")
+        out: list[Observation] = []
+        val = _value(res, "value")
+        if val is not None:
+            out.append(make_observation(pid, t, code, display, *val))
+        for k, comp in enumerate(res.get("component") or []):
+            ccode, cdisplay = _coding(comp.get("code"), LOINC)
+            if not ccode:
+                raise _Malformed(f"component {k} has no code")
+            cval = _value(comp, f"component {ccode}")
+            if cval is not None:
+                out.append(make_observation(pid, t, ccode, cdisplay, *cval))
+        if not out:
+            if res.get("dataAbsentReason") or res.get("hasMember"):
+                return  # a panel or an explicitly absent value: nothing to keep
+            raise _Malformed("no value and no component values")
+        self.records.observations.extend(out)
+
+    def _do_Condition(self, res: dict) -> None:  # noqa: N802
+        pid = _subject(res)
+        code, display = _coding(res.get("code"), SNOMED)
+        if not code:
+            raise _Malformed("no code")
+        start = _time(res, "onsetDateTime", "onsetPeriod", "recordedDate")
+        stop = _end(res, "abatementDateTime", "abatementPeriod")
+        self.records.conditions.append(Condition(pid, start, stop, code, display))
+
+    def _reason(self, res: dict, *ref_fields: str) -> tuple[str, str]:
+        for rc in res.get("reasonCode") or []:
+            code, display = _coding(rc, SNOMED)
+            if code:
+                return code, display
+        for f in ref_fields:
+            for ref in res.get(f) or []:
+                hit = self._conditions_by_id.get(_ref_id(ref))
+                if hit and hit[0]:
+                    return hit
+        return "", ""
+
+    def _medication(self, res: dict) -> tuple[str, str]:
+        if "medicationCodeableConcept" in res:
+            code, display = _coding(res["medicationCodeableConcept"], RXNORM)
+        else:
+            ref = _ref_id(res.get("medicationReference") or {})
+            code, display = self._medications_by_id.get(ref, ("", ""))
+            if not code and ref:
+                raise _Malformed(f"medicationReference {ref!r} not found")
+        if not code:
+            raise _Malformed("no medication code")
+        return code, display
+
+    def _add_treatment(
+        self, res: dict, kind: str, code: str, display: str, start: datetime | None, stop
+    ) -> None:
+        rcode, rdisplay = self._reason(res, "reasonReference", "addresses")
+        self.records.treatments.append(
+            TreatmentEvent(
+                patient_id=_subject(res),
+                kind=kind,
+                start=start,
+                stop=stop,
+                code=code,
+                display=display,
+                reason_code=rcode,
+                reason_display=rdisplay,
+                status=str(res.get("status") or ""),
+            )
+        )
+
+    def _do_MedicationRequest(self, res: dict) -> None:  # noqa: N802
+        code, display = self._medication(res)
+        start = _time(res, "authoredOn")
+        self._add_treatment(res, "medication", code, display, start, None)
+
+    def _do_MedicationStatement(self, res: dict) -> None:  # noqa: N802
+        code, display = self._medication(res)
+        start = _time(res, "effectiveDateTime", "effectivePeriod", "dateAsserted")
+        stop = _end(res, "effectivePeriod")
+        self._add_treatment(res, "medication", code, display, start, stop)
+
+    def _do_MedicationAdministration(self, res: dict) -> None:  # noqa: N802
+        code, display = self._medication(res)
+        start = _time(res, "effectiveDateTime", "effectivePeriod")
+        stop = _end(res, "effectivePeriod")
+        self._add_treatment(res, "medication", code, display, start, stop)
+
+    def _do_Procedure(self, res: dict) -> None:  # noqa: N802
+        code, display = _coding(res.get("code"), SNOMED)
+        if not code:
+            raise _Malformed("no code")
+        start = _time(res, "performedDateTime", "performedPeriod")
+        stop = _end(res, "performedPeriod")
+        self._add_treatment(res, "procedure", code, display, start, stop)
+
+    def _do_CarePlan(self, res: dict) -> None:  # noqa: N802
+        code, display = "", ""
+        for cat in res.get("category") or []:
+            code, display = _coding(cat, SNOMED)
+            if code and any(
+                isinstance(c, dict) and c.get("system") == SNOMED for c in cat.get("coding") or []
+            ):
+                break
+            code, display = "", ""
+        if not code:
+            raise _Malformed("no SNOMED CT care plan code in category")
+        start = _time(res, "period", "created")
+        stop = _end(res, "period")
+        self._add_treatment(res, "careplan", code, display, start, stop)
+
+    def _do_Encounter(self, res: dict) -> None:  # noqa: N802
+        pid = _subject(res)
+        start = _time(res, "period")
+        stop = _end(res, "period")
+        types = res.get("type") or []
+        code, display = _coding(types[0], SNOMED) if types else ("", "")
+        cls = res.get("class")
+        ecls = str(cls.get("code") or "") if isinstance(cls, dict) else ""
+        self.records.encounters.append(Encounter(pid, start, stop, code, display, ecls))
+
+
+def read_fhir(paths: Iterable[Path], state: TaskState | None = None) -> RecordSet:
+    """Import FHIR JSON / NDJSON files into one RecordSet (references resolved across files)."""
+    state = ensure_state(state)
+    files = list(paths)
+    imp = FhirImporter()
+    problems: list[RecordProblem] = []
+    for i, path in enumerate(files):
+        state.progress(0.5 * i / max(len(files), 1), f"reading {path.name}")
+        for source, res in iter_fhir_file(path, problems):
+            imp.add(source, res)
+        imp.records.sources.append(str(path))
+    records = imp.finish(state)
+    records.problems[:0] = problems
+    state.progress(1.0, "FHIR import done")
+    return records

@@ -1,0 +1,277 @@
+"""Keep imported records in the local SQLite database (``medview.paths.database_path()``).
+
+Tables are medview-records' own (prefixed ``rec_``), created with ``IF NOT EXISTS``.
+Saving a patient replaces everything stored for that patient id, in one
+transaction, so importing the same export twice does not duplicate rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import date, datetime
+from os import PathLike
+from pathlib import Path
+
+from medview.records.model import (
+    Condition,
+    Encounter,
+    Observation,
+    Patient,
+    RecordSet,
+    TreatmentEvent,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rec_patients (
+    id TEXT PRIMARY KEY, name TEXT, birth_date TEXT, death_date TEXT, sex TEXT,
+    identifiers TEXT, source TEXT, imported_at TEXT
+);
+CREATE TABLE IF NOT EXISTS rec_observations (
+    patient_id TEXT NOT NULL, time TEXT NOT NULL, code TEXT NOT NULL, display TEXT,
+    value REAL, unit TEXT, original_value REAL, original_unit TEXT, unit_flag TEXT, text TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_observations_pc ON rec_observations (patient_id, code, time);
+CREATE TABLE IF NOT EXISTS rec_conditions (
+    patient_id TEXT NOT NULL, start TEXT, stop TEXT, code TEXT NOT NULL, display TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_conditions_p ON rec_conditions (patient_id);
+CREATE TABLE IF NOT EXISTS rec_treatments (
+    patient_id TEXT NOT NULL, kind TEXT NOT NULL, start TEXT, stop TEXT, code TEXT NOT NULL,
+    display TEXT, reason_code TEXT, reason_display TEXT, status TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_treatments_p ON rec_treatments (patient_id);
+CREATE TABLE IF NOT EXISTS rec_encounters (
+    patient_id TEXT NOT NULL, start TEXT, stop TEXT, code TEXT, display TEXT,
+    encounter_class TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_encounters_p ON rec_encounters (patient_id);
+CREATE TABLE IF NOT EXISTS rec_links (
+    imaging_patient_id TEXT PRIMARY KEY, record_patient_id TEXT NOT NULL, method TEXT,
+    linked_at TEXT
+);
+"""
+
+_TABLES = ("rec_observations", "rec_conditions", "rec_treatments", "rec_encounters")
+
+
+def _iso(v: datetime | date | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def _dt(v: str | None) -> datetime | None:
+    return datetime.fromisoformat(v) if v else None
+
+
+def _d(v: str | None) -> date | None:
+    return date.fromisoformat(v) if v else None
+
+
+def connect(db_path: str | PathLike[str] | None = None) -> sqlite3.Connection:
+    """Open the database (default :func:`medview.paths.database_path`) with the rec_ tables."""
+    if db_path is None:
+        from medview.paths import database_path
+
+        db_path = database_path()
+    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(db_path), timeout=10.0)
+    with con:
+        con.executescript(SCHEMA)
+    return con
+
+
+def save_records(
+    records: RecordSet, db_path: str | PathLike[str] | None = None, source: str = ""
+) -> int:
+    """Store ``records`` (replacing earlier rows of the same patients); returns patients saved.
+
+    Rows of patients not listed in ``records.patients`` are stored too (under their
+    patient id) so nothing imported is lost.
+    """
+    source = source or ";".join(records.sources)
+    now = datetime.now().isoformat(timespec="seconds")
+    ids = set(records.patients)
+    ids.update(o.patient_id for o in records.observations)
+    ids.update(c.patient_id for c in records.conditions)
+    ids.update(t.patient_id for t in records.treatments)
+    ids.update(e.patient_id for e in records.encounters)
+    con = connect(db_path)
+    try:
+        with con:  # one transaction
+            for table in _TABLES:
+                con.executemany(f"DELETE FROM {table} WHERE patient_id = ?", [(i,) for i in ids])
+            con.executemany(
+                "INSERT OR REPLACE INTO rec_patients VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        p.id,
+                        p.name,
+                        _iso(p.birth_date),
+                        _iso(p.death_date),
+                        p.sex,
+                        "\n".join(p.identifiers),
+                        source,
+                        now,
+                    )
+                    for p in records.patients.values()
+                ],
+            )
+            con.executemany(
+                "INSERT INTO rec_observations VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        o.patient_id,
+                        _iso(o.time),
+                        o.code,
+                        o.display,
+                        o.value,
+                        o.unit,
+                        o.original_value,
+                        o.original_unit,
+                        o.unit_flag,
+                        o.text,
+                    )
+                    for o in records.observations
+                ],
+            )
+            con.executemany(
+                "INSERT INTO rec_conditions VALUES (?,?,?,?,?)",
+                [
+                    (c.patient_id, _iso(c.start), _iso(c.stop), c.code, c.display)
+                    for c in records.conditions
+                ],
+            )
+            con.executemany(
+                "INSERT INTO rec_treatments VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        t.patient_id,
+                        t.kind,
+                        _iso(t.start),
+                        _iso(t.stop),
+                        t.code,
+                        t.display,
+                        t.reason_code,
+                        t.reason_display,
+                        t.status,
+                    )
+                    for t in records.treatments
+                ],
+            )
+            con.executemany(
+                "INSERT INTO rec_encounters VALUES (?,?,?,?,?,?)",
+                [
+                    (
+                        e.patient_id,
+                        _iso(e.start),
+                        _iso(e.stop),
+                        e.code,
+                        e.display,
+                        e.encounter_class,
+                    )
+                    for e in records.encounters
+                ],
+            )
+    finally:
+        con.close()
+    return len(records.patients)
+
+
+def load_saved_records(
+    db_path: str | PathLike[str] | None = None, patient_ids: Iterable[str] | None = None
+) -> RecordSet:
+    """Read stored records back (all patients, or only ``patient_ids``)."""
+    con = connect(db_path)
+    rs = RecordSet(format="database", sources=[str(db_path or "")])
+    ids = list(patient_ids) if patient_ids is not None else None
+
+    def rows(table: str, key: str = "patient_id"):
+        if ids is None:
+            return con.execute(f"SELECT * FROM {table}")
+        marks = ",".join("?" * len(ids)) or "''"
+        return con.execute(f"SELECT * FROM {table} WHERE {key} IN ({marks})", ids)
+
+    try:
+        for pid, name, birth, death, sex, idents, _src, _at in rows("rec_patients", "id"):
+            rs.patients[pid] = Patient(
+                pid,
+                name or "",
+                _d(birth),
+                _d(death),
+                sex or "",
+                [i for i in (idents or "").split("\n") if i],
+            )
+        for r in rows("rec_observations"):
+            rs.observations.append(
+                Observation(
+                    r[0],
+                    _dt(r[1]),
+                    r[2],
+                    r[3] or "",
+                    r[4],
+                    r[5] or "",
+                    r[6],
+                    r[7] or "",
+                    r[8] or "",
+                    r[9] or "",
+                )
+            )
+        for r in rows("rec_conditions"):
+            rs.conditions.append(Condition(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4] or ""))
+        for r in rows("rec_treatments"):
+            rs.treatments.append(
+                TreatmentEvent(
+                    r[0],
+                    r[1],
+                    _dt(r[2]),
+                    _dt(r[3]),
+                    r[4],
+                    r[5] or "",
+                    r[6] or "",
+                    r[7] or "",
+                    r[8] or "",
+                )
+            )
+        for r in rows("rec_encounters"):
+            rs.encounters.append(
+                Encounter(r[0], _dt(r[1]), _dt(r[2]), r[3] or "", r[4] or "", r[5] or "")
+            )
+    finally:
+        con.close()
+    return rs
+
+
+def save_link(
+    imaging_patient_id: str,
+    record_patient_id: str,
+    method: str,
+    db_path: str | PathLike[str] | None = None,
+) -> None:
+    """Remember that imaging PatientID ``imaging_patient_id`` is record ``record_patient_id``."""
+    con = connect(db_path)
+    try:
+        with con:
+            con.execute(
+                "INSERT OR REPLACE INTO rec_links VALUES (?,?,?,?)",
+                (
+                    imaging_patient_id,
+                    record_patient_id,
+                    method,
+                    datetime.now().isoformat(timespec="seconds"),
+                ),
+            )
+    finally:
+        con.close()
+
+
+def saved_link(imaging_patient_id: str, db_path: str | PathLike[str] | None = None) -> str | None:
+    """The record patient id remembered for an imaging PatientID, or None."""
+    con = connect(db_path)
+    try:
+        row = con.execute(
+            "SELECT record_patient_id FROM rec_links WHERE imaging_patient_id = ?",
+            (imaging_patient_id,),
+        ).fetchone()
+    finally:
+        con.close()
+    return row[0] if row else None
