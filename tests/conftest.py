@@ -83,9 +83,7 @@ def no_dangling_threads(request):
     deadline = time.monotonic() + 5.0
     while True:
         extra = [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.is_alive() and not t.daemon
+            t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
         ]
         if not extra or time.monotonic() > deadline:
             break

@@ -1,1 +1,41 @@
-"""medview.io."""
+"""Reading studies: DICOM (any common transfer syntax), DICOMDIR, folders,
+PNG/JPEG/TIFF X-rays and NIfTI/MHA/NRRD volumes, all through one Qt-free API.
+
+>>> from medview.io import scan, load_series
+>>> result = scan("/path/to/study")        # headers only, fast
+>>> volume = load_series(result.series[0])  # pixels, decoded in parallel
+"""
+
+from medview.io.dicom import read_header
+from medview.io.model import InstanceInfo, ScanResult, SeriesInfo, Volume
+from medview.io.scan import scan, scan_one
+from medview.io.volume import load_path, load_series
+
+__all__ = [
+    "InstanceInfo",
+    "ScanResult",
+    "SeriesInfo",
+    "Volume",
+    "load_path",
+    "load_series",
+    "read_header",
+    "read_dataset",
+    "scan",
+    "scan_one",
+]
+
+
+def read_dataset(path: str):
+    """The full pydicom Dataset of a file without its pixel data (for the tag browser)."""
+    import warnings
+
+    import pydicom
+
+    from medview.errors import ReadError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception as exc:
+        raise ReadError(f"not a readable DICOM file ({type(exc).__name__})", path) from exc

@@ -142,7 +142,9 @@ class TaskSlot(QObject):
         super().__init__(parent)
         self.current: TaskHandle | None = None
 
-    def start(self, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any) -> TaskHandle:
+    def start(
+        self, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any
+    ) -> TaskHandle:
         self.cancel()
         self.current = start_task(fn, *args, name=name, **kwargs)
         return self.current

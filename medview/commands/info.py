@@ -1,0 +1,39 @@
+"""``medview info PATH``: what a file, folder or DICOMDIR holds."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list the series in a file, folder or DICOMDIR (headers only)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or DICOMDIR")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON: {series: [...], errors: [...]}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from medview.commands._common import print_json
+    from medview.io import scan
+
+    result = scan(args.paths)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        for s in result.series:
+            sp = ", ".join(f"{v:.4g}" for v in s.spacing)
+            print(f"{s.modality or '--'} {s.series_uid}")
+            print(
+                f"  {s.description or '(no description)'} | patient {s.patient_id or '-'} | "
+                f"{s.columns}x{s.rows} x {s.slices} slice(s), {s.frames} frame(s)/file | spacing {sp} mm"
+            )
+            print(f"  {s.photometric or '-'} | transfer syntax {s.transfer_syntax or '-'}")
+            for w in s.warnings:
+                print(f"  warning: {w}")
+    for e in result.errors:
+        print(f"medview: {e}", file=sys.stderr)
+    return 0 if result.series else 2

@@ -1,0 +1,57 @@
+"""``medview render PATH --out FILE.png``: one slice through the viewer's display pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "render one slice to PNG exactly as the viewer shows it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="file, folder or DICOMDIR")
+    parser.add_argument("--out", required=True, metavar="FILE.png", help="PNG to write")
+    parser.add_argument("--series", metavar="UID", help="series to render (default: the first)")
+    parser.add_argument("--index", type=int, help="slice index in the plane (default: the middle)")
+    parser.add_argument("--plane", default="axial", choices=["axial", "coronal", "sagittal"])
+    parser.add_argument(
+        "--window", metavar="CENTER,WIDTH", help="window (default: from file, else auto)"
+    )
+    parser.add_argument(
+        "--preset",
+        help="CT window preset: lung, mediastinum, soft tissue, bone, brain, abdomen, liver",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from medview.commands._common import error, parse_window
+    from medview.errors import MedviewError
+    from medview.imaging.display import CT_PRESETS, plane_size, render_slice
+    from medview.io import load_path
+
+    try:
+        window = parse_window(args.window)
+    except ValueError as exc:
+        return error(str(exc))
+    if args.preset:
+        if args.preset.lower() not in CT_PRESETS:
+            return error(f"unknown preset {args.preset!r}; choose from {', '.join(CT_PRESETS)}")
+        window = window or CT_PRESETS[args.preset.lower()]
+    try:
+        vol = load_path(args.path, series_uid=args.series)
+        n = plane_size(vol, args.plane)
+        index = n // 2 if args.index is None else args.index
+        if not 0 <= index < n:
+            return error(
+                f"{args.path}: --index {index} out of range 0..{n - 1} for the {args.plane} plane"
+            )
+        img = render_slice(vol, index, args.plane, window=window)
+    except MedviewError as exc:
+        return error(str(exc))
+    from medview.imaging.png import write_png
+
+    try:
+        write_png(args.out, img)
+    except OSError as exc:
+        return error(f"{args.out}: cannot write ({exc.strerror or exc})")
+    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}, {args.plane} slice {index} of {n})")
+    return 0

@@ -1,0 +1,42 @@
+"""``medview studies``: query the local study database."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list studies in the local database (filter by patient, date range, modality)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--patient", metavar="TEXT", help="patient name or ID contains TEXT")
+    parser.add_argument(
+        "--from", dest="date_from", metavar="YYYYMMDD", help="study date on or after"
+    )
+    parser.add_argument("--to", dest="date_to", metavar="YYYYMMDD", help="study date on or before")
+    parser.add_argument("--modality", metavar="M", help="e.g. CT, MR, CR")
+    parser.add_argument(
+        "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON: {studies: [...]}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medview.commands._common import print_json
+    from medview.io.database import StudyDatabase
+
+    db = StudyDatabase(args.db)
+    rows = db.studies(
+        text=args.patient, date_from=args.date_from, date_to=args.date_to, modality=args.modality
+    )
+    if args.json:
+        print_json({"studies": rows})
+        return 0
+    if not rows:
+        print("no studies")
+    for r in rows:
+        print(
+            f"{r['study_date'] or '--------'}  {r['patient_name'] or '-':<28} {r['patient_id'] or '-':<14} "
+            f"{r['modalities'] or '-':<8} {r['series_count']} series, {r['instance_count']} images  "
+            f"{r['description'] or ''}  [{r['study_uid']}]"
+        )
+    return 0

@@ -1,0 +1,264 @@
+"""The display pipeline: stored values -> modality values -> VOI -> presentation.
+
+Each step is a small typed ``ndarray -> ndarray`` function citing the part of the
+DICOM standard (PS3.3, *Information Object Definitions*, 2024 editions) it
+implements. :func:`render_slice` chains them for one slice of a
+:class:`~medview.io.model.Volume`; the viewer and ``medview render`` both call it,
+so what the CLI writes is what the radiologist sees.
+
+Only the 2D slice being shown is ever converted to float32; volumes stay in their
+stored integer type.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from medview.io.model import Volume
+
+PLANES = ("axial", "coronal", "sagittal")
+
+# (center, width) presets radiologists use for CT, in HU
+CT_PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "soft tissue": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "abdomen": (60.0, 400.0),
+    "liver": (60.0, 160.0),
+}
+
+
+def apply_modality_lut(arr: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
+    """Stored values to modality values (e.g. Hounsfield units) as float32.
+
+    Implements the linear Modality LUT transformation of PS3.3 C.11.1.1.2
+    (Rescale Slope and Intercept): ``output = slope * stored + intercept``.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        Stored pixel values (any integer or float type).
+    slope, intercept : float
+        RescaleSlope (0028,1053) and RescaleIntercept (0028,1052).
+    """
+    out = arr.astype(np.float32, copy=True)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out
+
+
+def apply_lut_table(arr: np.ndarray, first_mapped: int, table: np.ndarray) -> np.ndarray:
+    """Look up ``arr`` in a LUT whose first entry maps ``first_mapped`` (clamped at both ends).
+
+    Implements the LUT Descriptor semantics shared by the Modality LUT Sequence
+    (PS3.3 C.11.1.1.1) and the VOI LUT Sequence (PS3.3 C.11.2.1.1): values below the
+    first mapped value take the first entry, values past the end take the last.
+    """
+    idx = np.asarray(arr).astype(np.int64) - int(first_mapped)
+    np.clip(idx, 0, len(table) - 1, out=idx)
+    return np.asarray(table)[idx]
+
+
+def apply_window(
+    arr: np.ndarray,
+    center: float,
+    width: float,
+    out_max: int = 255,
+) -> np.ndarray:
+    """Linear VOI windowing to ``uint8`` (0..out_max).
+
+    Implements the "LINEAR" VOI LUT Function of PS3.3 C.11.2.1.2.1 (Window Center
+    and Window Width): with ``c = center - 0.5`` and ``w = width - 1``,
+    ``x <= c - w/2 -> 0``, ``x > c + w/2 -> out_max``, otherwise
+    ``((x - c) / w + 0.5) * out_max``. ``width`` must be >= 1.
+    """
+    width = max(float(width), 1.0)
+    c = float(center) - 0.5
+    w = width - 1.0
+    if w <= 0.0:  # a width of 1 is a threshold at the center
+        return np.where(np.asarray(arr) > c, out_max, 0).astype(np.uint8)
+    scale = np.float32(out_max / w)
+    offset = np.float32(out_max * (0.5 - c / w))
+    out = np.asarray(arr, dtype=np.float32) * scale + offset
+    np.clip(out, 0, out_max, out=out)
+    return out.astype(np.uint8)
+
+
+def apply_window_sigmoid(arr: np.ndarray, center: float, width: float) -> np.ndarray:
+    """ "SIGMOID" VOI LUT Function of PS3.3 C.11.2.1.3.1, to uint8."""
+    width = max(float(width), 1.0)
+    x = np.asarray(arr, dtype=np.float32)
+    out = 255.0 / (1.0 + np.exp(-4.0 * (x - np.float32(center)) / np.float32(width)))
+    return out.astype(np.uint8)
+
+
+def scale_to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map [lo, hi] linearly to 0..255 (used after a VOI LUT table)."""
+    span = max(float(hi) - float(lo), 1e-6)
+    out = (np.asarray(arr, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / span)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
+
+
+def invert_uint8(arr: np.ndarray) -> np.ndarray:
+    """Invert a display image: MONOCHROME1 shows the minimum value as white.
+
+    PS3.3 C.7.6.3.1.2 (Photometric Interpretation, MONOCHROME1): "The minimum
+    sample value is intended to be displayed as white after any VOI gray scale
+    transformations have been performed."
+    """
+    return np.subtract(np.uint8(255), arr, dtype=np.uint8)
+
+
+def auto_window(
+    arr: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
+) -> tuple[float, float]:
+    """A robust (center, width) for images with no window in the file.
+
+    Uses percentiles of a subsample of the values (so a few outliers or the
+    padding value outside a CT's circular field of view do not flatten the image).
+    Not part of the standard: the standard leaves the default VOI to the viewer
+    when none is given (PS3.3 C.11.2).
+    """
+    a = np.asarray(arr)
+    if a.size == 0:
+        return 0.0, 1.0
+    step = max(1, a.size // 262144)
+    sample = a.reshape(-1)[::step].astype(np.float32)
+    finite = sample[np.isfinite(sample)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [low_pct, high_pct])
+    if hi - lo < 1e-6:
+        lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return float((lo + hi) / 2.0), float(hi - lo)
+
+
+def resample_rows(arr: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch the row axis by ``factor`` with linear interpolation (aspect correction).
+
+    Reformatted planes (coronal, sagittal) have rows spaced by the slice spacing and
+    columns by the pixel spacing; shown with square screen pixels they need their
+    row count scaled by ``row_spacing / col_spacing``. Written with numpy because a
+    2D linear stretch needs no resampling library (SimpleITK does the 3D work).
+    """
+    n = arr.shape[0]
+    new_n = max(1, int(round(n * factor)))
+    if new_n == n:
+        return arr
+    pos = (np.arange(new_n, dtype=np.float32) + 0.5) / np.float32(factor) - 0.5
+    np.clip(pos, 0, n - 1, out=pos)
+    i0 = np.floor(pos).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n - 1)
+    t = (pos - i0).astype(np.float32)
+    shape = (new_n,) + (1,) * (arr.ndim - 1)
+    t = t.reshape(shape)
+    a0 = arr[i0].astype(np.float32)
+    a1 = arr[i1].astype(np.float32)
+    out = a0 + (a1 - a0) * t
+    if np.issubdtype(arr.dtype, np.integer):
+        out = np.rint(out).astype(arr.dtype)
+    return out
+
+
+def plane_size(volume: Volume, plane: str) -> int:
+    """Number of slices available in ``plane``."""
+    z, y, x = volume.shape
+    return {"axial": z, "coronal": y, "sagittal": x}[_check_plane(plane)]
+
+
+def _check_plane(plane: str) -> str:
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {', '.join(PLANES)}, not {plane!r}")
+    return plane
+
+
+def extract_plane(
+    volume: Volume, index: int, plane: str = "axial"
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """One slice of the volume in stored values, oriented for display.
+
+    Returns the 2D (or 2D x 3 colour) array and its (row spacing, column spacing) in
+    mm. Axial slices are returned as stored. Coronal and sagittal reformats are
+    flipped so that the patient's head is at the top when the slice axis points
+    superior (the usual radiological convention).
+    """
+    _check_plane(plane)
+    arr = volume.array
+    n = plane_size(volume, plane)
+    if not 0 <= index < n:
+        raise IndexError(f"{plane} slice {index} out of range 0..{n - 1}")
+    sx, sy, sz = volume.spacing
+    if plane == "axial":
+        return arr[index], (sy, sx)
+    if plane == "coronal":
+        img, spacing = arr[:, index, :], (sz, sx)
+    else:
+        img, spacing = arr[:, :, index], (sz, sy)
+    k_axis = np.asarray(volume.direction, dtype=float)[:, 2]
+    if k_axis[2] >= 0:  # slice index grows towards the head: put the head at the top
+        img = img[::-1]
+    return img, spacing
+
+
+def display_window(volume: Volume, slice_values: np.ndarray) -> tuple[float, float]:
+    """The window used when the user chose none: the file's, else automatic."""
+    if volume.window is not None:
+        return volume.window
+    return auto_window(slice_values)
+
+
+def render_slice(
+    volume: Volume,
+    index: int,
+    plane: str = "axial",
+    window: tuple[float, float] | None = None,
+    invert: bool | None = None,
+    aspect: bool = True,
+) -> np.ndarray:
+    """Render one slice to 8-bit for display: the viewer's and the CLI's pipeline.
+
+    Steps: extract the (reformatted) plane; apply the modality LUT
+    (:func:`apply_modality_lut`, PS3.3 C.11.1); apply the VOI transform, i.e.
+    ``window`` if given, else the file's VOI LUT Sequence (PS3.3 C.11.2.1.1) or
+    Window Center/Width (C.11.2.1.2), else :func:`auto_window`; invert
+    MONOCHROME1 (C.7.6.3.1.2); correct the aspect ratio so pixels are square in mm.
+
+    Colour images (RGB after any YBR/palette conversion at load) are returned as
+    (H, W, 3) uint8, windowed per channel only when ``window`` is given.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array (H, W) or (H, W, 3).
+    """
+    img, (row_sp, col_sp) = extract_plane(volume, index, plane)
+    if volume.is_color:
+        out = img if img.dtype == np.uint8 else scale_to_uint8(img, 0, float(img.max() or 1))
+        if window is not None:
+            out = apply_window(out, *window)
+    else:
+        values = apply_modality_lut(img, volume.rescale_slope, volume.rescale_intercept)
+        if window is not None:
+            out = apply_window(values, *window)
+        elif volume.voi_lut is not None:
+            first, table = volume.voi_lut
+            mapped = apply_lut_table(values, first, table)
+            out = scale_to_uint8(mapped, float(table.min()), float(table.max()))
+        else:
+            out = apply_window(values, *display_window(volume, values))
+        do_invert = volume.invert if invert is None else invert
+        if do_invert:
+            out = invert_uint8(out)
+    if aspect and row_sp > 0 and col_sp > 0 and abs(row_sp / col_sp - 1.0) > 1e-3:
+        out = resample_rows(out, row_sp / col_sp)
+    return np.ascontiguousarray(out)

@@ -1,0 +1,494 @@
+"""DICOM headers and pixel decoding with pydicom and its pixel plugins.
+
+Compressed transfer syntaxes are decoded by the plugins pydicom finds
+(pylibjpeg-libjpeg, pylibjpeg-openjpeg, pylibjpeg-rle, python-gdcm); medview has
+no codec of its own. Headers are read with ``stop_before_pixels`` so scanning is
+fast; for native little-endian files the byte offset of the pixel data is kept,
+which lets volume assembly read the pixels with one ``numpy.fromfile`` per file.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from typing import Any
+
+import numpy as np
+
+from medview.errors import ReadError, UnsupportedError
+from medview.io.model import InstanceInfo
+
+# Transfer syntaxes whose pixel data is stored natively in little endian.
+_NATIVE_LE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+# (7FE0,0008) Float, (7FE0,0009) Double Float and (7FE0,0010) Pixel Data, LE and BE
+_PIXEL_TAGS = {
+    b"\xe0\x7f\x10\x00",
+    b"\xe0\x7f\x08\x00",
+    b"\xe0\x7f\x09\x00",
+    b"\x7f\xe0\x00\x10",
+    b"\x7f\xe0\x00\x08",
+    b"\x7f\xe0\x00\x09",
+}
+
+
+def _pydicom():
+    import pydicom
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    return pydicom
+
+
+def _str(ds: Any, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else ""
+    return str(value).strip()
+
+
+def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
+    try:
+        value = ds.get(keyword, None)
+        if value is None or value == "":
+            return default
+        if type(value).__name__ == "MultiValue":
+            value = value[0]
+        return int(float(value))
+    except Exception:
+        return default
+
+
+def _float(ds: Any, keyword: str, default: float | None = None) -> float | None:
+    try:
+        value = ds.get(keyword, None)
+        if value is None or value == "":
+            return default
+        if type(value).__name__ == "MultiValue":
+            value = value[0]
+        return float(value)
+    except Exception:
+        return default
+
+
+def _floats(ds: Any, keyword: str, n: int) -> tuple[float, ...] | None:
+    try:
+        value = ds.get(keyword, None)
+        if value is None:
+            return None
+        vals = tuple(float(v) for v in value)
+        return vals if len(vals) == n else None
+    except Exception:
+        return None
+
+
+def _functional(ds: Any, group: str, item: str) -> Any | None:
+    """First item of a shared functional group macro (enhanced multi-frame IODs)."""
+    try:
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        if shared:
+            seq = shared[0].get(group)
+            if seq:
+                return seq[0].get(item)
+        per = ds.get("PerFrameFunctionalGroupsSequence")
+        if per:
+            seq = per[0].get(group)
+            if seq:
+                return seq[0].get(item)
+    except Exception:
+        return None
+    return None
+
+
+def window_from(ds: Any) -> tuple[float, float] | None:
+    """(center, width) from Window Center/Width (PS3.3 C.11.2.1.2), first pair."""
+    center = _float(ds, "WindowCenter")
+    width = _float(ds, "WindowWidth")
+    if center is None or width is None:
+        voi = _functional(ds, "FrameVOILUTSequence", "WindowCenter")
+        wid = _functional(ds, "FrameVOILUTSequence", "WindowWidth")
+        try:
+            center = float(voi[0] if type(voi).__name__ == "MultiValue" else voi)
+            width = float(wid[0] if type(wid).__name__ == "MultiValue" else wid)
+        except Exception:
+            return None
+    if width is None or width <= 0:
+        return None
+    return float(center), float(width)
+
+
+def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
+    """Fill an :class:`InstanceInfo` from a pydicom Dataset (pixels not needed)."""
+    meta = getattr(ds, "file_meta", None)
+    ts = ""
+    if meta is not None:
+        ts = str(meta.get("TransferSyntaxUID", "") or "")
+    info = InstanceInfo(path=path)
+    info.sop_uid = _str(ds, "SOPInstanceUID")
+    info.sop_class_uid = _str(ds, "SOPClassUID")
+    if meta is not None:  # anonymisers sometimes blank the dataset's copies
+        info.sop_uid = info.sop_uid or str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+        info.sop_class_uid = info.sop_class_uid or str(
+            meta.get("MediaStorageSOPClassUID", "") or ""
+        )
+    info.series_uid = _str(ds, "SeriesInstanceUID")
+    info.study_uid = _str(ds, "StudyInstanceUID")
+    info.frame_of_reference_uid = _str(ds, "FrameOfReferenceUID")
+    info.patient_id = _str(ds, "PatientID")
+    info.patient_name = _str(ds, "PatientName")
+    info.patient_birth_date = _str(ds, "PatientBirthDate")
+    info.patient_sex = _str(ds, "PatientSex")
+    info.study_date = _str(ds, "StudyDate")
+    info.study_time = _str(ds, "StudyTime")
+    info.study_description = _str(ds, "StudyDescription")
+    info.accession_number = _str(ds, "AccessionNumber")
+    info.series_description = _str(ds, "SeriesDescription")
+    info.series_number = _int(ds, "SeriesNumber")
+    info.modality = _str(ds, "Modality")
+    info.body_part = _str(ds, "BodyPartExamined")
+    info.instance_number = _int(ds, "InstanceNumber")
+    info.acquisition_number = _int(ds, "AcquisitionNumber")
+    info.rows = _int(ds, "Rows", 0) or 0
+    info.columns = _int(ds, "Columns", 0) or 0
+    info.frames = max(1, _int(ds, "NumberOfFrames", 1) or 1)
+    info.samples_per_pixel = _int(ds, "SamplesPerPixel", 1) or 1
+    info.photometric = _str(ds, "PhotometricInterpretation")
+    info.bits_allocated = _int(ds, "BitsAllocated", 0) or 0
+    info.bits_stored = _int(ds, "BitsStored", info.bits_allocated) or 0
+    info.pixel_representation = _int(ds, "PixelRepresentation", 0) or 0
+    info.transfer_syntax = ts
+    info.position = _floats(ds, "ImagePositionPatient", 3)  # type: ignore[assignment]
+    info.orientation = _floats(ds, "ImageOrientationPatient", 6)
+    if info.orientation is None:
+        o = _functional(ds, "PlaneOrientationSequence", "ImageOrientationPatient")
+        if o is not None and len(o) == 6:
+            info.orientation = tuple(float(v) for v in o)
+    if info.position is None and info.frames > 1:
+        p = _functional(ds, "PlanePositionSequence", "ImagePositionPatient")
+        if p is not None and len(p) == 3:
+            info.position = tuple(float(v) for v in p)  # type: ignore[assignment]
+    for kw in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+        sp = _floats(ds, kw, 2)
+        if sp and sp[0] > 0 and sp[1] > 0:
+            info.pixel_spacing = (sp[0], sp[1])
+            info.spacing_source = kw
+            break
+    if info.pixel_spacing is None:
+        sp = _functional(ds, "PixelMeasuresSequence", "PixelSpacing")
+        if sp is not None and len(sp) == 2 and float(sp[0]) > 0:
+            info.pixel_spacing = (float(sp[0]), float(sp[1]))
+            info.spacing_source = "PixelSpacing"
+    info.slice_thickness = _float(ds, "SliceThickness")
+    if info.slice_thickness is None:
+        st = _functional(ds, "PixelMeasuresSequence", "SliceThickness")
+        info.slice_thickness = float(st) if st not in (None, "") else None
+    info.spacing_between_slices = _float(ds, "SpacingBetweenSlices")
+    slope = _float(ds, "RescaleSlope")
+    intercept = _float(ds, "RescaleIntercept")
+    if slope is None:
+        slope = _functional(ds, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _functional(ds, "PixelValueTransformationSequence", "RescaleIntercept")
+    info.rescale_slope = float(slope) if slope not in (None, "") else 1.0
+    info.rescale_intercept = float(intercept) if intercept not in (None, "") else 0.0
+    if info.rescale_slope == 0:
+        info.rescale_slope = 1.0
+    info.rescale_type = _str(ds, "RescaleType")
+    info.window = window_from(ds)
+    info.window_explanation = _str(ds, "WindowCenterWidthExplanation")
+    info.has_voi_lut = "VOILUTSequence" in ds
+    info.has_modality_lut = "ModalityLUTSequence" in ds
+    _fill_missing_uids(info)
+    return info
+
+
+def derived_uid(*parts: object) -> str:
+    """A deterministic UID under the 2.25 root (PS3.5 B.2) derived from ``parts``."""
+    import hashlib
+
+    digest = hashlib.sha1("|".join(str(p) for p in parts).encode()).digest()[:16]
+    return "2.25." + str(int.from_bytes(digest, "big"))
+
+
+def _fill_missing_uids(info: InstanceInfo) -> None:
+    """Stand-in UIDs for anonymised files that blanked them, so grouping still works."""
+    if not info.study_uid:
+        info.study_uid = derived_uid(
+            "study",
+            info.patient_id,
+            info.patient_name,
+            info.study_date,
+            info.study_time,
+            info.frame_of_reference_uid,
+        )
+        info.missing_uids.append("StudyInstanceUID")
+    if not info.series_uid:
+        info.series_uid = derived_uid(
+            "series",
+            info.study_uid,
+            info.frame_of_reference_uid,
+            info.series_number,
+            info.series_description,
+            info.modality,
+        )
+        info.missing_uids.append("SeriesInstanceUID")
+    if not info.sop_uid:
+        info.sop_uid = derived_uid("sop", info.path)
+        info.missing_uids.append("SOPInstanceUID")
+
+
+def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
+    """Read one DICOM file's header (no pixels); raise :class:`ReadError` if it is not one."""
+    pydicom = _pydicom()
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(132)
+            if len(head) < 132 or head[128:132] != b"DICM":
+                # no preamble: accept only what parses as a dataset with DICOM image keys
+                fp.seek(0)
+                force = True
+            else:
+                fp.seek(0)
+                force = False
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
+                pos = fp.tell()
+                info = header_from_dataset(ds, path)
+                if force and not (info.sop_uid or info.series_uid or info.rows):
+                    raise ReadError("not a DICOM file", path)
+                _check_pixels(fp, pos, info)
+                _find_native_pixels(fp, pos, info, ds)
+    except ReadError:
+        raise
+    except FileNotFoundError as exc:
+        raise ReadError("file not found", path) from exc
+    except IsADirectoryError as exc:
+        raise ReadError("is a folder, not a file", path) from exc
+    except PermissionError as exc:
+        raise ReadError("permission denied", path) from exc
+    except EOFError as exc:
+        raise ReadError("truncated file (ends inside the header)", path) from exc
+    except Exception as exc:  # pydicom raises many types for garbage input
+        text = " ".join(str(exc).split())[:160]
+        if "DICM" in text or "File is missing DICOM File Meta" in text or "preamble" in text:
+            raise ReadError("not a DICOM file", path) from exc
+        raise ReadError(f"not a readable DICOM file ({type(exc).__name__}: {text})", path) from exc
+    return info
+
+
+def _check_pixels(fp: Any, pos: int, info: InstanceInfo) -> None:
+    """Header-only checks: is there pixel data at all, can a decoder read this syntax?"""
+    if not info.rows or not info.columns:
+        return
+    fp.seek(pos)
+    tag = fp.read(4)
+    if tag not in _PIXEL_TAGS:
+        info.pixel_problem = "no pixel data"
+        return
+    ts = info.transfer_syntax
+    if ts and ts not in _NATIVE_LE and ts not in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+        if not decoder_available(ts):
+            info.pixel_problem = f"unsupported transfer syntax {_ts_name(ts)}: no installed decoder"
+
+
+_decoder_cache: dict[str, bool] = {}
+
+
+def decoder_available(ts: str) -> bool:
+    """Whether one of pydicom's installed pixel plugins can decode transfer syntax ``ts``."""
+    if ts not in _decoder_cache:
+        try:
+            from pydicom.pixels import get_decoder
+
+            _decoder_cache[ts] = bool(get_decoder(ts).is_available)
+        except Exception:
+            _decoder_cache[ts] = False
+    return _decoder_cache[ts]
+
+
+def _find_native_pixels(fp: Any, pos: int, info: InstanceInfo, ds: Any) -> None:
+    """Record where native pixel data starts, so the volume loader can skip pydicom."""
+    if info.transfer_syntax not in _NATIVE_LE or info.samples_per_pixel != 1:
+        return
+    if info.bits_allocated not in (8, 16) or info.has_modality_lut or info.has_voi_lut:
+        return
+    fp.seek(pos)
+    tag = fp.read(4)
+    if tag != _PIXEL_TAG_LE:
+        return
+    implicit = info.transfer_syntax == "1.2.840.10008.1.2"
+    if implicit:
+        raw = fp.read(4)
+        if len(raw) < 4:
+            return
+        (length,) = struct.unpack("<I", raw)
+        offset = pos + 8
+    else:
+        vr = fp.read(4)
+        raw = fp.read(4)
+        if len(raw) < 4 or vr[:2] not in (b"OW", b"OB"):
+            return
+        (length,) = struct.unpack("<I", raw)
+        offset = pos + 12
+    expected = info.rows * info.columns * info.frames * (info.bits_allocated // 8)
+    if length == 0xFFFFFFFF or length < expected or expected == 0:
+        return
+    size = os.fstat(fp.fileno()).st_size
+    if offset + expected > size:
+        have = max(0, size - offset)
+        info.pixel_problem = f"truncated file: {have} of {expected} bytes of pixel data present"
+        return
+    info.pixel_offset = offset
+    info.pixel_length = expected
+
+
+def _stored_dtype(info: InstanceInfo) -> np.dtype:
+    if info.bits_allocated == 8:
+        return np.dtype(np.int8 if info.pixel_representation else np.uint8)
+    return np.dtype("<i2" if info.pixel_representation else "<u2")
+
+
+def read_native_frames(info: InstanceInfo) -> np.ndarray:
+    """Read native pixel data directly: (frames, rows, cols) in the stored type."""
+    assert info.pixel_offset is not None
+    count = info.rows * info.columns * info.frames
+    arr = np.fromfile(info.path, dtype=_stored_dtype(info), count=count, offset=info.pixel_offset)
+    if arr.size != count:
+        raise ReadError("truncated pixel data", info.path)
+    arr = arr.reshape(info.frames, info.rows, info.columns)
+    return _mask_bits(arr, info)
+
+
+def _mask_bits(arr: np.ndarray, info: InstanceInfo) -> np.ndarray:
+    """Honour BitsStored < BitsAllocated (sign-extend or mask the unused high bits)."""
+    bits, alloc = info.bits_stored, info.bits_allocated
+    if not bits or bits >= alloc or arr.dtype.kind not in "iu":
+        return arr
+    if info.pixel_representation:
+        shift = alloc - bits
+        work = arr.astype(np.int32) << shift
+        return (work >> shift).astype(arr.dtype)
+    return arr & np.array((1 << bits) - 1, dtype=arr.dtype)
+
+
+def _describe_decode_error(exc: Exception, info: InstanceInfo) -> str:
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if "less than expected" in low or "truncat" in low or "end of file" in low:
+        return f"truncated or corrupt pixel data ({text[:100]})"
+    if "no pixel data" in low:
+        return "no pixel data"
+    if (
+        "unable to decode" in text.lower()
+        or "no available" in text.lower()
+        or "plugin" in text.lower()
+    ):
+        name = _ts_name(info.transfer_syntax)
+        return f"unsupported transfer syntax {name}: no installed decoder could read it"
+    if (
+        "buffer" in text.lower()
+        or "length" in text.lower()
+        or "short" in text.lower()
+        or "truncat" in text.lower()
+    ):
+        return f"truncated or corrupt pixel data ({text[:120]})"
+    return f"could not decode pixel data ({type(exc).__name__}: {text[:120]})"
+
+
+def _ts_name(uid: str) -> str:
+    try:
+        from pydicom.uid import UID
+
+        name = UID(uid).name
+        return f"{name} ({uid})" if name and name != uid else uid
+    except Exception:
+        return uid or "(none)"
+
+
+def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode every frame of a DICOM file.
+
+    Returns ``(frames, extra)``: grayscale as (frames, rows, cols) in the stored
+    type (after the Modality LUT Sequence, if present, as uint16), colour as
+    (frames, rows, cols, 3) uint8 RGB (YBR converted, palette applied). ``extra``
+    carries the VOI LUT table if the file has one. Runs in worker processes, so
+    it takes and returns only picklable values.
+    """
+    pydicom = _pydicom()
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, force=True)
+    except Exception as exc:
+        raise ReadError(f"not a readable DICOM file ({type(exc).__name__})", path) from exc
+    truncated = any("End of file" in str(w.message) for w in caught)
+    info = header_from_dataset(ds, path)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if truncated:
+            raise ReadError("truncated file: it ends inside the pixel data", path)
+        raise ReadError("no pixel data", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except Exception as exc:
+        raise ReadError(_describe_decode_error(exc, info), path) from exc
+    extra: dict[str, Any] = {}
+    photometric = info.photometric.upper()
+    if photometric == "PALETTE COLOR":
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as exc:
+            raise UnsupportedError(f"palette colour lookup failed ({exc})", path) from exc
+    is_color = arr.ndim == 4 or (
+        arr.ndim == 3
+        and info.frames == 1
+        and arr.shape[-1] in (3, 4)
+        and (info.samples_per_pixel == 3 or photometric == "PALETTE COLOR")
+    )
+    if info.frames == 1:
+        arr = arr[np.newaxis]
+    if is_color:
+        if arr.dtype != np.uint8:
+            maxval = float(arr.max()) if arr.size else 0.0
+            bits = 16 if maxval > 255 else 8
+            arr = (
+                (arr.astype(np.float32) * (255.0 / ((1 << bits) - 1))).clip(0, 255).astype(np.uint8)
+            )
+        arr = arr[..., :3]
+    else:
+        if info.has_modality_lut:
+            try:
+                from pydicom.pixels import apply_modality_lut as pd_modality_lut
+
+                arr = np.asarray(pd_modality_lut(arr, ds)).astype(np.uint16)
+            except Exception:
+                pass
+        if arr.dtype.kind == "f":
+            pass
+        elif arr.dtype.itemsize > 2:
+            lo, hi = int(arr.min()), int(arr.max())
+            if -32768 <= lo and hi <= 32767:
+                arr = arr.astype(np.int16)
+            elif lo >= 0 and hi <= 65535:
+                arr = arr.astype(np.uint16)
+        if info.has_voi_lut:
+            try:
+                item = ds.VOILUTSequence[0]
+                desc = [int(v) for v in item.LUTDescriptor]
+                table = np.asarray(item.LUTData, dtype=np.float32)
+                first = desc[1]
+                if desc[0] and len(table) > desc[0]:
+                    table = table[: desc[0]]
+                extra["voi_lut"] = (first, table)
+            except Exception:
+                pass
+    return np.ascontiguousarray(arr), extra

@@ -1,0 +1,286 @@
+"""Series -> :class:`~medview.io.model.Volume`, decoding in parallel.
+
+* Native little-endian files are read straight from their pixel-data offset
+  (found at scan time) with ``numpy.fromfile`` on a thread pool (file reads
+  release the GIL).
+* Compressed files are decoded by pydicom's plugins in a pool of worker
+  *processes*: the JPEG / JPEG 2000 / JPEG-LS decoders hold the GIL, so threads
+  would not run them in parallel.
+* The output array is allocated once and filled slice by slice, so peak memory
+  stays near the volume's own size. CT is stored as int16 Hounsfield units when
+  that is exact (RescaleSlope 1, integral intercept, values within int16).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from medview.errors import FileProblem, MedviewError, ReadError
+from medview.io.dicom import decode_file, read_native_frames
+from medview.io.model import InstanceInfo, SeriesInfo, Volume
+from medview.tasks import TaskState, ensure_state
+
+_process_pool: Any = None
+_pool_broken = False
+
+
+def decode_workers() -> int:
+    """Worker processes for compressed decoding (``MEDVIEW_DECODE_WORKERS``; 0 = in-process)."""
+    env = os.environ.get("MEDVIEW_DECODE_WORKERS")
+    if env is not None:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            pass
+    return min(os.cpu_count() or 1, 8)
+
+
+def _get_process_pool(workers: int):
+    global _process_pool
+    if _process_pool is None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["medview.io.dicom", "numpy", "pydicom"])
+        _process_pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        atexit.register(shutdown_decoders)
+    return _process_pool
+
+
+def shutdown_decoders() -> None:
+    """Stop the decoder processes (called at exit; safe to call twice)."""
+    global _process_pool
+    pool, _process_pool = _process_pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _is_color(info: InstanceInfo) -> bool:
+    return info.samples_per_pixel == 3 or info.photometric.upper() == "PALETTE COLOR"
+
+
+def _plan_dtype(series: SeriesInfo) -> tuple[np.dtype, bool]:
+    """Output dtype and whether CT stored values are converted to int16 HU at load."""
+    first = series.instances[0]
+    if _is_color(first):
+        return np.dtype(np.uint8), False
+    slopes = {h.rescale_slope for h in series.instances}
+    intercepts = {h.rescale_intercept for h in series.instances}
+    bits = first.bits_stored or first.bits_allocated or 16
+    if first.pixel_representation:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    if (
+        slopes == {1.0}
+        and all(float(i).is_integer() for i in intercepts)
+        and not first.has_modality_lut
+    ):
+        imin, imax = min(intercepts), max(intercepts)
+        if (
+            lo + imin >= -32768
+            and hi + imax <= 32767
+            and (imin != 0 or imax != 0 or first.pixel_representation)
+        ):
+            return np.dtype(np.int16), True
+    if first.bits_allocated == 8 and not first.pixel_representation:
+        return np.dtype(np.uint8), False
+    if first.pixel_representation:
+        return np.dtype(np.int16), False
+    return np.dtype(np.uint16), False
+
+
+def load_series(series: SeriesInfo, state: TaskState | None = None) -> Volume:
+    """Decode a series into a volume; ``state.partial((volume, k))`` as the first slice lands.
+
+    Raises :class:`~medview.errors.ReadError` when no slice at all can be decoded;
+    slices that fail are filled with the minimum value and reported in
+    ``volume.warnings``.
+    """
+    state = ensure_state(state)
+    if series.kind == "raster":
+        from medview.io.raster import load_raster
+
+        return load_raster(series)
+    if series.kind == "volume":
+        from medview.io.raster import load_volume_file
+
+        state.progress(0.05, "reading volume")
+        vol = load_volume_file(series)
+        state.partial((vol, 0))
+        return vol
+    return _load_dicom_series(series, state)
+
+
+def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
+    items = series.instances
+    first = items[0]
+    color = _is_color(first)
+    dtype, to_hu = _plan_dtype(series)
+    frames = first.frames
+    nz = len(items) * frames if len(items) > 1 else frames
+    shape = (nz, first.rows, first.columns) + ((3,) if color else ())
+    out = np.empty(shape, dtype=dtype)
+    direction = np.array(series.direction, dtype=float).reshape(3, 3)
+    vol = Volume(
+        array=out,
+        spacing=series.spacing,
+        origin=series.origin,
+        direction=direction,
+        modality=series.modality,
+        photometric=first.photometric,
+        rescale_slope=1.0 if (to_hu or color) else first.rescale_slope,
+        rescale_intercept=0.0 if (to_hu or color) else first.rescale_intercept,
+        unit="HU"
+        if series.modality == "CT" and (to_hu or first.rescale_type in ("", "HU"))
+        else "",
+        window=first.window,
+        invert=first.photometric.upper() == "MONOCHROME1",
+        spacing_source=first.spacing_source,
+        spacing_known=series.spacing_known,
+        instances=list(items),
+        warnings=list(series.warnings),
+        series=series,
+    )
+    slopes = {h.rescale_slope for h in items}
+    if not to_hu and not color and len(slopes) > 1:
+        vol.warnings.append(
+            "RescaleSlope varies between slices: values use the first slice's slope"
+        )
+    done = 0
+    failures: list[FileProblem] = []
+    announced = False
+
+    def place(k: int, info: InstanceInfo, frames_arr: np.ndarray, extra: dict[str, Any]) -> None:
+        nonlocal done, announced
+        if frames_arr.shape[1:3] != (first.rows, first.columns):
+            raise ReadError(f"size {frames_arr.shape[1:3]} differs from the series", info.path)
+        if to_hu:
+            block = frames_arr.astype(np.int16, copy=False)
+            if info.rescale_intercept:
+                block = block + np.int16(int(info.rescale_intercept))
+            out[k : k + frames_arr.shape[0]] = block
+        else:
+            out[k : k + frames_arr.shape[0]] = frames_arr
+        if "voi_lut" in extra and vol.voi_lut is None:
+            vol.voi_lut = extra["voi_lut"]
+        done += 1
+        if not announced:
+            announced = True
+            state.partial((vol, k))
+
+    def fail(k: int, info: InstanceInfo, reason: str) -> None:
+        nonlocal done
+        out[k : k + frames] = np.iinfo(out.dtype).min if out.dtype.kind in "iu" else 0
+        failures.append(FileProblem(info.path, reason))
+        done += 1
+
+    jobs = [(k * frames if len(items) > 1 else 0, info) for k, info in enumerate(items)]
+    native = [(k, i) for k, i in jobs if i.pixel_offset is not None]
+    coded = [(k, i) for k, i in jobs if i.pixel_offset is None]
+    total = len(jobs)
+
+    # Native files: direct reads on threads.
+    if native:
+        with ThreadPoolExecutor(max_workers=min(8, len(native))) as pool:
+            futures = [(k, i, pool.submit(read_native_frames, i)) for k, i in native]
+            try:
+                for k, info, fut in futures:
+                    try:
+                        place(k, info, fut.result(), {})
+                    except MedviewError as exc:
+                        fail(k, info, exc.reason)
+                    if done % 8 == 0:
+                        state.progress(done / total, f"loading {done}/{total}")
+            except BaseException:
+                for _, _, fut in futures:
+                    fut.cancel()
+                raise
+
+    # Compressed (or unusual) files: pydicom + plugins, in worker processes when worthwhile.
+    if coded:
+        workers = decode_workers()
+        remaining = coded
+        if workers >= 2 and len(coded) >= 4 and not _pool_broken:
+            remaining = _decode_in_pool(coded, workers, place, fail, state, total, lambda: done)
+        for k, info in remaining:
+            state.check()
+            try:
+                arr, extra = decode_file(info.path)
+                place(k, info, arr, extra)
+            except MedviewError as exc:
+                fail(k, info, exc.reason)
+            state.progress(done / total, f"decoding {done}/{total}")
+
+    if failures and len(failures) == total:
+        raise ReadError(failures[0].reason, failures[0].path)
+    for f in failures:
+        vol.warnings.append(f"slice not decoded, shown blank: {f}")
+    if color and first.photometric.upper() != "RGB":
+        vol.photometric = "RGB"
+    state.progress(1.0, "loaded")
+    return vol
+
+
+def _decode_in_pool(coded, workers, place, fail, state, total, count):
+    """Decode on the process pool; returns the jobs left to decode in-process if it broke."""
+    global _pool_broken
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        pool = _get_process_pool(workers)
+        pending: list[tuple[int, InstanceInfo, Future]] = [
+            (k, i, pool.submit(decode_file, i.path)) for k, i in coded
+        ]
+    except Exception:
+        _pool_broken = True
+        return coded
+    try:
+        for n, (k, info, fut) in enumerate(pending):
+            state.check()
+            try:
+                arr, extra = fut.result()
+            except MedviewError as exc:
+                fail(k, info, exc.reason)
+            except BrokenProcessPool:
+                # e.g. __main__ cannot be re-imported by the workers: decode here instead
+                _pool_broken = True
+                shutdown_decoders()
+                return [(kk, ii) for kk, ii, _ in pending[n:]]
+            else:
+                place(k, info, arr, extra)
+            if count() % 4 == 0:
+                state.progress(count() / total, f"decoding {count()}/{total}")
+    except BaseException:
+        for _, _, fut in pending:
+            fut.cancel()
+        raise
+    return []
+
+
+def load_path(
+    path: str | os.PathLike[str], series_uid: str | None = None, state: TaskState | None = None
+) -> Volume:
+    """Scan ``path`` and load one series (``series_uid``, or the first found)."""
+    from medview.io.scan import scan
+
+    res = scan(path)
+    if not res.series:
+        if res.errors:
+            raise ReadError(res.errors[0].reason, res.errors[0].path)
+        raise ReadError("no images found", os.fspath(path))
+    series = res.series[0]
+    if series_uid:
+        series = res.find(series_uid)
+        if series is None:
+            raise ReadError(f"no series with UID {series_uid}", os.fspath(path))
+    return load_series(series, state)
