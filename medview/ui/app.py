@@ -1,0 +1,152 @@
+"""GUI entry point: ``medview [PATH ...] [--screenshot FILE.png] [--layout L] [--preset P]``.
+
+Kept light on purpose: only Qt and the window modules are imported before the
+window is on screen; readers, torch and SimpleITK load when first needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCREENSHOT_SIZE = (1600, 960)
+SCREENSHOT_TIMEOUT_S = float(os.environ.get("MEDVIEW_SCREENSHOT_TIMEOUT", "300"))
+
+
+def _app():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("medview")
+        app.setOrganizationName("medview")
+        app.setStyle("Fusion")
+        _dark_palette(app)
+    return app
+
+
+def _dark_palette(app) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    pal = QPalette()
+    base, text = QColor(37, 37, 38), QColor(220, 220, 220)
+    pal.setColor(QPalette.ColorRole.Window, QColor(45, 45, 48))
+    pal.setColor(QPalette.ColorRole.WindowText, text)
+    pal.setColor(QPalette.ColorRole.Base, base)
+    pal.setColor(QPalette.ColorRole.AlternateBase, QColor(50, 50, 52))
+    pal.setColor(QPalette.ColorRole.Text, text)
+    pal.setColor(QPalette.ColorRole.Button, QColor(55, 55, 58))
+    pal.setColor(QPalette.ColorRole.ButtonText, text)
+    pal.setColor(QPalette.ColorRole.ToolTipBase, QColor(60, 60, 60))
+    pal.setColor(QPalette.ColorRole.ToolTipText, text)
+    pal.setColor(QPalette.ColorRole.Highlight, QColor(0, 110, 190))
+    pal.setColor(QPalette.ColorRole.HighlightedText, QColor(255, 255, 255))
+    pal.setColor(QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140))
+    app.setPalette(pal)
+
+
+def create_window(args: Any | None = None, load_panels: bool = True):
+    """Build the main window and apply the CLI options (no event loop)."""
+    from medview.ui.main_window import MainWindow
+
+    win = MainWindow(load_panels=load_panels)
+    layout = getattr(args, "layout", None)
+    if layout:
+        win.set_layout(layout)
+    preset = getattr(args, "preset", None)
+    if preset:
+        from medview.ui.presets import resolve_preset
+
+        if resolve_preset(preset) is None:
+            win.notify(f"unknown window preset: {preset}", "warning")
+        else:
+            win.requested_preset = preset
+    paths = list(getattr(args, "paths", None) or [])
+    if paths:
+        win.open_paths(paths)
+    return win
+
+
+def wait_until_idle(win, timeout_s: float = SCREENSHOT_TIMEOUT_S, settle_ms: int = 300) -> bool:
+    """Process events until nothing is loading (and stays so for ``settle_ms``)."""
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        if win.busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif (time.monotonic() - quiet_since) * 1000 >= settle_ms:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def save_screenshot(win, path: str) -> bool:
+    from PySide6.QtCore import QCoreApplication
+
+    for _ in range(5):
+        QCoreApplication.processEvents()
+    pix = win.grab()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return bool(pix.save(path, "PNG"))
+
+
+def run_gui(args: Any) -> int:
+    """Start the workstation; with ``--screenshot`` save the window and exit.
+
+    Exit status with ``--screenshot``: 0 saved with no error, 1 saved but some
+    file could not be opened (errors on stderr), 2 screenshot not written.
+    """
+    logging.basicConfig(level=os.environ.get("MEDVIEW_LOGLEVEL", "WARNING"))
+    shot = getattr(args, "screenshot", None)
+    if shot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = _app()
+    from medview.ui import workers
+
+    win = create_window(
+        args, load_panels=not shot or os.environ.get("MEDVIEW_SCREENSHOT_PANELS") == "1"
+    )
+    if shot:
+        win.resize(*SCREENSHOT_SIZE)
+    win.show()
+    if shot:
+        idle = wait_until_idle(win)
+        if not idle:
+            print(
+                f"medview: still loading after {SCREENSHOT_TIMEOUT_S:.0f} s; saving anyway",
+                file=sys.stderr,
+            )
+        ok = save_screenshot(win, shot)
+        for err in win.errors:
+            print(f"medview: {err}", file=sys.stderr)
+        win.close()
+        workers.shutdown_all()
+        _stop_decoders()
+        if not ok:
+            print(f"{shot}: could not write the screenshot", file=sys.stderr)
+            return 2
+        print(shot)
+        return 1 if win.errors else 0
+    app.aboutToQuit.connect(lambda: workers.shutdown_all())
+    rc = app.exec()
+    workers.shutdown_all()
+    _stop_decoders()
+    return int(rc)
+
+
+def _stop_decoders() -> None:
+    mod = sys.modules.get("medview.io.volume")
+    if mod is not None and hasattr(mod, "shutdown_decoders"):
+        mod.shutdown_decoders()

@@ -1,0 +1,387 @@
+"""Study browser: opened files and the local database as patient / study / series.
+
+Series rows carry a thumbnail (the middle image, rendered with the core's
+``render_slice`` on a worker) and can be opened by double-click, Enter or by
+dragging them onto a viewport. The search box filters by patient name or ID,
+study or series description, accession, modality and date; the database part is
+queried again with the same text (``StudyDatabase.studies(text=...)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLineEdit,
+    QMenu,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medview.ui.workers import TaskSlot
+
+log = logging.getLogger(__name__)
+
+MIME_SERIES = "application/x-medview-series"
+ROLE_KEY = Qt.ItemDataRole.UserRole + 1
+ROLE_TEXT = Qt.ItemDataRole.UserRole + 2
+THUMB = 64
+
+
+def _fmt_date(d: str) -> str:
+    d = str(d or "")
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
+
+
+def make_thumbnails(series_list: list[tuple[str, Any]], state=None) -> int:
+    """Worker: render a small thumbnail of each series, ``state.partial((key, uint8))``."""
+    from medview.imaging.display import render_slice
+    from medview.io import load_series
+
+    done = 0
+    for n, (key, series) in enumerate(series_list):
+        if state is not None:
+            state.progress(n / max(1, len(series_list)), f"thumbnails {n}/{len(series_list)}")
+        try:
+            one = series
+            if series.kind == "dicom" and len(series.instances) > 1:
+                mid = series.instances[len(series.instances) // 2]
+                one = dataclasses.replace(series, instances=[mid], slices=1)
+            vol = load_series(one)
+            img = render_slice(vol, vol.shape[0] // 2, "axial")
+            h, w = img.shape[:2]
+            step = max(1, int(np.ceil(max(h, w) / THUMB)))
+            thumb = np.ascontiguousarray(img[::step, ::step])
+            if state is not None:
+                state.partial((key, thumb))
+            done += 1
+        except Exception as exc:  # a thumbnail is optional
+            log.info("no thumbnail for %s: %s", key, exc)
+    return done
+
+
+def query_database(text: str = "", modality: str = "", state=None) -> list[dict]:
+    """Worker: studies (with their series) from the local database."""
+    from medview.io.database import StudyDatabase
+
+    db = StudyDatabase()
+    try:
+        studies = db.studies(text=text or None, modality=modality or None)
+        for st in studies:
+            if state is not None:
+                state.check()
+            st["_series"] = db.series(st["study_uid"])
+        return studies
+    finally:
+        close = getattr(db, "close", None)
+        if close is not None:
+            close()
+
+
+class SeriesTree(QTreeWidget):
+    """Tree with drag support (series rows drag their key)."""
+
+    def mimeData(self, items):  # noqa: N802
+        md = QMimeData()
+        keys = [it.data(0, ROLE_KEY) for it in items if it.data(0, ROLE_KEY)]
+        md.setData(MIME_SERIES, "\n".join(keys).encode())
+        return md
+
+    def mimeTypes(self):  # noqa: N802
+        return [MIME_SERIES]
+
+
+class StudyBrowser(QWidget):
+    """Dock panel. Emits ``series_activated(key)`` for a series row."""
+
+    series_activated = Signal(str)
+    import_requested = Signal()
+    notify = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.series: dict[str, Any] = {}  # key -> SeriesInfo (opened) or db series dict
+        self.items: dict[str, QTreeWidgetItem] = {}
+        self.thumbs: dict[str, QIcon] = {}
+        self._thumb_slot = TaskSlot(self)
+        self._db_slot = TaskSlot(self)
+        self._thumb_queue: list[tuple[str, Any]] = []
+        self.db_available = True
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search patient, ID, description, date")
+        self.search.setClearButtonEnabled(True)
+        row.addWidget(self.search)
+        self.modality = QComboBox(self)
+        self.modality.addItems(["All", "CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT"])
+        self.modality.setToolTip("Modality filter")
+        row.addWidget(self.modality)
+        lay.addLayout(row)
+        self.tree = SeriesTree(self)
+        self.tree.setHeaderLabels(["Patient / study / series", "Images"])
+        self.tree.setIconSize(QSize(THUMB, THUMB))
+        self.tree.setColumnWidth(0, 260)
+        self.tree.setDragEnabled(True)
+        self.tree.setSelectionMode(QTreeWidget.SelectionMode.SingleSelection)
+        self.tree.itemActivated.connect(self._activated)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._menu)
+        lay.addWidget(self.tree)
+        self.opened_root = QTreeWidgetItem(["Opened files", ""])
+        self.db_root = QTreeWidgetItem(["Local database", ""])
+        self.tree.addTopLevelItems([self.opened_root, self.db_root])
+        self.opened_root.setExpanded(True)
+        self.db_root.setExpanded(True)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(250)
+        self._search_timer.timeout.connect(self.refresh_database)
+        self.search.textChanged.connect(self._filter_changed)
+        self.modality.currentTextChanged.connect(self._filter_changed)
+
+    # ---------------------------------------------------------------- opened
+    def add_opened(self, series_list: list[Any]) -> list[str]:
+        """Add scanned SeriesInfo objects under "Opened files"; returns their keys."""
+        keys = []
+        for s in series_list:
+            key = f"open:{s.series_uid}"
+            self.series[key] = s
+            if key in self.items:
+                keys.append(key)
+                continue
+            patient = self._child(
+                self.opened_root,
+                f"p:{s.patient_id}|{s.patient_name}",
+                _patient_label(s.patient_name, s.patient_id),
+            )
+            study = self._child(
+                patient,
+                f"s:{s.study_uid}",
+                " ".join(x for x in (_fmt_date(s.study_date), s.study_description) if x)
+                or "(study)",
+            )
+            n = s.slices if s.slices > 1 else s.frames
+            label = " ".join(x for x in (s.modality, s.description) if x) or "(series)"
+            if s.kind != "dicom" and s.instances:
+                label = f"{label} {s.instances[0].path.rsplit('/', 1)[-1]}".strip()
+            item = QTreeWidgetItem([label, str(n)])
+            item.setData(0, ROLE_KEY, key)
+            item.setData(0, ROLE_TEXT, _search_text(s))
+            item.setToolTip(0, f"{s.rows}x{s.columns}, {n} image(s), {s.transfer_syntax or s.kind}")
+            study.addChild(item)
+            self.items[key] = item
+            keys.append(key)
+            self._thumb_queue.append((key, s))
+        self.opened_root.setExpanded(True)
+        for i in range(self.opened_root.childCount()):
+            p = self.opened_root.child(i)
+            p.setExpanded(True)
+            for j in range(p.childCount()):
+                p.child(j).setExpanded(True)
+        self._filter_changed(refresh_db=False)
+        self._start_thumbnails()
+        return keys
+
+    def _child(self, parent: QTreeWidgetItem, tag: str, label: str) -> QTreeWidgetItem:
+        for i in range(parent.childCount()):
+            c = parent.child(i)
+            if c.data(0, ROLE_TEXT + 1) == tag:
+                return c
+        c = QTreeWidgetItem([label, ""])
+        c.setData(0, ROLE_TEXT + 1, tag)
+        c.setData(0, ROLE_TEXT, label.lower())
+        parent.addChild(c)
+        return c
+
+    # ------------------------------------------------------------- thumbnails
+    def _start_thumbnails(self) -> None:
+        if self._thumb_slot.busy or not self._thumb_queue:
+            return
+        batch, self._thumb_queue = self._thumb_queue, []
+        h = self._thumb_slot.start(make_thumbnails, batch, name="thumbnails")
+        h.partial.connect(self._thumb_arrived)
+        h.finished.connect(self._start_thumbnails)
+
+    def _thumb_arrived(self, value) -> None:
+        key, arr = value
+        arr = np.ascontiguousarray(arr)
+        h, w = arr.shape[:2]
+        fmt = QImage.Format.Format_Grayscale8 if arr.ndim == 2 else QImage.Format.Format_RGB888
+        img = QImage(arr.data, w, h, arr.strides[0], fmt).copy()
+        icon = QIcon(QPixmap.fromImage(img))
+        self.thumbs[key] = icon
+        item = self.items.get(key)
+        if item is not None:
+            item.setIcon(0, icon)
+
+    @property
+    def busy(self) -> bool:
+        return self._thumb_slot.busy or self._db_slot.busy or bool(self._thumb_queue)
+
+    # --------------------------------------------------------------- database
+    def refresh_database(self) -> None:
+        text = self.search.text().strip()
+        mod = self.modality.currentText()
+        h = self._db_slot.start(query_database, text, "" if mod == "All" else mod, name="database")
+        h.result.connect(self._db_loaded)
+        h.error.connect(self._db_failed)
+
+    def _db_failed(self, msg: str) -> None:
+        self._clear_db()
+        self.db_available = False
+        self.db_root.addChild(QTreeWidgetItem([f"(database unavailable: {msg})", ""]))
+
+    def _clear_db(self) -> None:
+        for key in [k for k in self.items if k.startswith("db:")]:
+            self.items.pop(key)
+            self.series.pop(key, None)
+        self.db_root.takeChildren()
+
+    def _db_loaded(self, studies: list[dict]) -> None:
+        self._clear_db()
+        if not studies:
+            self.db_root.addChild(
+                QTreeWidgetItem(["(no studies; File > Import into database)", ""])
+            )
+            return
+        for st in studies:
+            patient = self._child(
+                self.db_root,
+                f"p:{st.get('patient_id', '')}",
+                _patient_label(st.get("patient_name", ""), st.get("patient_id", "")),
+            )
+            study = self._child(
+                patient,
+                f"s:{st.get('study_uid', '')}",
+                " ".join(
+                    x
+                    for x in (_fmt_date(st.get("study_date", "")), st.get("study_description", ""))
+                    if x
+                )
+                or "(study)",
+            )
+            for se in st.get("_series", []):
+                key = f"db:{se.get('series_uid', '')}"
+                files = se.get("files") or []
+                n = se.get("images") or se.get("n_images") or se.get("instances") or len(files)
+                if isinstance(n, list):
+                    n = len(n)
+                label = " ".join(
+                    x
+                    for x in (
+                        se.get("modality", ""),
+                        se.get("description", "") or se.get("series_description", ""),
+                    )
+                    if x
+                )
+                item = QTreeWidgetItem([label or "(series)", str(n)])
+                item.setData(0, ROLE_KEY, key)
+                item.setData(
+                    0,
+                    ROLE_TEXT,
+                    " ".join(
+                        str(x)
+                        for x in (
+                            st.get("patient_name", ""),
+                            st.get("patient_id", ""),
+                            st.get("study_description", ""),
+                            st.get("study_date", ""),
+                            st.get("accession_number", ""),
+                            label,
+                        )
+                    ).lower(),
+                )
+                se = dict(se)
+                se.setdefault("study_uid", st.get("study_uid", ""))
+                self.series[key] = se
+                self.items[key] = item
+                if key in self.thumbs:
+                    item.setIcon(0, self.thumbs[key])
+                study.addChild(item)
+        self.db_root.setExpanded(True)
+        self._filter_changed(refresh_db=False)
+
+    # ----------------------------------------------------------------- filter
+    def _filter_changed(self, *_args, refresh_db: bool = True) -> None:
+        text = self.search.text().strip().lower()
+        mod = self.modality.currentText()
+        mod = "" if mod == "All" else mod.lower()
+
+        def visit(item: QTreeWidgetItem) -> bool:
+            key = item.data(0, ROLE_KEY)
+            if key:
+                hay = str(item.data(0, ROLE_TEXT) or "")
+                ok = (not text or text in hay) and (not mod or item.text(0).lower().startswith(mod))
+                item.setHidden(not ok)
+                return ok
+            any_child = False
+            for i in range(item.childCount()):
+                if visit(item.child(i)):
+                    any_child = True
+            if item.parent() is not None:
+                item.setHidden(not any_child and item.childCount() > 0)
+            return any_child
+
+        visit(self.opened_root)
+        if refresh_db and isinstance(self.sender(), (QLineEdit, QComboBox)):
+            self._search_timer.start()
+        else:
+            visit(self.db_root)
+
+    # ----------------------------------------------------------------- events
+    def _activated(self, item: QTreeWidgetItem, _col: int = 0) -> None:
+        key = item.data(0, ROLE_KEY)
+        if key:
+            self.series_activated.emit(key)
+
+    def select_key(self, key: str) -> None:
+        item = self.items.get(key)
+        if item is not None:
+            self.tree.setCurrentItem(item)
+
+    def _menu(self, pos) -> None:
+        item = self.tree.itemAt(pos)
+        menu = QMenu(self)
+        if item is not None and item.data(0, ROLE_KEY):
+            menu.addAction("Open in active viewport", lambda: self._activated(item))
+        menu.addAction("Refresh database", self.refresh_database)
+        menu.addAction("Import into database\N{HORIZONTAL ELLIPSIS}", self.import_requested.emit)
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+        self._menu_ref = menu
+
+    def shutdown(self) -> None:
+        self._thumb_queue.clear()
+        self._thumb_slot.cancel()
+        self._db_slot.cancel()
+
+
+def _patient_label(name: str, pid: str) -> str:
+    name = str(name or "").replace("^", " ").strip()
+    return f"{name or '(no name)'}  [{pid or '-'}]"
+
+
+def _search_text(s: Any) -> str:
+    inst = s.instances[0] if s.instances else None
+    parts = [
+        s.patient_name,
+        s.patient_id,
+        s.study_description,
+        s.study_date,
+        _fmt_date(s.study_date),
+        s.modality,
+        s.description,
+        getattr(inst, "accession_number", "") if inst else "",
+        getattr(inst, "path", "") if inst else "",
+    ]
+    return " ".join(str(p) for p in parts if p).lower()
