@@ -1,0 +1,134 @@
+"""``medview suggest``: treatment suggestions from local records, and their evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = (
+    "suggest treatments for a patient from local records (similar patients + "
+    "condition-linked evidence), or --evaluate them leave-one-out against popularity"
+)
+
+KINDS = ("medication", "procedure", "careplan")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--records",
+        required=True,
+        metavar="PATH",
+        help="FHIR .json/.ndjson file or folder, or a Synthea CSV folder",
+    )
+    parser.add_argument("--patient", metavar="ID", help="record patient id (or an identifier/MRN)")
+    parser.add_argument("--k", type=int, default=5, help="number of suggestions / cut-off (5)")
+    parser.add_argument(
+        "--condition",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SNOMED",
+        help="working condition(s) to add to the patient's (SNOMED CT codes)",
+    )
+    parser.add_argument(
+        "--kind",
+        nargs="+",
+        action="extend",
+        choices=KINDS,
+        default=[],
+        help="only suggest these kinds (default: all)",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="leave-one-out hit-rate@k and NDCG@k of the method and of popularity",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _err(msg: str) -> int:
+    print(f"medview suggest: {msg}", file=sys.stderr)
+    return 2
+
+
+def _print_eval(d: dict) -> None:
+    k = d["k"]
+    print(f"leave-one-out over {d['patients']} patients (one current treatment hidden each), k={k}")
+    print(f"{'':12s} {'hit-rate@' + str(k):>12s} {'NDCG@' + str(k):>10s}")
+    for name in ("method", "popularity"):
+        m = d[name]
+        print(f"{name:12s} {m['hit_rate']:12.3f} {m['ndcg']:10.3f}")
+    pop = d["popularity"]["hit_rate"]
+    if pop > 0:
+        print(f"hit-rate ratio method/popularity: {d['method']['hit_rate'] / pop:.2f}x")
+
+
+def _print_result(res, records) -> None:
+    p = records.patients.get(res.patient)
+    if p is not None:
+        born = p.birth_date.isoformat() if p.birth_date else "?"
+        print(f"Patient {p.id}: {p.name or '(no name)'}, sex {p.sex or '?'}, born {born}")
+    else:
+        print(f"Patient {res.patient}")
+    print(f"NOTE: {res.notice}")
+    if res.message:
+        print(res.message.strip())
+    if res.conditions:
+        print("Conditions:")
+        for c in res.conditions:
+            tag = "working" if c["working"] else ("active" if c["active"] else "resolved")
+            print(f"  - {c['display']} ({c['code']}) [{tag}]")
+    print(f"Current treatments ({len(res.current)}, never suggested):")
+    for t in res.current:
+        print(f"  - [{t['kind']}] {t['display']} ({t['code']}) since {t['first']}")
+    print(f"Past treatments: {len(res.past)} (never suggested)")
+    if res.status != "ok":
+        print(f"Status: {res.status}")
+        return
+    print("Suggestions:")
+    for i, s in enumerate(res.suggestions, 1):
+        print(f"  {i}. [{s.kind}] {s.display} ({s.code})  score {s.score:.2f}")
+        for e in s.evidence:
+            print(f"       - {e}")
+    if res.similar:
+        print("Most similar patients:")
+        for sp in res.similar:
+            shared = ", ".join(sp.shared_conditions[:5]) or "no shared conditions"
+            print(f"  - {sp.patient} (similarity {sp.similarity:.2f}): {shared}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medview.errors import MedviewError
+    from medview.records import link_patient, load_records
+    from medview.treatments import Recommender, leave_one_out
+
+    if args.k < 1:
+        return _err("--k must be at least 1")
+    try:
+        records = load_records(args.records)
+    except MedviewError as exc:
+        return _err(str(exc))
+    for prob in records.problems:
+        print(f"skipped {prob}", file=sys.stderr)
+    if args.evaluate:
+        result = leave_one_out(records, k=args.k).as_dict()
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_eval(result)
+        return 0
+    if not args.patient:
+        return _err("give --patient ID (or --evaluate)")
+    link = link_patient(records, args.patient)
+    if not link.matched:
+        return _err(f"{args.records}: patient {args.patient!r}: {link.message}")
+    rec = Recommender.from_records(records)
+    names = rec.data.condition_display
+    working = [(code, names.get(code, "")) for code in args.condition]
+    res = rec.suggest(link.record_patient_id, k=args.k, working=working, kinds=args.kind or None)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=2))
+    else:
+        _print_result(res, records)
+    return 0

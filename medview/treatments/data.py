@@ -1,0 +1,211 @@
+"""From a :class:`~medview.records.RecordSet` to the matrices the recommender reads.
+
+* items: treatments keyed ``"<kind>:<code>"`` (medications by RxNorm, procedures and
+  care plans by SNOMED CT);
+* ``X``: patient x item, 1 when the patient ever received the item;
+* ``C``: patient x condition, 1 when the condition was ever recorded (``active``
+  marks those without an end date);
+* ``reason_patients[c, i]`` / ``reason_events[c, i]``: patients / events where item
+  ``i`` was recorded with condition ``c`` as its reason (Synthea REASONCODE, FHIR
+  reasonCode / reasonReference / CarePlan.addresses);
+* demographic and lab features: age band, sex, and flags from the latest key labs
+  (HbA1c >= 6.5 %, glucose >= 126 mg/dL, systolic >= 140 mmHg, BMI >= 30 kg/m2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+
+from medview.records.model import RecordSet, TreatmentEvent
+
+KINDS = ("medication", "procedure", "careplan")
+ACTIVE_STATUSES = ("", "active", "on-hold", "intended", "draft")
+
+AGE_BANDS = ((0, 18, "0-17"), (18, 40, "18-39"), (40, 65, "40-64"), (65, 200, "65+"))
+
+# LOINC code -> (label, threshold in canonical unit): flag when the latest value >= threshold
+KEY_LABS: dict[str, tuple[str, float]] = {
+    "4548-4": ("HbA1c >= 6.5 %", 6.5),
+    "2339-0": ("glucose >= 126 mg/dL", 126.0),
+    "8480-6": ("systolic BP >= 140 mmHg", 140.0),
+    "39156-5": ("BMI >= 30 kg/m2", 30.0),
+}
+
+
+def item_key(t: TreatmentEvent) -> str:
+    return f"{t.kind}:{t.code}"
+
+
+def is_current(t: TreatmentEvent) -> bool:
+    """A medication or care plan still running (no end date, not stopped/completed)."""
+    return t.kind != "procedure" and t.stop is None and t.status in ACTIVE_STATUSES
+
+
+def age_band(birth: date | None, at: date | None) -> str:
+    if birth is None or at is None:
+        return ""
+    years = (at - birth).days / 365.25
+    for lo, hi, name in AGE_BANDS:
+        if lo <= years < hi:
+            return name
+    return ""
+
+
+@dataclass
+class TreatmentData:
+    patients: list[str]
+    items: list[str]
+    item_display: dict[str, str]
+    conditions: list[str]
+    condition_display: dict[str, str]
+    X: np.ndarray  # (P, I) float32 0/1
+    C: np.ndarray  # (P, C) float32 0/1 ever recorded
+    C_active: np.ndarray  # (P, C) bool
+    reason_patients: np.ndarray  # (C, I) int
+    reason_events: np.ndarray  # (C, I) int
+    features: np.ndarray  # (P, F) float32 demographics + lab flags
+    feature_names: list[str]
+    current: dict[str, set[str]]  # patient -> current item keys
+    first_seen: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    last_seen: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.p_index = {p: i for i, p in enumerate(self.patients)}
+        self.i_index = {k: i for i, k in enumerate(self.items)}
+        self.c_index = {c: i for i, c in enumerate(self.conditions)}
+
+    def history(self, patient: str) -> set[str]:
+        row = self.X[self.p_index[patient]]
+        return {self.items[j] for j in np.flatnonzero(row)}
+
+    def patient_conditions(self, patient: str) -> list[str]:
+        row = self.C[self.p_index[patient]]
+        return [self.conditions[j] for j in np.flatnonzero(row)]
+
+
+def build_data(
+    records: RecordSet,
+    exclude: Iterable[tuple[str, str]] = (),
+    kinds: Iterable[str] = KINDS,
+) -> TreatmentData:
+    """Build the matrices; ``exclude`` drops (patient, item key) pairs entirely (hold-out)."""
+    excluded = set(exclude)
+    kinds = set(kinds)
+    events = [
+        t
+        for t in records.treatments
+        if t.kind in kinds and (t.patient_id, item_key(t)) not in excluded
+    ]
+    pids = set(records.patients)
+    pids.update(t.patient_id for t in events)
+    pids.update(c.patient_id for c in records.conditions)
+    patients = sorted(pids)
+    p_index = {p: i for i, p in enumerate(patients)}
+
+    display_votes: dict[str, Counter] = defaultdict(Counter)
+    for t in events:
+        display_votes[item_key(t)][t.display] += 1
+    items = sorted(display_votes)
+    item_display = {k: v.most_common(1)[0][0] for k, v in display_votes.items()}
+    i_index = {k: i for i, k in enumerate(items)}
+
+    cond_votes: dict[str, Counter] = defaultdict(Counter)
+    for c in records.conditions:
+        cond_votes[c.code][c.display] += 1
+    for t in events:
+        if t.reason_code:
+            cond_votes[t.reason_code][t.reason_display] += 0  # known code, display from conditions
+    conditions = sorted(cond_votes)
+    condition_display = {
+        k: (v.most_common(1)[0][0] if sum(v.values()) else "") for k, v in cond_votes.items()
+    }
+    for t in events:  # reasons that never appear as a Condition: use the reason's display
+        if t.reason_code and not condition_display.get(t.reason_code):
+            condition_display[t.reason_code] = t.reason_display or t.reason_code
+    c_index = {c: i for i, c in enumerate(conditions)}
+
+    X = np.zeros((len(patients), len(items)), np.float32)
+    current: dict[str, set[str]] = defaultdict(set)
+    first_seen: dict[tuple[str, str], datetime | None] = {}
+    last_seen: dict[tuple[str, str], datetime | None] = {}
+    reason_pairs: set[tuple[str, int, int]] = set()
+    reason_events = np.zeros((len(conditions), len(items)), np.int64)
+    for t in events:
+        k = item_key(t)
+        X[p_index[t.patient_id], i_index[k]] = 1.0
+        if is_current(t):
+            current[t.patient_id].add(k)
+        key = (t.patient_id, k)
+        if t.start is not None:
+            if first_seen.get(key) is None or t.start < first_seen[key]:
+                first_seen[key] = t.start
+            if last_seen.get(key) is None or t.start > last_seen[key]:
+                last_seen[key] = t.start
+        if t.reason_code:
+            ci, ii = c_index[t.reason_code], i_index[k]
+            reason_events[ci, ii] += 1
+            reason_pairs.add((t.patient_id, ci, ii))
+    reason_patients = np.zeros_like(reason_events)
+    for _p, ci, ii in reason_pairs:
+        reason_patients[ci, ii] += 1
+
+    C = np.zeros((len(patients), len(conditions)), np.float32)
+    C_active = np.zeros((len(patients), len(conditions)), bool)
+    for c in records.conditions:
+        pi, ci = p_index[c.patient_id], c_index[c.code]
+        C[pi, ci] = 1.0
+        if c.stop is None:
+            C_active[pi, ci] = True
+
+    # demographics and latest key labs
+    last_time: dict[str, datetime] = {}
+    for seq in (records.observations, records.conditions, events, records.encounters):
+        for r in seq:
+            t = getattr(r, "time", None) or getattr(r, "start", None)
+            if t is not None and (r.patient_id not in last_time or t > last_time[r.patient_id]):
+                last_time[r.patient_id] = t
+    latest_lab: dict[tuple[str, str], tuple[datetime, float]] = {}
+    for o in records.observations:
+        if o.code in KEY_LABS and o.value is not None and not o.unit_flag:
+            key2 = (o.patient_id, o.code)
+            if key2 not in latest_lab or o.time > latest_lab[key2][0]:
+                latest_lab[key2] = (o.time, o.value)
+    feature_names = [f"age {b[2]}" for b in AGE_BANDS] + ["sex F", "sex M"]
+    feature_names += [label for label, _ in KEY_LABS.values()]
+    F = np.zeros((len(patients), len(feature_names)), np.float32)
+    for pid, pi in p_index.items():
+        p = records.patients.get(pid)
+        if p is not None:
+            at = p.death_date or (last_time[pid].date() if pid in last_time else None)
+            band = age_band(p.birth_date, at)
+            if band:
+                F[pi, feature_names.index(f"age {band}")] = 1.0
+            if p.sex in ("F", "M"):
+                F[pi, feature_names.index(f"sex {p.sex}")] = 1.0
+        for code, (label, thr) in KEY_LABS.items():
+            hit = latest_lab.get((pid, code))
+            if hit is not None and hit[1] >= thr:
+                F[pi, feature_names.index(label)] = 1.0
+
+    return TreatmentData(
+        patients=patients,
+        items=items,
+        item_display=item_display,
+        conditions=conditions,
+        condition_display=condition_display,
+        X=X,
+        C=C,
+        C_active=C_active,
+        reason_patients=reason_patients,
+        reason_events=reason_events,
+        features=F,
+        feature_names=feature_names,
+        current=dict(current),
+        first_seen=first_seen,
+        last_seen=last_seen,
+    )
