@@ -844,7 +844,13 @@ class MainWindow(QMainWindow):
         self.progress.track(h, f"Reading {title}")
         h.result.connect(lambda res, t=target: self._scanned(res, t))
         h.error.connect(lambda msg, t=target: self._scan_failed(msg, t))
+        h.finished.connect(lambda h=h, t=target: self._scan_ended(h, t))
         return h
+
+    def _scan_ended(self, h: TaskHandle, target: Viewport) -> None:
+        if h.cancelled and target.volume is None and not target.loading:
+            target.message = ""
+            target.update()
 
     def _scan_failed(self, msg: str, target: Viewport) -> None:
         self.notify(msg)
@@ -932,6 +938,15 @@ class MainWindow(QMainWindow):
         h.progress.connect(lambda f, m, t=targets: self._load_progress(t, f))
         h.result.connect(lambda vol, k=key, t=targets: self._loaded(t, k, vol))
         h.error.connect(lambda msg, t=targets: self._load_failed(t, msg))
+        h.finished.connect(lambda h=h, v=vp, t=targets: self._load_ended(h, v, t))
+
+    def _load_ended(self, h: TaskHandle, vp: Viewport, targets: list[Viewport]) -> None:
+        """A cancelled load keeps the slices that arrived (or clears the viewport)."""
+        if not h.cancelled or self.slots[vp].current not in (None, h):
+            return
+        for t in targets:
+            if t.loading:
+                t.loading_cancelled()
 
     def _partial(self, targets: list[Viewport], value: Any) -> None:
         if isinstance(value, tuple) and len(value) == 2 and value[0] == "series":

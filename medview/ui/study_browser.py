@@ -264,19 +264,13 @@ class StudyBrowser(QWidget):
             study = self._child(
                 patient,
                 f"s:{st.get('study_uid', '')}",
-                " ".join(
-                    x
-                    for x in (_fmt_date(st.get("study_date", "")), st.get("study_description", ""))
-                    if x
-                )
+                " ".join(x for x in (_fmt_date(st.get("study_date", "")), _study_desc(st)) if x)
                 or "(study)",
             )
             for se in st.get("_series", []):
                 key = f"db:{se.get('series_uid', '')}"
                 files = se.get("files") or []
-                n = se.get("images") or se.get("n_images") or se.get("instances") or len(files)
-                if isinstance(n, list):
-                    n = len(n)
+                n = len(files) or se.get("slices") or 0
                 label = " ".join(
                     x
                     for x in (
@@ -295,9 +289,9 @@ class StudyBrowser(QWidget):
                         for x in (
                             st.get("patient_name", ""),
                             st.get("patient_id", ""),
-                            st.get("study_description", ""),
+                            _study_desc(st),
                             st.get("study_date", ""),
-                            st.get("accession_number", ""),
+                            st.get("accession", "") or st.get("accession_number", ""),
                             label,
                         )
                     ).lower(),
@@ -364,6 +358,10 @@ class StudyBrowser(QWidget):
         self._thumb_queue.clear()
         self._thumb_slot.cancel()
         self._db_slot.cancel()
+
+
+def _study_desc(st: dict) -> str:
+    return str(st.get("study_description") or st.get("description") or "")
 
 
 def _patient_label(name: str, pid: str) -> str:

@@ -298,6 +298,15 @@ class Viewport(QWidget):
         self.load_text = f"loading {self.loaded}/{self.slice_count()}"
         self.update()
 
+    def loading_cancelled(self) -> None:
+        """Loading stopped: keep the slices that arrived, or clear."""
+        if self.volume is not None and self.loaded is not None:
+            self.pending = None
+            self.load_text = f"cancelled: {self.loaded}/{self.slice_count()} slices loaded"
+            self.update()
+        else:
+            self.clear("Loading cancelled")
+
     def set_volume(self, vol: Any, index: int | None = None, keep_view: bool = False) -> None:
         """Show ``vol`` fully loaded. ``index`` defaults to the slice shown while
         loading, else the middle slice."""
