@@ -1025,14 +1025,12 @@ class MainWindow(QMainWindow):
         ):
             ch = vp.crosshair
             if ch is not None:
-                i, j, k = ch
-                if vp.plane == "axial":
-                    k = float(index)
-                elif vp.plane == "coronal":
-                    j = float(index)
-                else:
-                    i = float(index)
-                self._crosshair_moved(vp, (i, j, k), source_update=True)
+                ijk = list(ch)
+                axis = {"axial": 2, "coronal": 1, "sagittal": 0}[vp.plane]
+                # only a scroll moves the crosshair; an index set from the crosshair does not
+                if int(round(ijk[axis])) != index:
+                    ijk[axis] = float(index)
+                    self._crosshair_moved(vp, tuple(ijk), source_update=True)
         if vp is self.active:
             self._update_tags()
             self._ctx_timer.start()

@@ -59,9 +59,13 @@ def all_presets() -> dict[str, tuple[float, float, str]]:
     return out
 
 
+def _norm(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
 def resolve_preset(name: str) -> str | tuple[float, float] | None:
     """``"file"``/``"auto"``, a (center, width) or None when the name is unknown."""
-    key = name.strip().lower().replace(" ", "_").replace("-", "_")
+    key = _norm(name)
     key = ALIASES.get(key, key)
     if key in SPECIAL or key == "from_file":
         return "auto" if key == "auto" else "file"
@@ -70,7 +74,7 @@ def resolve_preset(name: str) -> str | tuple[float, float] | None:
         c, w, _ = presets[key]
         return (c, w)
     for k, (c, w, _) in presets.items():  # user presets keep their case
-        if k.lower() == key:
+        if _norm(k) == key:
             return (c, w)
     return None
 

@@ -169,4 +169,11 @@ def shutdown_all(timeout_ms: int = 10000) -> bool:
         handle.cancel()
     if _pool is None:
         return True
-    return _pool.waitForDone(timeout_ms)
+    drained = _pool.waitForDone(timeout_ms)
+    if drained:
+        # the pool is empty, so nothing runs any more; the queued "done" signals may
+        # not have reached the GUI thread yet (e.g. when called from closeEvent)
+        for handle in list(_active):
+            handle.running = False
+        _active.clear()
+    return drained

@@ -1,0 +1,453 @@
+"""Main-window tests (offscreen, pytest-qt): opening the real CT off the GUI
+thread, first slice before the volume, MPR crosshair sync, corrupt files as
+notifications, cancel, measurements stored per SOPInstanceUID, tag search,
+settings, side-panel docking and ``--screenshot``.
+
+The autouse fixture in conftest.py fails any test that leaves a thread running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+pytestmark = pytest.mark.gui
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUT = 60000
+
+
+@pytest.fixture()
+def in_process_decoding(monkeypatch):
+    """Decode in the worker thread (no decoder process pool outliving a test)."""
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+
+
+@pytest.fixture()
+def make_window(qtbot, medview_home, in_process_decoding):
+    from medview.ui.main_window import MainWindow
+
+    made = []
+
+    def make(load_panels: bool = False) -> MainWindow:
+        w = MainWindow(load_panels=load_panels)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def idle(qtbot, win, timeout: int = TIMEOUT) -> None:
+    qtbot.waitUntil(lambda: not win.busy, timeout=timeout)
+
+
+@pytest.fixture()
+def big_series(tmp_path, ct_dir):
+    """A 60-slice JPEG 2000 series made from the real slices (tests/bench/series.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "bench"))
+    try:
+        from series import build_series
+    finally:
+        sys.path.pop(0)
+    return build_series(tmp_path / "big", 60, compressed=True)
+
+
+def test_open_ct_first_slice_before_volume(make_window, qtbot, ct_dir):
+    win = make_window()
+    vp = win.active
+    seen = []
+    vp.image_changed.connect(lambda: seen.append((vp.volume is not None, vp.loading, vp.loaded)))
+    win.open_paths([str(ct_dir)])
+    assert win.progress.isVisible()  # progress + cancel in the status bar
+    idle(qtbot, win)
+    # the first image shown came from a volume still loading (first slice only)
+    shown = [x for x in seen if x[0]]
+    assert shown[0][1] and shown[0][2] >= 1 and shown[-1] == (True, False, None)
+    assert vp.volume.shape == (20, 512, 512)
+    assert not vp.loading and vp.loaded is None
+    assert vp.window == pytest.approx((40.0, 300.0))
+    # browser lists patient / study / series with a thumbnail
+    assert len([k for k in win.browser.items if k.startswith("open:")]) == 1
+    key = next(k for k in win.browser.items if k.startswith("open:"))
+    qtbot.waitUntil(lambda: key in win.browser.thumbs, timeout=TIMEOUT)
+    assert not win.browser.items[key].icon(0).isNull()
+    # tag browser follows the shown slice
+    qtbot.waitUntil(lambda: win.tags.dataset is not None, timeout=TIMEOUT)
+    assert win.tags.path == vp.volume.instances[vp.index].path
+    assert not win.errors
+    assert not win.progress.isVisible()
+
+
+def test_scroll_updates_overlay_and_tags(make_window, qtbot, ct_dir):
+    win = make_window()
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    vp = win.active
+    vp.set_index(5)
+    assert "Im: 6/20" in vp.overlay_lines()["bl"][0]
+    z = vp.volume.voxel_to_patient(0, 0, 5)[2]
+    assert f"Pos: {z:.1f} mm" in vp.overlay_lines()["bl"]
+    qtbot.waitUntil(lambda: win.tags.path == vp.volume.instances[5].path, timeout=TIMEOUT)
+
+
+def test_mpr_layout_and_crosshair_sync(make_window, qtbot, ct_dir):
+    win = make_window()
+    win.set_layout("mpr")
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    ax, co, sa = win.area.viewports[:3]
+    assert [v.plane for v in (ax, co, sa)] == ["axial", "coronal", "sagittal"]
+    assert all(v.volume is ax.volume for v in (co, sa))
+    assert ax.index == 10 and co.index == 256 and sa.index == 256
+    # click with the crosshair tool on the axial: coronal/sagittal follow
+    win.set_tool("crosshair")
+    target = ax.transform().map(QPointF(100.5, 300.5))
+    QTest.mouseClick(
+        ax, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, target.toPoint()
+    )
+    i, j, k = ax.crosshair
+    assert co.index == round(j) and sa.index == round(i) and abs(i - 100) <= 1 and abs(j - 300) <= 1
+    assert co.crosshair == ax.crosshair == sa.crosshair
+    # scrolling the axial moves the crosshair's k in the others
+    ax.set_index(3)
+    assert co.crosshair[2] == 3.0 and sa.crosshair[2] == 3.0
+    # window/level is shared in MPR
+    ax.set_window(-600, 1500)
+    assert co.window == sa.window == (-600.0, 1500.0)
+    # leaving MPR restores a plain axial viewport
+    win.set_layout("1x1")
+    assert win.area.viewports[0].plane == "axial" and win.area.viewports[0].crosshair is None
+
+
+def test_corrupt_file_notifies_and_the_rest_opens(make_window, qtbot, ct_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    files = sorted(ct_dir.glob("*.dcm"))[:6]
+    for f in files:
+        shutil.copy(f, folder / f.name)
+    (folder / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + os.urandom(200))
+    (folder / "notes.txt").write_text("not an image")
+    win = make_window()
+    win.open_paths([str(folder)])
+    idle(qtbot, win)
+    assert win.active.volume is not None and win.active.volume.shape[0] == 6
+    msgs = [t for _, _, t in win.notifier.history]
+    assert any("broken.dcm" in m for m in msgs), msgs
+    broken = next(m for m in msgs if "broken.dcm" in m)
+    assert ": " in broken and "\n" not in broken  # one line: the file and the reason
+    assert any("broken.dcm" in t for t in win.notifier.visible_texts())
+
+
+def test_cancel_during_loading_keeps_arrived_slices(make_window, qtbot, big_series):
+    win = make_window()
+    vp = win.active
+    win.open_paths([str(big_series)])
+    qtbot.waitUntil(lambda: vp.loaded is not None, timeout=TIMEOUT)
+    assert vp.loading
+    qtbot.mouseClick(win.progress.cancel_button, Qt.MouseButton.LeftButton)
+    idle(qtbot, win)
+    assert not vp.loading
+    assert vp.load_text.startswith("cancelled:") or vp.loaded is None
+    if vp.loaded is not None:  # scrolling stays within the slices that arrived
+        vp.set_index(59)
+        assert vp.index == vp.loaded - 1 < 59
+
+
+def test_opening_another_series_cancels_the_pending_load(make_window, qtbot, big_series, ct_dir):
+    win = make_window()
+    vp = win.active
+    win.open_paths([str(big_series)])
+    qtbot.waitUntil(lambda: vp.loading, timeout=TIMEOUT)
+    first = win.slots[vp].current
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    assert first is None or first.cancelled or not first.running
+    assert vp.volume.shape == (20, 512, 512)
+
+
+def test_close_while_loading_leaves_no_thread(make_window, qtbot, big_series):
+    win = make_window()
+    win.open_paths([str(big_series)])
+    qtbot.waitUntil(lambda: win.active.loading, timeout=TIMEOUT)
+    win.close()
+    from medview.ui import workers
+
+    assert not workers.active_tasks()
+
+
+def test_measurements_stored_restored_and_deleted(make_window, qtbot, ct_dir):
+    from medview.io.database import StudyDatabase
+
+    win = make_window()
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    vp = win.active
+    vp.set_index(4)
+    win.set_tool("ruler")
+    a, b = vp.transform().map(QPointF(100, 100)), vp.transform().map(QPointF(300, 100))
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a.toPoint())
+    QTest.mouseMove(vp, b.toPoint())
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b.toPoint())
+    m = vp.measurements[0]
+    sop = vp.volume.instances[4].sop_uid
+    assert m.image_key == sop and m.db_id is not None
+    rows = StudyDatabase().measurements(sop)
+    assert len(rows) == 1 and rows[0]["kind"] == "ruler"
+    assert rows[0]["data"]["stats"]["length"] == pytest.approx(m.stats["length"])
+    win.close()
+
+    win2 = make_window()
+    win2.open_paths([str(ct_dir)])
+    idle(qtbot, win2)
+    vp2 = win2.active
+    qtbot.waitUntil(lambda: len(vp2.measurements) == 1, timeout=TIMEOUT)
+    r = vp2.measurements[0]
+    assert r.index == 4 and r.db_id == m.db_id
+    assert r.stats["length"] == pytest.approx(m.stats["length"], rel=1e-4)
+    vp2.delete_measurement(r)
+    assert StudyDatabase().measurements(sop) == []
+
+
+def test_tag_browser_search_and_copy(qtbot, in_process_decoding):
+    from pydicom.data import get_testdata_file
+    from PySide6.QtGui import QGuiApplication
+
+    from medview.io import read_dataset
+    from medview.ui.panels.tags import TagBrowser
+
+    path = get_testdata_file("CT_small.dcm", download=False)
+    tb = TagBrowser()
+    qtbot.addWidget(tb)
+    tb.show_file(path)
+    qtbot.waitUntil(lambda: tb.dataset is not None, timeout=TIMEOUT)
+    ds = read_dataset(path)
+    for query in ("PatientID", "0010,0020", "(0010,0020)", "00100020", str(ds.PatientID)):
+        tb.filter.setText(query)
+        tb.apply_filter()
+        assert "PatientID" in tb.matching_keywords(), query
+    tb.filter.setText("PatientID")
+    tb.apply_filter()
+    assert "StudyDate" not in tb.matching_keywords()
+    tb.tree.clearSelection()
+    tb.copy_selection()
+    text = QGuiApplication.clipboard().text()
+    assert "(0010,0020)\tPatientID\tLO\t" + str(ds.PatientID) in text
+    # sequences are browsable: an SQ row has item children with elements
+    tb.filter.setText("")
+    tb.apply_filter()
+    sq = [
+        tb.tree.topLevelItem(i)
+        for i in range(tb.tree.topLevelItemCount())
+        if tb.tree.topLevelItem(i).text(2) == "SQ"
+    ]
+    if sq:
+        assert sq[0].childCount() >= 1 and sq[0].child(0).childCount() >= 1
+    # every element of the data set has a row
+    assert tb.tree.topLevelItemCount() == len(ds) + len(ds.file_meta)
+
+
+def test_settings_layout_and_recent_persist(make_window, qtbot, ct_dir):
+    from medview.ui import presets
+
+    win = make_window()
+    win.set_layout("2x2")
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    win.close()
+    assert presets.recent_paths()[0] == os.path.abspath(str(ct_dir))
+    win2 = make_window()
+    assert win2.area.layout_name == "2x2"
+    assert len(win2.area.visible_viewports()) == 4
+    assert win2.recent_menu.actions()[0].text() == os.path.abspath(str(ct_dir))
+    presets.save_user_preset("my lung", -500, 1400)
+    assert presets.resolve_preset("my lung") == (-500.0, 1400.0)
+
+
+def test_shortcuts_are_unique_and_listed(make_window):
+    from medview.ui.main_window import MOUSE_HELP, SHORTCUTS, ShortcutsDialog
+
+    win = make_window()
+    keys = [k for _, k, _ in SHORTCUTS]
+    assert len(keys) == len(set(keys))
+    for action_id, key, _ in SHORTCUTS:
+        assert win.actions_by_id[action_id].shortcut().toString() == key
+    dlg = ShortcutsDialog(win)
+    from PySide6.QtWidgets import QTableWidget
+
+    table = dlg.findChild(QTableWidget)
+    assert table.rowCount() == len(SHORTCUTS) + len(MOUSE_HELP)
+    dlg.close()
+
+
+def test_preset_shortcut_and_unknown_preset(make_window, qtbot, ct_dir):
+    win = make_window()
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    win.actions_by_id["preset_bone"].trigger()
+    assert win.active.window == (400.0, 1800.0)
+    assert win.apply_preset("nonsense") is False
+    assert any("unknown window preset" in t for _, _, t in win.notifier.history)
+
+
+def test_sample_study_opens(make_window, qtbot):
+    from medview.ui.main_window import sample_studies
+
+    if not sample_studies():
+        pytest.skip("pydicom test files not installed")
+    win = make_window()
+    win.open_sample()
+    idle(qtbot, win)
+    vol = win.active.volume
+    assert vol is not None and vol.array.size > 0
+    assert win.active.rendered() is not None
+
+
+def test_database_import_and_browse(make_window, qtbot, ct_dir):
+    win = make_window()
+    win.import_path(str(ct_dir))
+    qtbot.waitUntil(lambda: any(k.startswith("db:") for k in win.browser.items), timeout=TIMEOUT)
+    idle(qtbot, win)
+    key = next(k for k in win.browser.items if k.startswith("db:"))
+    assert len(win.browser.series[key]["files"]) == 20
+    win.load_into(win.active, key)
+    idle(qtbot, win)
+    assert win.active.volume.shape == (20, 512, 512)
+    # search narrows the tree (no study matches this text)
+    win.browser.search.setText("zz-no-such-patient")
+    qtbot.waitUntil(
+        lambda: not any(k.startswith("db:") for k in win.browser.items), timeout=TIMEOUT
+    )
+
+
+def test_side_panels_dock_lazily_and_overlay_reaches_viewport(
+    make_window, qtbot, monkeypatch, ct_dir
+):
+    from PySide6.QtCore import Signal
+    from PySide6.QtWidgets import QWidget
+
+    from medview.ui.context import Overlay
+
+    class FakeAI(QWidget):
+        notify = Signal(str)
+        overlay_changed = Signal(object)
+        finding = Signal(str, str)
+
+        def __init__(self, parent=None):
+            super().__init__(parent)
+            self.contexts = []
+
+        def set_study_context(self, ctx):
+            self.contexts.append(ctx)
+
+        def shutdown(self):
+            pass
+
+    class FakeSuggest(FakeAI):
+        def __init__(self, parent=None):
+            super().__init__(parent)
+            self.conditions = []
+
+        def add_working_condition(self, code, display):
+            self.conditions.append((code, display))
+
+    ai_mod = types.ModuleType("medview.ui.panels.ai_panel")
+    ai_mod.AIPanel = FakeAI
+    sug_mod = types.ModuleType("medview.ui.panels.suggest_panel")
+    sug_mod.SuggestionsPanel = FakeSuggest
+    broken = types.ModuleType("medview.ui.panels.forecast_panel")  # no ForecastPanel: left out
+    monkeypatch.setitem(sys.modules, "medview.ui.panels.ai_panel", ai_mod)
+    monkeypatch.setitem(sys.modules, "medview.ui.panels.suggest_panel", sug_mod)
+    monkeypatch.setitem(sys.modules, "medview.ui.panels.forecast_panel", broken)
+    win = make_window(load_panels=True)
+    qtbot.waitUntil(lambda: "ai" in win.panels, timeout=5000)
+    assert set(win.panels) == {"ai", "suggest"}
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    ai = win.panels["ai"]
+    qtbot.waitUntil(lambda: ai.contexts and ai.contexts[-1].volume is not None, timeout=5000)
+    ctx = ai.contexts[-1]
+    assert ctx.image_key == win.active.volume.instances[win.active.index].sop_uid
+    ai.overlay_changed.emit(Overlay(heatmap=np.full((512, 512), 0.5, np.float32)))
+    assert win.active.ai_overlay is not None
+    ai.finding.emit("233604007", "Pneumonia")
+    assert win.panels["suggest"].conditions == [("233604007", "Pneumonia")]
+
+
+def test_screenshot_command(tmp_path, ct_dir):
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MEDVIEW_HOME=str(tmp_path / "home"))
+    env.pop("DISPLAY", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medview",
+            str(ct_dir),
+            "--layout",
+            "mpr",
+            "--preset",
+            "lung",
+            "--screenshot",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert (img.width(), img.height()) == (1600, 960)
+    # the window is not blank: the viewports show the CT
+    grey = [
+        img.pixelColor(x, y).lightness() for x in range(300, 900, 20) for y in range(200, 800, 20)
+    ]
+    assert max(grey) > 150 and np.std(grey) > 20
+
+
+def test_screenshot_reports_bad_path(tmp_path):
+    out = tmp_path / "shot.png"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MEDVIEW_HOME=str(tmp_path / "home"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "medview", str(tmp_path / "missing"), "--screenshot", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert "missing: no such file or folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert out.exists()
+
+
+def test_start_up_is_light():
+    code = (
+        "import sys, medview.ui.app, medview.ui.main_window;"
+        "heavy = [m for m in ('torch', 'SimpleITK', 'sklearn', 'pyqtgraph') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
