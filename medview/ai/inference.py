@@ -1,0 +1,391 @@
+"""Running registered models on images: batches, devices, timings, explanations.
+
+* :class:`LoadedModel` wraps a verified model on a device (CUDA with fp16
+  autocast, Apple MPS, or CPU with channels_last and ``inference_mode``).
+* :func:`analyze_images` runs models over 2-D display images in batches (CT series
+  slice by slice, so memory stays bounded by one batch), reporting progress,
+  partial results and honouring cancellation through a :class:`~medview.tasks.TaskState`.
+* :func:`analyze_path` does the same for a file or folder (anything
+  :mod:`medview.io` opens), collecting one-line problems instead of failing.
+
+Every :class:`AIResult` names the device that ran it and the elapsed time.
+torch is imported lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medview.ai.preprocess import InputSpec, SourceImage, center_crop, prepare
+from medview.ai.registry import ModelError, ModelInfo, get_model
+from medview.tasks import TaskState, ensure_state
+
+DISCLAIMER = "AI output, not for diagnostic use"
+
+
+@dataclass
+class AIResult:
+    """One model's output for one 2-D image."""
+
+    path: str
+    model: str
+    version: str
+    task: str
+    device: str
+    elapsed_ms: float
+    index: int = 0
+    key: str = ""
+    probabilities: dict[str, float] | None = None
+    predicted: str | None = None
+    threshold: float | None = None
+    anomaly_score: float | None = None
+    heatmap: np.ndarray | None = None  # float32 [0, 1] at the model's input size
+    heatmap_kind: str | None = None  # "grad-cam" | "anomaly"
+    latent: np.ndarray | None = None
+    source_shape: tuple[int, int] | None = None  # (H, W) of the display image
+    disclaimer: str = DISCLAIMER
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The CLI's JSON line (keys that do not apply are null)."""
+        return {
+            "path": self.path,
+            "index": self.index,
+            "model": self.model,
+            "version": self.version,
+            "device": self.device,
+            "probabilities": (
+                {k: round(float(v), 6) for k, v in self.probabilities.items()}
+                if self.probabilities is not None
+                else None
+            ),
+            "predicted": self.predicted,
+            "threshold": self.threshold,
+            "anomaly_score": None if self.anomaly_score is None else round(self.anomaly_score, 6),
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "disclaimer": self.disclaimer,
+        }
+
+    def overlay_heatmap(self) -> np.ndarray | None:
+        """The heat map placed over the full display image (zeros outside the crop)."""
+        if self.heatmap is None or self.source_shape is None:
+            return None
+        return heatmap_to_source(self.heatmap, self.source_shape)
+
+
+def heatmap_to_source(hm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Undo the centre crop + resize: model-size map -> float32 map of ``shape``."""
+    from PIL import Image
+
+    h, w = shape
+    aspect = hm.shape[1] / hm.shape[0]
+    probe = center_crop(np.zeros((h, w), np.uint8), aspect)
+    ch, cw = probe.shape
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    if w / h > aspect:
+        y0 = 0
+    else:
+        x0 = 0
+    im = Image.fromarray(np.asarray(hm, np.float32), mode="F").resize(
+        (cw, ch), Image.Resampling.BILINEAR
+    )
+    out = np.zeros((h, w), np.float32)
+    out[y0 : y0 + ch, x0 : x0 + cw] = np.clip(np.asarray(im), 0.0, 1.0)
+    return out
+
+
+# -- loaded models -----------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
+
+
+class LoadedModel:
+    """A verified model on a device, ready for batched inference."""
+
+    def __init__(self, info: ModelInfo, device: str = "auto", optimize: bool = True) -> None:
+        import torch
+
+        from medview.ai.devices import configure_cpu_threads, resolve_device
+
+        self.info = info
+        self.spec: InputSpec = info.input_spec
+        self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            configure_cpu_threads()
+        self.module = info.load_module(str(self.device))
+        self.channels_last = optimize and self.device.type == "cpu"
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        self.amp = optimize and self.device.type == "cuda"
+        out = info.output
+        self.temperature = float(out.get("temperature", 1.0))
+        self.labels = list(out.get("labels", []))
+        self.threshold = info.threshold
+        self.map_scale = float(out.get("map_scale", 1.0))
+        self.lock = threading.Lock()  # one batch at a time per loaded model
+
+    @property
+    def device_name(self) -> str:
+        return str(self.device)
+
+    def _tensor(self, x: np.ndarray) -> Any:
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- classification ---------------------------------------------------------
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) model input -> (N, K) calibrated class probabilities."""
+        import torch
+
+        with self.lock, torch.inference_mode(), self._autocast():
+            z = self.module(self._tensor(x)).float() / self.temperature
+            if z.shape[1] == 1:
+                p1 = torch.sigmoid(z[:, 0])
+                p = torch.stack([1.0 - p1, p1], dim=1)
+            else:
+                p = torch.softmax(z, dim=1)
+            return p.cpu().numpy().astype(np.float64)
+
+    def predicted(self, p: np.ndarray) -> str:
+        """Label decided by the card's threshold on the positive class (binary)."""
+        if len(self.labels) == 2 and self.threshold is not None:
+            return self.labels[1] if p[1] >= self.threshold else self.labels[0]
+        return self.labels[int(np.argmax(p))] if self.labels else str(int(np.argmax(p)))
+
+    def gradcam(self, x: np.ndarray, target: int | None = None) -> np.ndarray:
+        """Grad-CAM for one image (1, C, H, W) -> float32 (H, W) in [0, 1].
+
+        ``target`` is the class index to explain (default: the predicted one). The
+        model must expose ``forward_features``/``forward_head`` (the last conv stage).
+        """
+        import torch
+        from torch.nn import functional as F
+
+        m = self.module
+        if not hasattr(m, "forward_features"):
+            raise ModelError("model does not support Grad-CAM", self.info.folder)
+        with self.lock, torch.enable_grad():
+            inp = self._tensor(x[:1])
+            feats = m.forward_features(inp).float().detach().requires_grad_(True)
+            z = m.forward_head(feats).float()
+            if z.shape[1] == 1:
+                if target is None:
+                    p1 = float(torch.sigmoid(z[0, 0].detach() / self.temperature))
+                    thr = self.threshold if self.threshold is not None else 0.5
+                    target = 1 if p1 >= thr else 0
+                score = z[0, 0] if target == 1 else -z[0, 0]
+            else:
+                target = int(z[0].argmax()) if target is None else target
+                score = z[0, target]
+            (grad,) = torch.autograd.grad(score, feats)
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = F.relu((weights * feats).sum(dim=1, keepdim=True))
+            cam = F.interpolate(cam, size=inp.shape[-2:], mode="bilinear", align_corners=False)
+            cam = cam[0, 0]
+            peak = float(cam.max())
+            cam = cam / peak if peak > 0 else cam
+            return cam.detach().cpu().numpy().astype(np.float32)
+
+    # -- anomaly -----------------------------------------------------------------
+    def anomaly(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, C, H, W) -> (scores (N,), maps (N, H, W) in [0, 1], latents (N, D))."""
+        import torch
+
+        m = self.module
+        with self.lock, torch.inference_mode(), self._autocast():
+            t = self._tensor(x)
+            z = m.encode(t)
+            rec = m.decode(z).float()
+            err = ((rec - t.float()) ** 2).mean(dim=1)
+            scores = err.flatten(1).mean(dim=1)
+            maps = (err / self.map_scale).clamp(0.0, 1.0)
+            return (
+                scores.cpu().numpy().astype(np.float64),
+                maps.cpu().numpy().astype(np.float32),
+                z.float().cpu().numpy().astype(np.float32),
+            )
+
+
+def load_model(model: str | ModelInfo, device: str = "auto") -> LoadedModel:
+    """A cached :class:`LoadedModel` (keyed by folder, version, weights hash, device)."""
+    info = model if isinstance(model, ModelInfo) else get_model(model)
+    from medview.ai.devices import resolve_device
+
+    dev = str(resolve_device(device))
+    key = (str(info.folder), info.version, str(info.meta["weights"].get("sha256")), dev)
+    with _cache_lock:
+        lm = _loaded.get(key)
+    if lm is None:
+        lm = LoadedModel(info, dev)  # verifies the sha256
+        with _cache_lock:
+            _loaded[key] = lm
+    return lm
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _loaded.clear()
+
+
+# -- running over images -------------------------------------------------------------
+
+
+def run_batch(
+    lm: LoadedModel, images: Sequence[SourceImage], heatmaps: bool = False
+) -> list[AIResult]:
+    """One model on a batch of display images; elapsed_ms is per image (batch / N)."""
+    t0 = time.perf_counter()
+    x = np.stack([prepare(s.image, lm.spec) for s in images])
+    info = lm.info
+    results: list[AIResult] = []
+    if info.task == "classification":
+        probs = lm.probabilities(x)
+        cams: list[np.ndarray | None] = [None] * len(images)
+        if heatmaps:
+            cams = [lm.gradcam(x[i : i + 1]) for i in range(len(images))]
+        lm._sync()
+        per = (time.perf_counter() - t0) * 1000.0 / len(images)
+        for s, p, cam in zip(images, probs, cams, strict=True):
+            labels = lm.labels or [str(i) for i in range(len(p))]
+            results.append(
+                AIResult(
+                    path=s.path,
+                    index=s.index,
+                    key=s.key,
+                    model=info.name,
+                    version=info.version,
+                    task=info.task,
+                    device=lm.device_name,
+                    elapsed_ms=per,
+                    probabilities={lab: float(v) for lab, v in zip(labels, p, strict=True)},
+                    predicted=lm.predicted(p),
+                    threshold=lm.threshold,
+                    heatmap=cam,
+                    heatmap_kind="grad-cam" if cam is not None else None,
+                    source_shape=tuple(s.image.shape[:2]),
+                )
+            )
+    else:
+        scores, maps, latents = lm.anomaly(x)
+        lm._sync()
+        per = (time.perf_counter() - t0) * 1000.0 / len(images)
+        for s, sc, mp, lat in zip(images, scores, maps, latents, strict=True):
+            thr = lm.threshold
+            results.append(
+                AIResult(
+                    path=s.path,
+                    index=s.index,
+                    key=s.key,
+                    model=info.name,
+                    version=info.version,
+                    task=info.task,
+                    device=lm.device_name,
+                    elapsed_ms=per,
+                    threshold=thr,
+                    predicted=(None if thr is None else ("anomalous" if sc >= thr else "typical")),
+                    anomaly_score=float(sc),
+                    heatmap=mp if heatmaps else None,
+                    heatmap_kind="anomaly" if heatmaps else None,
+                    latent=lat,
+                    source_shape=tuple(s.image.shape[:2]),
+                )
+            )
+    return results
+
+
+def analyze_images(
+    images: Iterable[SourceImage],
+    models: Sequence[str | ModelInfo],
+    device: str = "auto",
+    batch_size: int = 32,
+    heatmaps: bool = False,
+    total: int | None = None,
+    state: TaskState | None = None,
+) -> list[AIResult]:
+    """Run ``models`` over ``images`` in batches; progress/partial/cancel via ``state``.
+
+    Each finished batch is handed to ``state.partial`` as a list of results, so a
+    GUI can fill its table while a long series runs; cancellation takes effect
+    between batches.
+    """
+    st = ensure_state(state)
+    loaded = [load_model(m, device) for m in models]
+    if total is None and isinstance(images, Sequence):
+        total = len(images)
+    out: list[AIResult] = []
+    done = 0
+    buf: list[SourceImage] = []
+
+    def flush() -> None:
+        nonlocal done
+        st.check()
+        batch_results: list[AIResult] = []
+        for lm in loaded:
+            batch_results.extend(run_batch(lm, buf, heatmaps=heatmaps))
+        out.extend(batch_results)
+        done += len(buf)
+        buf.clear()
+        st.partial(batch_results)
+        frac = done / total if total else 0.0
+        st.progress(frac, f"{done}/{total} images" if total else f"{done} images")
+
+    for img in images:
+        buf.append(img)
+        if len(buf) >= batch_size:
+            flush()
+    if buf:
+        flush()
+    return out
+
+
+def analyze_path(
+    path: str | Path,
+    models: Sequence[str | ModelInfo],
+    device: str = "auto",
+    batch_size: int = 32,
+    heatmaps: bool = False,
+    state: TaskState | None = None,
+) -> tuple[list[AIResult], list[str]]:
+    """Analyse every image of a file or folder; returns (results, one-line errors)."""
+    from medview.ai.preprocess import iter_path_images
+
+    errors: list[str] = []
+
+    def images() -> Iterable[SourceImage]:
+        for item in iter_path_images(path):
+            if isinstance(item, Exception):
+                errors.append(str(item))
+            else:
+                yield item
+
+    results = analyze_images(
+        images(), models, device=device, batch_size=batch_size, heatmaps=heatmaps, state=state
+    )
+    return results, errors

@@ -1,0 +1,169 @@
+"""Network architectures known to the model registry.
+
+A model folder names its architecture in ``metadata.json``
+(``"architecture": {"name": ..., "params": {...}}``); :func:`build` turns that into
+an ``nn.Module``. Weights are then loaded from safetensors, never unpickled.
+
+This module imports torch at module level: import it only inside functions that
+run a model (``medview.ai.registry`` does so lazily).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class _Block(nn.Module):
+    """A pre-activation-free ResNet basic block (conv-bn-relu-conv-bn + shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short: nn.Module
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        else:
+            self.short = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.short(x))
+
+
+class SmallResNet(nn.Module):
+    """A small ResNet for single-channel images of any size.
+
+    ``widths`` gives the channels of each stage; every stage after the first halves
+    the resolution. ``stem_stride`` > 1 downsamples at the stem (for large inputs,
+    e.g. 224 px). The output is ``num_outputs`` logits (1 = binary, sigmoid).
+    The last stage's feature map (``self.features_out``) is the Grad-CAM target.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 1,
+        widths: tuple[int, ...] | list[int] = (32, 64, 128),
+        blocks: tuple[int, ...] | list[int] = (1, 1, 1),
+        stem_stride: int = 1,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        w0 = widths[0]
+        stem: list[nn.Module] = [
+            nn.Conv2d(in_channels, w0, 3, stem_stride, 1, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
+        ]
+        if stem_stride > 1:
+            stem.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
+        layers: list[nn.Module] = []
+        cin = w0
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(_Block(cin, w, stride))
+                cin = w
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(cin, num_outputs)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.stem(x))
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(f.mean(dim=(2, 3))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder for 1-channel images whose side is divisible by 4.
+
+    ``encode`` returns the latent vector (``latent_dim``), ``decode`` the
+    reconstruction in the normalised input space. The latent vector is meant for
+    similar-image search; the per-pixel reconstruction error is the anomaly map.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        size: int = 28,
+        widths: tuple[int, ...] | list[int] = (32, 64),
+        latent_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        if size % 4:
+            raise ValueError(f"autoencoder input size must be divisible by 4, got {size}")
+        w1, w2 = widths
+        self.size = size
+        self.s4 = size // 4
+        self.w2 = w2
+        self.enc = nn.Sequential(
+            nn.Conv2d(in_channels, w1, 3, 1, 1),
+            nn.BatchNorm2d(w1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(w1, w1, 3, 2, 1),
+            nn.BatchNorm2d(w1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(w1, w2, 3, 1, 1),
+            nn.BatchNorm2d(w2),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(w2, w2, 3, 2, 1),
+            nn.BatchNorm2d(w2),
+            nn.LeakyReLU(0.1, inplace=True),
+        )
+        self.to_latent = nn.Linear(w2 * self.s4 * self.s4, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, w2 * self.s4 * self.s4)
+        self.dec = nn.Sequential(
+            nn.ConvTranspose2d(w2, w2, 4, 2, 1),
+            nn.BatchNorm2d(w2),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(w2, w1, 3, 1, 1),
+            nn.BatchNorm2d(w1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.ConvTranspose2d(w1, w1, 4, 2, 1),
+            nn.BatchNorm2d(w1),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(w1, in_channels, 3, 1, 1),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_latent(self.enc(x).flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.from_latent(z).view(-1, self.w2, self.s4, self.s4)
+        return self.dec(F.leaky_relu(h, 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "small_resnet": SmallResNet,
+    "conv_autoencoder": ConvAutoencoder,
+}
+
+
+def build(name: str, params: dict[str, Any] | None = None) -> nn.Module:
+    """Instantiate architecture ``name`` with ``params`` (from metadata.json)."""
+    try:
+        cls = ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {name!r} (known: {', '.join(sorted(ARCHITECTURES))})"
+        ) from None
+    return cls(**(params or {}))

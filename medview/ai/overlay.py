@@ -1,0 +1,86 @@
+"""Heat-map colouring and blending (numpy + Pillow; used by the CLI and the GUI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medview.ai.inference import DISCLAIMER
+
+# anchor colours (position, r, g, b) of the colour maps, interpolated linearly
+_ANCHORS: dict[str, list[tuple[float, int, int, int]]] = {
+    "jet": [
+        (0.0, 0, 0, 128),
+        (0.125, 0, 0, 255),
+        (0.375, 0, 255, 255),
+        (0.625, 255, 255, 0),
+        (0.875, 255, 0, 0),
+        (1.0, 128, 0, 0),
+    ],
+    "hot": [(0.0, 0, 0, 0), (0.375, 255, 0, 0), (0.75, 255, 255, 0), (1.0, 255, 255, 255)],
+    "viridis": [
+        (0.0, 68, 1, 84),
+        (0.25, 59, 82, 139),
+        (0.5, 33, 145, 140),
+        (0.75, 94, 201, 98),
+        (1.0, 253, 231, 37),
+    ],
+}
+COLORMAPS = tuple(_ANCHORS)
+
+
+def colormap_lut(name: str = "jet") -> np.ndarray:
+    """A (256, 3) uint8 lookup table for ``name`` (jet, hot, viridis)."""
+    if name not in _ANCHORS:
+        raise ValueError(f"unknown colour map {name!r} (choose from {', '.join(COLORMAPS)})")
+    a = np.asarray(_ANCHORS[name], dtype=np.float64)
+    x = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(x, a[:, 0], a[:, c]) for c in (1, 2, 3)], axis=1)
+    return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
+
+
+def colorize(heat: np.ndarray, name: str = "jet") -> np.ndarray:
+    """Heat map in [0, 1] (H, W) -> RGB uint8 (H, W, 3)."""
+    idx = np.clip(np.rint(np.asarray(heat, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return colormap_lut(name)[idx]
+
+
+def blend(
+    gray: np.ndarray, heat: np.ndarray, opacity: float = 0.4, cmap: str = "jet"
+) -> np.ndarray:
+    """Blend a heat map over an 8-bit grey image; weight grows with the heat value."""
+    g = np.asarray(gray)
+    base = np.repeat(g[..., None], 3, axis=2).astype(np.float32) if g.ndim == 2 else g
+    col = colorize(heat, cmap).astype(np.float32)
+    alpha = (float(opacity) * np.clip(np.asarray(heat, np.float32), 0.0, 1.0))[..., None]
+    # keep some colour even where the map is low, so the map's extent stays visible
+    alpha = np.maximum(alpha, float(opacity) * 0.25)
+    out = base * (1.0 - alpha) + col * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_overlay_png(
+    path: str | Path,
+    gray: np.ndarray,
+    heat: np.ndarray,
+    opacity: float = 0.45,
+    cmap: str = "jet",
+    caption: str = "",
+) -> Path:
+    """Write the blended overlay with the disclaimer (and a caption) burnt in."""
+    from PIL import Image, ImageDraw
+
+    rgb = blend(gray, heat, opacity, cmap)
+    im = Image.fromarray(rgb, "RGB")
+    scale = max(1, round(512 / max(im.size)))
+    if scale > 1:  # tiny inputs (28 px) are enlarged so the text stays legible
+        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(im)
+    text = DISCLAIMER + (f" | {caption}" if caption else "")
+    draw.rectangle([0, im.height - 14, im.width, im.height], fill=(0, 0, 0))
+    draw.text((3, im.height - 13), text, fill=(255, 255, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path

@@ -1,0 +1,157 @@
+"""``medview analyze PATH``: run the local AI models on a file or folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "run local AI models (pneumonia classifier, anomaly autoencoder) on images"
+
+EPILOG = (
+    "AI output, not for diagnostic use. Each --json line: "
+    '{"path", "index", "model", "version", "device", "probabilities", "predicted", '
+    '"threshold", "anomaly_score", "elapsed_ms", "disclaimer"} (null where not applicable).'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("path", nargs="?", metavar="PATH", help="image file or folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="model name or model folder (repeatable; default: all registered models)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to run (default auto: cuda, else mps, else cpu)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    parser.add_argument(
+        "--heatmap-out",
+        metavar="DIR",
+        help="write Grad-CAM / anomaly-map overlays as PNG files into DIR",
+    )
+    parser.add_argument(
+        "--colormap", default="jet", choices=["jet", "hot", "viridis"], help="heat-map colours"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    parser.add_argument(
+        "--list-models", action="store_true", help="list registered models as JSON and exit"
+    )
+
+
+def _overlay_name(res, index_in_series: bool) -> str:
+    from pathlib import Path
+
+    stem = Path(res.path).name.replace(".", "_") or "image"
+    frame = f"_{res.index:04d}" if index_in_series else ""
+    return f"{stem}{frame}_{res.model}_{res.heatmap_kind}.png"
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from medview.ai.registry import ModelError, default_models, discover, get_model
+    from medview.errors import MedviewError
+
+    if args.list_models:
+        errors: list[str] = []
+        models = discover(errors)
+        for m in sorted(models.values(), key=lambda m: m.name):
+            print(json.dumps(m.summary()))
+        for e in errors:
+            print(f"medview analyze: {e}", file=sys.stderr)
+        return 0
+    if not args.path:
+        print("medview analyze: PATH is required", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print("medview analyze: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        infos = [get_model(n) for n in args.model] if args.model else default_models()
+    except ModelError as exc:
+        print(f"medview analyze: {exc}", file=sys.stderr)
+        return 2
+    if not infos:
+        print(
+            "medview analyze: no models found (models/ or the user models folder)", file=sys.stderr
+        )
+        return 2
+
+    from medview.ai.inference import DISCLAIMER, load_model, run_batch
+    from medview.ai.preprocess import iter_path_images
+
+    try:
+        loaded = [load_model(m, args.device) for m in infos]  # verifies every sha256
+    except (ModelError, ValueError) as exc:
+        print(f"medview analyze: {exc}", file=sys.stderr)
+        return 2
+
+    want_maps = bool(args.heatmap_out)
+    n_images = 0
+    n_errors = 0
+    if not args.json:
+        print(f"# {DISCLAIMER}")
+
+    def emit(batch) -> None:
+        nonlocal n_images
+        n_images += len(batch)
+        for lm in loaded:
+            try:
+                results = run_batch(lm, batch, heatmaps=want_maps)
+            except Exception as exc:  # noqa: BLE001 - a model failing is reported, not fatal
+                print(f"medview analyze: {lm.info.name}: {exc}", file=sys.stderr)
+                continue
+            for src, res in zip(batch, results, strict=True):
+                if args.json:
+                    print(json.dumps(res.as_json()), flush=True)
+                else:
+                    if res.probabilities is not None:
+                        probs = " ".join(f"{k}={v:.3f}" for k, v in res.probabilities.items())
+                        what = f"{probs} -> {res.predicted} (threshold {res.threshold})"
+                    else:
+                        what = (
+                            f"anomaly_score={res.anomaly_score:.4f} -> {res.predicted} "
+                            f"(threshold {res.threshold})"
+                        )
+                    idx = f"[{res.index}]" if res.index else ""
+                    print(
+                        f"{res.path}{idx}  {res.model} {res.version}  {what}  "
+                        f"{res.device} {res.elapsed_ms:.1f} ms",
+                        flush=True,
+                    )
+                if want_maps and res.heatmap is not None:
+                    from pathlib import Path
+
+                    from medview.ai.overlay import save_overlay_png
+
+                    heat = res.overlay_heatmap()
+                    out = Path(args.heatmap_out) / _overlay_name(res, src.key != src.path)
+                    cap = f"{res.model} {res.heatmap_kind}"
+                    save_overlay_png(out, src.image, heat, cmap=args.colormap, caption=cap)
+
+    batch = []
+    try:
+        for item in iter_path_images(args.path):
+            if isinstance(item, Exception):
+                n_errors += 1
+                print(f"medview analyze: {item}", file=sys.stderr)
+                continue
+            batch.append(item)
+            if len(batch) >= args.batch_size:
+                emit(batch)
+                batch = []
+        if batch:
+            emit(batch)
+    except MedviewError as exc:
+        print(f"medview analyze: {exc}", file=sys.stderr)
+        return 2
+    if n_images == 0:
+        print(f"medview analyze: {args.path}: no image could be analysed", file=sys.stderr)
+        return 2
+    return 0
