@@ -40,55 +40,106 @@ def _pydicom():
     return pydicom
 
 
-def _str(ds: Any, keyword: str) -> str:
+_TAG_CACHE: dict[str, int] = {}
+# Keywords converted by pydicom (binary VRs, or text whose character set matters).
+_CONVERTED = {
+    "PatientName",
+    "StudyDescription",
+    "SeriesDescription",
+    "WindowCenterWidthExplanation",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+}
+
+
+def _tag(keyword: str) -> int:
+    tag = _TAG_CACHE.get(keyword)
+    if tag is None:
+        from pydicom.datadict import tag_for_keyword
+
+        tag = _TAG_CACHE[keyword] = int(tag_for_keyword(keyword))
+    return tag
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    """An element's value as text, read from the raw bytes when that is safe.
+
+    Converting every element through pydicom dominated header scanning, so the
+    ASCII-valued elements medview needs (UIDs, codes, numbers as DS/IS, dates)
+    are decoded directly from the raw element; the rest go through pydicom.
+    """
+    if keyword in _CONVERTED:
+        try:
+            value = ds.get(keyword, None)
+        except Exception:
+            return None
+        if value is None:
+            return None
+        if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
+            return "\\".join(str(v) for v in value)
+        return str(value)
     try:
-        value = ds.get(keyword, "")
+        elem = ds.get_item(_tag(keyword))
     except Exception:
-        return ""
+        return None
+    if elem is None:
+        return None
+    value = elem.value
     if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else ""
-    return str(value).strip()
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("latin-1").strip("\x00 ")
+    if type(value).__name__ == "MultiValue" or isinstance(value, (list, tuple)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _parts(ds: Any, keyword: str) -> list[str]:
+    text = _text(ds, keyword)
+    if not text:
+        return []
+    return [p.strip() for p in text.split("\\")]
+
+
+def _str(ds: Any, keyword: str) -> str:
+    parts = _parts(ds, keyword)
+    return parts[0] if parts else ""
 
 
 def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
+    parts = _parts(ds, keyword)
     try:
-        value = ds.get(keyword, None)
-        if value is None or value == "":
-            return default
-        if type(value).__name__ == "MultiValue":
-            value = value[0]
-        return int(float(value))
-    except Exception:
+        return int(float(parts[0])) if parts and parts[0] else default
+    except ValueError:
         return default
 
 
 def _float(ds: Any, keyword: str, default: float | None = None) -> float | None:
+    parts = _parts(ds, keyword)
     try:
-        value = ds.get(keyword, None)
-        if value is None or value == "":
-            return default
-        if type(value).__name__ == "MultiValue":
-            value = value[0]
-        return float(value)
-    except Exception:
+        return float(parts[0]) if parts and parts[0] else default
+    except ValueError:
         return default
 
 
 def _floats(ds: Any, keyword: str, n: int) -> tuple[float, ...] | None:
+    parts = _parts(ds, keyword)
+    if len(parts) != n:
+        return None
     try:
-        value = ds.get(keyword, None)
-        if value is None:
-            return None
-        vals = tuple(float(v) for v in value)
-        return vals if len(vals) == n else None
-    except Exception:
+        return tuple(float(v) for v in parts)
+    except ValueError:
         return None
 
 
 def _functional(ds: Any, group: str, item: str) -> Any | None:
     """First item of a shared functional group macro (enhanced multi-frame IODs)."""
+    if 0x52009229 not in ds and 0x52009230 not in ds:
+        return None
     try:
         shared = ds.get("SharedFunctionalGroupsSequence")
         if shared:
@@ -260,7 +311,11 @@ def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
                 pos = fp.tell()
                 info = header_from_dataset(ds, path)
-                if force and not (info.sop_uid or info.series_uid or info.rows):
+                if (
+                    force
+                    and not info.rows
+                    and {"SOPInstanceUID", "SeriesInstanceUID"} <= set(info.missing_uids)
+                ):
                     raise ReadError("not a DICOM file", path)
                 _check_pixels(fp, pos, info)
                 _find_native_pixels(fp, pos, info, ds)
@@ -286,6 +341,8 @@ def _check_pixels(fp: Any, pos: int, info: InstanceInfo) -> None:
     """Header-only checks: is there pixel data at all, can a decoder read this syntax?"""
     if not info.rows or not info.columns:
         return
+    if info.transfer_syntax == "1.2.840.10008.1.2.1.99":
+        return  # deflated: the raw bytes past the header are compressed
     fp.seek(pos)
     tag = fp.read(4)
     if tag not in _PIXEL_TAGS:
@@ -315,6 +372,8 @@ def decoder_available(ts: str) -> bool:
 def _find_native_pixels(fp: Any, pos: int, info: InstanceInfo, ds: Any) -> None:
     """Record where native pixel data starts, so the volume loader can skip pydicom."""
     if info.transfer_syntax not in _NATIVE_LE or info.samples_per_pixel != 1:
+        return
+    if info.photometric.upper() not in ("MONOCHROME1", "MONOCHROME2"):
         return
     if info.bits_allocated not in (8, 16) or info.has_modality_lut or info.has_voi_lut:
         return

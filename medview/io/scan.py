@@ -156,14 +156,11 @@ def scan(
     dicom, raster, volume = _collect(paths, result.errors)
     total = max(1, len(dicom) + len(raster) + len(volume))
     headers: list[InstanceInfo] = []
-    for n, path in enumerate(dicom):
-        if n % 16 == 0:
-            state.progress(n / total, f"reading headers {n}/{total}")
-        try:
-            info = read_header(path)
-        except MedviewError as exc:
-            result.errors.append(FileProblem(path, exc.reason))
+    for path, item in _read_headers(dicom, state, total):
+        if isinstance(item, MedviewError):
+            result.errors.append(FileProblem(path, item.reason))
             continue
+        info = item
         if not info.rows or not info.columns:
             what = info.modality or "non-image"
             result.errors.append(FileProblem(path, f"no image data ({what} object)"))
@@ -193,6 +190,62 @@ def scan(
                 result.errors.append(FileProblem(p, "empty folder: no images found"))
     state.progress(1.0, "scan finished")
     return result
+
+
+def _headers_chunk(paths: list[str]) -> list[InstanceInfo | MedviewError]:
+    """Read a chunk of headers (runs in a worker process); errors are returned, not raised."""
+    out: list[InstanceInfo | MedviewError] = []
+    for p in paths:
+        try:
+            out.append(read_header(p))
+        except MedviewError as exc:
+            out.append(exc)
+    return out
+
+
+PARALLEL_SCAN_MIN = 64
+
+
+def _read_headers(paths: list[str], state: TaskState, total: int):
+    """Yield ``(path, InstanceInfo | MedviewError)`` in order; large sets in parallel.
+
+    pydicom parses headers in Python (holding the GIL), so big folders are split
+    into chunks read by the decoder worker processes.
+    """
+    from medview.io import volume as _vol
+
+    workers = _vol.decode_workers()
+    if len(paths) >= PARALLEL_SCAN_MIN and workers >= 2 and not _vol._pool_broken:
+        try:
+            pool = _vol._get_process_pool(workers)
+            size = max(16, len(paths) // (workers * 4))
+            chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+            futures = [pool.submit(_headers_chunk, c) for c in chunks]
+            done = 0
+            try:
+                for chunk, fut in zip(chunks, futures):
+                    state.check()
+                    for p, item in zip(chunk, fut.result()):
+                        yield p, item
+                    done += len(chunk)
+                    state.progress(done / total, f"reading headers {done}/{total}")
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+            return
+        except Exception as exc:  # pool unusable: read here instead
+            if type(exc).__name__ != "BrokenProcessPool":
+                raise
+            _vol._pool_broken = True
+            _vol.shutdown_decoders()
+    for n, p in enumerate(paths):
+        if n % 16 == 0:
+            state.progress(n / total, f"reading headers {n}/{total}")
+        try:
+            yield p, read_header(p)
+        except MedviewError as exc:
+            yield p, exc
 
 
 # -- grouping and geometry ---------------------------------------------------------

@@ -1,0 +1,93 @@
+"""Architecture rules: a Qt-free core, lazy heavy imports, no pickled weights."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "medview"
+QT = ("PySide6", "pyqtgraph", "superqt", "shiboken6", "medview.ui")
+
+
+# Entry points may start the GUI, importing medview.ui inside a function (never at import time).
+ENTRY_POINTS = {"medview/cli.py", "medview/__main__.py", "medview/selftest.py"}
+
+
+def _imports(path: Path, module_level_only: bool = False) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = []
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def test_no_qt_import_outside_ui():
+    offenders = []
+    for py in PKG.rglob("*.py"):
+        rel = py.relative_to(ROOT).as_posix()
+        if rel.startswith("medview/ui/"):
+            continue
+        for name in _imports(py, module_level_only=rel in ENTRY_POINTS):
+            if name.split(".")[0] in QT[:4] or name.startswith("medview.ui"):
+                offenders.append(f"{rel}: {name}")
+    assert not offenders, "Qt imported in the core: " + ", ".join(offenders)
+
+
+def test_core_imports_without_qt():
+    """Import every core module with PySide6 made unimportable."""
+    mods = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for p in PKG.rglob("*.py")
+        if "ui" not in p.relative_to(PKG).parts[:1]
+    )
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('PySide6','pyqtgraph','superqt','shiboken6'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import importlib\n"
+        f"for m in {mods!r}:\n"
+        "    importlib.import_module(m.replace('.__init__', ''))\n"
+        "print('ok')\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-2000:]
+
+
+def test_import_linter_contract():
+    pytest.importorskip("importlinter")
+    p = subprocess.run(["lint-imports"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+
+
+def test_startup_modules_do_not_import_heavy_libraries():
+    code = (
+        "import sys, medview.cli, medview.io, medview.imaging.display\n"
+        "medview.cli.build_parser()\n"
+        "heavy = [m for m in ('torch','SimpleITK','sklearn','pyqtgraph','PySide6','pydicom') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "", f"imported at start-up: {p.stdout.strip()}"
+
+
+def test_no_pickle_loading():
+    offenders = []
+    for py in PKG.rglob("*.py"):
+        text = py.read_text(encoding="utf-8")
+        for needle in ("torch.load(", "pickle.load", "pickle.loads"):
+            if needle in text and not (needle == "torch.load(" and "weights_only=True" in text):
+                offenders.append(f"{py.relative_to(ROOT)}: {needle}")
+    assert not offenders, offenders
