@@ -247,7 +247,7 @@ def test_real_ct_series(ct_dir, shared_data):
     assert len(res.series) == 1 and not res.errors
     s = res.series[0]
     assert s.slices == 20 and s.transfer_syntax == "1.2.840.10008.1.2.4.90"
-    assert all(b > a for a, b in zip(s.slice_positions, s.slice_positions[1:])), (
+    assert all(b > a for a, b in zip(s.slice_positions[:-1], s.slice_positions[1:], strict=True)), (
         "positions strictly increase"
     )
     vol = load_series(s)

@@ -223,9 +223,9 @@ def _read_headers(paths: list[str], state: TaskState, total: int):
             futures = [pool.submit(_headers_chunk, c) for c in chunks]
             done = 0
             try:
-                for chunk, fut in zip(chunks, futures):
+                for chunk, fut in zip(chunks, futures, strict=True):
                     state.check()
-                    for p, item in zip(chunk, fut.result()):
+                    for p, item in zip(chunk, fut.result(), strict=True):
                         yield p, item
                     done += len(chunk)
                     state.progress(done / total, f"reading headers {done}/{total}")
