@@ -99,3 +99,26 @@ def test_not_enough_data(qtbot, panel, csv_records) -> None:
     assert res.status == "not_enough_data"
     assert "Not enough data" in panel.status.text()
     assert panel.tree.topLevelItemCount() == 0
+
+
+def test_open_saves_and_reloads_from_database(qtbot, medview_home, records_dir) -> None:
+    from medview.records import load_saved_records
+    from medview.ui.panels.suggest_panel import SuggestionsPanel
+
+    def before_close(widget) -> None:
+        from medview.ui import workers
+
+        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+        widget.shutdown()
+
+    first = SuggestionsPanel()
+    qtbot.addWidget(first, before_close_func=before_close)
+    with qtbot.waitSignal(first.suggestions_ready, timeout=30000):
+        first.set_study_context(StudyContext(patient_id=ADULT))  # nothing loaded yet
+        first.open_path(str(records_dir / "synthea_csv_ma27"))
+    assert len(load_saved_records().patients) == 27
+    second = SuggestionsPanel()  # a later session: picks the records up from the database
+    qtbot.addWidget(second, before_close_func=before_close)
+    with qtbot.waitSignal(second.suggestions_ready, timeout=30000) as blocker:
+        second.set_study_context(StudyContext(patient_id=ADULT))
+    assert blocker.args[0].patient == ADULT and blocker.args[0].status == "ok"

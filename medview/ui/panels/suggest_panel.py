@@ -1,8 +1,8 @@
 """Treatment suggestions dock: ranked treatments with score bars and their evidence.
 
 Follows the patient of the study in view (``set_study_context``): the records
-(given with :meth:`SuggestionsPanel.set_records`, opened with "Records...", or the
-ones saved in the local database) are linked to the imaging patient by PatientID,
+(given with :meth:`SuggestionsPanel.set_records`, opened with "Records..." - which
+also saves them in the local database - or the ones saved there earlier) are linked to the imaging patient by PatientID,
 or by name and birth date; when nothing matches the panel says so and the
 patient can be picked by hand. Suggestions are computed on a worker
 (:class:`~medview.ui.workers.TaskSlot`); the list shows score bars, the evidence
@@ -53,9 +53,17 @@ KIND_LABELS = (
 
 # -- worker functions (run on the pool; Qt-free) -------------------------------
 def _load_path(path: str, state=None) -> Any:
-    from medview.records import load_records
+    """Import records and keep them in the local database for the next session."""
+    import sqlite3
 
-    return load_records(path, state=state)
+    from medview.records import RecordProblem, load_records, save_records
+
+    records = load_records(path, state=state)
+    try:
+        save_records(records)
+    except (sqlite3.Error, OSError) as exc:
+        records.problems.append(RecordProblem("local database", f"records not saved: {exc}"))
+    return records
 
 
 def _load_saved(state=None) -> Any:
