@@ -201,7 +201,12 @@ def test_fhir_ndjson_and_malformed(tmp_path: Path) -> None:
             "subject": {"reference": "Patient/p1"},
             "effectiveDateTime": "2020-01-01T08:00:00+01:00",
             "code": {"coding": [{"system": "http://loinc.org", "code": "15074-8"}]},
-            "valueQuantity": {"value": 5.5, "unit": "mmol/L"},
+            "valueQuantity": {
+                "value": 5.5,
+                "unit": "millimole per litre",  # display text; the UCUM code is used
+                "system": "http://unitsofmeasure.org",
+                "code": "mmol/L",
+            },
         },
         {
             "resourceType": "Observation",

@@ -198,7 +198,11 @@ def _value(node: dict, what: str) -> tuple[float | None, str, str] | None:
         q = node["valueQuantity"]
         if not isinstance(q, dict) or "value" not in q:
             raise _Malformed(f"{what} valueQuantity without a value")
-        unit = q.get("unit") or q.get("code") or ""
+        # the UCUM code is the reliable spelling; ``unit`` is display text
+        if q.get("system") == "http://unitsofmeasure.org" and q.get("code"):
+            unit = q["code"]
+        else:
+            unit = q.get("unit") or q.get("code") or ""
         return _number(q["value"], what), str(unit), ""
     for key in ("valueInteger", "valueDecimal"):
         if key in node:
