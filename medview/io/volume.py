@@ -16,7 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -189,22 +189,17 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
     coded = [(k, i) for k, i in jobs if i.pixel_offset is None]
     total = len(jobs)
 
-    # Native files: direct reads on threads.
+    # Native files: direct reads on threads, a few in flight at a time.
     if native:
-        with ThreadPoolExecutor(max_workers=min(8, len(native))) as pool:
-            futures = [(k, i, pool.submit(read_native_frames, i)) for k, i in native]
-            try:
-                for k, info, fut in futures:
-                    try:
-                        place(k, info, fut.result(), {})
-                    except MedviewError as exc:
-                        fail(k, info, exc.reason)
-                    if done % 8 == 0:
-                        state.progress(done / total, f"loading {done}/{total}")
-            except BaseException:
-                for _, _, fut in futures:
-                    fut.cancel()
-                raise
+        with ThreadPoolExecutor(max_workers=min(4, len(native))) as pool:
+            for (k, info), fut in _windowed(pool, read_native_frames, native, 8):
+                try:
+                    place(k, info, fut.result(), {})
+                except MedviewError as exc:
+                    fail(k, info, exc.reason)
+                del fut
+                if done % 8 == 0:
+                    state.progress(done / total, f"loading {done}/{total}")
 
     # Compressed (or unusual) files: pydicom + plugins, in worker processes when worthwhile.
     if coded:
@@ -238,33 +233,55 @@ def _decode_in_pool(coded, workers, place, fail, state, total, count):
 
     try:
         pool = _get_process_pool(workers)
-        pending: list[tuple[int, InstanceInfo, Future]] = [
-            (k, i, pool.submit(decode_file, i.path)) for k, i in coded
-        ]
     except Exception:
         _pool_broken = True
         return coded
-    try:
-        for n, (k, info, fut) in enumerate(pending):
-            state.check()
-            try:
-                arr, extra = fut.result()
-            except MedviewError as exc:
-                fail(k, info, exc.reason)
-            except BrokenProcessPool:
-                # e.g. __main__ cannot be re-imported by the workers: decode here instead
-                _pool_broken = True
-                shutdown_decoders()
-                return [(kk, ii) for kk, ii, _ in pending[n:]]
-            else:
-                place(k, info, arr, extra)
-            if count() % 4 == 0:
-                state.progress(count() / total, f"decoding {count()}/{total}")
-    except BaseException:
-        for _, _, fut in pending:
-            fut.cancel()
-        raise
+    handled = 0
+    for (k, info), fut in _windowed(
+        pool, lambda i: decode_file(i.path), coded, 3 * workers, picklable=decode_file
+    ):
+        state.check()
+        try:
+            arr, extra = fut.result()
+        except MedviewError as exc:
+            fail(k, info, exc.reason)
+        except BrokenProcessPool:
+            # e.g. __main__ cannot be re-imported by the workers: decode here instead
+            _pool_broken = True
+            shutdown_decoders()
+            return coded[handled:]
+        else:
+            place(k, info, arr, extra)
+        del fut
+        handled += 1
+        if count() % 4 == 0:
+            state.progress(count() / total, f"decoding {count()}/{total}")
     return []
+
+
+def _windowed(pool, fn, jobs, window: int, picklable=None):
+    """Submit ``fn(info)`` for ``(k, info)`` jobs with at most ``window`` in flight,
+    yielding ``((k, info), future)`` in order. Bounding the window bounds memory:
+    a finished future holds its decoded slice until the caller has placed it."""
+    from collections import deque
+
+    inflight: deque = deque()
+
+    def submit(job):
+        if picklable is not None:  # process pools need a top-level function
+            return pool.submit(picklable, job[1].path)
+        return pool.submit(fn, job[1])
+
+    try:
+        for job in jobs:
+            inflight.append((job, submit(job)))
+            if len(inflight) >= window:
+                yield inflight.popleft()
+        while inflight:
+            yield inflight.popleft()
+    finally:
+        for _, fut in inflight:
+            fut.cancel()
 
 
 def load_path(
