@@ -33,6 +33,8 @@ import numpy as np
 from medview.records.model import RecordSet
 from medview.treatments.data import KINDS, TreatmentData, build_data
 
+WEAK_SUPPORT = 3  # fewer supporting patients than this: the evidence is marked weak
+
 NOTICE = (
     "Decision support only: these are statistics from the local records (what was done "
     "for similar patients), not clinical guidance or a guideline."
@@ -417,5 +419,13 @@ class Recommender:
         n_t = int(det["others_count"][j])
         counts.update(population_given=n_t, population=self.n_patients - 1)
         evidence.append(f"{n_t} of {self.n_patients - 1} other patients in these records had it")
+        support = max(
+            int(counts.get("given_with_condition", 0)),
+            int(counts.get("reason_patients", 0)),
+            int(counts.get("similar_given", 0)),
+        )
+        counts["weak"] = int(support < WEAK_SUPPORT)
+        if support < WEAK_SUPPORT:
+            evidence.append(f"weak evidence: fewer than {WEAK_SUPPORT} patients support it")
         comps = {k: round(float(v[j]), 4) for k, v in det["parts"].items()}
         return Suggestion(kind, code, d.item_display[key], round(score, 4), evidence, counts, comps)
