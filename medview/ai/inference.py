@@ -209,6 +209,7 @@ class LoadedModel:
             cam = F.relu((weights * feats).sum(dim=1, keepdim=True))
             cam = F.interpolate(cam, size=inp.shape[-2:], mode="bilinear", align_corners=False)
             cam = cam[0, 0]
+            cam = cam.detach()
             peak = float(cam.max())
             cam = cam / peak if peak > 0 else cam
             return cam.detach().cpu().numpy().astype(np.float32)
@@ -389,3 +390,62 @@ def analyze_path(
         images(), models, device=device, batch_size=batch_size, heatmaps=heatmaps, state=state
     )
     return results, errors
+
+
+def slice_key(vol: Any, k: int) -> str:
+    """A stable id of slice ``k`` of a volume for result caching.
+
+    The SOP Instance UID for one-file-per-slice series, ``uid#frame`` for
+    multi-frame files, else the file path (and frame).
+    """
+    n = int(vol.array.shape[0])
+    instances = list(getattr(vol, "instances", None) or [])
+    if instances:
+        inst = instances[k] if len(instances) == n else instances[0]
+        ident = getattr(inst, "sop_uid", "") or str(getattr(inst, "path", ""))
+        return ident if len(instances) == n else f"{ident}#{k}"
+    return f"volume-{id(vol)}#{k}"
+
+
+def run_on_volume(
+    vol: Any,
+    indices: Sequence[int],
+    models: Sequence[str | ModelInfo],
+    device: str = "auto",
+    batch_size: int = 16,
+    heatmaps: bool = True,
+    state: TaskState | None = None,
+) -> list[AIResult]:
+    """Run ``models`` on slices ``indices`` of a volume (the GUI's worker function).
+
+    Slices are converted to display images one batch at a time, so memory stays
+    bounded for long CT series; results have ``key`` = :func:`slice_key`.
+    """
+    from medview.ai.preprocess import display_image_from_volume
+
+    name = ""
+    instances = list(getattr(vol, "instances", None) or [])
+    if instances:
+        name = str(getattr(instances[0], "path", ""))
+
+    def images() -> Iterable[SourceImage]:
+        for k in indices:
+            inst_path = name
+            if len(instances) == vol.array.shape[0]:
+                inst_path = str(getattr(instances[k], "path", name))
+            yield SourceImage(
+                path=inst_path,
+                index=k,
+                image=display_image_from_volume(vol, k),
+                key=slice_key(vol, k),
+            )
+
+    return analyze_images(
+        images(),
+        models,
+        device=device,
+        batch_size=batch_size,
+        heatmaps=heatmaps,
+        total=len(indices),
+        state=state,
+    )

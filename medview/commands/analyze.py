@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.path:
         print("medview analyze: PATH is required", file=sys.stderr)
         return 2
+    from pathlib import Path
+
+    if not Path(args.path).exists():
+        print(f"medview analyze: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
     if args.batch_size < 1:
         print("medview analyze: --batch-size must be at least 1", file=sys.stderr)
         return 2

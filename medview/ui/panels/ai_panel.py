@@ -1,0 +1,410 @@
+"""AI side panel: run the local models on the image in view, show results and heat maps.
+
+Follows :mod:`medview.ui.context`: ``set_study_context`` is called by the main
+window whenever the image in the active viewport changes; the panel emits
+``notify(str)``, ``overlay_changed(Overlay | None)`` and ``finding(code, display)``.
+Inference runs on the worker pool through one :class:`~medview.ui.workers.TaskSlot`
+(never on the GUI thread); a new run cancels the old one, and cancel stops after
+the current batch. Results are cached per image and model version, so scrolling
+back to an analysed slice shows its result and heat map at once. Every result and
+overlay carries "AI output, not for diagnostic use".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medview.ui.context import Overlay, StudyContext
+from medview.ui.workers import TaskSlot
+
+log = logging.getLogger(__name__)
+
+DISCLAIMER = "AI output, not for diagnostic use"
+PNEUMONIA_SNOMED = ("233604007", "Pneumonia")
+COLUMNS = ["Slice", "Model", "Label", "Probability", "Threshold", "Anomaly", "Device", "ms"]
+HEATMAP_KINDS = [("grad-cam", "Grad-CAM (classifier)"), ("anomaly", "Anomaly map (autoencoder)")]
+
+
+def _discover() -> tuple[list[Any], list[str]]:
+    from medview.ai.registry import discover
+
+    errors: list[str] = []
+    models = sorted(discover(errors).values(), key=lambda m: m.name)
+    return models, errors
+
+
+class AIPanel(QWidget):
+    """Dock panel running medview.ai models on the current image or series."""
+
+    notify = Signal(str)
+    overlay_changed = Signal(object)
+    finding = Signal(str, str)
+    results_changed = Signal()  # for tests and other listeners
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = StudyContext()
+        self.slot = TaskSlot(self)
+        self.cache: dict[tuple[str, str, str], Any] = {}  # (image key, model, version) -> AIResult
+        self.models: list[Any] = []
+        self._settings = QSettings("medview", "medview")
+        self._run_keys: list[str] = []
+        self._build()
+        self.reload_models()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        warn = QLabel(f"<b>{DISCLAIMER}</b>")
+        warn.setStyleSheet("color: white; background: #a00000; padding: 3px;")
+        warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        lay.addWidget(warn)
+
+        lay.addWidget(QLabel("Models"))
+        self.model_list = QListWidget(self)
+        self.model_list.setMaximumHeight(90)
+        lay.addWidget(self.model_list)
+
+        form = QFormLayout()
+        self.device_box = QComboBox(self)
+        self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
+        saved = str(self._settings.value("ai/device", "auto"))
+        if saved in ("auto", "cpu", "cuda", "mps"):
+            self.device_box.setCurrentText(saved)
+        self.device_box.currentTextChanged.connect(
+            lambda t: self._settings.setValue("ai/device", t)
+        )
+        form.addRow("Device", self.device_box)
+        lay.addLayout(form)
+
+        row = QHBoxLayout()
+        self.run_image_btn = QPushButton("Run on image", self)
+        self.run_series_btn = QPushButton("Run on series", self)
+        self.cancel_btn = QPushButton("Cancel", self)
+        self.run_image_btn.clicked.connect(self.run_current)
+        self.run_series_btn.clicked.connect(self.run_series)
+        self.cancel_btn.clicked.connect(self.cancel)
+        for b in (self.run_image_btn, self.run_series_btn, self.cancel_btn):
+            row.addWidget(b)
+        lay.addLayout(row)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        lay.addWidget(self.progress)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setToolTip(DISCLAIMER)
+        lay.addWidget(self.table, 1)
+
+        ov = QFormLayout()
+        self.overlay_check = QCheckBox("Show heat map on the viewport", self)
+        self.overlay_check.setChecked(True)
+        self.overlay_check.toggled.connect(self.update_overlay)
+        ov.addRow(self.overlay_check)
+        self.kind_box = QComboBox(self)
+        for key, label in HEATMAP_KINDS:
+            self.kind_box.addItem(label, key)
+        self.kind_box.currentIndexChanged.connect(self.update_overlay)
+        ov.addRow("Heat map", self.kind_box)
+        self.opacity = QSlider(Qt.Orientation.Horizontal, self)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(40)
+        self.opacity.valueChanged.connect(self.update_overlay)
+        ov.addRow("Opacity", self.opacity)
+        self.cmap_box = QComboBox(self)
+        self.cmap_box.addItems(["jet", "hot", "viridis"])
+        self.cmap_box.currentTextChanged.connect(self.update_overlay)
+        ov.addRow("Colours", self.cmap_box)
+        lay.addLayout(ov)
+
+        self.finding_btn = QPushButton("Send pneumonia finding to suggestions", self)
+        self.finding_btn.setToolTip(
+            "Adds 'Pneumonia' (SNOMED CT 233604007) as a working condition. " + DISCLAIMER
+        )
+        self.finding_btn.clicked.connect(self.send_finding)
+        lay.addWidget(self.finding_btn)
+        self._update_buttons()
+
+    def reload_models(self) -> None:
+        """(Re)read the model registry; all models are checked by default."""
+        try:
+            self.models, errors = _discover()
+        except Exception as exc:  # noqa: BLE001 - a broken registry must not break the GUI
+            self.models, errors = [], [str(exc)]
+        self.model_list.clear()
+        for m in self.models:
+            item = QListWidgetItem(f"{m.name} {m.version} ({m.task})")
+            item.setData(Qt.ItemDataRole.UserRole, m.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked)
+            item.setToolTip(str(m.meta.get("description", "")))
+            self.model_list.addItem(item)
+        for e in errors:
+            self.notify.emit(f"AI model not loaded: {e}")
+        if not self.models:
+            self.status.setText("No AI models found (models/ or the per-user models folder).")
+        self._update_buttons()
+
+    def selected_models(self) -> list[Any]:
+        names = {
+            self.model_list.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.model_list.count())
+            if self.model_list.item(i).checkState() == Qt.CheckState.Checked
+        }
+        return [m for m in self.models if m.name in names]
+
+    def set_selected(self, names: list[str]) -> None:
+        for i in range(self.model_list.count()):
+            it = self.model_list.item(i)
+            on = it.data(Qt.ItemDataRole.UserRole) in names
+            it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+
+    def _update_buttons(self) -> None:
+        has = self.ctx.volume is not None and bool(self.models)
+        busy = self.slot.busy
+        self.run_image_btn.setEnabled(has and not busy)
+        n = self._n_slices()
+        self.run_series_btn.setEnabled(has and not busy and n > 1)
+        self.cancel_btn.setEnabled(busy)
+        self.finding_btn.setEnabled(self._current_positive() is not None)
+
+    # ------------------------------------------------------------- context
+    def _n_slices(self) -> int:
+        vol = self.ctx.volume
+        return int(vol.array.shape[0]) if vol is not None else 0
+
+    def set_study_context(self, ctx: StudyContext) -> None:
+        """Called by the main window when the image or slice in view changes."""
+        changed_volume = ctx.volume is not self.ctx.volume
+        self.ctx = ctx
+        if changed_volume and self.slot.busy:
+            self.cancel()
+        self._update_buttons()
+        self._show_current_rows()
+        self.update_overlay()
+
+    def _key(self, k: int) -> str:
+        from medview.ai.inference import slice_key
+
+        return slice_key(self.ctx.volume, k)
+
+    def _results_for(self, k: int) -> list[Any]:
+        if self.ctx.volume is None:
+            return []
+        key = self._key(k)
+        return [r for (kk, _n, _v), r in self.cache.items() if kk == key]
+
+    # ----------------------------------------------------------------- runs
+    def run_current(self) -> None:
+        """Analyse the slice in view with the checked models."""
+        if self.ctx.volume is None:
+            return
+        self._start([int(self.ctx.index)])
+
+    def run_series(self) -> None:
+        """Analyse every slice of the series in view (batched, cancellable)."""
+        if self.ctx.volume is None:
+            return
+        self._start(list(range(self._n_slices())))
+
+    def _start(self, indices: list[int]) -> None:
+        from medview.ai.inference import run_on_volume
+
+        models = self.selected_models()
+        if not models:
+            self.notify.emit("Choose at least one AI model.")
+            return
+        todo = [
+            k
+            for k in indices
+            if any((self._key(k), m.name, m.version) not in self.cache for m in models)
+        ]
+        if not todo:  # everything cached for these models/versions
+            self.status.setText(f"{len(indices)} image(s) from cache. {DISCLAIMER}")
+            self._show_current_rows()
+            self.update_overlay()
+            return
+        self.progress.setValue(0)
+        self.status.setText(f"Running {len(models)} model(s) on {len(todo)} image(s)...")
+        handle = self.slot.start(
+            run_on_volume,
+            self.ctx.volume,
+            todo,
+            [m.name for m in models],
+            device=self.device_box.currentText(),
+            batch_size=16,
+            heatmaps=True,
+            name="ai-analyze",
+        )
+        handle.progress.connect(self._on_progress)
+        handle.partial.connect(self._on_partial)
+        handle.result.connect(self._on_result)
+        handle.error.connect(self._on_error)
+        handle.finished.connect(self._on_finished)
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        """Cancel the running analysis (it stops after the current batch)."""
+        if self.slot.busy:
+            self.slot.cancel()
+            self.status.setText("Cancelled.")
+        self.progress.setValue(0)
+        self._update_buttons()
+
+    def shutdown(self) -> None:
+        """Cancel the task; called when the application quits."""
+        self.slot.cancel()
+
+    # -------------------------------------------------------------- signals
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        if message:
+            self.status.setText(message)
+
+    def _on_partial(self, batch: list[Any]) -> None:
+        for r in batch:
+            self.cache[(r.key, r.model, r.version)] = r
+        self._show_current_rows()
+        self.update_overlay()
+        self.results_changed.emit()
+
+    def _on_result(self, results: list[Any]) -> None:
+        for r in results:
+            self.cache[(r.key, r.model, r.version)] = r
+        dev = results[0].device if results else "-"
+        n = len({r.key for r in results})
+        self.status.setText(f"Done: {n} image(s) on {dev}. {DISCLAIMER}")
+        self.progress.setValue(1000)
+        self._show_current_rows()
+        self.update_overlay()
+        self.results_changed.emit()
+
+    def _on_error(self, message: str) -> None:
+        self.status.setText(f"AI failed: {message}")
+        self.notify.emit(f"AI: {message}")
+
+    def _on_finished(self) -> None:
+        self._update_buttons()
+
+    # -------------------------------------------------------------- display
+    def _show_current_rows(self) -> None:
+        """Table: results of the slice in view, or of the whole series when run."""
+        rows = []
+        if self.ctx.volume is not None:
+            n = self._n_slices()
+            current = self._results_for(int(self.ctx.index))
+            others = (
+                []
+                if n <= 1
+                else [
+                    r
+                    for (_k, _m, _v), r in self.cache.items()
+                    if r not in current and self._belongs(r)
+                ]
+            )
+            rows = current + sorted(others, key=lambda r: (r.index, r.model))
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            prob = ""
+            label = r.predicted or ""
+            if r.probabilities is not None:
+                top = r.predicted if r.predicted in r.probabilities else max(r.probabilities)
+                prob = f"{r.probabilities.get(top, 0.0):.3f}"
+                pos = "pneumonia" if "pneumonia" in r.probabilities else None
+                if pos:
+                    prob = f"{r.probabilities[pos]:.3f} ({pos})"
+            vals = [
+                str(r.index),
+                f"{r.model} {r.version}",
+                label,
+                prob,
+                "" if r.threshold is None else f"{r.threshold:.3g}",
+                "" if r.anomaly_score is None else f"{r.anomaly_score:.4f}",
+                r.device,
+                f"{r.elapsed_ms:.1f}",
+            ]
+            for j, v in enumerate(vals):
+                item = QTableWidgetItem(v)
+                item.setToolTip(DISCLAIMER)
+                if i < len(self._results_for(int(self.ctx.index))):
+                    f = item.font()
+                    f.setBold(True)
+                    item.setFont(f)
+                self.table.setItem(i, j, item)
+        self._update_buttons()
+
+    def _belongs(self, r: Any) -> bool:
+        vol = self.ctx.volume
+        n = self._n_slices()
+        return vol is not None and 0 <= r.index < n and r.key == self._key(r.index)
+
+    def current_heatmap_result(self) -> Any | None:
+        """The cached result for the slice in view with the chosen kind of heat map."""
+        kind = self.kind_box.currentData()
+        for r in self._results_for(int(self.ctx.index)):
+            if r.heatmap is not None and r.heatmap_kind == kind:
+                return r
+        return None
+
+    def update_overlay(self, *_: Any) -> None:
+        """Emit the overlay for the slice in view (or None)."""
+        r = self.current_heatmap_result() if self.overlay_check.isChecked() else None
+        if r is None:
+            self.overlay_changed.emit(None)
+            return
+        heat = r.overlay_heatmap()
+        n = self._n_slices()
+        self.overlay_changed.emit(
+            Overlay(
+                heatmap=heat,
+                opacity=self.opacity.value() / 100.0,
+                colormap=self.cmap_box.currentText(),
+                label=f"{DISCLAIMER} ({r.model} {r.heatmap_kind})",
+                index=int(self.ctx.index) if n > 1 else None,
+            )
+        )
+
+    def _current_positive(self) -> Any | None:
+        if self.ctx.volume is None:
+            return None
+        for r in self._results_for(int(self.ctx.index)):
+            if r.probabilities and r.predicted == "pneumonia":
+                return r
+        return None
+
+    def send_finding(self) -> None:
+        """Send a positive pneumonia result as a working condition to suggestions."""
+        if self._current_positive() is None:
+            self.notify.emit("No positive pneumonia result on this image.")
+            return
+        self.finding.emit(*PNEUMONIA_SNOMED)
+        self.notify.emit(f"Sent 'Pneumonia' to treatment suggestions ({DISCLAIMER}).")

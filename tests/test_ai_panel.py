@@ -1,0 +1,172 @@
+"""The AI side panel with pytest-qt: run, cache, overlay, cancel, errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+pytestmark = pytest.mark.gui
+
+
+def _tiny_model(folder, seed=0):
+    import torch
+
+    from medview.ai import nets
+    from medview.ai.registry import write_model
+
+    torch.manual_seed(seed)
+    arch = {"name": "small_resnet", "params": {"widths": [8, 16], "blocks": [1, 1]}}
+    write_model(
+        folder,
+        nets.build(arch["name"], arch["params"]).eval(),
+        {
+            "name": folder.name,
+            "version": "0.0.1",
+            "task": "classification",
+            "architecture": arch,
+            "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
+            "output": {"labels": ["normal", "pneumonia"], "threshold": 0.5},
+            "weights": {},
+        },
+    )
+    return folder
+
+
+@pytest.fixture()
+def user_models(tmp_path, monkeypatch):
+    root = tmp_path / "user_models"
+    monkeypatch.setenv("MEDVIEW_MODELS", str(root))
+    _tiny_model(root / "tiny_cls")
+    return root
+
+
+def _volume(n=300, size=64):
+    from medview.io.model import Volume
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(-1000, 1000, size=(n, size, size)).astype(np.int16)
+    return Volume(array=arr, modality="CT", unit="HU", window=(40.0, 400.0))
+
+
+def _panel(qtbot):
+    from medview.ui.panels.ai_panel import AIPanel
+
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.set_selected(["tiny_cls"])
+    return panel
+
+
+def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
+    from medview.ui.context import Overlay, StudyContext
+
+    panel = _panel(qtbot)
+    vol = _volume(n=5)
+    overlays = []
+    panel.overlay_changed.connect(overlays.append)
+    panel.set_study_context(StudyContext(volume=vol, index=2, image_key="k2"))
+    assert panel.run_image_btn.isEnabled()
+    with qtbot.waitSignal(panel.results_changed, timeout=60000):
+        panel.run_current()
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    assert panel.table.rowCount() == 1
+    row = [panel.table.item(0, j).text() for j in range(panel.table.columnCount())]
+    assert row[0] == "2" and row[1].startswith("tiny_cls") and row[6] == "cpu"
+    assert float(row[7]) > 0
+    ov = overlays[-1]
+    assert isinstance(ov, Overlay)
+    assert ov.heatmap.shape == (64, 64) and 0.0 <= ov.heatmap.min() and ov.heatmap.max() <= 1.0
+    assert ov.index == 2 and "not for diagnostic use" in ov.label
+    # opacity / colour map / kind controls re-emit the overlay
+    panel.opacity.setValue(70)
+    assert overlays[-1].opacity == pytest.approx(0.7)
+    panel.cmap_box.setCurrentText("hot")
+    assert overlays[-1].colormap == "hot"
+    panel.overlay_check.setChecked(False)
+    assert overlays[-1] is None
+    panel.overlay_check.setChecked(True)
+    # another slice has no result: no overlay; back to slice 2: cached, no new task
+    panel.set_study_context(StudyContext(volume=vol, index=3))
+    assert overlays[-1] is None
+    panel.set_study_context(StudyContext(volume=vol, index=2))
+    assert overlays[-1] is not None
+    panel.run_current()
+    assert not panel.slot.busy and "cache" in panel.status.text()
+
+
+def test_panel_series_run_keeps_gui_responsive_and_cancels(qtbot, user_models):
+    from PySide6.QtCore import QTimer
+
+    from medview.ui.context import StudyContext
+
+    panel = _panel(qtbot)
+    vol = _volume(n=300)
+    panel.set_study_context(StudyContext(volume=vol, index=0))
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    panel.run_series()
+    assert panel.slot.busy and panel.cancel_btn.isEnabled()
+    # let at least one batch arrive, then cancel
+    qtbot.waitUntil(lambda: panel.table.rowCount() >= 16, timeout=60000)
+    panel.cancel()
+    assert "Cancelled" in panel.status.text()
+    qtbot.waitUntil(lambda: not any(h.running for h in _active()), timeout=30000)
+    timer.stop()
+    n_cached = len(panel.cache)
+    assert 16 <= n_cached < 300  # stopped within a batch or so, not the whole series
+    gaps = np.diff(ticks)
+    assert len(ticks) > 3 and gaps.max() < 0.5, f"GUI thread blocked {gaps.max():.2f}s"
+    assert panel.run_series_btn.isEnabled() and not panel.cancel_btn.isEnabled()
+
+
+def _active():
+    from medview.ui import workers
+
+    return workers.active_tasks()
+
+
+def test_panel_reports_tampered_model_as_notification(qtbot, user_models):
+    from medview.ui.context import StudyContext
+
+    w = user_models / "tiny_cls" / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-3] ^= 0x10
+    w.write_bytes(bytes(data))
+    panel = _panel(qtbot)
+    messages = []
+    panel.notify.connect(messages.append)
+    panel.set_study_context(StudyContext(volume=_volume(n=2), index=0))
+    panel.run_current()
+    qtbot.waitUntil(lambda: bool(messages), timeout=30000)
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    assert "sha256" in messages[-1] and "\n" not in messages[-1]
+    assert panel.table.rowCount() == 0
+
+
+def test_panel_finding_signal_for_positive_result(qtbot, user_models):
+    from medview.ui.context import StudyContext
+
+    folder = user_models / "tiny_cls"
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["output"]["threshold"] = 0.0  # every image is "pneumonia" for this test model
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    panel = _panel(qtbot)
+    panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
+    assert not panel.finding_btn.isEnabled()
+    with qtbot.waitSignal(panel.results_changed, timeout=60000):
+        panel.run_current()
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    assert panel.finding_btn.isEnabled()
+    with qtbot.waitSignal(panel.finding) as sig:
+        panel.send_finding()
+    assert sig.args == ["233604007", "Pneumonia"]
+    panel.shutdown()
