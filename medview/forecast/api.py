@@ -1,0 +1,384 @@
+"""Forecast one patient's series: pick the method, backtest it, return a result.
+
+* Dense glucose (CGM: median sampling step <= 15 min, mg/dL): the bundled LSTM
+  (:mod:`medview.forecast.lstm`), horizons 5..60 min, 80 % interval. Backtest:
+  rolling origin over the patient's own history against persistence, linear
+  extrapolation and an AR model refitted on the patient's own past only.
+* Anything else with >= 3 points: Gaussian process (:mod:`medview.forecast.sparse`)
+  with a one-step-ahead (next measurement) backtest against persistence, mean
+  and linear trend.
+
+:func:`forecast_series` is a plain task function (``state`` for progress and
+cancel); the CLI and the GUI panel both call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from medview.forecast import baselines
+from medview.forecast.reference import reference_range
+from medview.forecast.series import (
+    STEP_MIN,
+    Series,
+    from_seconds,
+    future_times,
+    series_from_observations,
+    to_grid,
+)
+from medview.forecast.sparse import (
+    SECONDS_PER_YEAR,
+    ForecastRefused,
+    backtest_sparse,
+    check_points,
+    gp_forecast,
+)
+from medview.tasks import TaskState, ensure_state
+
+GLUCOSE_CODES = ("99504-3", "2339-0", "2345-7", "41653-7", "14749-6", "15074-8")
+DENSE_MAX_STEP_MIN = 15.0
+MAX_DENSE_HORIZON = 60
+DEFAULT_DENSE_HORIZON = 60
+DEFAULT_SPARSE_HORIZON = 365 * 24 * 60  # one year, in minutes
+SPARSE_POINTS = 12
+FORECAST_BACKTEST_ORIGINS = 450  # cap for the interactive forecast (the CLI --evaluate uses all)
+AR_MIN_WINDOWS = 100
+
+
+@dataclass
+class ForecastResult:
+    patient: str
+    code: str
+    display: str
+    unit: str
+    method: str
+    history_times: list[datetime]
+    history_values: np.ndarray
+    times: list[datetime]
+    values: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    backtest: dict[str, dict[str, float]] = field(default_factory=dict)
+    backtest_what: str = ""  # e.g. "30 min ahead, 812 origins"
+    winner: str = ""
+    dense: bool = False
+    notes: list[str] = field(default_factory=list)
+    reference: tuple[float, float, str] | None = None
+
+    def as_json(self) -> dict:
+        """The CLI JSON (issue 5 shape, plus ``winner``, ``backtest_what`` and ``notes``)."""
+        return {
+            "patient": self.patient,
+            "code": self.code,
+            "unit": self.unit,
+            "method": self.method,
+            "history_points": len(self.history_values),
+            "forecast": [
+                {
+                    "time": t.isoformat(),
+                    "value": round(float(v), 3),
+                    "lower": round(float(lo), 3),
+                    "upper": round(float(hi), 3),
+                }
+                for t, v, lo, hi in zip(
+                    self.times, self.values, self.lower, self.upper, strict=True
+                )
+            ],
+            "backtest": {
+                m: {"rmse": round(r["rmse"], 3), "mae": round(r["mae"], 3)}
+                for m, r in self.backtest.items()
+            },
+            "winner": self.winner,
+            "backtest_what": self.backtest_what,
+            "interval": 0.8,
+            "notes": self.notes,
+        }
+
+
+def is_dense(series: Series) -> bool:
+    return (
+        series.code in GLUCOSE_CODES
+        and series.unit.replace(" ", "").lower() == "mg/dl"
+        and len(series) >= 10
+        and series.median_step_min() <= DENSE_MAX_STEP_MIN
+    )
+
+
+def forecast_records(
+    records,
+    patient: str,
+    code: str,
+    horizon_min: int | None = None,
+    state: TaskState | None = None,
+    model_dir=None,
+) -> ForecastResult:
+    """Forecast ``code`` for ``patient`` of a :class:`~medview.records.RecordSet`."""
+    if patient not in records.patients and not any(
+        o.patient_id == patient for o in records.observations
+    ):
+        raise ForecastRefused(f"patient {patient!r} not found in the records")
+    series = series_from_observations(records.observations, code, patient)
+    if len(series) == 0:
+        raise ForecastRefused(f"no numeric observations of LOINC {code} for patient {patient!r}")
+    return forecast_series(series, horizon_min, state=state, model_dir=model_dir)
+
+
+def forecast_series(
+    series: Series,
+    horizon_min: int | None = None,
+    state: TaskState | None = None,
+    model_dir=None,
+    backtest_origins: int | None = FORECAST_BACKTEST_ORIGINS,
+) -> ForecastResult:
+    """Forecast, interval and backtest for one series (task function)."""
+    state = ensure_state(state)
+    what = f"LOINC {series.code} of patient {series.patient or '?'}"
+    check_points(len(series), what)
+    if is_dense(series):
+        return _forecast_dense(
+            series, horizon_min or DEFAULT_DENSE_HORIZON, state, model_dir, backtest_origins
+        )
+    return _forecast_sparse(series, horizon_min or DEFAULT_SPARSE_HORIZON, state)
+
+
+# -- dense (CGM) -------------------------------------------------------------
+
+
+def _grid_of(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    return to_grid(series.seconds, series.values)
+
+
+def _forecast_dense(series, horizon_min, state, model_dir, backtest_origins) -> ForecastResult:
+    from medview.forecast.lstm import WINDOW, load_model
+
+    if horizon_min > MAX_DENSE_HORIZON:
+        raise ForecastRefused(
+            f"the glucose LSTM forecasts at most {MAX_DENSE_HORIZON} minutes ahead "
+            f"(asked for {horizon_min})"
+        )
+    steps = max(1, int(horizon_min) // STEP_MIN)
+    state.progress(0.05, "loading the glucose LSTM")
+    model = load_model(model_dir)
+    grid_s, grid_v = _grid_of(series)
+    last = grid_v[-WINDOW:]
+    if len(last) < WINDOW or np.isnan(last).any():
+        raise ForecastRefused(
+            f"LOINC {series.code} of patient {series.patient or '?'}: the LSTM needs the last "
+            f"{WINDOW * STEP_MIN // 60} h of CGM without gaps over 30 min"
+        )
+    q = model.predict(last[None, :])[0]  # (12, 3)
+    state.progress(0.2, "backtesting on the patient's own history")
+    bt = backtest_dense(
+        grid_v, model, horizons=(steps * STEP_MIN,), max_origins=backtest_origins, state=state
+    )
+    key = str(steps * STEP_MIN)
+    table = {m: r for m, r in bt["per_horizon"].get(key, {}).items() if m in bt["methods"]}
+    notes = list(series.problems) + bt["notes"]
+    cov = bt["per_horizon"].get(key, {}).get("lstm_interval80", {}).get("coverage")
+    if cov is not None:
+        notes.append(f"80% interval covered {cov:.0%} of backtest points at {key} min")
+    t_last = series.times[-1]
+    return ForecastResult(
+        patient=series.patient,
+        code=series.code,
+        display=series.display,
+        unit=series.unit,
+        method="lstm",
+        history_times=series.times,
+        history_values=series.values,
+        times=future_times(t_last, steps * STEP_MIN),
+        values=q[:steps, 1].astype(np.float64),
+        lower=q[:steps, 0].astype(np.float64),
+        upper=q[:steps, 2].astype(np.float64),
+        backtest=table,
+        backtest_what=f"{key} min ahead, rolling origin, {bt['origins']} origins" if table else "",
+        winner=_winner(table),
+        dense=True,
+        notes=notes,
+        reference=reference_range(series.code, series.unit),
+    )
+
+
+def _winner(table: dict[str, dict[str, float]]) -> str:
+    if not table:
+        return ""
+    return min(table, key=lambda m: table[m]["rmse"])
+
+
+def backtest_dense(
+    grid_values: np.ndarray,
+    model=None,
+    horizons: tuple[int, ...] = (30, 60),
+    max_origins: int | None = None,
+    folds: int = 3,
+    state: TaskState | None = None,
+    model_dir=None,
+) -> dict:
+    """Rolling-origin backtest of the LSTM and the baselines on one gridded series.
+
+    The origins are split in time into an initial 40 % and ``folds`` later
+    blocks; each block is forecast by every method, the AR model being refitted
+    on the windows that ended before the block started (the patient's own past
+    only). Returns ``{"origins", "methods", "per_horizon": {"30": {method:
+    {"rmse", "mae", "n"}, "lstm_interval80": {"coverage", "mean_width_mgdl"}}},
+    "notes"}``.
+    """
+    from medview.forecast.lstm import HORIZON_STEPS, WINDOW, load_model
+
+    state = ensure_state(state)
+    if model is None:
+        model = load_model(model_dir)
+    x, y, origin = baselines.make_windows(grid_values, WINDOW, HORIZON_STEPS)
+    notes: list[str] = []
+    result = {"origins": 0, "methods": [], "per_horizon": {}, "notes": notes}
+    if len(x) < 20:
+        notes.append("too little continuous CGM for a backtest (needs about 4 h)")
+        return result
+    start = int(len(x) * 0.4)
+    bounds = np.linspace(start, len(x), folds + 1).astype(int)
+    preds: dict[str, list[np.ndarray]] = {"lstm": [], "persistence": [], "linear": [], "ar": []}
+    q_all, y_all = [], []
+    use_ar = True
+    for f in range(folds):
+        state.check()
+        lo, hi = bounds[f], bounds[f + 1]
+        if hi <= lo:
+            continue
+        idx = np.arange(lo, hi)
+        if max_origins is not None:
+            per_fold = max(1, max_origins // folds)
+            if len(idx) > per_fold:
+                idx = idx[np.linspace(0, len(idx) - 1, per_fold).astype(int)]
+        xb, yb = x[idx], y[idx]
+        q = model.predict(xb)
+        q_all.append(q)
+        y_all.append(yb)
+        preds["lstm"].append(q[..., 1])
+        preds["persistence"].append(baselines.persistence(xb, HORIZON_STEPS))
+        preds["linear"].append(baselines.linear(xb, HORIZON_STEPS))
+        # AR: only windows whose targets ended before this block's first origin
+        past = origin + HORIZON_STEPS <= origin[lo]
+        if past.sum() >= AR_MIN_WINDOWS and use_ar:
+            ar = baselines.ARModel.fit(x[past], y[past])
+            preds["ar"].append(ar.predict(xb))
+        else:
+            use_ar = False
+        state.progress(0.2 + 0.8 * (f + 1) / folds, f"backtest block {f + 1}/{folds}")
+    if not use_ar:
+        preds.pop("ar")
+        notes.append(f"AR baseline left out: fewer than {AR_MIN_WINDOWS} past windows to fit it on")
+    q = np.concatenate(q_all)
+    yy = np.concatenate(y_all)
+    stacked = {m: np.concatenate(p) for m, p in preds.items()}
+    result["origins"] = int(len(yy))
+    result["methods"] = list(stacked)
+    for minutes in horizons:
+        h = int(minutes) // STEP_MIN - 1
+        if not 0 <= h < HORIZON_STEPS:
+            continue
+        row: dict[str, dict] = {}
+        for m, p in stacked.items():
+            err = p[:, h] - yy[:, h]
+            row[m] = {
+                "rmse": float(np.sqrt(np.mean(err**2))),
+                "mae": float(np.mean(np.abs(err))),
+                "n": int(len(err)),
+            }
+        inside = (yy[:, h] >= q[:, h, 0]) & (yy[:, h] <= q[:, h, 2])
+        row["lstm_interval80"] = {
+            "coverage": float(inside.mean()),
+            "mean_width_mgdl": float(np.mean(q[:, h, 2] - q[:, h, 0])),
+        }
+        result["per_horizon"][str(int(minutes))] = row
+    return result
+
+
+# -- sparse (labs, vitals) ---------------------------------------------------
+
+
+def _forecast_sparse(series: Series, horizon_min: int, state: TaskState) -> ForecastResult:
+    s = series.seconds
+    v = series.values
+    state.progress(0.1, "fitting the Gaussian process")
+    step = horizon_min * 60.0 / SPARSE_POINTS
+    future = s[-1] + step * np.arange(1, SPARSE_POINTS + 1)
+    fc = gp_forecast(s, v, future)
+    state.progress(0.4, "backtesting on the patient's own history")
+    table, n_origins = backtest_sparse(s, v)
+    notes = list(series.problems)
+    if not table:
+        notes.append("backtest needs at least 4 points (3 to fit, 1 to check)")
+    span_years = (s[-1] - s[0]) / SECONDS_PER_YEAR
+    if horizon_min * 60.0 > 2 * max(span_years * SECONDS_PER_YEAR, 1.0):
+        notes.append("horizon longer than twice the history: the interval is mostly prior")
+    state.progress(1.0, "done")
+    return ForecastResult(
+        patient=series.patient,
+        code=series.code,
+        display=series.display,
+        unit=series.unit,
+        method="gp",
+        history_times=series.times,
+        history_values=v,
+        times=[from_seconds(t, series.times[-1]) for t in future],
+        values=fc.mean,
+        lower=fc.lower,
+        upper=fc.upper,
+        backtest=table,
+        backtest_what=f"next measurement, rolling origin, {n_origins} origins" if table else "",
+        winner=_winner(table),
+        dense=False,
+        notes=notes,
+        reference=reference_range(series.code, series.unit),
+    )
+
+
+def observation_summary(records, patient: str) -> list[tuple[str, str, int, str]]:
+    """``(code, display, numeric count, unit)`` for one patient, most frequent first."""
+    counts: dict[str, list] = {}
+    for o in records.observations:
+        if o.patient_id != patient or o.value is None:
+            continue
+        entry = counts.setdefault(o.code, [o.display, 0, o.unit])
+        entry[1] += 1
+    rows = [(code, d, n, u) for code, (d, n, u) in counts.items()]
+    rows.sort(key=lambda r: (-r[2], r[0]))
+    return rows
+
+
+def parse_horizon(text: str | int | None) -> int | None:
+    """Minutes from ``"30"``, ``"30m"``, ``"6h"``, ``"90d"``, ``"1y"``; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        value = text
+    else:
+        s = str(text).strip().lower()
+        units = {"m": 1, "h": 60, "d": 1440, "w": 10080, "y": 525960}
+        mult = 1
+        if s and s[-1] in units:
+            mult = units[s[-1]]
+            s = s[:-1]
+        try:
+            value = int(round(float(s) * mult))
+        except ValueError:
+            raise ForecastRefused(
+                f"horizon {text!r} is not a number of minutes (e.g. 30, 6h, 90d)"
+            ) from None
+    if value <= 0:
+        raise ForecastRefused(f"horizon must be positive, got {text!r}")
+    return value
+
+
+__all__ = [
+    "ForecastRefused",
+    "ForecastResult",
+    "backtest_dense",
+    "forecast_records",
+    "forecast_series",
+    "observation_summary",
+    "parse_horizon",
+]

@@ -1,0 +1,191 @@
+"""The bundled glucose LSTM: definition, safe loading and numpy inference.
+
+The network reads the last 3 hours of CGM on a 5-minute grid (36 steps; per step
+the scaled glucose and its 5-minute change) and outputs, for each of the next 12
+steps (5 to 60 minutes), the 10 %, 50 % and 90 % quantiles of the change from the
+last reading. The 80 % interval is then widened (or narrowed) per horizon by a
+split-conformal correction computed at training time on calibration days of the
+training patients (never on the held-out patients).
+
+Training uses torch (:mod:`medview.forecast.train`); inference here is plain
+numpy, so a forecast in the GUI does not pay for importing torch. Weights are
+safetensors; their sha256 is checked against ``metadata.json`` before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MODEL_NAME = "glucose_lstm"
+WINDOW = 36  # input steps (3 h at 5 min)
+HORIZON_STEPS = 12  # output steps (5..60 min)
+QUANTILES = (0.1, 0.5, 0.9)
+CENTER = 140.0  # mg/dL
+SCALE = 50.0  # mg/dL
+DIFF_SCALE = 5.0  # the 5-minute change is multiplied by this after scaling
+
+
+class ModelError(Exception):
+    """The model files are missing, changed (sha256) or inconsistent."""
+
+
+def features(windows: np.ndarray) -> np.ndarray:
+    """(N, WINDOW) mg/dL -> (N, WINDOW, 2) network input."""
+    x = (np.asarray(windows, dtype=np.float32) - CENTER) / SCALE
+    dx = np.zeros_like(x)
+    dx[:, 1:] = (x[:, 1:] - x[:, :-1]) * DIFF_SCALE
+    return np.stack([x, dx], axis=-1)
+
+
+def build_torch_model(hidden: int = 64, layers: int = 2):
+    """The torch module (training only). Imported lazily."""
+    import torch
+    from torch import nn
+
+    class GlucoseLSTM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(2, hidden, num_layers=layers, batch_first=True)
+            self.head1 = nn.Linear(hidden, hidden)
+            self.head2 = nn.Linear(hidden, HORIZON_STEPS * 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out, _ = self.lstm(x)
+            z = torch.relu(self.head1(out[:, -1]))
+            raw = self.head2(z).view(-1, HORIZON_STEPS, 3)
+            med = raw[..., 1]
+            lo = med - nn.functional.softplus(raw[..., 0])
+            hi = med + nn.functional.softplus(raw[..., 2])
+            return torch.stack([lo, med, hi], dim=-1)  # scaled change from last value
+
+    return GlucoseLSTM()
+
+
+def _single_thread_blas():
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, "blas")
+    except Exception:  # threadpoolctl missing: run as is
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+@dataclass
+class GlucoseLSTM:
+    """Numpy inference of the trained network plus its conformal correction."""
+
+    weights: dict[str, np.ndarray]
+    layers: int
+    conformal_mgdl: np.ndarray = field(default_factory=lambda: np.zeros(HORIZON_STEPS))
+    metadata: dict = field(default_factory=dict)
+
+    def raw(self, windows: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """(N, WINDOW) mg/dL -> (N, HORIZON_STEPS, 3) quantiles in mg/dL (uncorrected)."""
+        windows = np.asarray(windows, dtype=np.float32)
+        with _single_thread_blas():  # small matmuls: BLAS threads only add overhead
+            outs = [self._forward(windows[i : i + batch]) for i in range(0, len(windows), batch)]
+        if not outs:
+            return np.zeros((0, HORIZON_STEPS, 3), dtype=np.float32)
+        out = np.concatenate(outs)
+        return windows[:, -1, None, None] + SCALE * out
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Quantiles (10 %, 50 %, 90 %) in mg/dL with the calibrated 80 % interval."""
+        q = self.raw(windows)
+        c = self.conformal_mgdl[None, :]
+        q[..., 0] -= c
+        q[..., 2] += c
+        q[..., 0] = np.minimum(q[..., 0], q[..., 1])
+        q[..., 2] = np.maximum(q[..., 2], q[..., 1])
+        return q
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        w = self.weights
+        h_seq = features(windows)
+        n = len(windows)
+        for layer in range(self.layers):
+            wih = w[f"lstm.weight_ih_l{layer}"]
+            whh = w[f"lstm.weight_hh_l{layer}"]
+            b = w[f"lstm.bias_ih_l{layer}"] + w[f"lstm.bias_hh_l{layer}"]
+            hidden = whh.shape[1]
+            h = np.zeros((n, hidden), dtype=np.float32)
+            c = np.zeros((n, hidden), dtype=np.float32)
+            steps = h_seq.shape[1]
+            xs = (h_seq.reshape(n * steps, -1) @ wih.T + b).reshape(n, steps, -1)  # (n, T, 4H)
+            out = np.empty((n, h_seq.shape[1], hidden), dtype=np.float32)
+            for t in range(h_seq.shape[1]):
+                gates = xs[:, t] + h @ whh.T
+                i = _sigmoid(gates[:, :hidden])
+                f = _sigmoid(gates[:, hidden : 2 * hidden])
+                g = np.tanh(gates[:, 2 * hidden : 3 * hidden])
+                o = _sigmoid(gates[:, 3 * hidden :])
+                c = f * c + i * g
+                h = o * np.tanh(c)
+                out[:, t] = h
+            h_seq = out
+        z = np.maximum(h_seq[:, -1] @ w["head1.weight"].T + w["head1.bias"], 0.0)
+        raw = (z @ w["head2.weight"].T + w["head2.bias"]).reshape(n, HORIZON_STEPS, 3)
+        med = raw[..., 1]
+        lo = med - _softplus(raw[..., 0])
+        hi = med + _softplus(raw[..., 2])
+        return np.stack([lo, med, hi], axis=-1).astype(np.float32)
+
+
+def default_model_dir() -> Path:
+    """The user's model folder wins over the bundled one when it holds this model."""
+    from medview.paths import bundled_models_dir, user_models_dir
+
+    user = user_models_dir() / MODEL_NAME
+    if (user / "metadata.json").exists():
+        return user
+    return bundled_models_dir() / MODEL_NAME
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+_CACHE: dict[str, GlucoseLSTM] = {}
+
+
+def load_model(model_dir: str | Path | None = None) -> GlucoseLSTM:
+    """Load ``metadata.json`` + ``model.safetensors`` after checking the sha256."""
+    folder = Path(model_dir) if model_dir else default_model_dir()
+    meta_path = folder / "metadata.json"
+    weights_path = folder / "model.safetensors"
+    if not meta_path.exists() or not weights_path.exists():
+        raise ModelError(f"{folder}: glucose LSTM not found (run 'medview train glucose-lstm')")
+    meta = json.loads(meta_path.read_text())
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    key = f"{folder.resolve()}:{digest}"
+    if key in _CACHE:
+        return _CACHE[key]
+    expected = meta.get("sha256", "")
+    if digest != expected:
+        raise ModelError(f"{weights_path}: sha256 {digest[:12]}... does not match metadata.json")
+    from safetensors.numpy import load
+
+    weights = {k: v.astype(np.float32) for k, v in load(data).items()}
+    arch = meta.get("architecture", {})
+    conformal = np.asarray(meta.get("conformal_mgdl", [0.0] * HORIZON_STEPS), dtype=np.float32)
+    if conformal.shape != (HORIZON_STEPS,):
+        raise ModelError(f"{meta_path}: conformal_mgdl must have {HORIZON_STEPS} values")
+    model = GlucoseLSTM(weights, int(arch.get("layers", 2)), conformal, meta)
+    _CACHE[key] = model
+    return model

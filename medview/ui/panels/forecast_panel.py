@@ -1,0 +1,421 @@
+"""Forecast dock: a patient's observation history, forecast and 80 % interval.
+
+Follows the patient of the study in view (``set_study_context``): the records
+(given with :meth:`ForecastPanel.set_records`, opened with the buttons, or the
+ones saved in the local database) are linked to the imaging patient by
+PatientID, or by name and birth date; when nothing matches the panel says so.
+The observation picker lists the patient's codes with their counts; choosing one
+(or a horizon) starts the forecast on a worker (:class:`TaskSlot`), with
+progress and cancel. The plot shows the history, the forecast, its 80 % band
+and the reference range; the summary line says which method won the backtest.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from medview.ui.context import StudyContext
+from medview.ui.workers import TaskSlot
+
+log = logging.getLogger(__name__)
+
+DENSE_HORIZONS = [("30 min", 30), ("60 min", 60)]
+SPARSE_HORIZONS = [
+    ("3 months", 131490),
+    ("6 months", 262980),
+    ("1 year", 525960),
+    ("2 years", 1051920),
+]
+
+
+# -- worker functions (run on the pool; Qt-free) -------------------------------
+
+
+def _load_path(path: str, kind: str, state=None) -> Any:
+    if kind == "cgm":
+        from medview.records.cgm import load_cgm_csv
+
+        return load_cgm_csv(path)
+    from medview.records import load_records
+
+    return load_records(path, state=state)
+
+
+def _load_saved(ctx: StudyContext, state=None) -> Any:
+    """Saved records of the imaging patient (via a remembered link, else all of them)."""
+    from medview.records import load_saved_records, saved_link
+
+    rid = saved_link(ctx.patient_id) if ctx.patient_id else None
+    if rid:
+        return load_saved_records(patient_ids=[rid])
+    return load_saved_records()
+
+
+def _forecast(records, patient: str, code: str, horizon: int | None, state=None) -> Any:
+    from medview.forecast.api import forecast_records
+
+    return forecast_records(records, patient, code, horizon, state=state)
+
+
+def _epoch(t: datetime) -> float:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.timestamp()
+
+
+class ForecastPanel(QWidget):
+    """Dock panel; see the module docstring."""
+
+    notify = Signal(str)
+    forecast_ready = Signal(object)  # the ForecastResult shown (tests, other panels)
+
+    def __init__(self, parent: QWidget | None = None, records: Any | None = None) -> None:
+        super().__init__(parent)
+        self.records = None
+        self.result = None
+        self._context_key: tuple = ()
+        self._ctx = StudyContext()
+        self._db_tried = False
+        self._slot = TaskSlot(self)
+        self._build()
+        if records is not None:
+            self.set_records(records)
+
+    # -- layout --------------------------------------------------------------
+    def _build(self) -> None:
+        import pyqtgraph as pg
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        top = QHBoxLayout()
+        self.patient_combo = QComboBox()
+        self.patient_combo.setToolTip("record patient (follows the study in view)")
+        self.patient_combo.currentIndexChanged.connect(self._patient_changed)
+        open_rec = QPushButton("Records...")
+        open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
+        open_rec.clicked.connect(self._open_records)
+        open_cgm = QPushButton("CGM CSV...")
+        open_cgm.clicked.connect(self._open_cgm)
+        top.addWidget(QLabel("Patient"))
+        top.addWidget(self.patient_combo, 1)
+        top.addWidget(open_rec)
+        top.addWidget(open_cgm)
+        lay.addLayout(top)
+
+        self.link_label = QLabel("no records loaded")
+        self.link_label.setWordWrap(True)
+        lay.addWidget(self.link_label)
+
+        row = QHBoxLayout()
+        self.code_combo = QComboBox()
+        self.code_combo.setToolTip("observation (LOINC) with its number of values")
+        self.code_combo.currentIndexChanged.connect(self._code_changed)
+        self.horizon_combo = QComboBox()
+        self.horizon_combo.currentIndexChanged.connect(lambda _i: self.start_forecast())
+        row.addWidget(self.code_combo, 1)
+        row.addWidget(QLabel("ahead"))
+        row.addWidget(self.horizon_combo)
+        lay.addLayout(row)
+
+        prog = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.cancel_button)
+        lay.addLayout(prog)
+
+        self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+        self.plot.setBackground("w")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.addLegend(offset=(5, 5))
+        self.ref_region = pg.LinearRegionItem(
+            orientation="horizontal", movable=False, brush=pg.mkBrush(0, 160, 0, 30)
+        )
+        self.ref_region.setZValue(-10)
+        self.ref_region.setVisible(False)
+        for line in self.ref_region.lines:
+            line.setPen(pg.mkPen(0, 160, 0, 80))
+        self.plot.addItem(self.ref_region)
+        self.history_curve = self.plot.plot(
+            [], [], pen=pg.mkPen(60, 60, 60), symbol="o", symbolSize=4, name="history"
+        )
+        self.lower_curve = self.plot.plot([], [], pen=pg.mkPen(30, 90, 200, 90))
+        self.upper_curve = self.plot.plot([], [], pen=pg.mkPen(30, 90, 200, 90))
+        self.band = pg.FillBetweenItem(
+            self.lower_curve, self.upper_curve, brush=pg.mkBrush(30, 90, 200, 50)
+        )
+        self.plot.addItem(self.band)
+        self.forecast_curve = self.plot.plot(
+            [],
+            [],
+            pen=pg.mkPen(30, 90, 200, width=2),
+            symbol="o",
+            symbolSize=4,
+            name="forecast (80% band)",
+        )
+        lay.addWidget(self.plot, 1)
+
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.summary)
+
+    # -- panel contract -------------------------------------------------------
+    def set_study_context(self, ctx: StudyContext) -> None:
+        """Follow the patient in view (cheap when only the slice changed)."""
+        key = (ctx.patient_id, ctx.patient_name, ctx.birth_date)
+        if key == self._context_key:
+            return
+        self._context_key = key
+        self._ctx = ctx
+        if not any(key):
+            return
+        if self.records is not None:
+            self._link()
+        elif not self._db_tried:
+            self._db_tried = True
+            self._run(_load_saved, ctx, on_result=self._saved_loaded, name="load saved records")
+
+    def shutdown(self) -> None:
+        self._slot.cancel()
+
+    def cancel(self) -> None:
+        self._slot.cancel()
+        self._busy(False)
+        self.summary.setText("cancelled")
+
+    # -- records ---------------------------------------------------------------
+    def set_records(self, records: Any) -> None:
+        """Use ``records`` (a :class:`~medview.records.RecordSet`) and follow the patient in view."""
+        self.records = records
+        self.patient_combo.blockSignals(True)
+        self.patient_combo.clear()
+        for pid, p in sorted(records.patients.items()):
+            n = sum(1 for o in records.observations if o.patient_id == pid)
+            label = f"{p.name or pid}  ({n} observations)"
+            self.patient_combo.addItem(label, pid)
+        self.patient_combo.blockSignals(False)
+        if any(self._context_key):
+            self._link()
+        else:
+            self.link_label.setText(f"{len(records.patients)} record patient(s) loaded")
+            self._patient_changed(self.patient_combo.currentIndex())
+
+    def _saved_loaded(self, records: Any) -> None:
+        if records is not None and records.patients:
+            self.set_records(records)
+        else:
+            self.link_label.setText("no records in the local database; open records or a CGM CSV")
+
+    def _link(self) -> None:
+        from medview.records import link_patient
+
+        ctx = self._ctx
+        res = link_patient(self.records, ctx.patient_id, ctx.patient_name, ctx.birth_date)
+        if res.matched:
+            idx = self.patient_combo.findData(res.record_patient_id)
+            self.link_label.setText(res.message)
+            if idx >= 0:
+                if idx == self.patient_combo.currentIndex():
+                    self._patient_changed(idx)
+                else:
+                    self.patient_combo.setCurrentIndex(idx)
+        else:
+            who = ctx.patient_name or ctx.patient_id
+            self.link_label.setText(
+                f"<b>no record match</b> for the patient in view ({who}): "
+                f"{res.message or 'no PatientID or name + birth date match'}"
+            )
+
+    def _open_records(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Records folder (Synthea CSV or FHIR)")
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(self, "FHIR file", "", "FHIR (*.json *.ndjson)")
+        if path:
+            self.open_path(path, "records")
+
+    def _open_cgm(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "CGM export", "", "CSV (*.csv *.txt)")
+        if path:
+            self.open_path(path, "cgm")
+
+    def open_path(self, path: str, kind: str = "records") -> None:
+        """Load records (``kind="records"``) or a CGM CSV (``"cgm"``) on a worker."""
+        self._run(_load_path, path, kind, on_result=self._loaded, name=f"open {kind}")
+
+    def _loaded(self, records: Any) -> None:
+        if records.problems:
+            self.notify.emit(
+                f"{len(records.problems)} record(s) skipped, first: {records.problems[0]}"
+            )
+        self.set_records(records)
+
+    # -- selection -------------------------------------------------------------
+    @property
+    def patient(self) -> str:
+        return self.patient_combo.currentData() or ""
+
+    @property
+    def code(self) -> str:
+        return self.code_combo.currentData() or ""
+
+    def _patient_changed(self, _index: int) -> None:
+        from medview.forecast.api import observation_summary
+
+        self.code_combo.blockSignals(True)
+        self.code_combo.clear()
+        if self.records is not None and self.patient:
+            for code, display, n, unit in observation_summary(self.records, self.patient):
+                self.code_combo.addItem(f"{display or code} [{code}] - {n} values ({unit})", code)
+            # start on glucose when the patient has it, else the most frequent code
+            for i in range(self.code_combo.count()):
+                if self.code_combo.itemData(i) in ("99504-3", "2339-0"):
+                    self.code_combo.setCurrentIndex(i)
+                    break
+        self.code_combo.blockSignals(False)
+        self._code_changed(self.code_combo.currentIndex())
+
+    def _code_changed(self, _index: int) -> None:
+        dense = self._is_dense()
+        options = DENSE_HORIZONS if dense else SPARSE_HORIZONS
+        self.horizon_combo.blockSignals(True)
+        self.horizon_combo.clear()
+        for label, minutes in options:
+            self.horizon_combo.addItem(label, minutes)
+        self.horizon_combo.setCurrentIndex(len(options) - 1 if dense else 2)
+        self.horizon_combo.blockSignals(False)
+        self.start_forecast()
+
+    def _is_dense(self) -> bool:
+        if self.records is None or not self.code:
+            return False
+        from medview.forecast.api import is_dense
+        from medview.forecast.series import series_from_observations
+
+        return is_dense(
+            series_from_observations(self.records.observations, self.code, self.patient)
+        )
+
+    def set_horizon(self, minutes: int) -> None:
+        idx = self.horizon_combo.findData(minutes)
+        if idx >= 0:
+            self.horizon_combo.setCurrentIndex(idx)
+
+    # -- forecasting -----------------------------------------------------------
+    def start_forecast(self) -> None:
+        if self.records is None or not self.patient or not self.code:
+            self._clear_plot()
+            return
+        horizon = self.horizon_combo.currentData()
+        self._run(
+            _forecast,
+            self.records,
+            self.patient,
+            self.code,
+            horizon,
+            on_result=self._show,
+            name="forecast",
+        )
+
+    def _run(self, fn, *args, on_result, name: str) -> None:
+        handle = self._slot.start(fn, *args, name=name)
+        self._busy(True, name)
+        handle.progress.connect(self._on_progress)
+        handle.result.connect(on_result)
+        handle.error.connect(self._on_error)
+        handle.finished.connect(lambda h=handle: self._finished(h))
+
+    def _busy(self, on: bool, what: str = "") -> None:
+        self.progress.setVisible(on)
+        self.cancel_button.setEnabled(on)
+        if on:
+            self.progress.setValue(0)
+            self.progress.setFormat(f"{what}... %p%")
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        if message:
+            self.progress.setFormat(f"{message} %p%")
+
+    def _finished(self, handle) -> None:
+        if self._slot.current is handle or self._slot.current is None:
+            self._busy(False)
+
+    def _on_error(self, message: str) -> None:
+        self.summary.setText(f"<b>no forecast:</b> {message}")
+        self._clear_plot(keep_summary=True)
+        self.notify.emit(message)
+
+    def _clear_plot(self, keep_summary: bool = False) -> None:
+        for curve in (self.history_curve, self.forecast_curve, self.lower_curve, self.upper_curve):
+            curve.setData([], [])
+        self.ref_region.setVisible(False)
+        self.result = None
+        if not keep_summary:
+            self.summary.setText("")
+
+    def _show(self, r: Any) -> None:
+        import numpy as np
+
+        self.result = r
+        hx = np.array([_epoch(t) for t in r.history_times])
+        fx = np.array([_epoch(t) for t in r.times])
+        self.history_curve.setData(hx, np.asarray(r.history_values, dtype=float))
+        # the band and the forecast start at the last observation
+        x0 = hx[-1:]
+        y0 = np.asarray(r.history_values[-1:], dtype=float)
+        self.forecast_curve.setData(np.r_[x0, fx], np.r_[y0, r.values])
+        self.lower_curve.setData(np.r_[x0, fx], np.r_[y0, r.lower])
+        self.upper_curve.setData(np.r_[x0, fx], np.r_[y0, r.upper])
+        if r.reference is not None:
+            low, high, label = r.reference
+            self.ref_region.setRegion((low, high))
+            self.ref_region.setToolTip(f"reference: {label}")
+            self.ref_region.setVisible(True)
+        else:
+            self.ref_region.setVisible(False)
+        if r.dense:  # show the last 24 h and the forecast
+            self.plot.setXRange(max(hx[0], fx[-1] - 24 * 3600), fx[-1], padding=0.02)
+        else:
+            self.plot.setXRange(hx[0], fx[-1], padding=0.02)
+        self.plot.setLabel("left", r.unit)
+        self.plot.setTitle(f"{r.display or r.code}")
+        self.summary.setText(self._summary_text(r))
+        self.forecast_ready.emit(r)
+
+    @staticmethod
+    def _summary_text(r: Any) -> str:
+        last = r.values[-1], r.lower[-1], r.upper[-1]
+        head = (
+            f"<b>{r.method.upper()}</b> forecast for {r.times[-1]:%Y-%m-%d %H:%M}: "
+            f"{last[0]:.1f} {r.unit} (80% interval {last[1]:.1f}-{last[2]:.1f})"
+        )
+        if r.backtest:
+            rows = ", ".join(
+                f"{m} {v['rmse']:.2f}"
+                for m, v in sorted(r.backtest.items(), key=lambda kv: kv[1]["rmse"])
+            )
+            won = f"<br><b>{r.winner}</b> won the backtest on this patient's history ({r.backtest_what}); RMSE: {rows}"
+        else:
+            won = "<br>no backtest possible"
+        notes = "".join(f"<br><i>{n}</i>" for n in r.notes[:3])
+        return head + won + notes

@@ -1,0 +1,134 @@
+"""Forecast panel standalone with pytest-qt: follows the patient, plots, cancels."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyqtgraph")
+
+from medview.records.model import Observation, Patient, RecordSet  # noqa: E402
+from medview.ui.context import StudyContext  # noqa: E402
+
+T0 = datetime(2024, 5, 1)
+
+
+@pytest.fixture()
+def records():
+    rng = np.random.default_rng(11)
+    rs = RecordSet()
+    rs.patients["p1"] = Patient("p1", "Jane Doe", date(1970, 2, 3), identifiers=["MRN-77"])
+    rs.patients["p2"] = Patient("p2", "John Roe", date(1980, 1, 1))
+    n = 288 * 2
+    cgm = 140 + 45 * np.sin(np.arange(n) / 28.0) + rng.normal(0, 4, n)
+    rs.observations += [
+        Observation(
+            "p1", T0 + timedelta(minutes=5 * k), "99504-3", "CGM glucose", float(v), "mg/dL"
+        )
+        for k, v in enumerate(cgm)
+    ]
+    rs.observations += [
+        Observation("p1", T0 - timedelta(days=180 * k), "4548-4", "HbA1c", v, "%")
+        for k, v in enumerate([7.9, 7.6, 7.4, 7.1, 6.9])
+    ]
+    rs.observations += [
+        Observation("p1", T0 - timedelta(days=100 * k), "8480-6", "Systolic", v, "mmHg")
+        for k, v in enumerate([128.0, 131.0])
+    ]
+    rs.observations.append(Observation("p2", T0, "4548-4", "HbA1c", 5.5, "%"))
+    return rs
+
+
+@pytest.fixture()
+def panel(qtbot, records):
+    from medview.ui.panels.forecast_panel import ForecastPanel
+
+    p = ForecastPanel()
+    qtbot.addWidget(p)
+    p.resize(500, 500)
+    yield p
+    p.shutdown()
+
+
+def test_follows_patient_and_forecasts_glucose(qtbot, panel, records):
+    start = time.perf_counter()
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
+        panel.set_records(records)
+        panel.set_study_context(StudyContext(patient_id="MRN-77", patient_name="DOE^JANE"))
+    elapsed = time.perf_counter() - start
+    r = sig.args[0]
+    assert panel.patient == "p1" and "MRN-77" in panel.link_label.text()
+    assert r.method == "lstm" and r.code == "99504-3" and len(r.times) == 12
+    # picker lists codes with counts, most frequent first
+    labels = [panel.code_combo.itemText(i) for i in range(panel.code_combo.count())]
+    assert labels[0].startswith("CGM glucose [99504-3] - 576 values")
+    assert any("HbA1c [4548-4] - 5 values" in t for t in labels)
+    x, y = panel.history_curve.getData()
+    assert len(x) == 576 and y[0] == pytest.approx(records.observations[0].value)
+    fx, fy = panel.forecast_curve.getData()
+    assert len(fx) == 13 and fy[-1] == pytest.approx(r.values[-1])
+    lx, ly = panel.lower_curve.getData()
+    ux, uy = panel.upper_curve.getData()
+    assert np.all(ly <= fy) and np.all(fy <= uy)
+    assert panel.ref_region.isVisible() and panel.ref_region.getRegion() == (70.0, 180.0)
+    assert "won the backtest" in panel.summary.text()
+    assert not panel.progress.isVisible()
+    assert elapsed < 1.0, elapsed  # one patient's forecast, model loading included
+    # horizon selector
+    assert [panel.horizon_combo.itemData(i) for i in range(panel.horizon_combo.count())] == [30, 60]
+    with qtbot.waitSignal(panel.forecast_ready, timeout=5000) as sig:
+        panel.set_horizon(30)
+    assert len(sig.args[0].times) == 6
+    # slice changes of the same patient start nothing
+    qtbot.waitUntil(lambda: not panel._slot.busy, timeout=5000)
+    before = panel._slot.current
+    panel.set_study_context(StudyContext(patient_id="MRN-77", patient_name="DOE^JANE", index=5))
+    assert panel._slot.current is before and not panel._slot.busy
+
+
+def test_sparse_code_and_refusal(qtbot, panel, records):
+    panel.set_records(records)
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=10000)
+    idx = panel.code_combo.findData("4548-4")
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
+        panel.code_combo.setCurrentIndex(idx)
+    r = sig.args[0]
+    assert r.method == "gp" and r.code == "4548-4"
+    assert panel.horizon_combo.currentText() == "1 year"
+    assert panel.ref_region.getRegion() == (4.0, 5.7)
+    # two values of systolic BP: refused, with the reason shown
+    idx = panel.code_combo.findData("8480-6")
+    panel.code_combo.setCurrentIndex(idx)
+    qtbot.waitUntil(lambda: "no forecast" in panel.summary.text(), timeout=10000)
+    assert "at least 3" in panel.summary.text()
+    assert panel.history_curve.getData()[0] is None or len(panel.history_curve.getData()[0]) == 0
+
+
+def test_no_match_is_shown(qtbot, panel, records):
+    panel.set_records(records)
+    panel.set_study_context(StudyContext(patient_id="UNKNOWN-1", patient_name="Nobody^Here"))
+    assert "no record match" in panel.link_label.text()
+
+
+def test_cancel(qtbot, panel, records):
+    panel.set_records(records)
+    panel.cancel()
+    assert panel.summary.text() == "cancelled"
+    assert not panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not panel._slot.busy, timeout=5000)
+    assert panel.result is None
+
+
+def test_loads_cgm_file(qtbot, panel, tmp_path):
+    path = tmp_path / "pump.csv"
+    lines = [
+        f"{(T0 + timedelta(minutes=5 * k)).isoformat()},{120 + 30 * np.sin(k / 20):.1f}"
+        for k in range(300)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
+        panel.open_path(str(path), "cgm")
+    assert sig.args[0].patient == "pump" and sig.args[0].method == "lstm"
