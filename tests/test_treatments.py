@@ -195,3 +195,19 @@ def test_cli_bad_input(csv_dir: Path, tmp_path: Path, capsys) -> None:
     assert main(["suggest", "--records", str(csv_dir), "--patient", "nobody"]) == 2
     assert "no match" in capsys.readouterr().err
     assert main(["suggest", "--records", str(csv_dir)]) == 2
+
+
+def test_fold_copy_equals_rebuild(csv_records: RecordSet) -> None:
+    from medview.treatments import build_data
+
+    base = build_data(csv_records)
+    for pid, hidden in list(hidden_items(csv_records).items())[:6]:
+        fast = base.without(pid, hidden)
+        slow = build_data(csv_records, exclude={(pid, hidden)})
+        cols = [fast.i_index[k] for k in slow.items]
+        rows = [fast.c_index[c] for c in slow.conditions]
+        assert np.array_equal(fast.X[:, cols], slow.X)
+        assert not fast.X[:, [fast.i_index[k] for k in fast.items if k not in slow.i_index]].any()
+        assert np.array_equal(fast.reason_patients[np.ix_(rows, cols)], slow.reason_patients)
+        assert np.array_equal(fast.reason_events[np.ix_(rows, cols)], slow.reason_events)
+        assert fast.current.get(pid, set()) == slow.current.get(pid, set())

@@ -73,11 +73,49 @@ class TreatmentData:
     current: dict[str, set[str]]  # patient -> current item keys
     first_seen: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     last_seen: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    # (patient, item) -> {condition index: events recorded with that reason}
+    pair_reasons: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.p_index = {p: i for i, p in enumerate(self.patients)}
         self.i_index = {k: i for i, k in enumerate(self.items)}
         self.c_index = {c: i for i, c in enumerate(self.conditions)}
+
+    def without(self, patient: str, item: str) -> TreatmentData:
+        """A copy with every event of ``item`` for ``patient`` removed (leave-one-out).
+
+        Same result as rebuilding with ``build_data(records, exclude={(patient, item)})``
+        except that the item stays in ``items`` (with a zero column if nobody else had it).
+        """
+        X = self.X.copy()
+        rp, re_ = self.reason_patients.copy(), self.reason_events.copy()
+        pi, ii = self.p_index[patient], self.i_index.get(item)
+        if ii is not None:
+            X[pi, ii] = 0.0
+            for ci, n in self.pair_reasons.get((patient, item), {}).items():
+                rp[ci, ii] -= 1
+                re_[ci, ii] -= n
+        current = {p: set(v) for p, v in self.current.items()}
+        current.get(patient, set()).discard(item)
+        pair = (patient, item)
+        return TreatmentData(
+            patients=self.patients,
+            items=self.items,
+            item_display=self.item_display,
+            conditions=self.conditions,
+            condition_display=self.condition_display,
+            X=X,
+            C=self.C,
+            C_active=self.C_active,
+            reason_patients=rp,
+            reason_events=re_,
+            features=self.features,
+            feature_names=self.feature_names,
+            current=current,
+            first_seen={k: v for k, v in self.first_seen.items() if k != pair},
+            last_seen={k: v for k, v in self.last_seen.items() if k != pair},
+            pair_reasons={k: v for k, v in self.pair_reasons.items() if k != pair},
+        )
 
     def history(self, patient: str) -> set[str]:
         row = self.X[self.p_index[patient]]
@@ -134,6 +172,7 @@ def build_data(
     first_seen: dict[tuple[str, str], datetime | None] = {}
     last_seen: dict[tuple[str, str], datetime | None] = {}
     reason_pairs: set[tuple[str, int, int]] = set()
+    pair_reasons: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     reason_events = np.zeros((len(conditions), len(items)), np.int64)
     for t in events:
         k = item_key(t)
@@ -150,6 +189,8 @@ def build_data(
             ci, ii = c_index[t.reason_code], i_index[k]
             reason_events[ci, ii] += 1
             reason_pairs.add((t.patient_id, ci, ii))
+            per = pair_reasons[(t.patient_id, k)]
+            per[ci] = per.get(ci, 0) + 1
     reason_patients = np.zeros_like(reason_events)
     for _p, ci, ii in reason_pairs:
         reason_patients[ci, ii] += 1
@@ -208,4 +249,5 @@ def build_data(
         current=dict(current),
         first_seen=first_seen,
         last_seen=last_seen,
+        pair_reasons=dict(pair_reasons),
     )

@@ -93,7 +93,7 @@ def hidden_items(records: RecordSet) -> dict[str, str]:
 
 @dataclass
 class Fold:
-    """One held-out case: the matrices built without the hidden (patient, treatment)."""
+    """One held-out case: the matrices without the hidden (patient, treatment) events."""
 
     patient: str
     hidden: str
@@ -109,11 +109,12 @@ def prepare_folds(
     if patients is not None:
         wanted = set(patients)
         targets = {p: h for p, h in targets.items() if p in wanted}
+    state.progress(0.0, "building the treatment matrix")
+    base = build_data(records)
     folds = []
-    n = max(len(targets), 1)
-    for step, (pid, hidden) in enumerate(targets.items()):
-        state.progress(0.8 * step / n, f"leave-one-out {step + 1}/{len(targets)}")
-        folds.append(Fold(pid, hidden, build_data(records, exclude={(pid, hidden)})))
+    for pid, hidden in targets.items():
+        state.check()
+        folds.append(Fold(pid, hidden, base.without(pid, hidden)))
     return folds
 
 
@@ -122,14 +123,16 @@ def evaluate_folds(folds: list[Fold], k: int = 5, params: Params | None = None) 
     result = EvalResult(k)
     for fold in folds:
         pid, hidden, data = fold.patient, fold.hidden, fold.data
-        if hidden not in data.i_index:
+        ii = data.i_index.get(hidden)
+        if ii is None or not data.X[:, ii].any():  # nobody else ever had it
             inf = float("inf")
             result.cases.append(EvalCase(pid, hidden, inf, inf, 0.0, 0.0, 0.0, 0.0))
             continue
         rec = Recommender(data, params)
         pi = data.p_index[pid]
-        cand = np.flatnonzero(data.X[pi] == 0)
-        target = int(np.flatnonzero(cand == data.i_index[hidden])[0])
+        # candidates: treatments someone has had and this patient has not
+        cand = np.flatnonzero((data.X[pi] == 0) & data.X.any(axis=0))
+        target = int(np.flatnonzero(cand == ii)[0])
         order, scores, _ = rec.rank(pid)
         pos = {int(j): float(s) for j, s in zip(order, scores, strict=True)}
         method_scores = np.array([pos[int(j)] for j in cand])
