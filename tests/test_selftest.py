@@ -1,0 +1,183 @@
+"""``medview --self-test`` from source (the frozen app is tested in test_packaging.py).
+
+Each test runs the real command in a fresh process (the self-test builds a Qt window
+and starts decoder processes, which must not leak into the pytest process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medview import selftest
+
+REPO = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^  (ok  |FAIL)  (.+?)\s{2,}(.*)  \[(\d+) ms\]$")
+ALL_CHECKS = [name for name, _ in selftest.CHECKS]
+
+
+def run_selftest(env_extra: dict[str, str], tmp_path: Path) -> tuple[int, dict, str]:
+    """Run ``python -m medview --self-test``: (exit status, {check: (ok, detail)}, stdout)."""
+    env = dict(os.environ)
+    env["MEDVIEW_HOME"] = str(tmp_path / "home")
+    env.pop("MEDVIEW_MODELS", None)
+    env.update(env_extra)
+    p = subprocess.run(
+        [sys.executable, "-m", "medview", "--self-test"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    checks = {}
+    for line in p.stdout.splitlines():
+        m = LINE.match(line)
+        if m:
+            checks[m.group(2).strip()] = (m.group(1) == "ok  ", m.group(3))
+    assert "Traceback" not in p.stdout + p.stderr, p.stdout + p.stderr
+    return p.returncode, checks, p.stdout
+
+
+def bundled_missing() -> list[str]:
+    """Check names that must fail because this checkout lacks a bundled model."""
+    missing = []
+    for name in selftest.AI_MODELS:
+        if not (REPO / "models" / name / "metadata.json").exists():
+            missing.append(f"model {name}")
+    if not (REPO / "models" / selftest.FORECAST_MODEL / "metadata.json").exists():
+        missing.append(f"forecast {selftest.FORECAST_MODEL}")
+    return missing
+
+
+def tiny_models(folder: Path) -> Path:
+    """Randomly initialised models written the way the trainers write them."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from medview.ai import nets
+    from medview.ai.registry import write_model
+    from medview.forecast import lstm
+
+    torch.manual_seed(0)
+    cnn_arch = {"name": "small_resnet", "params": {"widths": [8, 16], "blocks": [1, 1]}}
+    cnn_arch["params"]["num_outputs"] = 1
+    write_model(
+        folder / "pneumonia_cnn",
+        nets.build(cnn_arch["name"], cnn_arch["params"]).eval(),
+        {
+            "name": "pneumonia_cnn",
+            "version": "0.0.1-test",
+            "task": "classification",
+            "architecture": cnn_arch,
+            "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
+            "output": {"labels": ["normal", "pneumonia"], "threshold": 0.5},
+            "weights": {},
+        },
+    )
+    ae_arch = {"name": "conv_autoencoder", "params": {"size": 28, "widths": [8, 16]}}
+    ae_arch["params"]["latent_dim"] = 8
+    write_model(
+        folder / "pneumonia_ae",
+        nets.build(ae_arch["name"], ae_arch["params"]).eval(),
+        {
+            "name": "pneumonia_ae",
+            "version": "0.0.1-test",
+            "task": "anomaly",
+            "architecture": ae_arch,
+            "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
+            "output": {"threshold": 1.0},
+            "weights": {},
+        },
+    )
+    net = lstm.build_torch_model(hidden=8, layers=1)
+    gdir = folder / selftest.FORECAST_MODEL
+    gdir.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, gdir / "model.safetensors")
+    meta = {
+        "sha256": lstm.sha256_file(gdir / "model.safetensors"),
+        "architecture": {"layers": 1},
+        "conformal_mgdl": [5.0] * lstm.HORIZON_STEPS,
+    }
+    (gdir / "metadata.json").write_text(json.dumps(meta))
+    assert np.isfinite(lstm.load_model(gdir).predict(np.full((1, lstm.WINDOW), 120.0))).all()
+    return folder
+
+
+def test_self_test_from_source(tmp_path):
+    """Every check runs; the only failures are models this checkout does not have."""
+    rc, checks, out = run_selftest({}, tmp_path)
+    assert list(checks) == ALL_CHECKS, out
+    expected_fail = bundled_missing()
+    failed = [name for name, (ok, _) in checks.items() if not ok]
+    assert failed == expected_fail, out
+    assert rc == (1 if expected_fail else 0), out
+    for name in expected_fail:
+        assert "not installed" in checks[name][1] or "not found" in checks[name][1], out
+    # real values from the bundled CT and the generated records
+    assert checks["sample DICOM"][1].startswith("CT_small.dcm: CT 128x128, HU -"), out
+    assert "equal to the original pixel for pixel" in checks["compressed DICOM"][1]
+    assert "workers decoded JPEG 2000 identically" in checks["decoder processes"][1]
+    assert "8 patients, 101 observations, 12 conditions, 14 medications" in out
+    assert checks["suggest"][1].startswith("top suggestion lisinopril"), out
+    summary = out.strip().splitlines()[-1]
+    if expected_fail:
+        assert summary.startswith(f"self-test FAILED: {len(expected_fail)} of {len(ALL_CHECKS)}")
+        assert all(name in summary for name in expected_fail)
+    else:
+        assert summary.startswith(f"self-test passed: {len(ALL_CHECKS)} checks")
+
+
+def test_self_test_runs_installed_models(tmp_path):
+    """With every model installed (tiny user models here) all checks pass and exit 0."""
+    pytest.importorskip("torch")
+    models = tiny_models(tmp_path / "models")
+    rc, checks, out = run_selftest({"MEDVIEW_MODELS": str(models)}, tmp_path)
+    assert rc == 0, out
+    assert all(ok for ok, _ in checks.values()) and list(checks) == ALL_CHECKS, out
+    assert re.search(
+        r"classification v0\.0\.1-test on cpu: normal 0\.\d+, pneumonia 0\.\d+ \(user\)",
+        checks["model pneumonia_cnn"][1],
+    ), out
+    assert "anomaly v0.0.1-test on cpu: anomaly score" in checks["model pneumonia_ae"][1], out
+    assert checks[f"forecast {selftest.FORECAST_MODEL}"][1].startswith("LSTM 30 min:"), out
+    assert out.strip().splitlines()[-1].startswith(f"self-test passed: {len(ALL_CHECKS)} checks")
+
+
+def test_self_test_names_broken_model_and_missing_module(tmp_path):
+    """A tampered model and an absent library are failure lines, not a crash."""
+    pytest.importorskip("torch")
+    models = tiny_models(tmp_path / "models")
+    weights = models / "pneumonia_cnn" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    blocker = tmp_path / "block" / "sklearn"  # a stand-in package whose import fails
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'sklearn'\", name='sklearn')\n"
+    )
+    blocker = blocker.parent
+    rc, checks, out = run_selftest(
+        {"MEDVIEW_MODELS": str(models), "PYTHONPATH": str(blocker)}, tmp_path
+    )
+    assert rc == 1, out
+    failed = {name for name, (ok, _) in checks.items() if not ok}
+    assert failed == {"model pneumonia_cnn", "forecast lab (GP)", "suggest"}, out
+    assert "does not match the model card" in checks["model pneumonia_cnn"][1]
+    assert "module sklearn is missing" in checks["suggest"][1], out
+    assert checks["model pneumonia_ae"][0] and checks["sample DICOM"][0]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("self-test FAILED: 3 of") and "model pneumonia_cnn" in last
+
+
+def test_sample_files_exist_for_the_spec():
+    """The spec bundles exactly these pydicom test files; they must exist here."""
+    folder = selftest.sample_dir()
+    for name in selftest.SAMPLE_FILES:
+        assert (folder / name).stat().st_size > 1000, name
