@@ -139,11 +139,32 @@ def run_gui(args: Any) -> int:
             return 2
         print(shot)
         return 1 if win.errors else 0
+    if os.environ.get("MEDVIEW_STARTUP_PROBE"):
+        _startup_probe(app, win)
     app.aboutToQuit.connect(lambda: workers.shutdown_all())
     rc = app.exec()
     workers.shutdown_all()
     _stop_decoders()
     return int(rc)
+
+
+def _startup_probe(app, win) -> None:
+    """``MEDVIEW_STARTUP_PROBE=1`` (tests/bench/bench_startup.py): on the main window's
+    first paint print ``medview-startup-shown <epoch seconds>`` and quit."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    class _Probe(QObject):
+        done = False
+
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+            if event.type() == QEvent.Type.Paint and not self.done:
+                self.done = True
+                print(f"medview-startup-shown {time.time():.6f}", flush=True)
+                QTimer.singleShot(0, app.quit)
+            return False
+
+    win._startup_probe = _Probe(win)
+    win.installEventFilter(win._startup_probe)
 
 
 def _stop_decoders() -> None:
