@@ -1060,6 +1060,16 @@ class MainWindow(QMainWindow):
             self._ctx_timer.start()
 
     def _update_tags(self) -> None:
+        """Show the active image's tags soon (debounced: scrolling reads no headers)."""
+        timer = getattr(self, "_tags_timer", None)
+        if timer is None:
+            timer = self._tags_timer = QTimer(self)
+            timer.setSingleShot(True)
+            timer.setInterval(120)
+            timer.timeout.connect(self._show_tags_now)
+        timer.start()
+
+    def _show_tags_now(self) -> None:
         if not hasattr(self, "tags") or not self.tags_dock.isVisible():
             return
         vp = self.active

@@ -1,0 +1,218 @@
+"""Viewer benchmark (issue 3, item 10). Not run by pytest.
+
+    python3 tests/bench/bench_viewer.py [--slices 300] [--compressed] [--json out.json]
+
+Builds an N-slice CT series from the real slices in ../shared/data (new UIDs and
+positions, see tests/bench/series.py) and measures, offscreen:
+
+* ``render_ms``: one 512x512 CT slice with a new W/L rendered and painted into the
+  viewport (``render_slice`` + QImage + QPainter, synchronous ``repaint``), median and p95;
+* ``scroll_slices_per_s``: every slice of the series shown and painted in turn;
+* ``first_slice_s``: from asking for a series (scanned) to its first slice painted,
+  and ``open_first_slice_s`` from opening the folder (scan included);
+* ``max_stall_ms``: the longest lateness of a 10 ms QTimer on the GUI thread while
+  the whole series is scanned and loaded (plus p99), and the load time.
+
+Targets: >= 60 slices/s, no stall > 50 ms, first slice within 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--compressed", action="store_true", help="JPEG 2000 lossless like the source")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--series-dir", help="use (or build into) this folder")
+    args = ap.parse_args()
+
+    os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-bench-home-"))
+    from series import build_series
+
+    folder = Path(args.series_dir or tempfile.mkdtemp(prefix="medview-bench-series-"))
+    if not any(folder.glob("*.dcm")):
+        t0 = time.perf_counter()
+        build_series(folder, args.slices, compressed=args.compressed)
+        print(
+            f"built {args.slices} slices in {time.perf_counter() - t0:.1f} s: {folder}",
+            file=sys.stderr,
+        )
+
+    from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt, QTimer
+
+    from medview.ui.app import _app
+    from medview.ui.main_window import MainWindow
+    from medview.ui.workers import shutdown_all
+
+    app = _app()
+    win = MainWindow(load_panels=False)
+    win.resize(1400, 900)
+    win.show()
+    for _ in range(10):
+        QCoreApplication.processEvents()
+    vp = win.active
+    res: dict[str, object] = {
+        "slices": args.slices,
+        "transfer_syntax": "JPEG 2000 lossless" if args.compressed else "explicit VR little endian",
+        "cpu_count": os.cpu_count(),
+    }
+
+    # ---- event-loop stall while scanning + loading the whole series ------------
+    stalls: list[float] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.nsecsElapsed()]
+
+    def tick() -> None:
+        now = clock.nsecsElapsed()
+        stalls.append((now - last[0]) / 1e6 - 10.0)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    # baseline: the same timer on an idle window (what the machine's load alone causes)
+    last[0] = clock.nsecsElapsed()
+    timer.start()
+    t_end = time.perf_counter() + 3.0
+    while time.perf_counter() < t_end:
+        QCoreApplication.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    res["idle_max_stall_ms"] = round(max(stalls), 1)
+    res["idle_p99_stall_ms"] = round(_pct(stalls, 0.99), 1)
+    stalls.clear()
+    last[0] = clock.nsecsElapsed()
+    first_shown: list[float] = []
+    vp.image_changed.connect(
+        lambda: (
+            first_shown.append(time.perf_counter())
+            if vp.volume is not None and not first_shown
+            else None
+        )
+    )
+    timer.start()
+    t_open = time.perf_counter()
+    win.open_paths([str(folder)])
+    while win.busy or not first_shown:
+        QCoreApplication.processEvents()
+        time.sleep(0.001)
+    t_loaded = time.perf_counter()
+    timer.stop()
+    QCoreApplication.processEvents()
+    assert vp.volume is not None and vp.volume.shape[0] == args.slices, vp.volume
+    res["open_first_slice_s"] = round(first_shown[0] - t_open, 3)
+    res["open_to_loaded_s"] = round(t_loaded - t_open, 3)
+    res["max_stall_ms"] = round(max(stalls), 1)
+    res["stalls_over_50ms"] = sum(1 for x in stalls if x > 50)
+    res["p99_stall_ms"] = round(_pct(stalls, 0.99), 1)
+    res["timer_ticks"] = len(stalls)
+
+    # ---- first slice from a scanned series (what a click in the browser does) ----
+    key = next(k for k in win.browser.items if k.startswith("open:"))
+    firsts = []
+    for _ in range(3):
+        win.cache.clear()
+        got: list[float] = []
+        vp.image_changed.connect(
+            lambda g=got: g.append(time.perf_counter()) if vp.volume is not None and not g else None
+        )
+        t0 = time.perf_counter()
+        win.load_into(vp, key)
+        while not got:
+            QCoreApplication.processEvents()
+        vp.repaint()  # painted on screen, not only scheduled
+        firsts.append(time.perf_counter() - t0)
+        while win.busy:
+            QCoreApplication.processEvents()
+            time.sleep(0.001)
+        vp.image_changed.disconnect()
+        vp.image_changed.connect(lambda v=vp: win._image_changed(v))
+    res["first_slice_s"] = round(statistics.median(firsts), 3)
+    res["first_slice_s_all"] = [round(x, 3) for x in firsts]
+
+    # ---- render one slice with a new W/L ----------------------------------------
+    vp.fit()
+    times = []
+    for n in range(60):
+        vp.set_window(40 + (n % 7) * 10, 400 + (n % 5) * 50)
+        t0 = time.perf_counter()
+        vp.repaint()
+        times.append((time.perf_counter() - t0) * 1000)
+    res["render_ms_median"] = round(statistics.median(times), 2)
+    res["render_ms_p95"] = round(_pct(times, 0.95), 2)
+    res["render_slice_only_ms"] = round(vp.render_ms, 2)
+
+    # ---- scroll throughput --------------------------------------------------------
+    n = vp.slice_count()
+    vp.set_index(0)
+    t0 = time.perf_counter()
+    for k in range(n):
+        vp.set_index(k)
+        vp.repaint()
+    dt = time.perf_counter() - t0
+    res["scroll_slices_per_s"] = round(n / dt, 1)
+    # the same through wheel events and the event loop (what a user's wheel does)
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    vp.set_index(0)
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        ev = QWheelEvent(
+            QPointF(200, 200),
+            QPointF(200, 200),
+            QPoint(0, 0),
+            QPoint(0, -120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QCoreApplication.sendEvent(vp, ev)
+        QCoreApplication.processEvents()
+    dt = time.perf_counter() - t0
+    assert vp.index == n - 1, vp.index
+    res["wheel_scroll_slices_per_s"] = round((n - 1) / dt, 1)
+
+    res["targets_met"] = {
+        "scroll>=60/s": res["scroll_slices_per_s"] >= 60,
+        "stall<=50ms": res["max_stall_ms"] <= 50,
+        "first_slice<=0.5s": res["first_slice_s"] <= 0.5,
+    }
+    win.close()
+    shutdown_all()
+    from medview.io.volume import shutdown_decoders
+
+    shutdown_decoders()
+    del app
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
