@@ -130,14 +130,16 @@ def test_gp_on_three_points_gives_interval_and_no_backtest():
     assert len(r.times) == 12 and r.times[-1] == T0 + timedelta(days=360 + 365)
     assert np.all(r.lower < r.values) and np.all(r.values < r.upper)
     assert r.backtest == {} and any("at least 4" in n for n in r.notes)
+    # the band never collapses below +-1.28 x 2 % of the level
+    assert np.all(r.upper - r.values >= 1.28 * 0.02 * r.values - 1e-9)
     assert r.reference == (4.0, 5.7, "HbA1c below 5.7 %")
 
 
 def test_sparse_backtest_picks_linear_on_a_trend():
     sec = np.arange(10) * 180 * 86400.0
     val = 6.0 + 0.1 * np.arange(10)
-    table, origins = backtest_sparse(sec, val)
-    assert origins == 7
+    table, origins, coverage = backtest_sparse(sec, val)
+    assert origins == 7 and 0.0 <= coverage <= 1.0
     assert table["linear"]["rmse"] < 1e-6
     assert table["persistence"]["rmse"] == pytest.approx(0.1)
     assert min(table, key=lambda m: table[m]["rmse"]) == "linear"

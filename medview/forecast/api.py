@@ -31,7 +31,9 @@ from medview.forecast.series import (
 )
 from medview.forecast.sparse import (
     SECONDS_PER_YEAR,
+    Z80,
     ForecastRefused,
+    SparseForecast,
     backtest_sparse,
     check_points,
     gp_forecast,
@@ -46,6 +48,7 @@ DEFAULT_SPARSE_HORIZON = 365 * 24 * 60  # one year, in minutes
 SPARSE_POINTS = 12
 FORECAST_BACKTEST_ORIGINS = 450  # cap for the interactive forecast (the CLI --evaluate uses all)
 AR_MIN_WINDOWS = 100
+RELATIVE_FLOOR = 0.02  # minimum 1-sigma spread of sparse forecasts, relative to the level
 
 
 @dataclass
@@ -307,10 +310,29 @@ def _forecast_sparse(series: Series, horizon_min: int, state: TaskState) -> Fore
     future = s[-1] + step * np.arange(1, SPARSE_POINTS + 1)
     fc = gp_forecast(s, v, future)
     state.progress(0.4, "backtesting on the patient's own history")
-    table, n_origins = backtest_sparse(s, v)
+    table, n_origins, coverage = backtest_sparse(s, v)
     notes = list(series.problems)
+    # a floor for the band: +-1.28 x 2 % of the level (an assumed, not analyte-specific,
+    # measurement + within-person variation), so 3 similar values do not give a hairline
+    floor = Z80 * RELATIVE_FLOOR * np.abs(fc.mean)
+    fc = SparseForecast(
+        fc.mean, np.minimum(fc.lower, fc.mean - floor), np.maximum(fc.upper, fc.mean + floor)
+    )
     if not table:
-        notes.append("backtest needs at least 4 points (3 to fit, 1 to check)")
+        notes.append(
+            "backtest needs at least 4 points (3 to fit, 1 to check): the interval is the "
+            "GP's alone and has not been checked on this patient"
+        )
+    else:
+        # never claim more certainty than the GP showed on this patient's own history
+        floor = Z80 * table["gp"]["rmse"]
+        half_lo = np.maximum(fc.mean - fc.lower, floor)
+        half_hi = np.maximum(fc.upper - fc.mean, floor)
+        fc = SparseForecast(fc.mean, fc.mean - half_lo, fc.mean + half_hi)
+        notes.append(
+            f"GP 80% interval covered {coverage:.0%} of the next values in the backtest "
+            f"({n_origins} origins); the band is at least +-1.28 x the backtest RMSE"
+        )
     span_years = (s[-1] - s[0]) / SECONDS_PER_YEAR
     if horizon_min * 60.0 > 2 * max(span_years * SECONDS_PER_YEAR, 1.0):
         notes.append("horizon longer than twice the history: the interval is mostly prior")
