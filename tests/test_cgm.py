@@ -25,6 +25,7 @@ def test_headerless_mgdl(tmp_path):
     assert {o.code for o in rs.observations} == {CGM_LOINC}
     assert {o.unit for o in rs.observations} == {"mg/dL"}
     assert rs.observations[1].time == datetime(2024, 3, 1, 8, 5)
+    assert rs.observations[2].time == datetime(2024, 3, 1, 8, 10)  # "Z": naive UTC
     assert list(rs.patients) == ["cgm"]
     assert rs.problems == []
 

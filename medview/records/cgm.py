@@ -10,7 +10,8 @@ Values are converted to mg/dL (mmol/L x 18.016, the molar mass of glucose /
 10). Rows that cannot be used are reported as :class:`RecordProblem` with
 ``file:line`` and skipped: bad timestamps, non-numeric values (``Low``/``High``),
 units that cannot be converted (flagged, never guessed), implausible values,
-duplicate timestamps.
+duplicate timestamps. Timestamps with a UTC offset (or ``Z``) become naive UTC,
+like the FHIR importer's; timestamps without one are kept as written.
 
 Observations are coded LOINC **99504-3** "Glucose [Mass/volume] in Interstitial
 fluid" - what a CGM measures (the HL7 CGM implementation guide uses it) - so
@@ -23,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from medview.records.model import Observation, Patient, RecordProblem, RecordSet
@@ -215,6 +216,8 @@ def load_cgm_csv(
         if not PLAUSIBLE_MGDL[0] <= mgdl <= PLAUSIBLE_MGDL[1]:
             out.problems.append(RecordProblem(where, f"implausible glucose {value:g} {unit_name}"))
             continue
+        if when.tzinfo is not None:  # like the FHIR importer: naive UTC
+            when = when.astimezone(timezone.utc).replace(tzinfo=None)
         if when in seen:
             out.problems.append(
                 RecordProblem(where, f"duplicate timestamp {when.isoformat()} (kept the first)")
@@ -245,5 +248,5 @@ def load_cgm_csv(
     if not out.observations:
         reasons = "; ".join(str(p) for p in out.problems[:3])
         raise ReadError(f"no usable glucose readings{': ' + reasons if reasons else ''}", path)
-    out.observations.sort(key=lambda o: (o.time.tzinfo is not None, o.time.replace(tzinfo=None)))
+    out.observations.sort(key=lambda o: o.time)
     return out
