@@ -18,14 +18,14 @@ def write(tmp_path, text: str, name: str = "cgm.csv"):
 
 def test_headerless_mgdl(tmp_path):
     path = write(
-        tmp_path, "2024-03-01T08:00:00,120\n2024-03-01 08:05,125\n2024-03-01T08:10:00Z,131.5\n"
+        tmp_path, "2024-03-01T08:00:00,120\n2024-03-01 08:05,125\n2024-03-01T10:10:00+02:00,131.5\n"
     )
     rs = load_cgm_csv(path)
     assert [o.value for o in rs.observations] == [120.0, 125.0, 131.5]
     assert {o.code for o in rs.observations} == {CGM_LOINC}
     assert {o.unit for o in rs.observations} == {"mg/dL"}
     assert rs.observations[1].time == datetime(2024, 3, 1, 8, 5)
-    assert rs.observations[2].time == datetime(2024, 3, 1, 8, 10)  # "Z": naive UTC
+    assert rs.observations[2].time == datetime(2024, 3, 1, 8, 10)  # offset: naive UTC
     assert list(rs.patients) == ["cgm"]
     assert rs.problems == []
 
