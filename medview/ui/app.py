@@ -115,9 +115,7 @@ def run_gui(args: Any) -> int:
     app = _app()
     from medview.ui import workers
 
-    win = create_window(
-        args, load_panels=not shot or os.environ.get("MEDVIEW_SCREENSHOT_PANELS") == "1"
-    )
+    win = create_window(args, load_panels=os.environ.get("MEDVIEW_SCREENSHOT_PANELS") != "0")
     if shot:
         win.resize(*SCREENSHOT_SIZE)
     win.show()

@@ -971,8 +971,12 @@ class MainWindow(QMainWindow):
 
     def _loaded(self, targets: list[Viewport], key: str, vol: Any) -> None:
         self._cache_put(key, vol)
+        info = vol.series
+        name = " ".join(
+            x for x in (getattr(info, "modality", ""), getattr(info, "description", "")) if x
+        )
         for w in vol.warnings:
-            self.notify(w, "warning")
+            self.notify(f"{name or 'series'}: {w}", "warning")
         self._show_volume(targets, key, vol)
 
     def _show_volume(self, targets: list[Viewport], key: str, vol: Any) -> None:

@@ -68,6 +68,8 @@ class Notifier(QObject):
         self.history.append((time.time(), level, text))
         log.info("%s: %s", level, text)
         self.posted.emit(level, text)
+        if text in self.visible_texts():
+            return  # the same message is already on screen
         toast = _Toast(self.host, text, level, seconds)
         toast.closed.connect(self._forget)
         self._toasts.append(toast)

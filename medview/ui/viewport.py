@@ -833,7 +833,7 @@ class Viewport(QWidget):
         if n:
             word = "Fr" if self._is_multiframe() else "Im"
             bl.append(f"{self.title + '  ' if self.title else ''}{word}: {self.index + 1}/{n}")
-        pos = self.slice_position()
+        pos = self.slice_position() if self.spacing_known() else None
         if pos is not None:
             bl.append(f"Pos: {pos:.1f} mm")
         if self.load_text:
