@@ -130,7 +130,17 @@ class LoadedModel:
         self.labels = list(out.get("labels", []))
         self.threshold = info.threshold
         self.map_scale = float(out.get("map_scale", 1.0))
+        self.score_method = str(out.get("score_method", "mse"))
         self.lock = threading.Lock()  # one batch at a time per loaded model
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One dummy forward pass, so lazy initialisation is not billed to an image."""
+        x = np.zeros((1, self.spec.channels, self.spec.height, self.spec.width), np.float32)
+        if self.info.task == "classification":
+            self.probabilities(x)
+        else:
+            self.anomaly(x)
 
     @property
     def device_name(self) -> str:
@@ -221,15 +231,11 @@ class LoadedModel:
 
         m = self.module
         with self.lock, torch.inference_mode(), self._autocast():
-            t = self._tensor(x)
-            z = m.encode(t)
-            rec = m.decode(z).float()
-            err = ((rec - t.float()) ** 2).mean(dim=1)
-            scores = err.flatten(1).mean(dim=1)
+            scores, err, z = m.analyse(self._tensor(x), self.score_method)
             maps = (err / self.map_scale).clamp(0.0, 1.0)
             return (
-                scores.cpu().numpy().astype(np.float64),
-                maps.cpu().numpy().astype(np.float32),
+                scores.float().cpu().numpy().astype(np.float64),
+                maps.float().cpu().numpy().astype(np.float32),
                 z.float().cpu().numpy().astype(np.float32),
             )
 

@@ -140,6 +140,15 @@ class ConvAutoencoder(nn.Module):
             nn.LeakyReLU(0.1, inplace=True),
             nn.Conv2d(w1, in_channels, 3, 1, 1),
         )
+        # Gaussian model of the normal training latents (filled after training) for
+        # the latent-distance anomaly score; saved with the weights.
+        self.register_buffer("latent_mean", torch.zeros(latent_dim))
+        self.register_buffer("latent_precision", torch.eye(latent_dim))
+
+    def latent_distance(self, z: torch.Tensor) -> torch.Tensor:
+        """Squared Mahalanobis distance of latents to the normal training latents."""
+        d = z - self.latent_mean
+        return ((d @ self.latent_precision) * d).sum(dim=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_latent(self.enc(x).flatten(1))
@@ -150,6 +159,29 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+    def analyse(
+        self, x: torch.Tensor, method: str = "mse"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image-level score (N,), per-pixel squared error (N, H, W), latent (N, D)).
+
+        ``method``: ``mse`` (mean squared reconstruction error), ``pos_residual``
+        (mean of the positive part of input - reconstruction: added opacity) or
+        ``latent`` (Mahalanobis distance of the latent to normal training latents).
+        """
+        z = self.encode(x)
+        rec = self.decode(z).float()
+        xf = x.float()
+        err = ((rec - xf) ** 2).mean(dim=1)
+        if method == "mse":
+            score = err.flatten(1).mean(dim=1)
+        elif method == "pos_residual":
+            score = F.relu(xf - rec).mean(dim=(1, 2, 3))
+        elif method == "latent":
+            score = self.latent_distance(z.float())
+        else:
+            raise ValueError(f"unknown anomaly score {method!r}")
+        return score, err, z
 
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
