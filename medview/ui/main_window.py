@@ -868,14 +868,16 @@ class MainWindow(QMainWindow):
             if not res.errors:
                 self.notify("nothing to open: no images found")
             return
-        keys = self.browser.add_opened(res.series)
-        self.browser.select_key(keys[0])
+        vis = self.area.visible_viewports()
+        mpr = self.area.layout_name == "mpr"
         # volumetric series first in MPR; otherwise in file order
-        if self.area.layout_name == "mpr":
-            best = max(range(len(keys)), key=lambda n: res.series[n].slices)
+        best = max(range(len(res.series)), key=lambda n: res.series[n].slices) if mpr else 0
+        shown = (1 if best == 0 else 0) if mpr else len(vis)
+        keys = self.browser.add_opened(res.series, shown=shown)
+        self.browser.select_key(keys[best])
+        if mpr:
             self.load_into(self.area.viewports[0], keys[best])
             return
-        vis = self.area.visible_viewports()
         start = vis.index(target) if target in vis else 0
         for n, key in enumerate(keys[: len(vis)]):
             self.load_into(vis[(start + n) % len(vis)], key)
@@ -971,6 +973,7 @@ class MainWindow(QMainWindow):
 
     def _loaded(self, targets: list[Viewport], key: str, vol: Any) -> None:
         self._cache_put(key, vol)
+        self.browser.set_thumbnail(key, vol)
         info = vol.series
         name = " ".join(
             x for x in (getattr(info, "modality", ""), getattr(info, "description", "")) if x

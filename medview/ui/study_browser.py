@@ -9,7 +9,6 @@ queried again with the same text (``StudyDatabase.studies(text=...)``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -27,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.ui.thumbs import SIZE as THUMB
+from medview.ui.thumbs import make_thumbnails
 from medview.ui.workers import TaskSlot
 
 log = logging.getLogger(__name__)
@@ -34,39 +35,11 @@ log = logging.getLogger(__name__)
 MIME_SERIES = "application/x-medview-series"
 ROLE_KEY = Qt.ItemDataRole.UserRole + 1
 ROLE_TEXT = Qt.ItemDataRole.UserRole + 2
-THUMB = 64
 
 
 def _fmt_date(d: str) -> str:
     d = str(d or "")
     return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
-
-
-def make_thumbnails(series_list: list[tuple[str, Any]], state=None) -> int:
-    """Worker: render a small thumbnail of each series, ``state.partial((key, uint8))``."""
-    from medview.imaging.display import render_slice
-    from medview.io import load_series
-
-    done = 0
-    for n, (key, series) in enumerate(series_list):
-        if state is not None:
-            state.progress(n / max(1, len(series_list)), f"thumbnails {n}/{len(series_list)}")
-        try:
-            one = series
-            if series.kind == "dicom" and len(series.instances) > 1:
-                mid = series.instances[len(series.instances) // 2]
-                one = dataclasses.replace(series, instances=[mid], slices=1)
-            vol = load_series(one)
-            img = render_slice(vol, vol.shape[0] // 2, "axial")
-            h, w = img.shape[:2]
-            step = max(1, int(np.ceil(max(h, w) / THUMB)))
-            thumb = np.ascontiguousarray(img[::step, ::step])
-            if state is not None:
-                state.partial((key, thumb))
-            done += 1
-        except Exception as exc:  # a thumbnail is optional
-            log.info("no thumbnail for %s: %s", key, exc)
-    return done
 
 
 def query_database(text: str = "", modality: str = "", state=None) -> list[dict]:
@@ -151,8 +124,11 @@ class StudyBrowser(QWidget):
         self.modality.currentTextChanged.connect(self._filter_changed)
 
     # ---------------------------------------------------------------- opened
-    def add_opened(self, series_list: list[Any]) -> list[str]:
-        """Add scanned SeriesInfo objects under "Opened files"; returns their keys."""
+    def add_opened(self, series_list: list[Any], shown: int = 0) -> list[str]:
+        """Add scanned SeriesInfo objects under "Opened files"; returns their keys.
+
+        The first ``shown`` series are about to be loaded into viewports: their
+        thumbnails come from the loaded volume (:meth:`set_thumbnail`), not a decode."""
         keys = []
         for s in series_list:
             key = f"open:{s.series_uid}"
@@ -182,7 +158,8 @@ class StudyBrowser(QWidget):
             study.addChild(item)
             self.items[key] = item
             keys.append(key)
-            self._thumb_queue.append((key, s))
+            if len(keys) > shown and key not in self.thumbs:
+                self._thumb_queue.append((key, s))
         self.opened_root.setExpanded(True)
         for i in range(self.opened_root.childCount()):
             p = self.opened_root.child(i)
@@ -224,6 +201,17 @@ class StudyBrowser(QWidget):
         item = self.items.get(key)
         if item is not None:
             item.setIcon(0, icon)
+
+    def set_thumbnail(self, key: str, vol: Any) -> None:
+        """Thumbnail of a series from its loaded volume (no extra decode)."""
+        if key in self.thumbs:
+            return
+        from medview.ui.thumbs import from_volume
+
+        try:
+            self._thumb_arrived((key, from_volume(vol)))
+        except Exception as exc:
+            log.info("no thumbnail for %s: %s", key, exc)
 
     @property
     def busy(self) -> bool:
