@@ -451,3 +451,45 @@ def test_start_up_is_light():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_thumbnails_of_compressed_series_render_in_decoder_processes(monkeypatch, ct_dir):
+    """A JPEG 2000 thumbnail decoded on a thread would hold the GIL (GUI stall)."""
+    from medview.io import scan
+    from medview.io import volume as core
+    from medview.tasks import TaskState
+    from medview.ui import thumbs
+
+    series = scan(str(ct_dir)).series[0]
+    expected = thumbs.render_thumbnail(series)  # in this process
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
+    got = []
+    try:
+        assert thumbs._decoder_pool() is not None
+        n = thumbs.make_thumbnails([("k", series)], TaskState(on_partial=got.append))
+    finally:
+        core.shutdown_decoders()
+    assert n == 1 and got[0][0] == "k"
+    assert got[0][1].shape == expected.shape and max(expected.shape) <= thumbs.SIZE
+    assert np.array_equal(got[0][1], expected)
+
+
+def test_drop_files_and_series_onto_a_viewport(make_window, qtbot, ct_dir):
+    from PySide6.QtCore import QMimeData, QUrl
+
+    win = make_window()
+    win.set_layout("1x2")
+    right = win.area.viewports[1]
+    md = QMimeData()
+    md.setUrls([QUrl.fromLocalFile(str(ct_dir))])
+    win.handle_drop(md, right)
+    idle(qtbot, win)
+    assert right.volume is not None and right.volume.shape == (20, 512, 512)
+    assert win.active is right
+    key = next(k for k in win.browser.items if k.startswith("open:"))
+    left = win.area.viewports[0]
+    md2 = QMimeData()
+    md2.setData("application/x-medview-series", key.encode())
+    win.handle_drop(md2, left)
+    idle(qtbot, win)
+    assert left.volume is right.volume  # the loaded volume is reused from the cache
