@@ -461,15 +461,33 @@ def check_gui(ctx: _Context) -> str:
         raise CheckFailed(f"PySide6 missing ({exc})") from None
     if QApplication.instance() is None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    import logging
+
     from PySide6.QtCore import QCoreApplication, qInstallMessageHandler
 
     from medview.ui import app as ui_app
     from medview.ui import workers
 
+    class _Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
     qt_messages: list[str] = []
     previous = qInstallMessageHandler(lambda _mode, _ctx, msg: qt_messages.append(msg))
+    ui_log = logging.getLogger("medview.ui")
+    collect = _Collect()
+    ui_log.addHandler(collect)
     qapp = ui_app._app()
-    win = ui_app.create_window(None, load_panels=True)
+    try:
+        win = ui_app.create_window(None, load_panels=True)
+    except BaseException:
+        ui_log.removeHandler(collect)
+        qInstallMessageHandler(previous)
+        raise
     try:
         win.resize(800, 600)
         win.show()
@@ -478,11 +496,19 @@ def check_gui(ctx: _Context) -> str:
         pix = win.grab()
         if pix.isNull() or pix.width() < 100:
             raise CheckFailed("main window could not be rendered offscreen")
+        problems = [m for m in collect.messages if "not docked" in m]
+        if problems:
+            raise CheckFailed("; ".join(problems))
         platform = qapp.platformName()
-        return f"main window built and rendered ({pix.width()}x{pix.height()}, Qt {platform})"
+        panels = len(getattr(win, "panels", {}))
+        return (
+            f"main window built and rendered ({pix.width()}x{pix.height()}, Qt {platform}, "
+            f"{panels} panels)"
+        )
     finally:
         win.close()
         workers.shutdown_all()
+        ui_log.removeHandler(collect)
         qInstallMessageHandler(previous)
 
 

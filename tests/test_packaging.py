@@ -36,11 +36,13 @@ CACHE = REPO / "build" / "frozen-test"
 LINE = re.compile(r"^  (ok  |FAIL)  (.+?)\s{2,}(.*)  \[(\d+) ms\]$")
 BUILD_TIMEOUT_S = 3000
 EXE_NAME = "medview.exe" if sys.platform == "win32" else "medview"
-# a CPU build holds no CUDA/cuDNN/NCCL libraries and none of the Qt modules we exclude
+# a CPU build holds no CUDA/cuDNN/NCCL libraries, no torch C++ tests/headers and none of
+# the Qt modules the spec excludes
 FORBIDDEN = re.compile(
-    r"(libcud|cudnn|cublas|cufft|curand|cusolver|cusparse|nccl|nvrtc|libnvJit|"
-    r"Qt6WebEngine|QtWebEngineProcess|Qt63D|Qt6Quick|Qt6Multimedia|Qt6Pdf|"
-    r"torch/test/|torch/include/|/tests?/.*\.py$)",
+    r"((libcud|cudnn|cublas|cufft|curand|cusolver|cusparse|nccl|nvrtc|nvJit|libhip)"
+    r"[^/]*\.(so|dll|dylib)(\.[0-9.]+)?$|"
+    r"Qt6WebEngine|QtWebEngineProcess|Qt63D|Qt6Quick|Qt6Multimedia|Qt6Pdf|Qt6Network|"
+    r"^_internal/torch/(test|include|share)/)",
     re.IGNORECASE,
 )
 BUNDLE_BUDGET_MIB = 1600
