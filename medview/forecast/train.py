@@ -202,7 +202,7 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
             nb += 1
             if nb % 50 == 0:
                 state.progress((epoch + k / len(perm)) / epochs, f"epoch {epoch + 1}/{epochs}")
