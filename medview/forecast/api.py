@@ -310,7 +310,7 @@ def _forecast_sparse(series: Series, horizon_min: int, state: TaskState) -> Fore
     future = s[-1] + step * np.arange(1, SPARSE_POINTS + 1)
     fc = gp_forecast(s, v, future)
     state.progress(0.4, "backtesting on the patient's own history")
-    table, n_origins, coverage = backtest_sparse(s, v)
+    table, n_origins, coverage = backtest_sparse(s, v, state)
     notes = list(series.problems)
     # a floor for the band: +-1.28 x 2 % of the level (an assumed, not analyte-specific,
     # measurement + within-person variation), so 3 similar values do not give a hairline

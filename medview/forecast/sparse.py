@@ -75,9 +75,12 @@ def gp_forecast(
         0.2, (0.05, 2.0)
     )
     gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0)
-    with warnings.catch_warnings(), _single_thread_blas():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UserWarning)
+    # hyperparameters at a bound are expected with a handful of points; a global,
+    # narrow filter (catch_warnings is not thread-safe with parallel workers)
+    warnings.filterwarnings(
+        "ignore", category=ConvergenceWarning, module=r"sklearn\.gaussian_process"
+    )
+    with _single_thread_blas():
         gp.fit(x, y)
         mean, std = gp.predict(xf, return_std=True)
     return SparseForecast(mean, mean - Z80 * std, mean + Z80 * std)
@@ -99,7 +102,7 @@ SPARSE_METHODS = {
 
 
 def backtest_sparse(
-    seconds: np.ndarray, values: np.ndarray
+    seconds: np.ndarray, values: np.ndarray, state=None
 ) -> tuple[dict[str, dict[str, float]], int, float | None]:
     """One-step-ahead rolling-origin backtest.
 
@@ -113,6 +116,8 @@ def backtest_sparse(
     errors: dict[str, list[float]] = {m: [] for m in SPARSE_METHODS}
     inside = []
     for k in origins:
+        if state is not None:
+            state.check()  # cancel between refits
         s, v = seconds[:k], values[:k]
         f = seconds[k : k + 1]
         gp = gp_forecast(s, v, f)
