@@ -56,3 +56,16 @@ def test_lstm_beats_persistence_and_interval_covers(heldout):
     h60 = 60 // 5 - 1
     cov60 = float(np.mean((y[:, h60] >= q[:, h60, 0]) & (y[:, h60] <= q[:, h60, 2])))
     assert 0.70 <= cov60 <= 0.90, cov60
+
+
+def test_simulation_is_reproducible_and_cached(tmp_path, monkeypatch):
+    from medview.forecast.simdata import cache_dir, simulate_patient
+
+    monkeypatch.setenv("MEDVIEW_SIM_CACHE", str(tmp_path / "cache"))
+    a = simulate_patient("child#009", 0.25, seed=5)
+    b = simulate_patient("child#009", 0.25, seed=5, use_cache=False)
+    c = simulate_patient("child#009", 0.25, seed=6, use_cache=False)
+    assert len(a.cgm) == 73  # 6 h at 5 min, both ends
+    assert np.array_equal(a.cgm, b.cgm) and not np.array_equal(a.cgm, c.cgm)
+    assert len(list(cache_dir().glob("*.npz"))) == 1
+    assert np.all((a.cgm >= 39) & (a.cgm <= 600))  # GuardianRT range

@@ -132,3 +132,22 @@ def test_loads_cgm_file(qtbot, panel, tmp_path):
     with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
         panel.open_path(str(path), "cgm")
     assert sig.args[0].patient == "pump" and sig.args[0].method == "lstm"
+
+
+def test_follows_patient_from_saved_records(qtbot, medview_home, records):
+    """Without set_records, the panel links the patient in view against the database."""
+    from medview.records import save_records
+    from medview.ui.panels.forecast_panel import ForecastPanel
+
+    save_records(records)
+    p = ForecastPanel()
+    qtbot.addWidget(p)
+    try:
+        with qtbot.waitSignal(p.forecast_ready, timeout=15000) as sig:
+            p.set_study_context(
+                StudyContext(patient_name="Doe^Jane", birth_date=date(1970, 2, 3), patient_id="X9")
+            )
+        assert p.patient == "p1" and "name" in p.link_label.text()
+        assert sig.args[0].code == "99504-3" and len(sig.args[0].history_values) == 576
+    finally:
+        p.shutdown()
