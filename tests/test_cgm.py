@@ -70,11 +70,21 @@ def test_bad_rows_reported_with_line_and_skipped(tmp_path):
     )
     path = write(tmp_path, text)
     rs = load_cgm_csv(path)
-    assert [o.value for o in rs.observations] == [120.0, 150.0]
+    assert [o.value for o in rs.observations] == [120.0, 140.0, 150.0]
+    flagged = rs.observations[1]
+    assert flagged.unit == "mg" and flagged.unit_flag and "cannot be converted" in flagged.unit_flag
+    assert [o.unit_flag for o in rs.observations[::2]] == ["", ""]
     where = [p.source for p in rs.problems]
     assert where == [f"{path}:{n}" for n in (3, 4, 5, 6, 7, 8)]
     reasons = " | ".join(p.reason for p in rs.problems)
     assert "timestamp" in reasons and "'Low'" in reasons and "'mg'" in reasons
+    assert "flagged" in reasons
+    # forecasting leaves the flagged reading out and says so
+    from medview.forecast.series import series_from_observations
+
+    series = series_from_observations(rs.observations, CGM_LOINC)
+    assert series.values.tolist() == [120.0, 150.0]
+    assert any("cannot be converted" in p for p in series.problems)
     assert "implausible" in reasons and "duplicate" in reasons
 
 

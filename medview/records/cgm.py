@@ -9,8 +9,9 @@ name (e.g. ``Glucose (mmol/L)``) applies to every row without a unit column.
 Values are converted to mg/dL (mmol/L x 18.016, the molar mass of glucose /
 10). Rows that cannot be used are reported as :class:`RecordProblem` with
 ``file:line`` and skipped: bad timestamps, non-numeric values (``Low``/``High``),
-units that cannot be converted (flagged, never guessed), implausible values,
-duplicate timestamps. Timestamps with a UTC offset (or ``Z``) become naive UTC,
+implausible values, duplicate timestamps. A unit that cannot be converted is
+reported too, and the reading kept as given with ``unit_flag`` set (flagged,
+never guessed); forecasting leaves flagged readings out. Timestamps with a UTC offset (or ``Z``) become naive UTC,
 like the FHIR importer's; timestamps without one are kept as written.
 
 Observations are coded LOINC **99504-3** "Glucose [Mass/volume] in Interstitial
@@ -207,10 +208,16 @@ def load_cgm_csv(
         if u_col is not None and u_col < len(row) and row[u_col].strip():
             unit = row[u_col].strip()
         conv = convert_glucose(value, unit)
-        if conv is None:
-            out.problems.append(
-                RecordProblem(where, f"unit {unit!r} cannot be converted to mg/dL (row skipped)")
-            )
+        if conv is None:  # flagged, never guessed: kept as given, left out of forecasts
+            flag = f"unit {unit!r} cannot be converted to mg/dL"
+            out.problems.append(RecordProblem(where, f"{flag} (kept as given, flagged)"))
+            if when.tzinfo is not None:
+                when = when.astimezone(timezone.utc).replace(tzinfo=None)
+            if when not in seen:
+                seen.add(when)
+                out.observations.append(
+                    Observation(pid, when, CGM_LOINC, CGM_DISPLAY, value, unit, value, unit, flag)
+                )
             continue
         mgdl, unit_name = conv
         if not PLAUSIBLE_MGDL[0] <= mgdl <= PLAUSIBLE_MGDL[1]:
