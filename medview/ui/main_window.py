@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from medview.ui import presets as P
+from medview.ui.background import lower_thread_priority
 from medview.ui.measure import Measurement
 from medview.ui.notifications import MessageLog, Notifier
 from medview.ui.viewport import TOOL_LABELS, Viewport, pixel_to_voxel
@@ -108,6 +109,7 @@ def scan_paths(paths: list[str], state=None):
     """Worker: scan several paths (headers only) into one ScanResult."""
     from medview.io import scan
 
+    lower_thread_priority()
     return scan(paths, state=state)
 
 
@@ -116,6 +118,7 @@ def load_db_series(files: list[str], series_uid: str, state=None):
     from medview.errors import ReadError
     from medview.io import load_series, scan
 
+    lower_thread_priority()
     res = scan(files)
     series = res.find(series_uid) if series_uid else None
     if series is None and res.series:
@@ -1260,8 +1263,10 @@ class MainWindow(QMainWindow):
 
 
 def _load_series(series: Any, state=None):
+    """Worker: load a scanned series (decoder processes inherit the low priority)."""
     from medview.io import load_series
 
+    lower_thread_priority()
     return load_series(series, state=state)
 
 

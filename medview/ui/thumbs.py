@@ -68,6 +68,9 @@ def _decoder_pool():
 
 def make_thumbnails(series_list: list[tuple[str, Any]], state=None) -> int:
     """Worker task: ``state.partial((key, uint8 image))`` for each series."""
+    from medview.ui.background import lower_thread_priority
+
+    lower_thread_priority()
     done = 0
     total = max(1, len(series_list))
     pool = None

@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--compressed", action="store_true", help="JPEG 2000 lossless like the source")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--series-dir", help="use (or build into) this folder")
+    ap.add_argument("--switch-interval", type=float, help="override sys.setswitchinterval (s)")
     args = ap.parse_args()
 
     os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-bench-home-"))
@@ -65,6 +66,9 @@ def main() -> int:
     from medview.ui.workers import shutdown_all
 
     app = _app()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    res_si = sys.getswitchinterval()
     win = MainWindow(load_panels=False)
     win.resize(1400, 900)
     win.show()
@@ -75,6 +79,7 @@ def main() -> int:
         "slices": args.slices,
         "transfer_syntax": "JPEG 2000 lossless" if args.compressed else "explicit VR little endian",
         "cpu_count": os.cpu_count(),
+        "switch_interval_s": res_si,
     }
 
     # ---- event-loop stall while scanning + loading the whole series ------------

@@ -46,7 +46,9 @@ TAG_RE = re.compile(r"^\(?\s*[0-9A-Fa-f]{4}\s*,?\s*[0-9A-Fa-f]{0,4}\s*\)?$")
 
 def _read(path: str, state=None) -> Any:
     from medview.io import read_dataset
+    from medview.ui.background import lower_thread_priority
 
+    lower_thread_priority()
     return read_dataset(path)
 
 
