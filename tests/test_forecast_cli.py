@@ -122,3 +122,23 @@ def test_records_forecast(records_dir, capsys):
 def test_records_need_patient_and_code(tmp_path, capsys):
     assert main(["forecast", "--records", str(tmp_path)]) == 2
     assert "--patient" in capsys.readouterr().err
+
+
+def test_records_accepts_a_cgm_csv(cgm_csv, capsys):
+    rc = main(
+        [
+            "forecast",
+            "--records",
+            str(cgm_csv),
+            "--patient",
+            "sensor",
+            "--code",
+            "99504-3",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (
+        data["method"] == "lstm" and data["history_points"] == 576 and len(data["forecast"]) == 12
+    )

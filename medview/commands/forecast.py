@@ -11,7 +11,11 @@ HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, wi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--records", metavar="PATH", help="FHIR bundle/NDJSON or Synthea CSV folder")
+    src.add_argument(
+        "--records",
+        metavar="PATH",
+        help="FHIR bundle/NDJSON, Synthea CSV folder, or a timestamp,value CSV (CGM)",
+    )
     src.add_argument("--cgm", metavar="FILE.csv", help="CGM export: timestamp, value[, unit]")
     parser.add_argument(
         "--patient", metavar="ID", help="patient id in the records (with --records)"
@@ -74,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 return _fail("--evaluate works with --cgm FILE.csv")
             if not args.patient or not args.code:
                 return _fail("--records needs --patient ID and --code LOINC")
-            from medview.records import load_records  # built by the records importers
-
-            records = load_records(args.records)
+            records = _load_records(args.records, args.unit)
             result = forecast_records(
                 records, args.patient, args.code, horizon, model_dir=args.model
             )
@@ -90,6 +92,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print_text(result)
     return 0
+
+
+def _load_records(path: str, unit: str):
+    """FHIR / Synthea via ``load_records``; a plain timestamp,value CSV as CGM."""
+    from pathlib import Path
+
+    from medview.records import load_records
+
+    p = Path(path)
+    if (
+        p.is_file()
+        and p.suffix.lower() in (".csv", ".txt")
+        and not (p.parent / "patients.csv").exists()
+    ):
+        from medview.records.cgm import load_cgm_csv
+
+        records = load_cgm_csv(p, default_unit=unit)
+    else:
+        records = load_records(p)
+    for problem in records.problems[:20]:
+        print(f"warning: {problem}", file=sys.stderr)
+    if len(records.problems) > 20:
+        print(f"warning: ... {len(records.problems) - 20} more skipped records", file=sys.stderr)
+    return records
 
 
 def _print_text(r) -> None:
