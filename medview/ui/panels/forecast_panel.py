@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -105,9 +106,12 @@ class ForecastPanel(QWidget):
         self.patient_combo = QComboBox()
         self.patient_combo.setToolTip("record patient (follows the study in view)")
         self.patient_combo.currentIndexChanged.connect(self._patient_changed)
-        open_rec = QPushButton("Records...")
+        open_rec = QPushButton("Records")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
-        open_rec.clicked.connect(self._open_records)
+        menu = QMenu(open_rec)
+        menu.addAction("Folder (Synthea CSV or FHIR)...", self._open_records_folder)
+        menu.addAction("File (FHIR .json / .ndjson)...", self._open_records_file)
+        open_rec.setMenu(menu)
         open_cgm = QPushButton("CGM CSV...")
         open_cgm.clicked.connect(self._open_cgm)
         top.addWidget(QLabel("Patient"))
@@ -246,10 +250,13 @@ class ForecastPanel(QWidget):
                 f"{res.message or 'no PatientID or name + birth date match'}"
             )
 
-    def _open_records(self) -> None:
+    def _open_records_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Records folder (Synthea CSV or FHIR)")
-        if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "FHIR file", "", "FHIR (*.json *.ndjson)")
+        if path:
+            self.open_path(path, "records")
+
+    def _open_records_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "FHIR file", "", "FHIR (*.json *.ndjson)")
         if path:
             self.open_path(path, "records")
 
