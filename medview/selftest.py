@@ -232,9 +232,16 @@ def check_torch(ctx: _Context) -> str:
         out = net(x.to(memory_format=torch.channels_last))
     if out.shape != (8, 2) or not bool(torch.isfinite(out).all()):
         raise CheckFailed(f"inference gave {tuple(out.shape)}")
+    extra = ""
+    if torch.cuda.is_available():  # a CUDA build on a GPU machine: check the device too
+        a = torch.randn(256, 256, device="cuda")
+        err = float((a @ a).cpu().sub(a.cpu() @ a.cpu()).abs().max())
+        if not err < 1e-2:
+            raise CheckFailed(f"CUDA matmul differs from CPU by {err:.3g}")
+        extra = f", CUDA {torch.cuda.get_device_name(0)}"
     return (
         f"torch {torch.__version__}: 5 SGD steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads{extra}"
     )
 
 
@@ -256,7 +263,7 @@ def _ai_check(name: str) -> Callable[[_Context], str]:
             raise CheckFailed("no rendered slice to run the model on (the render check failed)")
         try:
             results = analyze_images(
-                [SourceImage(path=SAMPLE_CT, index=0, image=ctx.image)], [info], device="cpu"
+                [SourceImage(path=SAMPLE_CT, index=0, image=ctx.image)], [info], device="auto"
             )
         except ModelError as exc:
             raise CheckFailed(str(exc)) from None
