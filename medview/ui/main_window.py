@@ -350,6 +350,8 @@ class MainWindow(QMainWindow):
         self.panel_docks: dict[str, QDockWidget] = {}
         self._mpr_key: str | None = None
         self.requested_preset: str | None = None
+        # work started only once the window has been painted (fast first paint)
+        self._deferred: list = []
 
         self.area = ViewportArea(self)
         self.setCentralWidget(self.area)
@@ -377,8 +379,8 @@ class MainWindow(QMainWindow):
         self.set_layout(layout if layout in LAYOUTS else "1x1")
         self.set_active(self.area.viewports[0])
         if load_panels:
-            QTimer.singleShot(0, self._load_side_panels)
-        QTimer.singleShot(0, self.browser.refresh_database)
+            self._deferred.append(self._load_side_panels)
+        self._deferred.append(self.browser.refresh_database)
 
     # ================================================================ building
     def _wire_viewport(self, vp: Viewport) -> None:
@@ -497,14 +499,8 @@ class MainWindow(QMainWindow):
         for k in ("open_file", "open_folder", "open_dicomdir"):
             f.addAction(a[k])
         self.sample_menu = f.addMenu("Open sample study")
-        samples = sample_studies()
-        if samples:
-            self.sample_menu.addAction(a["sample"])
-            self.sample_menu.addSeparator()
-            for label, path in samples:
-                self.sample_menu.addAction(label, lambda p=path: self.open_paths([p]))
-        else:
-            self.sample_menu.setEnabled(False)
+        # filled when first shown: finding pydicom's files imports pydicom (slow start-up)
+        self.sample_menu.aboutToShow.connect(self._fill_samples)
         self.recent_menu = f.addMenu("Open recent")
         self._fill_recent()
         f.addSeparator()
@@ -561,6 +557,17 @@ class MainWindow(QMainWindow):
         w.addAction(a["preset_auto"])
         w.addSeparator()
         w.addAction(a["save_preset"])
+
+    def _fill_samples(self) -> None:
+        if self.sample_menu.actions():
+            return
+        samples = sample_studies()
+        self.sample_menu.addAction(self.actions_by_id["sample"])
+        self.sample_menu.addSeparator()
+        for label, path in samples:
+            self.sample_menu.addAction(label, lambda p=path: self.open_paths([p]))
+        if not samples:
+            self.sample_menu.addAction("(pydicom's test files are not installed)").setEnabled(False)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -1019,7 +1026,8 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         """True while anything is scanning, loading or rendering thumbnails."""
         return (
-            self.scan_slot.busy
+            bool(self._deferred)
+            or self.scan_slot.busy
             or any(s.busy for s in self.slots.values())
             or self.meas_slot.busy
             or self.browser.busy
@@ -1252,6 +1260,13 @@ class MainWindow(QMainWindow):
         if not self._docks_sized:
             self._docks_sized = True
             QTimer.singleShot(0, self._size_docks)
+            QTimer.singleShot(150, self._run_deferred)
+
+    def _run_deferred(self) -> None:
+        """Dock the side panels and query the database after the first paint."""
+        jobs, self._deferred = self._deferred, []
+        for job in jobs:
+            job()
 
     def _size_docks(self) -> None:
         self.resizeDocks([self.browser_dock, self.tags_dock], [290, 400], Qt.Orientation.Horizontal)
