@@ -299,10 +299,12 @@ class ViewportArea(QWidget):
             self.grid.addWidget(v[2], 1, 1)
             self.grid.setColumnStretch(0, 3)
             self.grid.setColumnStretch(1, 2)
-        for r in range(2):
+        rows = 2 if self.layout_name in ("2x2", "mpr") else 1
+        cols = 1 if self.layout_name == "1x1" else 2
+        for r in range(rows):
             self.grid.setRowStretch(r, 1)
         if self.layout_name != "mpr":
-            for c in range(2):
+            for c in range(cols):
                 self.grid.setColumnStretch(c, 1)
         for vp in self.visible_viewports():
             vp.show()
@@ -352,6 +354,7 @@ class MainWindow(QMainWindow):
         self.requested_preset: str | None = None
         # work started only once the window has been painted (fast first paint)
         self._deferred: list = []
+        self._ctx_viewport: Viewport | None = None  # the viewport the panels last saw
 
         self.area = ViewportArea(self)
         self.setCentralWidget(self.area)
@@ -660,7 +663,9 @@ class MainWindow(QMainWindow):
         self._push_context()
 
     def set_ai_overlay(self, overlay: Any | None) -> None:
-        self.active.set_ai_overlay(overlay)
+        """Show the AI panel's heat map on the viewport whose image it was given."""
+        vp = self._ctx_viewport if self._ctx_viewport is not None else self.active
+        vp.set_ai_overlay(overlay)
 
     def _push_context(self) -> None:
         if not self.panels:
@@ -668,6 +673,7 @@ class MainWindow(QMainWindow):
         from medview.ui.context import StudyContext
 
         vp = self.active
+        self._ctx_viewport = vp
         vol = vp.volume if not vp.loading else None
         ctx = StudyContext()
         if vol is not None:

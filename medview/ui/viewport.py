@@ -791,13 +791,21 @@ class Viewport(QWidget):
             self._text_block(p, anchor + QPointF(8, -4), lines, color)
 
     def _text_block(self, p: QPainter, at: QPointF, lines: list[str], color: QColor) -> None:
+        """Measurement label on a dark box, kept inside the viewport."""
         fm = QFontMetrics(self._font)
-        y = at.y()
+        w = max(fm.horizontalAdvance(line) for line in lines) + 6
+        h = fm.height() * len(lines) + 4
+        x, top = at.x(), at.y() - fm.ascent() - 2
+        if x + w > self.width() - 2:
+            x = max(2.0, at.x() - w - 16)
+        top = min(max(2.0, top), self.height() - h - 2)
+        p.fillRect(QRectF(x - 3, top, w, h), QColor(0, 0, 0, 150))
+        y = top + 2 + fm.ascent()
         for line in lines:
             p.setPen(QColor(0, 0, 0))
-            p.drawText(QPointF(at.x() + 1, y + 1), line)
+            p.drawText(QPointF(x + 1, y + 1), line)
             p.setPen(color)
-            p.drawText(QPointF(at.x(), y), line)
+            p.drawText(QPointF(x, y), line)
             y += fm.height()
 
     def unit(self) -> str:
