@@ -158,7 +158,7 @@ def heatmap_image(heat: np.ndarray, colormap: str) -> QImage:
     h = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
     idx = (h * 255).astype(np.uint8)
     rgb = _colormap_lut(colormap)[idx]
-    alpha = np.clip(h * 2.0, 0.0, 1.0) * 255
+    alpha = np.clip((h - 0.1) * 2.5, 0.0, 1.0) * 255  # below 0.1: transparent
     bgra = np.empty(h.shape + (4,), np.uint8)
     bgra[..., 0] = rgb[..., 2]
     bgra[..., 1] = rgb[..., 1]
@@ -877,10 +877,22 @@ class Viewport(QWidget):
             return self.volume.instances[0] if self.volume.instances else None
         return self.pending
 
+    def has_geometry(self) -> bool:
+        """True when the images carry ImagePositionPatient / ImageOrientationPatient."""
+        vol = self.volume
+        if vol is None:
+            return False
+        if getattr(vol.series, "kind", "") == "volume":  # NIfTI/MHA/NRRD: geometry in the header
+            return True
+        if not vol.instances:
+            return False
+        inst = vol.instances[0]
+        return inst.position is not None and inst.orientation is not None
+
     def slice_position(self) -> float | None:
         """Position of the slice along its normal in patient mm (z for axial)."""
         vol = self.volume
-        if vol is None:
+        if vol is None or not self.has_geometry():
             return None
         i, j, k = pixel_to_voxel(vol, self.plane, self.index, 0.5, 0.5)
         pt = vol.voxel_to_patient(i, j, k)
@@ -915,7 +927,7 @@ class Viewport(QWidget):
 
     def _paint_orientation(self, p: QPainter, fm: QFontMetrics) -> None:
         vol = self.volume
-        if vol is None or not vol.spacing_known:
+        if vol is None or not vol.spacing_known or not self.has_geometry():
             return
         col, row = plane_axes_lps(vol, self.plane)
         # screen right / down directions through flip and rotation
@@ -966,7 +978,7 @@ class Viewport(QWidget):
             else:
                 u = self.unit()
                 parts.append(f"{float(v):.0f} {u}".strip() if u else f"value {float(v):g}")
-        if self.volume is not None and self.spacing_known():
+        if self.volume is not None and self.spacing_known() and self.has_geometry():
             i, j, k = pixel_to_voxel(self.volume, self.plane, self.index, c + 0.5, r + 0.5)
             X, Y, Z = self.volume.voxel_to_patient(i, j, k)  # noqa: N806
             parts.append(f"({X:.1f}, {Y:.1f}, {Z:.1f}) mm")
