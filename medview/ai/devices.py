@@ -35,15 +35,17 @@ _threads_set = False
 def configure_cpu_threads() -> int:
     """A sensible CPU thread count for inference (``MEDVIEW_AI_THREADS`` overrides).
 
-    Small models gain little from many threads at batch 1; we use at most 4, or
-    the machine's cores when fewer.
+    Small models gain little from many threads at batch 1, and the GUI and the
+    image decoders need cores too: half the cores, at least 1 and at most 4 (on the
+    2-core build machine 1 thread was faster than 2 at batch 1 and batch 64, see
+    tests/bench/bench_ai.py).
     """
     global _threads_set
     import torch
 
     if not _threads_set:
         env = os.environ.get("MEDVIEW_AI_THREADS")
-        n = int(env) if env else min(4, os.cpu_count() or 1)
+        n = int(env) if env else min(4, max(1, (os.cpu_count() or 1) // 2))
         torch.set_num_threads(max(1, n))
         _threads_set = True
     return torch.get_num_threads()

@@ -76,10 +76,18 @@ def save_overlay_png(
     scale = max(1, round(512 / max(im.size)))
     if scale > 1:  # tiny inputs (28 px) are enlarged so the text stays legible
         im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    from PIL import ImageFont
+
     draw = ImageDraw.Draw(im)
     text = DISCLAIMER + (f" | {caption}" if caption else "")
-    draw.rectangle([0, im.height - 14, im.width, im.height], fill=(0, 0, 0))
-    draw.text((3, im.height - 13), text, fill=(255, 255, 0))
+    size = max(11, im.height // 42)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
+    strip = size + 6
+    draw.rectangle([0, im.height - strip, im.width, im.height], fill=(0, 0, 0))
+    draw.text((4, im.height - strip + 2), text, fill=(255, 255, 0), font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path)
