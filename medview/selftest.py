@@ -43,6 +43,7 @@ LOSSY_SAMPLE = ("JPEG baseline", "SC_rgb_jpeg.dcm")
 SAMPLE_FILES = (SAMPLE_CT, SAMPLE_MR, *(f for _, f in LOSSLESS_VARIANTS), LOSSY_SAMPLE[1])
 
 POOL_TIMEOUT_S = 120.0
+GUI_TIMEOUT_S = 60.0
 
 # Synthetic records (codes as the importers key them).
 GLUCOSE = ("2339-0", "Glucose [Mass/volume] in Blood")
@@ -488,17 +489,31 @@ def check_gui(ctx: _Context) -> str:
     ui_log = logging.getLogger("medview.ui")
     collect = _Collect()
     ui_log.addHandler(collect)
+    # the study browser opens a throw-away database, never the user's
+    saved_db = os.environ.get("MEDVIEW_DB")
+    os.environ["MEDVIEW_DB"] = str(ctx.workdir / "selftest.sqlite")
+
+    def restore() -> None:
+        ui_log.removeHandler(collect)
+        qInstallMessageHandler(previous)
+        if saved_db is None:
+            os.environ.pop("MEDVIEW_DB", None)
+        else:
+            os.environ["MEDVIEW_DB"] = saved_db
+
     qapp = ui_app._app()
     try:
         win = ui_app.create_window(None, load_panels=True)
     except BaseException:
-        ui_log.removeHandler(collect)
-        qInstallMessageHandler(previous)
+        restore()
         raise
     try:
         win.resize(800, 600)
         win.show()
-        for _ in range(10):
+        # the side panels and the study list are set up after the first paint
+        if not ui_app.wait_until_idle(win, timeout_s=GUI_TIMEOUT_S, settle_ms=100):
+            raise CheckFailed(f"main window still busy after {GUI_TIMEOUT_S:.0f} s")
+        for _ in range(5):
             QCoreApplication.processEvents()
         pix = win.grab()
         if pix.isNull() or pix.width() < 100:
@@ -508,6 +523,8 @@ def check_gui(ctx: _Context) -> str:
             raise CheckFailed("; ".join(problems))
         platform = qapp.platformName()
         panels = len(getattr(win, "panels", {}))
+        if panels == 0:
+            raise CheckFailed("no side panel (AI, forecast, suggestions) was docked")
         return (
             f"main window built and rendered ({pix.width()}x{pix.height()}, Qt {platform}, "
             f"{panels} panels)"
@@ -515,8 +532,7 @@ def check_gui(ctx: _Context) -> str:
     finally:
         win.close()
         workers.shutdown_all()
-        ui_log.removeHandler(collect)
-        qInstallMessageHandler(previous)
+        restore()
 
 
 CHECKS: list[tuple[str, Callable[[_Context], str]]] = [
