@@ -493,3 +493,23 @@ def test_drop_files_and_series_onto_a_viewport(make_window, qtbot, ct_dir):
     win.handle_drop(md2, left)
     idle(qtbot, win)
     assert left.volume is right.volume  # the loaded volume is reused from the cache
+
+
+def test_measurement_shows_in_every_viewport_of_the_series(make_window, qtbot, ct_dir):
+    from medview.ui.measure import Measurement
+
+    win = make_window()
+    win.set_layout("1x2")
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    left, right = win.area.viewports[:2]
+    key = next(k for k in win.browser.items if k.startswith("open:"))
+    win.load_into(right, key)
+    idle(qtbot, win)
+    assert right.volume is left.volume
+    m = Measurement("ruler", [(10.0, 10.0), (110.0, 10.0)], index=left.index, plane="axial")
+    m.image_key = left.volume.instances[left.index].sop_uid
+    left.add_measurement(m)
+    assert m in right.measurements and m.db_id is not None
+    left.delete_measurement(m)
+    assert m not in right.measurements

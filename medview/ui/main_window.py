@@ -1002,6 +1002,8 @@ class MainWindow(QMainWindow):
         mpr = len(targets) == 3 and self.area.layout_name == "mpr"
         if mpr:
             z, y, x = vol.shape
+            if z < 2:
+                self.notify("MPR needs a volume: this series has a single image", "info")
             center = (float(x // 2), float(y // 2), float(z // 2))
             for t in targets:
                 t.set_volume(vol, keep_view=False)
@@ -1120,7 +1122,21 @@ class MainWindow(QMainWindow):
                 self.notify(f"measurements are not stored: database unavailable ({exc})", "warning")
         return self._db
 
+    def _siblings(self, m: Measurement) -> list[Viewport]:
+        """Other viewports showing the image a measurement was drawn on."""
+        src = self.sender()
+        vol = getattr(src, "volume", None)
+        return [
+            v
+            for v in self.area.viewports
+            if v is not src and vol is not None and v.volume is vol and v.plane == m.plane
+        ]
+
     def _measurement_added(self, m: Measurement) -> None:
+        for v in self._siblings(m):  # the same object: edits and deletes stay in sync
+            if m not in v.measurements:
+                v.measurements.append(m)
+                v.update()
         if not m.image_key:
             return
         db = self.database()
@@ -1132,6 +1148,8 @@ class MainWindow(QMainWindow):
             self.notify(f"measurement not stored: {exc}", "warning")
 
     def _measurement_changed(self, m: Measurement) -> None:
+        for v in self._siblings(m):
+            v.update()
         db = self.database()
         if db is None or not m.image_key:
             return
@@ -1143,6 +1161,12 @@ class MainWindow(QMainWindow):
             self.notify(f"measurement not stored: {exc}", "warning")
 
     def _measurement_deleted(self, m: Measurement) -> None:
+        for v in self._siblings(m):
+            if m in v.measurements:
+                v.measurements.remove(m)
+                if v.selected is m:
+                    v.selected = None
+                v.update()
         db = self.database()
         if db is None or m.db_id is None:
             return
