@@ -451,3 +451,20 @@ def test_analyze_command_module_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_discover_skips_other_subsystems_models_but_reports_broken_cards(tmp_path, monkeypatch):
+    from medview.ai.registry import discover
+
+    root = tmp_path / "user"
+    monkeypatch.setenv("MEDVIEW_MODELS", str(root))
+    (root / "forecaster").mkdir(parents=True)
+    (root / "forecaster" / "metadata.json").write_text(
+        json.dumps({"name": "f", "task": "forecast"})
+    )
+    (root / "broken").mkdir()
+    (root / "broken" / "metadata.json").write_text(json.dumps({"name": "b", "task": "anomaly"}))
+    errors: list[str] = []
+    found = discover(errors)
+    assert "f" not in found and "b" not in found
+    assert len([e for e in errors if str(root) in e]) == 1 and "broken" in errors[-1]

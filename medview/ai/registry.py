@@ -165,6 +165,18 @@ def read_model_folder(folder: str | Path, source: str = "path") -> ModelInfo:
     return ModelInfo(folder=folder, meta=meta, source=source)
 
 
+def _is_image_model_card(path: Path) -> bool:
+    """False for readable cards of non-imaging models (their task is not ours).
+
+    Unreadable or malformed cards count as image models, so they are reported.
+    """
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not (isinstance(meta, dict) and meta.get("task") not in TASKS and "input" not in meta)
+
+
 def model_dirs() -> list[tuple[str, Path]]:
     """Search path: bundled models first, then the per-user folder (which overrides)."""
     from medview import paths
@@ -181,6 +193,8 @@ def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             if not (folder / METADATA_FILE).exists():
                 continue
+            if not _is_image_model_card(folder / METADATA_FILE):
+                continue  # another subsystem's model (e.g. the glucose forecaster)
             try:
                 info = read_model_folder(folder, source)
             except ModelError as exc:
