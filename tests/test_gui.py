@@ -513,3 +513,24 @@ def test_measurement_shows_in_every_viewport_of_the_series(make_window, qtbot, c
     assert m in right.measurements and m.db_id is not None
     left.delete_measurement(m)
     assert m not in right.measurements
+
+
+def test_open_dicomdir_lists_every_series(make_window, qtbot):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("DICOMDIR", download=False)
+    if not path:
+        pytest.skip("pydicom's DICOMDIR test set is not installed")
+    from medview.io import scan
+
+    expected = len(scan(path).series)
+    win = make_window()
+    win.set_layout("2x2")
+    win.open_paths([path])
+    idle(qtbot, win)
+    keys = [k for k in win.browser.items if k.startswith("open:")]
+    assert len(keys) == expected >= 2
+    shown = [v for v in win.area.viewports if v.volume is not None]
+    assert len(shown) == 4  # the first four series fill the 2x2 layout
+    # patients and studies are grouped: fewer patient rows than series
+    assert win.browser.opened_root.childCount() < expected
