@@ -534,3 +534,45 @@ def test_open_dicomdir_lists_every_series(make_window, qtbot):
     assert len(shown) == 4  # the first four series fill the 2x2 layout
     # patients and studies are grouped: fewer patient rows than series
     assert win.browser.opened_root.childCount() < expected
+
+
+def test_tag_browser_builds_huge_sequences_lazily(qtbot):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from medview.ui.panels import tags as T
+
+    ds = Dataset()
+    ds.PatientID = "LAZY1"
+    items = []
+    for n in range(5000):  # 5000 x 6 rows: more than MAX_ITEMS
+        it = Dataset()
+        inner = Dataset()
+        inner.SliceThickness = 1.0
+        inner.PixelSpacing = [0.5, 0.5]
+        it.PixelMeasuresSequence = Sequence([inner])
+        it.InstanceNumber = n
+        items.append(it)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(items)
+    tb = T.TagBrowser()
+    qtbot.addWidget(tb)
+    tb.set_dataset(ds, "synthetic")
+    top = tb.tree.topLevelItem(1)
+    assert top.text(1) == "PerFrameFunctionalGroupsSequence" and top.childCount() == 5000
+
+    def count(item):
+        return 1 + sum(count(item.child(i)) for i in range(item.childCount()))
+
+    built = sum(count(tb.tree.topLevelItem(i)) for i in range(tb.tree.topLevelItemCount()))
+    every_row = 2 + 5000 * 6  # PatientID, the sequence, 6 rows per frame item
+    assert T.MAX_ITEMS <= built < every_row - 5000  # the deep rows of later items wait
+    last = top.child(4999)
+    assert last.child(0).text(1) == "(expand to read)"
+    last.setExpanded(True)
+    assert [last.child(i).text(1) for i in range(last.childCount())] == [
+        "InstanceNumber",
+        "PixelMeasuresSequence",
+    ]
+    tb.filter.setText("LAZY1")
+    tb.apply_filter()
+    assert tb.matching_keywords() == ["PatientID"]

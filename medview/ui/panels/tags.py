@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from medview.ui.workers import TaskSlot
 
 MAX_VALUE_CHARS = 200
+MAX_ITEMS = 20000  # rows created at once; deeper sequence items on expand
 NOT_DICOM = (
     ".png",
     ".jpg",
@@ -49,7 +50,10 @@ def _read(path: str, state=None) -> Any:
     from medview.ui.background import lower_thread_priority
 
     lower_thread_priority()
-    return read_dataset(path)
+    ds = read_dataset(path)
+    meta = getattr(ds, "file_meta", None)
+    rows = element_rows(meta) if meta is not None and len(meta) else []
+    return ds, rows + element_rows(ds)  # formatted here, not on the GUI thread
 
 
 def element_rows(ds: Any) -> list[tuple[str, str, str, str, list]]:
@@ -132,6 +136,9 @@ class TagBrowser(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._menu)
         lay.addWidget(self.tree)
+        self._lazy: dict[int, tuple[QTreeWidgetItem, list]] = {}
+        self._budget = 0
+        self.tree.itemExpanded.connect(self._expanded)
         QShortcut(QKeySequence.StandardKey.Copy, self.tree, self.copy_selection)
         self._filter_timer = QTimer(self)
         self._filter_timer.setSingleShot(True)
@@ -148,40 +155,59 @@ class TagBrowser(QWidget):
             self.set_dataset(None, f"{path}: not a DICOM file (no tags)")
             return
         handle = self._slot.start(_read, path, name="tags")
-        handle.result.connect(lambda ds, p=path: self._loaded(p, ds))
+        handle.result.connect(lambda value, p=path: self._loaded(p, *value))
         handle.error.connect(lambda msg, p=path: self._failed(p, msg))
 
-    def _loaded(self, path: str, ds: Any) -> None:
+    def _loaded(self, path: str, ds: Any, rows: list) -> None:
         if path == self.path:
-            self.set_dataset(ds, path)
+            self.set_dataset(ds, path, rows)
 
     def _failed(self, path: str, msg: str) -> None:
         if path == self.path:
             self.set_dataset(None, f"{path}: {msg}")
 
-    def set_dataset(self, ds: Any | None, label: str = "") -> None:
-        """Show a pydicom Dataset (file meta first, then the data set)."""
+    def set_dataset(self, ds: Any | None, label: str = "", rows: list | None = None) -> None:
+        """Show a pydicom Dataset (file meta first, then the data set).
+
+        At most :data:`MAX_ITEMS` rows are created at once (an enhanced multi-frame
+        file can hold 100k elements in its per-frame sequences); deeper sequence
+        items beyond that are created when their row is expanded.
+        """
         self.dataset = ds
         self.source.setText(label or "No image")
         self.source.setToolTip(label)
         self.tree.clear()
+        self._lazy.clear()
         if ds is None:
             return
-        items: list[QTreeWidgetItem] = []
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None and len(meta):
-            items += [self._item(r) for r in element_rows(meta)]
-        items += [self._item(r) for r in element_rows(ds)]
-        self.tree.addTopLevelItems(items)
+        if rows is None:
+            meta = getattr(ds, "file_meta", None)
+            rows = (element_rows(meta) if meta is not None and len(meta) else []) + element_rows(ds)
+        self._budget = MAX_ITEMS
+        self.tree.addTopLevelItems([self._item(r) for r in rows])
         self.apply_filter()
 
     def _item(self, row) -> QTreeWidgetItem:
         tag, name, vr, value, children = row
         item = QTreeWidgetItem([tag, name, vr, value])
         item.setToolTip(3, value)
+        self._budget -= 1
+        if children and self._budget <= 0:
+            item.addChild(QTreeWidgetItem(["\N{HORIZONTAL ELLIPSIS}", "(expand to read)", "", ""]))
+            self._lazy[id(item)] = (item, children)
+            return item
         for child in children:
             item.addChild(self._item(child))
         return item
+
+    def _expanded(self, item: QTreeWidgetItem) -> None:
+        entry = self._lazy.pop(id(item), None)
+        if entry is None or entry[0] is not item:
+            return
+        item.takeChildren()
+        self._budget = MAX_ITEMS
+        for child in entry[1]:
+            item.addChild(self._item(child))
 
     def shutdown(self) -> None:
         self._slot.cancel()
