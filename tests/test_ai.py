@@ -468,3 +468,31 @@ def test_discover_skips_other_subsystems_models_but_reports_broken_cards(tmp_pat
     found = discover(errors)
     assert "f" not in found and "b" not in found
     assert len([e for e in errors if str(root) in e]) == 1 and "broken" in errors[-1]
+
+
+def test_heatmap_maps_back_through_the_centre_crop():
+    from medview.ai.inference import heatmap_to_source
+
+    out = heatmap_to_source(np.ones((28, 28), np.float32), (100, 140))
+    assert out.shape == (100, 140)
+    assert np.all(out[:, 20:120] == 1.0) and np.all(out[:, :20] == 0) and np.all(out[:, 120:] == 0)
+    tall = heatmap_to_source(np.ones((28, 28), np.float32), (90, 50))
+    assert np.all(tall[20:70] == 1.0) and tall[:20].max() == 0 and tall[70:].max() == 0
+
+
+def test_out_of_scope_images_carry_warnings(ct_dir, xray_dir):
+    from medview.ai.inference import analyze_path
+
+    need_model(CNN)
+    res, errors = analyze_path(ct_dir, ["pneumonia_cnn"], device="cpu")
+    assert not errors and len(res) == 20
+    assert all("modality CT" in " ".join(r.warnings) for r in res)
+    assert all("modality CT" in " ".join(r.as_json()["warnings"]) for r in res)
+    mono1, _ = analyze_path(
+        xray_dir / "cr_chest_pa_monochrome1.dcm", ["pneumonia_cnn"], device="cpu"
+    )
+    mono2, _ = analyze_path(
+        xray_dir / "cr_chest_pa_jpeg_baseline.dcm", ["pneumonia_cnn"], device="cpu"
+    )
+    assert any("polarity guard" in w for w in mono1[0].warnings)
+    assert mono2[0].warnings == []

@@ -51,6 +51,7 @@ class AIResult:
     latent: np.ndarray | None = None
     source_shape: tuple[int, int] | None = None  # (H, W) of the display image
     disclaimer: str = DISCLAIMER
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -71,6 +72,7 @@ class AIResult:
             "anomaly_score": None if self.anomaly_score is None else round(self.anomaly_score, 6),
             "elapsed_ms": round(self.elapsed_ms, 3),
             "disclaimer": self.disclaimer,
+            "warnings": list(self.warnings),
         }
 
     def overlay_heatmap(self) -> np.ndarray | None:
@@ -264,6 +266,23 @@ def clear_cache() -> None:
 # -- running over images -------------------------------------------------------------
 
 
+def image_warnings(info: ModelInfo, src: SourceImage) -> list[str]:
+    """Why this image is outside the model's intended use (modality, polarity), if so."""
+    from medview.ai.preprocess import looks_negative, to_gray_u8
+
+    out = []
+    modality = str(src.meta.get("modality", "") or "")
+    intended = [str(m) for m in info.meta.get("modality", [])]
+    if intended and modality and modality not in ("OT", *intended):
+        out.append(
+            f"modality {modality} is outside this model's intended use "
+            f"({', '.join(intended)}): output is not meaningful"
+        )
+    if info.input_spec.polarity == "chest-auto" and looks_negative(to_gray_u8(src.image)):
+        out.append("image looked like a negative and was inverted (polarity guard)")
+    return out
+
+
 def run_batch(
     lm: LoadedModel, images: Sequence[SourceImage], heatmaps: bool = False
 ) -> list[AIResult]:
@@ -297,6 +316,7 @@ def run_batch(
                     heatmap=cam,
                     heatmap_kind="grad-cam" if cam is not None else None,
                     source_shape=tuple(s.image.shape[:2]),
+                    warnings=image_warnings(info, s),
                 )
             )
     else:
@@ -322,6 +342,7 @@ def run_batch(
                     heatmap_kind="anomaly" if heatmaps else None,
                     latent=lat,
                     source_shape=tuple(s.image.shape[:2]),
+                    warnings=image_warnings(info, s),
                 )
             )
     return results

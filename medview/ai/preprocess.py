@@ -237,7 +237,13 @@ def volume_images(
         if len(instances) == n and getattr(instances[k], "path", None):
             src = str(instances[k].path)
         key = f"{src}#{k}" if (n > 1 and src == name) else src
-        yield SourceImage(path=src, index=k, image=display_image_from_volume(vol, k), key=key)
+        yield SourceImage(
+            path=src,
+            index=k,
+            image=display_image_from_volume(vol, k),
+            key=key,
+            meta={"modality": str(getattr(vol, "modality", "") or "")},
+        )
 
 
 def iter_path_images(path: str | Path) -> Iterator[SourceImage | Exception]:

@@ -10,7 +10,7 @@ HELP = "run local AI models (pneumonia classifier, anomaly autoencoder) on image
 EPILOG = (
     "AI output, not for diagnostic use. Each --json line: "
     '{"path", "index", "model", "version", "device", "probabilities", "predicted", '
-    '"threshold", "anomaly_score", "elapsed_ms", "disclaimer"} (null where not applicable).'
+    '"threshold", "anomaly_score", "elapsed_ms", "disclaimer", "warnings"} (null where not applicable).'
 )
 
 
@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
                             f"(threshold {res.threshold})"
                         )
                     idx = f"[{res.index}]" if res.index else ""
+                    if res.warnings:
+                        what += "  (" + "; ".join(res.warnings) + ")"
                     print(
                         f"{res.path}{idx}  {res.model} {res.version}  {what}  "
                         f"{res.device} {res.elapsed_ms:.1f} ms",
@@ -156,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
     except MedviewError as exc:
         print(f"medview analyze: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if n_images == 0:
         print(f"medview analyze: {args.path}: no image could be analysed", file=sys.stderr)
         return 2

@@ -352,9 +352,12 @@ class AIPanel(QWidget):
                 r.device,
                 f"{r.elapsed_ms:.1f}",
             ]
+            if r.warnings:
+                vals[2] = f"{label} (!)"
+            tip = "\n".join([DISCLAIMER, *r.warnings])
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
-                item.setToolTip(DISCLAIMER)
+                item.setToolTip(tip)
                 if i < len(self._results_for(int(self.ctx.index))):
                     f = item.font()
                     f.setBold(True)
