@@ -327,6 +327,7 @@ def test_database_import_and_browse(make_window, qtbot, ct_dir):
     idle(qtbot, win)
     key = next(k for k in win.browser.items if k.startswith("db:"))
     assert len(win.browser.series[key]["files"]) == 20
+    qtbot.waitUntil(lambda: key in win.browser.thumbs, timeout=TIMEOUT)  # from its files
     win.load_into(win.active, key)
     idle(qtbot, win)
     assert win.active.volume.shape == (20, 512, 512)

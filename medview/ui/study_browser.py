@@ -290,9 +290,12 @@ class StudyBrowser(QWidget):
                 self.items[key] = item
                 if key in self.thumbs:
                     item.setIcon(0, self.thumbs[key])
+                elif files:
+                    self._thumb_queue.append((key, se))
                 study.addChild(item)
         self.db_root.setExpanded(True)
         self._filter_changed(refresh_db=False)
+        self._start_thumbnails()
 
     # ----------------------------------------------------------------- filter
     def _filter_changed(self, *_args, refresh_db: bool = True) -> None:

@@ -77,6 +77,20 @@ def make_thumbnails(series_list: list[tuple[str, Any]], state=None) -> int:
     for n, (key, series) in enumerate(series_list):
         if state is not None:
             state.progress(n / total, f"thumbnails {n}/{total}")
+        if isinstance(series, dict):  # a database series: scan its middle file first
+            files = list(series.get("files") or [])
+            if not files:
+                continue
+            try:
+                from medview.io import scan
+
+                found = scan([files[len(files) // 2]]).series
+            except Exception as exc:
+                log.info("no thumbnail for %s: %s", key, exc)
+                continue
+            if not found:
+                continue
+            series = found[0]
         one = one_image_series(series)
         compressed = one.kind == "dicom" and any(i.pixel_offset is None for i in one.instances)
         try:
