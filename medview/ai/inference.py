@@ -30,9 +30,9 @@ from medview.tasks import TaskState, ensure_state
 DISCLAIMER = "AI output, not for diagnostic use"
 
 
-@dataclass
+@dataclass(eq=False)
 class AIResult:
-    """One model's output for one 2-D image."""
+    """One model's output for one 2-D image (compared by identity: it holds arrays)."""
 
     path: str
     model: str

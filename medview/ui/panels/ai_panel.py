@@ -319,19 +319,18 @@ class AIPanel(QWidget):
     def _show_current_rows(self) -> None:
         """Table: results of the slice in view, or of the whole series when run."""
         rows = []
+        n_current = 0
         if self.ctx.volume is not None:
             n = self._n_slices()
             current = self._results_for(int(self.ctx.index))
+            seen = {id(r) for r in current}
             others = (
                 []
                 if n <= 1
-                else [
-                    r
-                    for (_k, _m, _v), r in self.cache.items()
-                    if r not in current and self._belongs(r)
-                ]
+                else [r for r in self.cache.values() if id(r) not in seen and self._belongs(r)]
             )
             rows = current + sorted(others, key=lambda r: (r.index, r.model))
+            n_current = len(current)
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             prob = ""
@@ -358,7 +357,7 @@ class AIPanel(QWidget):
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 item.setToolTip(tip)
-                if i < len(self._results_for(int(self.ctx.index))):
+                if i < n_current:
                     f = item.font()
                     f.setBold(True)
                     item.setFont(f)
