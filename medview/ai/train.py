@@ -51,7 +51,8 @@ LIMITS = [
     "Not validated on adults, other hospitals, other projections (lateral), CT or any "
     "modality other than frontal chest radiographs; outputs on such images are meaningless.",
     "Validation metrics come from the official 524-image val split, which was also used "
-    "for model selection, temperature scaling and the threshold, so they are optimistic; "
+    "for model selection and calibration (classifier: epoch and temperature; autoencoder: "
+    "score method and threshold), so they are optimistic; "
     "the official test split (a different patient population mix) is evaluated separately "
     "and is expected to be lower.",
     "Research use, not a diagnostic device; it must not be used for clinical decisions.",
