@@ -22,6 +22,14 @@ def keep_none_alive() -> None:
     """
     if sys.implementation.name != "cpython" or sys.version_info >= (3, 12):
         return
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(x) for x in version("PySide6").split(".")[:2])
+    except Exception:  # unknown build: be safe
+        major, minor = 6, 12
+    if (major, minor) < (6, 12):
+        return  # 6.11 and older keep their references right (checked with 6.11.3)
     import ctypes
 
     for obj in (None, True, False, Ellipsis, NotImplemented):

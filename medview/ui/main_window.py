@@ -694,6 +694,21 @@ class MainWindow(QMainWindow):
                 log.warning("panel %s failed on context: %s", name, exc)
 
     # ================================================================ state
+    def _update_title(self) -> None:
+        vol = self.active.volume
+        info = (vol.series if vol is not None else None) or self.active.pending
+        name = str(getattr(info, "patient_name", "") or "").replace("^", " ").strip()
+        desc = " ".join(
+            x
+            for x in (
+                str(getattr(info, "modality", "") or ""),
+                str(getattr(info, "description", "") or ""),
+            )
+            if x
+        )
+        parts = [p for p in (name, desc) if p]
+        self.setWindowTitle("medview" + (" \N{EM DASH} " + ", ".join(parts) if parts else ""))
+
     def set_active(self, vp: Viewport) -> None:
         if self.active is not vp:
             self.active.active = False
@@ -704,6 +719,7 @@ class MainWindow(QMainWindow):
         if hasattr(self, "fps_spin"):
             self.fps_spin.setValue(vp.fps)
         self._update_tags()
+        self._update_title()
         self._ctx_timer.start()
 
     def _each(self, fn) -> None:
@@ -1082,6 +1098,7 @@ class MainWindow(QMainWindow):
 
     def _image_changed(self, vp: Viewport) -> None:
         if vp is self.active:
+            self._update_title()
             self._update_tags()
             self._ctx_timer.start()
 
