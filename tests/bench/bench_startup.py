@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         "target_s": TARGET_S,
     }
     floors = {
-        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c pass": [*prefix, sys.executable, "-c", "pass"],
         "import PySide6 + QApplication": [
+            *prefix,
             sys.executable,
             "-c",
             "from PySide6.QtWidgets import QApplication; QApplication([])",
