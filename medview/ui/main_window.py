@@ -132,6 +132,27 @@ def load_db_series(files: list[str], series_uid: str, state=None):
     return load_series(series, state=state)
 
 
+def warm_up(state=None) -> bool:
+    """Worker, after the first paint: import the readers and start a decoder process,
+    so the first study opens without those seconds. Returns True when a pool is up."""
+    lower_thread_priority()
+    import medview.imaging.display  # noqa: F401
+    import medview.io  # noqa: F401 - pydicom and the pixel plugins
+
+    if state is not None:
+        state.check()
+    from medview.ui.thumbs import _decoder_pool
+
+    pool = _decoder_pool()
+    if pool is None:
+        return False
+    try:
+        pool.submit(int, 0).result(timeout=60)  # forks the server and one worker
+    except Exception:
+        return False
+    return True
+
+
 def read_measurements(keys: list[str], state=None) -> dict[str, list[dict]]:
     """Worker: stored measurements of the given SOP instance UIDs."""
     from medview.io.database import StudyDatabase
@@ -362,6 +383,7 @@ class MainWindow(QMainWindow):
         self.meas_slot = TaskSlot(self)
         self.scan_slot = TaskSlot(self)
         self.import_slot = TaskSlot(self)
+        self.warm_slot = TaskSlot(self)
         self.active: Viewport = self.area.viewports[0]
         for vp in self.area.viewports:
             self._wire_viewport(vp)
@@ -384,6 +406,7 @@ class MainWindow(QMainWindow):
         if load_panels:
             self._deferred.append(self._load_side_panels)
         self._deferred.append(self.browser.refresh_database)
+        self._deferred.append(lambda: self.warm_slot.start(warm_up, name="warm-up"))
 
     # ================================================================ building
     def _wire_viewport(self, vp: Viewport) -> None:
@@ -872,6 +895,8 @@ class MainWindow(QMainWindow):
         if target.volume is None and not target.loading:
             target.message = f"Reading {title}\N{HORIZONTAL ELLIPSIS}"
             target.update()
+        if self.area.layout_name == "mpr":
+            target = self.area.viewports[0]
         h = self.scan_slot.start(scan_paths, paths, name="scan")
         self.progress.track(h, f"Reading {title}")
         h.result.connect(lambda res, t=target: self._scanned(res, t))
@@ -1051,6 +1076,7 @@ class MainWindow(QMainWindow):
         """True while anything is scanning, loading or rendering thumbnails."""
         return (
             bool(self._deferred)
+            or self.warm_slot.busy
             or self.scan_slot.busy
             or any(s.busy for s in self.slots.values())
             or self.meas_slot.busy
@@ -1283,7 +1309,13 @@ class MainWindow(QMainWindow):
 
         for vp in self.area.viewports:
             vp.stop_cine()
-        for slot in [*self.slots.values(), self.meas_slot, self.scan_slot, self.import_slot]:
+        for slot in [
+            *self.slots.values(),
+            self.meas_slot,
+            self.scan_slot,
+            self.import_slot,
+            self.warm_slot,
+        ]:
             slot.cancel()
         self.browser.shutdown()
         self.tags.shutdown()

@@ -72,14 +72,20 @@ def main() -> int:
     win = MainWindow(load_panels=False)
     win.resize(1400, 900)
     win.show()
-    for _ in range(10):
+    # the user opens a study once the window is up and has warmed up (readers
+    # imported, a decoder process started: medview.ui.main_window.warm_up)
+    t_warm = time.perf_counter()
+    while win.busy or time.perf_counter() - t_warm < 0.5:
         QCoreApplication.processEvents()
+        time.sleep(0.005)
+    warm_s = time.perf_counter() - t_warm
     vp = win.active
     res: dict[str, object] = {
         "slices": args.slices,
         "transfer_syntax": "JPEG 2000 lossless" if args.compressed else "explicit VR little endian",
         "cpu_count": os.cpu_count(),
         "switch_interval_s": res_si,
+        "warm_up_s": round(warm_s, 2),
     }
 
     # ---- event-loop stall while scanning + loading the whole series ------------
@@ -109,14 +115,13 @@ def main() -> int:
     res["idle_p99_stall_ms"] = round(_pct(stalls, 0.99), 1)
     stalls.clear()
     last[0] = clock.nsecsElapsed()
-    first_shown: list[float] = []
-    vp.image_changed.connect(
-        lambda: (
+    first_shown: list[float] = []  # first slice of the series on screen
+
+    def on_image() -> None:
+        if vp.volume is not None and not first_shown:
             first_shown.append(time.perf_counter())
-            if vp.volume is not None and not first_shown
-            else None
-        )
-    )
+
+    vp.image_changed.connect(on_image)
     timer.start()
     t_open = time.perf_counter()
     win.open_paths([str(folder)])
