@@ -136,8 +136,12 @@ def warm_up(state=None) -> bool:
     """Worker, after the first paint: import the readers and start a decoder process,
     so the first study opens without those seconds. Returns True when a pool is up."""
     lower_thread_priority()
+    import pydicom  # noqa: F401 - its data dictionary alone compiles for ~0.1 s without .pyc
+    import pydicom.pixels  # noqa: F401
+
     import medview.imaging.display  # noqa: F401
-    import medview.io  # noqa: F401 - pydicom and the pixel plugins
+    import medview.io  # noqa: F401
+    import medview.io.database  # noqa: F401
 
     if state is not None:
         state.check()
