@@ -230,7 +230,9 @@ def write_model(folder: str | Path, module: Any, meta: dict[str, Any]) -> ModelI
     folder.mkdir(parents=True, exist_ok=True)
     wpath = folder / WEIGHTS_FILE
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(wpath), metadata={"name": str(meta.get("name", "")), "format": "pt"})
+    # one header key only: safetensors does not keep the order of several, and the file
+    # must be byte-reproducible (same training run -> same sha256)
+    save_file(state, str(wpath), metadata={"format": "pt"})
     meta = dict(meta)
     meta["weights"] = {
         **dict(meta.get("weights", {})),
