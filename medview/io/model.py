@@ -161,6 +161,16 @@ class Volume:
     instances: list[InstanceInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     series: SeriesInfo | None = None
+    # while loading: which slices are decoded (None once complete or for non-incremental loads)
+    ready: np.ndarray | None = None
+
+    @property
+    def loaded_prefix(self) -> int:
+        """How many leading slices are decoded (all of them once loading finished)."""
+        if self.ready is None:
+            return self.shape[0]
+        missing = np.flatnonzero(~self.ready)
+        return int(missing[0]) if missing.size else int(self.ready.size)
 
     @property
     def is_color(self) -> bool:

@@ -41,6 +41,26 @@ def decode_workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
+def _lower_priority() -> None:
+    """Decoder processes yield the CPU to the GUI (POSIX nice +5)."""
+    try:
+        os.nice(5)
+    except (AttributeError, OSError):
+        pass
+
+
+def decoder_pool():
+    """The shared decoder process pool, or None when decoding must stay in-process
+    (``MEDVIEW_DECODE_WORKERS`` below 2, or the pool could not start here)."""
+    workers = decode_workers()
+    if workers < 2 or _pool_broken:
+        return None
+    try:
+        return _get_process_pool(workers)
+    except Exception:
+        return None
+
+
 def _get_process_pool(workers: int):
     global _process_pool
     if _process_pool is None:
@@ -51,7 +71,9 @@ def _get_process_pool(workers: int):
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["medview.io.dicom", "numpy", "pydicom"])
-        _process_pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        _process_pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_lower_priority
+        )
         atexit.register(shutdown_decoders)
     return _process_pool
 
@@ -99,8 +121,16 @@ def _plan_dtype(series: SeriesInfo) -> tuple[np.dtype, bool]:
     return np.dtype(np.uint16), False
 
 
-def load_series(series: SeriesInfo, state: TaskState | None = None) -> Volume:
+def load_series(
+    series: SeriesInfo, state: TaskState | None = None, processes: bool | None = None
+) -> Volume:
     """Decode a series into a volume; ``state.partial((volume, k))`` as the first slice lands.
+
+    While loading, ``volume.ready[k]`` turns True as slice ``k`` is decoded (slices
+    arrive in order); it is None once the load finished. ``processes``: decode
+    compressed files in the worker processes (True: always, e.g. from a GUI thread,
+    where a decoder holding the GIL would stall the event loop; False: never; None:
+    when there are at least 4 files).
 
     Raises :class:`~medview.errors.ReadError` when no slice at all can be decoded;
     slices that fail are filled with the minimum value and reported in
@@ -118,10 +148,12 @@ def load_series(series: SeriesInfo, state: TaskState | None = None) -> Volume:
         vol = load_volume_file(series)
         state.partial((vol, 0))
         return vol
-    return _load_dicom_series(series, state)
+    return _load_dicom_series(series, state, processes)
 
 
-def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
+def _load_dicom_series(
+    series: SeriesInfo, state: TaskState, processes: bool | None = None
+) -> Volume:
     items = series.instances
     first = items[0]
     color = _is_color(first)
@@ -150,7 +182,9 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
         instances=list(items),
         warnings=list(series.warnings),
         series=series,
+        ready=np.zeros(nz, dtype=bool),
     )
+    ready = vol.ready
     slopes = {h.rescale_slope for h in items}
     if not to_hu and not color and len(slopes) > 1:
         vol.warnings.append(
@@ -171,6 +205,7 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
             out[k : k + frames_arr.shape[0]] = block
         else:
             out[k : k + frames_arr.shape[0]] = frames_arr
+        ready[k : k + frames_arr.shape[0]] = True
         if "voi_lut" in extra and vol.voi_lut is None:
             vol.voi_lut = extra["voi_lut"]
         done += 1
@@ -182,6 +217,7 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
         nonlocal done
         out[k : k + frames] = np.iinfo(out.dtype).min if out.dtype.kind in "iu" else 0
         failures.append(FileProblem(info.path, reason))
+        ready[k : k + frames] = True
         done += 1
 
     jobs = [(k * frames if len(items) > 1 else 0, info) for k, info in enumerate(items)]
@@ -205,7 +241,8 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
     if coded:
         workers = decode_workers()
         remaining = coded
-        if workers >= 2 and len(coded) >= 4 and not _pool_broken:
+        use_pool = (len(coded) >= 4) if processes is None else processes
+        if workers >= 2 and use_pool and not _pool_broken:
             remaining = _decode_in_pool(coded, workers, place, fail, state, total, lambda: done)
         for k, info in remaining:
             state.check()
@@ -222,6 +259,7 @@ def _load_dicom_series(series: SeriesInfo, state: TaskState) -> Volume:
         vol.warnings.append(f"slice not decoded, shown blank: {f}")
     if color and first.photometric.upper() != "RGB":
         vol.photometric = "RGB"
+    vol.ready = None
     state.progress(1.0, "loaded")
     return vol
 

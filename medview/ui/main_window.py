@@ -1025,7 +1025,7 @@ class MainWindow(QMainWindow):
     def _load_progress(self, targets: list[Viewport], f: float) -> None:
         vp = targets[0]
         if vp.volume is not None and vp.loaded is not None:
-            vp.loading_progress(int(f * vp.slice_count()))
+            vp.loading_progress(vp.volume.loaded_prefix)
 
     def _load_failed(self, targets: list[Viewport], msg: str) -> None:
         self.notify(msg)
@@ -1365,7 +1365,8 @@ def _load_series(series: Any, state=None):
     from medview.io import load_series
 
     lower_thread_priority()
-    return load_series(series, state=state)
+    # compressed files always go to the decoder processes: a decoder holds the GIL
+    return load_series(series, state=state, processes=True)
 
 
 def _parse_date(d: str):

@@ -51,19 +51,9 @@ def render_thumbnail(series: Any, size: int = SIZE) -> np.ndarray:
 
 def _decoder_pool():
     """The core's decoder process pool, or None (in-process decoding)."""
-    try:
-        from medview.io import volume as core
-    except ImportError:
-        return None
-    workers = core.decode_workers()
-    getter = getattr(core, "decoder_pool", None) or getattr(core, "_get_process_pool", None)
-    if workers < 2 or getter is None or getattr(core, "_pool_broken", False):
-        return None
-    try:
-        return getter(workers) if getter.__code__.co_argcount else getter()
-    except Exception as exc:  # no processes on this platform: decode here
-        log.info("no decoder processes for thumbnails: %s", exc)
-        return None
+    from medview.io.volume import decoder_pool
+
+    return decoder_pool()
 
 
 def make_thumbnails(series_list: list[tuple[str, Any]], state=None) -> int:
