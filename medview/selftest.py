@@ -80,6 +80,7 @@ class _Context:
         self.ct: Any = None
         self.image: Any = None
         self.records: Any = None
+        self.torch_error: str = ""  # set when torch failed to import (never import it twice)
 
 
 # -- sample data ----------------------------------------------------------------------
@@ -200,15 +201,23 @@ def check_decoder_pool(ctx: _Context) -> str:
         raise CheckFailed(
             f"decoder worker processes failed ({type(exc).__name__}: {exc})"
         ) from None
+    method = pool._mp_context.get_start_method() if hasattr(pool, "_mp_context") else "?"
+    # stop the workers now: if a later check crashed the process, orphaned workers would
+    # keep its stdout open and hang whoever reads it
+    volume.shutdown_decoders()
     if not all(np.array_equal(a, ref) for a in arrs):
         raise CheckFailed("worker-process decode differs from in-process decode")
-    method = pool._mp_context.get_start_method() if hasattr(pool, "_mp_context") else "?"
     return f"{workers} {method} workers decoded JPEG 2000 identically"
 
 
 def check_torch(ctx: _Context) -> str:
     """torch imports and runs: a convolution forward, backward and one optimiser step."""
-    import torch
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - e.g. a broken bundle
+        # a half-imported torch can abort the process when imported again: remember it
+        ctx.torch_error = f"{type(exc).__name__}: {_one_line(exc)}"
+        raise CheckFailed(f"torch does not import ({ctx.torch_error})") from None
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -262,6 +271,8 @@ def _ai_check(name: str) -> Callable[[_Context], str]:
             raise CheckFailed(f"model {name} is not installed (no models/{name}/metadata.json)")
         if ctx.image is None:
             raise CheckFailed("no rendered slice to run the model on (the render check failed)")
+        if ctx.torch_error:
+            raise CheckFailed(f"not run: torch does not import ({ctx.torch_error})")
         try:
             results = analyze_images(
                 [SourceImage(path=SAMPLE_CT, index=0, image=ctx.image)], [info], device="auto"
