@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medview.commands._common import error, parse_window
     from medview.errors import MedviewError
-    from medview.imaging.display import CT_PRESETS, plane_size, render_slice
+    from medview.imaging.display import CT_PRESETS, ct_preset, plane_size, render_slice
     from medview.io import load_path
 
     try:
@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return error(str(exc))
     if args.preset:
-        if args.preset.lower() not in CT_PRESETS:
+        preset = ct_preset(args.preset)
+        if preset is None:
             return error(f"unknown preset {args.preset!r}; choose from {', '.join(CT_PRESETS)}")
-        window = window or CT_PRESETS[args.preset.lower()]
+        window = window or preset
     try:
         vol = load_path(args.path, series_uid=args.series)
         n = plane_size(vol, args.plane)

@@ -21,16 +21,28 @@ if TYPE_CHECKING:
 
 PLANES = ("axial", "coronal", "sagittal")
 
-# (center, width) presets radiologists use for CT, in HU
+# (center, width) presets radiologists use for CT, in HU. The viewer and
+# ``medview render --preset`` both read this table.
 CT_PRESETS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
     "mediastinum": (50.0, 350.0),
-    "soft tissue": (40.0, 400.0),
     "bone": (400.0, 1800.0),
     "brain": (40.0, 80.0),
     "abdomen": (60.0, 400.0),
-    "liver": (60.0, 160.0),
+    "liver": (80.0, 150.0),
 }
+PRESET_ALIASES = {
+    "soft tissue": "mediastinum",
+    "soft": "mediastinum",
+    "soft_tissue": "mediastinum",
+    "softtissue": "mediastinum",
+}
+
+
+def ct_preset(name: str) -> tuple[float, float] | None:
+    """(center, width) of a CT preset by name or alias (case-insensitive), else None."""
+    key = name.strip().lower()
+    return CT_PRESETS.get(PRESET_ALIASES.get(key, key))
 
 
 def apply_modality_lut(arr: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:

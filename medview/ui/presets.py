@@ -10,18 +10,15 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings
 
+from medview.imaging.display import CT_PRESETS, PRESET_ALIASES
 from medview.paths import user_data_dir
 
-#: name -> (center, width, label); keyboard shortcuts F2..F7 follow this order
+_LABELS = {"mediastinum": "Mediastinum / soft tissue"}
+#: name -> (center, width, label) from the core's table; shortcuts F2..F7 follow this order
 BUILTIN_PRESETS: dict[str, tuple[float, float, str]] = {
-    "lung": (-600.0, 1500.0, "Lung"),
-    "mediastinum": (50.0, 350.0, "Mediastinum / soft tissue"),
-    "bone": (400.0, 1800.0, "Bone"),
-    "brain": (40.0, 80.0, "Brain"),
-    "abdomen": (60.0, 400.0, "Abdomen"),
-    "liver": (80.0, 150.0, "Liver"),
+    name: (c, w, _LABELS.get(name, name.capitalize())) for name, (c, w) in CT_PRESETS.items()
 }
-ALIASES = {"soft": "mediastinum", "soft_tissue": "mediastinum", "softtissue": "mediastinum"}
+ALIASES = PRESET_ALIASES
 #: special presets that are not a fixed window
 SPECIAL = ("file", "auto")
 
