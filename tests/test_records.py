@@ -424,3 +424,19 @@ def test_link_ambiguous_and_empty() -> None:
     assert not res.matched and res.method == "ambiguous" and res.candidates == ["a", "b"]
     res = link_patient(rs, "", "", None)
     assert not res.matched and "no PatientID" in res.message
+
+
+def test_import_records_keeps_them_for_the_next_session(records_dir, tmp_path):
+    from medview.records import import_records, load_saved_records
+
+    db = tmp_path / "rec.sqlite"
+    rs = import_records(records_dir / "synthea_fhir", db_path=db)
+    assert not rs.problems
+    again = load_saved_records(db)
+    assert set(again.patients) == set(rs.patients)
+    # a database that cannot be written is reported, the records still come back
+    blocked = tmp_path / "is_a_folder"
+    blocked.mkdir()
+    rs2 = import_records(records_dir / "synthea_fhir", db_path=blocked)
+    assert set(rs2.patients) == set(rs.patients)
+    assert any("not saved" in p.reason for p in rs2.problems)

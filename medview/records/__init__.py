@@ -19,7 +19,13 @@ from medview.records.model import (
     RecordSet,
     TreatmentEvent,
 )
-from medview.records.store import load_saved_records, save_link, save_records, saved_link
+from medview.records.store import (
+    import_records,
+    load_saved_records,
+    save_link,
+    save_records,
+    saved_link,
+)
 
 __all__ = [
     "Condition",
@@ -31,6 +37,7 @@ __all__ = [
     "RecordSet",
     "TreatmentEvent",
     "detect_format",
+    "import_records",
     "link_patient",
     "load_records",
     "load_saved_records",

@@ -18,6 +18,7 @@ from medview.records.model import (
     Encounter,
     Observation,
     Patient,
+    RecordProblem,
     RecordSet,
     TreatmentEvent,
 )
@@ -175,6 +176,24 @@ def save_records(
     finally:
         con.close()
     return len(records.patients)
+
+
+def import_records(
+    path: str | PathLike[str], db_path: str | PathLike[str] | None = None, state=None
+) -> RecordSet:
+    """Load records from ``path`` and keep them in the local database for later sessions.
+
+    A database that cannot be written is reported in ``problems``; the records are
+    returned all the same.
+    """
+    from medview.records.loader import load_records
+
+    records = load_records(path, state=state)
+    try:
+        save_records(records, db_path)
+    except (sqlite3.Error, OSError) as exc:
+        records.problems.append(RecordProblem("local database", f"records not saved: {exc}"))
+    return records
 
 
 def load_saved_records(

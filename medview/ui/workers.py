@@ -136,11 +136,60 @@ def start_task(fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any
 
 
 class TaskSlot(QObject):
-    """At most one active task (one per panel): a new start cancels the old."""
+    """At most one active task (one per panel): a new start cancels the old.
+
+    :meth:`run` also does the wiring every panel needs (busy indicator, progress,
+    result, error), and after :meth:`close` (the panel is going away) nothing new
+    starts and nothing more is delivered.
+    """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.current: TaskHandle | None = None
+        self.closed = False
+
+    def run(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_result: Callable[[Any], None],
+        on_progress: Callable[[float, str], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_busy: Callable[..., None] | None = None,
+        name: str = "",
+        **kwargs: Any,
+    ) -> TaskHandle | None:
+        """Start ``fn`` and deliver its outcome to the callbacks on the GUI thread.
+
+        ``on_busy(True, name)`` is called at the start and ``on_busy(False)`` when this
+        task ends while it is still the slot's current one (a newer task keeps the
+        panel busy). Returns the handle, or None once the slot is closed.
+        """
+        if self.closed:
+            return None
+        handle = self.start(fn, *args, name=name, **kwargs)
+        live = self._live
+        handle.result.connect(live(on_result))
+        if on_progress is not None:
+            handle.progress.connect(live(on_progress))
+        if on_error is not None:
+            handle.error.connect(live(on_error))
+        if on_busy is not None:
+            on_busy(True, name)
+            handle.finished.connect(
+                lambda h=handle: (
+                    None if self.closed or self.current not in (h, None) else on_busy(False)
+                )
+            )
+        return handle
+
+    def _live(self, callback: Callable[..., None]) -> Callable[..., None]:
+        return lambda *a: None if self.closed else callback(*a)
+
+    def close(self) -> None:
+        """Cancel the current task and refuse new ones (the owner is being torn down)."""
+        self.closed = True
+        self.cancel()
 
     def start(
         self, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any

@@ -51,9 +51,9 @@ def _load_path(path: str, kind: str, state=None) -> Any:
         from medview.records.cgm import load_cgm_csv
 
         return load_cgm_csv(path)
-    from medview.records import load_records
+    from medview.records import import_records
 
-    return load_records(path, state=state)
+    return import_records(path, state=state)
 
 
 def _load_saved(ctx: StudyContext, state=None) -> Any:
@@ -200,7 +200,7 @@ class ForecastPanel(QWidget):
             self._run(_load_saved, ctx, on_result=self._saved_loaded, name="load saved records")
 
     def shutdown(self) -> None:
-        self._slot.cancel()
+        self._slot.close()
 
     def cancel(self) -> None:
         self._slot.cancel()
@@ -344,12 +344,15 @@ class ForecastPanel(QWidget):
         )
 
     def _run(self, fn, *args, on_result, name: str) -> None:
-        handle = self._slot.start(fn, *args, name=name)
-        self._busy(True, name)
-        handle.progress.connect(self._on_progress)
-        handle.result.connect(on_result)
-        handle.error.connect(self._on_error)
-        handle.finished.connect(lambda h=handle: self._finished(h))
+        self._slot.run(
+            fn,
+            *args,
+            on_result=on_result,
+            on_progress=self._on_progress,
+            on_error=self._on_error,
+            on_busy=self._busy,
+            name=name,
+        )
 
     def _busy(self, on: bool, what: str = "") -> None:
         self.progress.setVisible(on)
@@ -362,10 +365,6 @@ class ForecastPanel(QWidget):
         self.progress.setValue(int(fraction * 1000))
         if message:
             self.progress.setFormat(f"{message} %p%")
-
-    def _finished(self, handle) -> None:
-        if self._slot.current is handle or self._slot.current is None:
-            self._busy(False)
 
     def _on_error(self, message: str) -> None:
         self.summary.setText(f"<b>no forecast:</b> {message}")

@@ -54,16 +54,9 @@ KIND_LABELS = (
 # -- worker functions (run on the pool; Qt-free) -------------------------------
 def _load_path(path: str, state=None) -> Any:
     """Import records and keep them in the local database for the next session."""
-    import sqlite3
+    from medview.records import import_records
 
-    from medview.records import RecordProblem, load_records, save_records
-
-    records = load_records(path, state=state)
-    try:
-        save_records(records)
-    except (sqlite3.Error, OSError) as exc:
-        records.problems.append(RecordProblem("local database", f"records not saved: {exc}"))
-    return records
+    return import_records(path, state=state)
 
 
 def _load_saved(state=None) -> Any:
@@ -101,7 +94,6 @@ class SuggestionsPanel(QWidget):
         self._ctx = StudyContext()
         self._context_key: tuple = ()
         self._db_tried = False
-        self._closed = False
         self._slot = TaskSlot(self)
         self._build()
         if records is not None:
@@ -223,8 +215,7 @@ class SuggestionsPanel(QWidget):
 
     def shutdown(self) -> None:
         """Cancel the task; nothing starts afterwards (widget teardown emits index changes)."""
-        self._closed = True
-        self._slot.cancel()
+        self._slot.close()
 
     def cancel(self) -> None:
         self._slot.cancel()
@@ -349,7 +340,7 @@ class SuggestionsPanel(QWidget):
 
     def start(self) -> None:
         """Compute the suggestions of the selected patient on the worker."""
-        if self._closed or self.records is None or not self.patient:
+        if self._slot.closed or self.records is None or not self.patient:
             return
         kinds = self.kinds()
         if not kinds:
@@ -369,14 +360,15 @@ class SuggestionsPanel(QWidget):
         )
 
     def _run(self, fn, *args, on_result, name: str) -> None:
-        if self._closed:
-            return
-        handle = self._slot.start(fn, *args, name=name)
-        self._busy(True, name)
-        handle.progress.connect(self._on_progress)
-        handle.result.connect(lambda v: None if self._closed else on_result(v))
-        handle.error.connect(self._on_error)
-        handle.finished.connect(lambda h=handle: self._finished(h))
+        self._slot.run(
+            fn,
+            *args,
+            on_result=on_result,
+            on_progress=self._on_progress,
+            on_error=self._on_error,
+            on_busy=self._busy,
+            name=name,
+        )
 
     def _busy(self, on: bool, what: str = "") -> None:
         self.progress.setVisible(on)
@@ -386,20 +378,14 @@ class SuggestionsPanel(QWidget):
             self.status.setText(f"{what}...")
 
     def _on_progress(self, fraction: float, message: str) -> None:
-        if self._closed:
+        if self._slot.closed:
             return
         self.progress.setValue(int(round(100 * fraction)))
         if message:
             self.status.setText(message)
 
-    def _finished(self, handle) -> None:
-        if self._closed:
-            return
-        if self._slot.current is handle or self._slot.current is None:
-            self._busy(False)
-
     def _on_error(self, message: str) -> None:
-        if self._closed:
+        if self._slot.closed:
             return
         self.status.setText(message)
         self.notify.emit(f"Treatment suggestions: {message}")
