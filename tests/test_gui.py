@@ -307,6 +307,22 @@ def test_preset_shortcut_and_unknown_preset(make_window, qtbot, ct_dir):
     assert any("unknown window preset" in t for _, _, t in win.notifier.history)
 
 
+def test_command_line_preset_reaches_every_ct_viewport_only(make_window, qtbot, ct_dir, xray_dir):
+    """`medview CR CT --layout 1x2 --preset lung`: the CT gets the lung window; a lung
+    window in HU would wash out the radiograph, which keeps its own."""
+    win = make_window()
+    win.set_layout("1x2")
+    win.requested_preset = "lung"
+    win.open_paths([str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"), str(ct_dir)])
+    idle(qtbot, win)
+    qtbot.waitUntil(
+        lambda: all(v.volume is not None for v in win.area.visible_viewports()), timeout=TIMEOUT
+    )
+    by_unit = {vp.volume.unit: vp for vp in win.area.visible_viewports()}
+    assert by_unit["HU"].window == (-600.0, 1500.0)
+    assert by_unit[""].window != (-600.0, 1500.0)
+
+
 def test_sample_study_opens(make_window, qtbot):
     from medview.ui.main_window import sample_studies
 

@@ -1057,7 +1057,11 @@ class MainWindow(QMainWindow):
             for t in targets:
                 t.set_volume(vol, keep_view=False)
         if self.requested_preset:
-            self.apply_preset(self.requested_preset)
+            # `--preset` applies to every viewport it loaded into; HU windows only to CT
+            preset = P.resolve_preset(self.requested_preset)
+            if preset is not None and (not isinstance(preset, tuple) or vol.unit == "HU"):
+                for t in targets:
+                    t.apply_preset(preset)
         self._restore_measurements(targets[0], vol)
         if targets[0] is self.active or self.active in targets:
             self._update_tags()
