@@ -475,75 +475,13 @@ def check_suggest(ctx: _Context) -> str:
 
 def check_gui(ctx: _Context) -> str:
     try:
-        from PySide6.QtWidgets import QApplication
+        from medview.ui.selftest_gui import GuiCheckFailed, gui_smoke_check
     except ImportError as exc:
         raise CheckFailed(f"PySide6 missing ({exc})") from None
-    if QApplication.instance() is None:
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    import logging
-
-    from PySide6.QtCore import QCoreApplication, qInstallMessageHandler
-
-    from medview.ui import app as ui_app
-    from medview.ui import workers
-
-    class _Collect(logging.Handler):
-        def __init__(self) -> None:
-            super().__init__(logging.WARNING)
-            self.messages: list[str] = []
-
-        def emit(self, record: logging.LogRecord) -> None:
-            self.messages.append(record.getMessage())
-
-    qt_messages: list[str] = []
-    previous = qInstallMessageHandler(lambda _mode, _ctx, msg: qt_messages.append(msg))
-    ui_log = logging.getLogger("medview.ui")
-    collect = _Collect()
-    ui_log.addHandler(collect)
-    # the study browser opens a throw-away database, never the user's
-    saved_db = os.environ.get("MEDVIEW_DB")
-    os.environ["MEDVIEW_DB"] = str(ctx.workdir / "selftest.sqlite")
-
-    def restore() -> None:
-        ui_log.removeHandler(collect)
-        qInstallMessageHandler(previous)
-        if saved_db is None:
-            os.environ.pop("MEDVIEW_DB", None)
-        else:
-            os.environ["MEDVIEW_DB"] = saved_db
-
-    qapp = ui_app._app()
     try:
-        win = ui_app.create_window(None, load_panels=True)
-    except BaseException:
-        restore()
-        raise
-    try:
-        win.resize(800, 600)
-        win.show()
-        # the side panels and the study list are set up after the first paint
-        if not ui_app.wait_until_idle(win, timeout_s=GUI_TIMEOUT_S, settle_ms=100):
-            raise CheckFailed(f"main window still busy after {GUI_TIMEOUT_S:.0f} s")
-        for _ in range(5):
-            QCoreApplication.processEvents()
-        pix = win.grab()
-        if pix.isNull() or pix.width() < 100:
-            raise CheckFailed("main window could not be rendered offscreen")
-        problems = [m for m in collect.messages if "not docked" in m]
-        if problems:
-            raise CheckFailed("; ".join(problems))
-        platform = qapp.platformName()
-        panels = len(getattr(win, "panels", {}))
-        if panels == 0:
-            raise CheckFailed("no side panel (AI, forecast, suggestions) was docked")
-        return (
-            f"main window built and rendered ({pix.width()}x{pix.height()}, Qt {platform}, "
-            f"{panels} panels)"
-        )
-    finally:
-        win.close()
-        workers.shutdown_all()
-        restore()
+        return gui_smoke_check(ctx.workdir, GUI_TIMEOUT_S)
+    except GuiCheckFailed as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 CHECKS: list[tuple[str, Callable[[_Context], str]]] = [
