@@ -3,7 +3,8 @@
 * The per-user data folder (database, user models) comes from platformdirs and can
   be overridden with the ``MEDVIEW_HOME`` environment variable (tests use it).
 * Bundled folders (``models/``, ``resources/``) are found next to the package in
-  a source checkout, or under ``sys._MEIPASS`` in a PyInstaller build.
+  a source checkout, under ``<prefix>/share/medview`` after ``pip install .``, or
+  under ``sys._MEIPASS`` in a PyInstaller build.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def bundle_root() -> Path:
     frozen = getattr(sys, "_MEIPASS", None)
     if frozen:
         return Path(frozen)
-    return Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "models").is_dir():  # source checkout or editable install
+        return checkout
+    installed = Path(sys.prefix) / "share" / APP_NAME  # pip install . (data-files)
+    if (installed / "models").is_dir():
+        return installed
+    return checkout
 
 
 def resources_dir() -> Path:
