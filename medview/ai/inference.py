@@ -290,7 +290,24 @@ def run_batch(
     t0 = time.perf_counter()
     x = np.stack([prepare(s.image, lm.spec) for s in images])
     info = lm.info
-    results: list[AIResult] = []
+
+    def result(s: SourceImage, per_ms: float, **task_fields: Any) -> AIResult:
+        """The fields every task shares, plus the task's own."""
+        return AIResult(
+            path=s.path,
+            index=s.index,
+            key=s.key,
+            model=info.name,
+            version=info.version,
+            task=info.task,
+            device=lm.device_name,
+            elapsed_ms=per_ms,
+            threshold=lm.threshold,
+            source_shape=tuple(s.image.shape[:2]),
+            warnings=image_warnings(info, s),
+            **task_fields,
+        )
+
     if info.task == "classification":
         probs = lm.probabilities(x)
         cams: list[np.ndarray | None] = [None] * len(images)
@@ -298,54 +315,37 @@ def run_batch(
             cams = [lm.gradcam(x[i : i + 1]) for i in range(len(images))]
         lm._sync()
         per = (time.perf_counter() - t0) * 1000.0 / len(images)
-        for s, p, cam in zip(images, probs, cams, strict=True):
-            labels = lm.labels or [str(i) for i in range(len(p))]
-            results.append(
-                AIResult(
-                    path=s.path,
-                    index=s.index,
-                    key=s.key,
-                    model=info.name,
-                    version=info.version,
-                    task=info.task,
-                    device=lm.device_name,
-                    elapsed_ms=per,
-                    probabilities={lab: float(v) for lab, v in zip(labels, p, strict=True)},
-                    predicted=lm.predicted(p),
-                    threshold=lm.threshold,
-                    heatmap=cam,
-                    heatmap_kind="grad-cam" if cam is not None else None,
-                    source_shape=tuple(s.image.shape[:2]),
-                    warnings=image_warnings(info, s),
-                )
+        labels = lm.labels
+        return [
+            result(
+                s,
+                per,
+                probabilities={
+                    lab: float(v)
+                    for lab, v in zip(labels or [str(i) for i in range(len(p))], p, strict=True)
+                },
+                predicted=lm.predicted(p),
+                heatmap=cam,
+                heatmap_kind="grad-cam" if cam is not None else None,
             )
-    else:
-        scores, maps, latents = lm.anomaly(x)
-        lm._sync()
-        per = (time.perf_counter() - t0) * 1000.0 / len(images)
-        for s, sc, mp, lat in zip(images, scores, maps, latents, strict=True):
-            thr = lm.threshold
-            results.append(
-                AIResult(
-                    path=s.path,
-                    index=s.index,
-                    key=s.key,
-                    model=info.name,
-                    version=info.version,
-                    task=info.task,
-                    device=lm.device_name,
-                    elapsed_ms=per,
-                    threshold=thr,
-                    predicted=(None if thr is None else ("anomalous" if sc >= thr else "typical")),
-                    anomaly_score=float(sc),
-                    heatmap=mp if heatmaps else None,
-                    heatmap_kind="anomaly" if heatmaps else None,
-                    latent=lat,
-                    source_shape=tuple(s.image.shape[:2]),
-                    warnings=image_warnings(info, s),
-                )
-            )
-    return results
+            for s, p, cam in zip(images, probs, cams, strict=True)
+        ]
+    scores, maps, latents = lm.anomaly(x)
+    lm._sync()
+    per = (time.perf_counter() - t0) * 1000.0 / len(images)
+    thr = lm.threshold
+    return [
+        result(
+            s,
+            per,
+            predicted=None if thr is None else ("anomalous" if sc >= thr else "typical"),
+            anomaly_score=float(sc),
+            heatmap=mp if heatmaps else None,
+            heatmap_kind="anomaly" if heatmaps else None,
+            latent=lat,
+        )
+        for s, sc, mp, lat in zip(images, scores, maps, latents, strict=True)
+    ]
 
 
 def analyze_images(
