@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from medview.cli import main
+from medview.commands.forecast import DISCLAIMER
 
 FORECAST_KEYS = {"patient", "code", "unit", "method", "history_points", "forecast", "backtest"}
 
@@ -47,6 +48,15 @@ def test_cgm_json_shape(cgm_csv, capsys):
     assert all(set(v) == {"rmse", "mae"} for v in data["backtest"].values())
     assert data["winner"] in data["backtest"]
     assert "sensor.csv:101" in out.err  # the bad row, with its line
+    assert data["disclaimer"] == DISCLAIMER and "not for diagnostic use" in DISCLAIMER
+
+
+def test_disclaimer_in_text_and_evaluate(cgm_csv, capsys):
+    """Issue 10 item 6: every forecast output carries the disclaimer, as AI and suggestions do."""
+    assert main(["forecast", "--cgm", str(cgm_csv), "--horizon", "30"]) == 0
+    text = capsys.readouterr().out
+    assert text.strip().splitlines()[-1] == f"NOTE: {DISCLAIMER}"
+    assert "method: lstm" in text  # the existing text is still there
 
 
 def test_cgm_evaluate(cgm_csv, capsys):
@@ -60,6 +70,7 @@ def test_cgm_evaluate(cgm_csv, capsys):
     assert main(["forecast", "--cgm", str(cgm_csv), "--evaluate"]) == 0
     text = capsys.readouterr().out
     assert "30 min ahead" in text and "60 min ahead" in text and "coverage" in text
+    assert data["disclaimer"] == DISCLAIMER and f"NOTE: {DISCLAIMER}" in text
 
 
 def test_cgm_bad_inputs(tmp_path, capsys):
@@ -104,6 +115,7 @@ def test_records_forecast(records_dir, capsys):
     assert data["patient"] == pid and data["code"] == "8480-6" and data["method"] == "gp"
     assert data["history_points"] == n
     assert len(data["forecast"]) == 12
+    assert data["disclaimer"] == DISCLAIMER
     if n >= 4:
         assert set(data["backtest"]) == {"gp", "persistence", "mean", "linear"}
     # a code with fewer than 3 values for that patient is refused with the reason

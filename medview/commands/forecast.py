@@ -8,6 +8,12 @@ import sys
 
 HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, with baselines"
 
+# shown by the forecast panel too (kept here: this module is light and Qt-free)
+DISCLAIMER = (
+    "Forecast: a statistical projection of past values, not for diagnostic use "
+    "or treatment decisions."
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
@@ -88,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(one_line(exc))
 
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        out = result.as_json()
+        out["disclaimer"] = DISCLAIMER
+        print(json.dumps(out, indent=2))
         return 0
     _print_text(result)
     return 0
@@ -132,6 +140,7 @@ def _print_text(r) -> None:
             print(f"  {m:12s} RMSE {row['rmse']:8.3f}  MAE {row['mae']:8.3f}{mark}")
     for note in r.notes:
         print(f"note: {note}")
+    print(f"NOTE: {DISCLAIMER}")
 
 
 def _print_evaluation(args, series, bt) -> int:
@@ -150,6 +159,7 @@ def _print_evaluation(args, series, bt) -> int:
                 for h, row in bt["per_horizon"].items()
             },
             "notes": bt["notes"],
+            "disclaimer": DISCLAIMER,
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -167,4 +177,5 @@ def _print_evaluation(args, series, bt) -> int:
         )
     for note in bt["notes"]:
         print(f"note: {note}")
+    print(f"NOTE: {DISCLAIMER}")
     return 0
