@@ -440,3 +440,51 @@ def test_import_records_keeps_them_for_the_next_session(records_dir, tmp_path):
     rs2 = import_records(records_dir / "synthea_fhir", db_path=blocked)
     assert set(rs2.patients) == set(rs.patients)
     assert any("not saved" in p.reason for p in rs2.problems)
+
+
+# ----------------------------------------------------------------------------- allergies
+def test_synthea_allergies_match_file(csv_records: RecordSet, csv_dir: Path) -> None:
+    rows = _csv_rows(csv_dir / "allergies.csv")
+    assert csv_records.counts()["allergies"] == len(rows) == len(csv_records.allergies)
+    got = Counter((a.patient_id, a.code, a.category) for a in csv_records.allergies)
+    assert got == Counter((r["PATIENT"], r["CODE"], r["CATEGORY"]) for r in rows)
+    pen = next(a for a in csv_records.allergies if a.display == "Penicillin V")
+    row = next(r for r in rows if r["DESCRIPTION"] == "Penicillin V")
+    assert pen.system == "RxNorm" and pen.code == row["CODE"] == "7984"
+    assert pen.start == datetime.fromisoformat(row["START"]) and pen.stop is None
+    assert pen.reactions == [row["DESCRIPTION1"]]
+
+
+def test_fhir_allergies_match_bundles(fhir_records: RecordSet, fhir_dir: Path) -> None:
+    res = [r for r in _fhir_resources(fhir_dir) if r["resourceType"] == "AllergyIntolerance"]
+    assert fhir_records.counts()["allergies"] == len(res) > 0
+    got = Counter((a.patient_id, a.code) for a in fhir_records.allergies)
+    want = Counter(
+        (r["patient"]["reference"].split(":")[-1], r["code"]["coding"][0]["code"]) for r in res
+    )
+    assert got == want
+    lis = next(a for a in fhir_records.allergies if a.display == "Lisinopril")
+    assert lis.type == "intolerance" and lis.category == "medication"
+    assert lis.system == "RxNorm" and lis.status == "active"
+
+
+def test_store_allergies_roundtrip_and_migration(tmp_path: Path, csv_records: RecordSet) -> None:
+    db = tmp_path / "old.sqlite"
+    # a database written before allergies were stored: no rec_allergies table
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TABLE rec_patients (id TEXT PRIMARY KEY, name TEXT, birth_date TEXT, "
+        "death_date TEXT, sex TEXT, identifiers TEXT, source TEXT, imported_at TEXT)"
+    )
+    con.execute("INSERT INTO rec_patients VALUES ('old', 'Old P', NULL, NULL, 'F', '', '', '')")
+    con.commit()
+    con.close()
+    assert list(load_saved_records(db).patients) == ["old"]  # migrated on open
+    save_records(csv_records, db)
+    back = load_saved_records(db)
+    assert back.counts()["allergies"] == csv_records.counts()["allergies"] > 0
+    key = lambda a: (a.patient_id, a.code, a.start, a.category, tuple(a.reactions))  # noqa: E731
+    assert sorted(map(key, back.allergies)) == sorted(map(key, csv_records.allergies))
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] >= 2
+    con.close()

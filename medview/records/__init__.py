@@ -11,6 +11,7 @@ Entry points::
 from medview.records.link import LinkResult, link_patient
 from medview.records.loader import detect_format, load_records
 from medview.records.model import (
+    Allergy,
     Condition,
     Encounter,
     Observation,
@@ -28,6 +29,7 @@ from medview.records.store import (
 )
 
 __all__ = [
+    "Allergy",
     "Condition",
     "Encounter",
     "LinkResult",

@@ -3,8 +3,8 @@ and NDJSON bulk-data exports.
 
 Resources read: Patient, Observation (value and components, e.g. the systolic and
 diastolic parts of a blood-pressure panel), Condition, MedicationRequest,
-MedicationStatement, MedicationAdministration, Procedure, CarePlan, Encounter
-(and Medication, to resolve ``medicationReference``). Other resource types are
+MedicationStatement, MedicationAdministration, Procedure, CarePlan, Encounter,
+AllergyIntolerance (and Medication, to resolve ``medicationReference``). Other resource types are
 ignored. Reasons given as ``reasonReference`` / ``addresses`` (references to a
 Condition) are resolved to the condition's SNOMED code after every file is read,
 so references across NDJSON files work.
@@ -24,6 +24,7 @@ from typing import Any
 
 from medview.records._common import make_observation, parse_date, parse_time
 from medview.records.model import (
+    Allergy,
     Condition,
     Encounter,
     Observation,
@@ -49,6 +50,7 @@ KNOWN_TYPES = {
     "CarePlan",
     "Encounter",
     "Medication",
+    "AllergyIntolerance",
 }
 
 
@@ -411,6 +413,43 @@ class FhirImporter:
         cls = res.get("class")
         ecls = str(cls.get("code") or "") if isinstance(cls, dict) else ""
         self.records.encounters.append(Encounter(pid, start, stop, code, display, ecls))
+
+
+    def _do_AllergyIntolerance(self, res: dict) -> None:  # noqa: N802
+        pid = _subject(res)
+        concept = res.get("code")
+        codings = [
+            c for c in (concept or {}).get("coding") or [] if isinstance(c, dict) and c.get("code")
+        ]
+        code, display = _coding(concept, RXNORM)
+        if not code and not display:
+            raise _Malformed("no code")
+        system = next((str(c.get("system") or "") for c in codings if c.get("code") == code), "")
+        system = {RXNORM: "RxNorm", SNOMED: "SNOMED-CT"}.get(system, system)
+        start = _time(res, "onsetDateTime", "onsetPeriod", "recordedDate", required=False)
+        stop = _end(res, "onsetPeriod")
+        status, _ = _coding(res.get("clinicalStatus"))
+        cats = [str(c) for c in res.get("category") or [] if isinstance(c, str)]
+        reactions = []
+        for reaction in res.get("reaction") or []:
+            for m in reaction.get("manifestation") or [] if isinstance(reaction, dict) else []:
+                _c, text = _coding(m)
+                if text:
+                    reactions.append(text)
+        self.records.allergies.append(
+            Allergy(
+                patient_id=pid,
+                start=start,
+                stop=stop,
+                code=code,
+                display=display,
+                system=system,
+                type=str(res.get("type") or ""),
+                category=cats[0] if cats else "",
+                status=status,
+                reactions=reactions,
+            )
+        )
 
 
 def read_fhir(paths: Iterable[Path], state: TaskState | None = None) -> RecordSet:

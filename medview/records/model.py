@@ -3,7 +3,8 @@
 Importers (FHIR R4 bundles / NDJSON, Synthea CSV, CGM CSV) produce a
 :class:`RecordSet`. Forecasting reads :class:`Observation` series (keyed by LOINC
 code, values in a canonical unit); treatment suggestions read conditions and the
-treatment events (medications by RxNorm, procedures and care plans by SNOMED CT).
+treatment events (medications by RxNorm, procedures and care plans by SNOMED CT)
+and the patient's allergies (checked against suggested medications).
 
 All times are naive ``datetime`` objects in UTC (the FHIR and Synthea importers
 convert offsets to UTC and drop the tzinfo; a plain date becomes midnight).
@@ -74,6 +75,27 @@ class Encounter:
 
 
 @dataclass
+class Allergy:
+    """An allergy or intolerance (Synthea allergies.csv, FHIR AllergyIntolerance)."""
+
+    patient_id: str
+    start: datetime | None
+    stop: datetime | None
+    code: str  # RxNorm for medications, SNOMED CT for substances
+    display: str
+    system: str = ""  # "RxNorm", "SNOMED-CT" (as the source spells it) or a FHIR system URL
+    type: str = ""  # "allergy" | "intolerance" | ""
+    category: str = ""  # "medication" | "food" | "environment" | "biologic" | ""
+    status: str = ""  # clinical status when given ("active", "inactive", "resolved"), else ""
+    reactions: list[str] = field(default_factory=list)  # reaction displays
+
+    @property
+    def is_active(self) -> bool:
+        """No end date and not marked inactive/resolved."""
+        return self.stop is None and self.status not in ("inactive", "resolved")
+
+
+@dataclass
 class RecordProblem:
     """A record that was skipped: where it was (file and line, or resource id) and why."""
 
@@ -91,6 +113,7 @@ class RecordSet:
     conditions: list[Condition] = field(default_factory=list)
     treatments: list[TreatmentEvent] = field(default_factory=list)
     encounters: list[Encounter] = field(default_factory=list)
+    allergies: list[Allergy] = field(default_factory=list)
     problems: list[RecordProblem] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # files / folders read
     format: str = ""  # "fhir", "synthea-csv" (or "mixed" after extend)
@@ -101,6 +124,7 @@ class RecordSet:
         self.conditions.extend(other.conditions)
         self.treatments.extend(other.treatments)
         self.encounters.extend(other.encounters)
+        self.allergies.extend(other.allergies)
         self.problems.extend(other.problems)
         self.sources.extend(other.sources)
         if other.format and self.format and other.format != self.format:
@@ -117,6 +141,7 @@ class RecordSet:
         out.conditions = [c for c in self.conditions if c.patient_id == patient_id]
         out.treatments = [t for t in self.treatments if t.patient_id == patient_id]
         out.encounters = [e for e in self.encounters if e.patient_id == patient_id]
+        out.allergies = [a for a in self.allergies if a.patient_id == patient_id]
         return out
 
     def counts(self) -> dict[str, int]:
@@ -132,5 +157,6 @@ class RecordSet:
             "procedures": kinds["procedure"],
             "careplans": kinds["careplan"],
             "encounters": len(self.encounters),
+            "allergies": len(self.allergies),
             "problems": len(self.problems),
         }

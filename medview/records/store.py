@@ -1,6 +1,9 @@
 """Keep imported records in the local SQLite database (``medview.paths.database_path()``).
 
 Tables are medview-records' own (prefixed ``rec_``), created with ``IF NOT EXISTS``.
+The schema version is kept in ``PRAGMA user_version``; :func:`connect` migrates an
+older database in place (version 2 added ``rec_allergies``; databases from before
+then simply gain the empty table).
 Saving a patient replaces everything stored for that patient id, in one
 transaction, so importing the same export twice does not duplicate rows.
 """
@@ -14,6 +17,7 @@ from os import PathLike
 from pathlib import Path
 
 from medview.records.model import (
+    Allergy,
     Condition,
     Encounter,
     Observation,
@@ -47,13 +51,26 @@ CREATE TABLE IF NOT EXISTS rec_encounters (
     encounter_class TEXT
 );
 CREATE INDEX IF NOT EXISTS rec_encounters_p ON rec_encounters (patient_id);
+CREATE TABLE IF NOT EXISTS rec_allergies (
+    patient_id TEXT NOT NULL, start TEXT, stop TEXT, code TEXT NOT NULL, display TEXT,
+    system TEXT, type TEXT, category TEXT, status TEXT, reactions TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_allergies_p ON rec_allergies (patient_id);
 CREATE TABLE IF NOT EXISTS rec_links (
     imaging_patient_id TEXT PRIMARY KEY, record_patient_id TEXT NOT NULL, method TEXT,
     linked_at TEXT
 );
 """
 
-_TABLES = ("rec_observations", "rec_conditions", "rec_treatments", "rec_encounters")
+SCHEMA_VERSION = 2  # 1: first release; 2: rec_allergies
+
+_TABLES = (
+    "rec_observations",
+    "rec_conditions",
+    "rec_treatments",
+    "rec_encounters",
+    "rec_allergies",
+)
 
 
 def _iso(v: datetime | date | None) -> str | None:
@@ -76,9 +93,18 @@ def connect(db_path: str | PathLike[str] | None = None) -> sqlite3.Connection:
         db_path = database_path()
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(str(db_path), timeout=10.0)
-    with con:
-        con.executescript(SCHEMA)
+    _migrate(con)
     return con
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    """Bring an older (or new, empty) database to :data:`SCHEMA_VERSION`."""
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    with con:
+        # every step is idempotent: IF NOT EXISTS creates what an older version lacks
+        con.executescript(SCHEMA)
+        if version < SCHEMA_VERSION:
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def save_records(
@@ -96,6 +122,7 @@ def save_records(
     ids.update(c.patient_id for c in records.conditions)
     ids.update(t.patient_id for t in records.treatments)
     ids.update(e.patient_id for e in records.encounters)
+    ids.update(a.patient_id for a in records.allergies)
     con = connect(db_path)
     try:
         with con:  # one transaction
@@ -171,6 +198,24 @@ def save_records(
                         e.encounter_class,
                     )
                     for e in records.encounters
+                ],
+            )
+            con.executemany(
+                "INSERT INTO rec_allergies VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        a.patient_id,
+                        _iso(a.start),
+                        _iso(a.stop),
+                        a.code,
+                        a.display,
+                        a.system,
+                        a.type,
+                        a.category,
+                        a.status,
+                        "\n".join(a.reactions),
+                    )
+                    for a in records.allergies
                 ],
             )
     finally:
@@ -254,6 +299,21 @@ def load_saved_records(
         for r in rows("rec_encounters"):
             rs.encounters.append(
                 Encounter(r[0], _dt(r[1]), _dt(r[2]), r[3] or "", r[4] or "", r[5] or "")
+            )
+        for r in rows("rec_allergies"):
+            rs.allergies.append(
+                Allergy(
+                    r[0],
+                    _dt(r[1]),
+                    _dt(r[2]),
+                    r[3],
+                    r[4] or "",
+                    r[5] or "",
+                    r[6] or "",
+                    r[7] or "",
+                    r[8] or "",
+                    [x for x in (r[9] or "").split("\n") if x],
+                )
             )
     finally:
         con.close()

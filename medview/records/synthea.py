@@ -1,7 +1,7 @@
 """Synthea CSV export import (a folder with patients.csv, observations.csv, ...).
 
 Files read when present: patients, observations, conditions, medications,
-procedures, careplans, encounters. A file missing a required column is reported
+procedures, careplans, encounters, allergies. A file missing a required column is reported
 once and skipped; a malformed row (bad date, missing patient or code, a numeric
 observation whose value is not a number) is reported with its file and line and
 skipped.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medview.records._common import make_observation, parse_date, parse_time
 from medview.records.model import (
+    Allergy,
     Condition,
     Encounter,
     Patient,
@@ -32,6 +33,7 @@ FILES = (
     "procedures",
     "careplans",
     "encounters",
+    "allergies",
 )
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -42,6 +44,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "procedures": ("PATIENT", "CODE"),
     "careplans": ("START", "PATIENT", "CODE"),
     "encounters": ("START", "PATIENT"),
+    "allergies": ("START", "PATIENT", "CODE"),
 }
 
 
@@ -149,6 +152,23 @@ def _encounter(row: dict[str, str], rs: RecordSet) -> None:
     )
 
 
+def _allergy(row: dict[str, str], rs: RecordSet) -> None:
+    reactions = [v for v in (_get(row, "DESCRIPTION1"), _get(row, "DESCRIPTION2")) if v]
+    rs.allergies.append(
+        Allergy(
+            patient_id=_get(row, "PATIENT", True),
+            start=_time(row, "START"),
+            stop=_time(row, "STOP", required=False),
+            code=_get(row, "CODE", True),
+            display=_get(row, "DESCRIPTION"),
+            system=_get(row, "SYSTEM"),
+            type=_get(row, "TYPE").lower(),
+            category=_get(row, "CATEGORY").lower(),
+            reactions=reactions,
+        )
+    )
+
+
 HANDLERS: dict[str, Callable[[dict[str, str], RecordSet], None]] = {
     "patients": _patient,
     "observations": _observation,
@@ -157,6 +177,7 @@ HANDLERS: dict[str, Callable[[dict[str, str], RecordSet], None]] = {
     "procedures": _treatment("procedure"),
     "careplans": _treatment("careplan"),
     "encounters": _encounter,
+    "allergies": _allergy,
 }
 
 
