@@ -414,7 +414,6 @@ class FhirImporter:
         ecls = str(cls.get("code") or "") if isinstance(cls, dict) else ""
         self.records.encounters.append(Encounter(pid, start, stop, code, display, ecls))
 
-
     def _do_AllergyIntolerance(self, res: dict) -> None:  # noqa: N802
         pid = _subject(res)
         concept = res.get("code")
