@@ -5,7 +5,7 @@
 ;   py -3.11 packaging\build.py                      -> dist\medview\medview.exe + dist\medview-<ver>-windows-amd64.zip
 ;   "C:\Program Files (x86)\Inno Setup 6\ISCC.exe" /DAppVersion=0.1.0 packaging\windows\medview.iss
 ;                                                    -> dist\medview-0.1.0-setup.exe
-; See docs/readme/packaging.md ("Windows installer") and docs/notes/packaging.md.
+; See docs/packaging.md ("Windows installer") and docs/history/packaging.md.
 
 #ifndef AppVersion
   #define AppVersion "0.1.0"
