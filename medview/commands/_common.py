@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections import Counter
 from typing import Any
 
 
@@ -29,3 +31,34 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
     if w < 1:
         raise ValueError("--window width must be at least 1")
     return c, w
+
+
+def folder_contents(path: str) -> str:
+    """What a folder with no readable image holds, for a one-line reason:
+    ``"an empty folder"`` or ``"12 other files (.json)"``."""
+    exts: Counter[str] = Counter()
+    for _root, _dirs, files in os.walk(path):
+        for name in files:
+            low = name.lower()
+            ext = ".nii.gz" if low.endswith(".nii.gz") else os.path.splitext(low)[1]
+            exts[ext or "no extension"] += 1
+    n = sum(exts.values())
+    if not n:
+        return "an empty folder"
+    kinds = ", ".join(e for e, _ in exts.most_common(4)) + (", ..." if len(exts) > 4 else "")
+    return f"{n} other file{'s' if n != 1 else ''} ({kinds})"
+
+
+def not_dicom_reason(path: str, kind: str) -> str:
+    """Why a non-DICOM file found by ``scan`` is not put into the study database."""
+    low = path.lower()
+    if kind == "volume":
+        fmt = "NIfTI" if (low.endswith(".nii") or low.endswith(".nii.gz")) else "volume file"
+        if low.endswith((".nrrd", ".nhdr")):
+            fmt = "NRRD"
+        elif low.endswith((".mha", ".mhd")):
+            fmt = "MetaImage"
+        what = f"{fmt} volumes are" if fmt != "volume file" else "volume files are"
+    else:
+        what = "plain images (PNG/JPEG/TIFF) are"
+    return f"{path}: {what} opened (medview PATH), not imported into the DICOM database"

@@ -16,20 +16,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Index the DICOM found under the paths; exit 2 with the reason when none was."""
+    import os
     import sys
 
-    from medview.commands._common import print_json
+    from medview.commands._common import error, folder_contents, not_dicom_reason, print_json
+    from medview.io import scan
     from medview.io.database import StudyDatabase
 
+    result = scan(args.paths)
     db = StudyDatabase(args.db)
-    report = db.import_path(args.paths)
+    report = db.add_series(result.series)
+    report.errors = list(result.errors)
+    report.files += len(result.errors)
+    skipped = [s for s in result.series if s.kind != "dicom"]
     if args.json:
         print_json(report.as_dict() | {"database": str(db.path)})
-    else:
+    elif report.instances:
         print(
             f"indexed {report.instances} image(s) in {report.series} series of {report.studies} "
             f"study(ies) ({report.new_instances} new) into {db.path}"
         )
+    lines = [not_dicom_reason(s.instances[0].path, s.kind) for s in skipped if s.instances]
     for e in report.errors:
-        print(f"medview: {e}", file=sys.stderr)
-    return 0 if report.instances else 2
+        if e.reason.startswith("empty folder") and os.path.isdir(e.path):
+            # a folder of CSV/JSON records is not empty: say what it holds
+            lines.append(f"no DICOM files found under {e.path}: {folder_contents(e.path)}")
+        else:
+            lines.append(f"{e}")
+    if report.instances:
+        for line in lines:
+            print(f"medview: {line}", file=sys.stderr)
+        return 0
+    if len(lines) == 1:
+        return error(lines[0])
+    if not lines:
+        return error(f"no DICOM files found under {', '.join(args.paths)}")
+    for line in lines[:-1]:
+        print(f"medview: {line}", file=sys.stderr)
+    return error(f"nothing imported: {lines[-1]}")

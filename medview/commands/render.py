@@ -18,27 +18,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset",
-        help="CT window preset: lung, mediastinum, soft tissue, bone, brain, abdomen, liver",
+        help="CT window preset (Hounsfield units; refused for images that are not CT): "
+        "lung, mediastinum, soft tissue, bone, brain, abdomen, liver",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from medview.commands._common import error, parse_window
     from medview.errors import MedviewError
-    from medview.imaging.display import CT_PRESETS, ct_preset, plane_size, render_slice
+    from medview.imaging.display import (
+        CT_PRESETS,
+        ct_preset,
+        hu_preset_problem,
+        plane_size,
+        render_slice,
+    )
     from medview.io import load_path
 
     try:
         window = parse_window(args.window)
     except ValueError as exc:
         return error(str(exc))
+    preset = None
     if args.preset:
         preset = ct_preset(args.preset)
         if preset is None:
             return error(f"unknown preset {args.preset!r}; choose from {', '.join(CT_PRESETS)}")
-        window = window or preset
     try:
         vol = load_path(args.path, series_uid=args.series)
+        if preset is not None and window is None:
+            # a CT window on a radiograph writes a white (or black) image: refuse it
+            applies, note = hu_preset_problem(vol)
+            if not applies:
+                return error(
+                    f"{args.path}: preset {args.preset!r} is a CT window in Hounsfield units; "
+                    f"{note}. Use --window CENTER,WIDTH or no preset"
+                )
+            if note:
+                print(f"medview: {args.path}: {note}", file=sys.stderr)
+            window = preset
         n = plane_size(vol, args.plane)
         index = n // 2 if args.index is None else args.index
         if not 0 <= index < n:

@@ -45,6 +45,29 @@ def ct_preset(name: str) -> tuple[float, float] | None:
     return CT_PRESETS.get(PRESET_ALIASES.get(key, key))
 
 
+def hu_preset_problem(volume: Volume) -> tuple[bool, str]:
+    """Whether a CT window preset (a window in Hounsfield units) fits ``volume``.
+
+    Returns ``(applies, note)``: ``(True, "")`` for CT in HU; ``(False, reason)`` when
+    the image is known not to be in HU (a radiograph, a PNG, MR: the window would
+    show a white or black image); ``(True, note)`` when nobody knows (a NIfTI, NRRD or
+    MHA volume has no modality): the preset is applied and ``note`` says so.
+    """
+    if volume.unit == "HU":
+        return True, ""
+    modality = volume.modality or ""
+    if volume.is_color:
+        return False, "a colour image has no Hounsfield units"
+    if modality == "CT":
+        return True, ""
+    if modality and modality != "OT":
+        return False, f"{modality} image, not CT: its values are not Hounsfield units"
+    kind = getattr(volume.series, "kind", "") if volume.series is not None else ""
+    if kind == "volume":
+        return True, "modality unknown (not DICOM): values taken as Hounsfield units"
+    return False, "not a CT image: its values are not Hounsfield units"
+
+
 def apply_modality_lut(arr: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> np.ndarray:
     """Stored values to modality values (e.g. Hounsfield units) as float32.
 
@@ -222,11 +245,58 @@ def extract_plane(
     return img, spacing
 
 
+#: automatic windows already computed, by ``id(volume)`` (entries leave with the volume)
+_VOLUME_WINDOWS: dict[int, tuple[float, float]] = {}
+_VOLUME_SAMPLE = 262144
+
+
+def volume_window(volume: Volume) -> tuple[float, float] | None:
+    """The window a volume is shown with when the user chose none, the same in every plane.
+
+    The file's window when it has one; ``None`` for colour images and when the file
+    has a VOI LUT (:func:`render_slice` applies it); otherwise one automatic window
+    (:func:`auto_window`) from a 3D subsample of the whole volume in modality units,
+    computed once per volume. Axial, coronal and sagittal views of the same volume
+    therefore look alike (a per-plane window would make each plane differ).
+    While a volume is still loading, only its decoded slices are sampled and the
+    result is not remembered.
+    """
+    if volume.is_color:
+        return None
+    if volume.window is not None:
+        return (float(volume.window[0]), float(volume.window[1]))
+    if volume.voi_lut is not None:
+        return None
+    key = id(volume)
+    if volume.ready is None and key in _VOLUME_WINDOWS:
+        return _VOLUME_WINDOWS[key]
+    arr = volume.array
+    if volume.ready is not None:
+        arr = arr[np.flatnonzero(volume.ready)]
+    if arr.size == 0:
+        return None
+    step = max(1, int(np.ceil((arr.size / _VOLUME_SAMPLE) ** (1.0 / 3.0))))
+    sample = apply_modality_lut(
+        arr[::step, ::step, ::step], volume.rescale_slope, volume.rescale_intercept
+    )
+    win = auto_window(sample)
+    if volume.ready is None:
+        import weakref
+
+        try:
+            weakref.finalize(volume, _VOLUME_WINDOWS.pop, key, None)
+        except TypeError:  # not weak-referenceable: do not remember
+            return win
+        _VOLUME_WINDOWS[key] = win
+    return win
+
+
 def display_window(volume: Volume, slice_values: np.ndarray) -> tuple[float, float]:
-    """The window used when the user chose none: the file's, else automatic."""
+    """The window used when the user chose none: the file's, else the volume's automatic
+    window (:func:`volume_window`, the same for every plane)."""
     if volume.window is not None:
         return volume.window
-    return auto_window(slice_values)
+    return volume_window(volume) or auto_window(slice_values)
 
 
 def render_slice(

@@ -86,6 +86,7 @@ def raster_series(path: str) -> SeriesInfo:
     )
     s = SeriesInfo(
         series_uid=uid,
+        study_uid=uid,  # nothing links two plain images: each is its own study
         modality="OT",
         description=os.path.basename(path),
         rows=height,
@@ -122,6 +123,65 @@ def load_raster(series: SeriesInfo) -> Volume:
     )
 
 
+def lps_reorientation(direction: np.ndarray) -> tuple[tuple[int, int, int], tuple[bool, ...]]:
+    """How to reorder a volume's axes so that they point to patient L, P, S (like DICOM).
+
+    ``direction`` is 3x3 with columns = the i, j, k axes in patient LPS coordinates
+    (ITK/SimpleITK convention). Returns ``(perm, flip)``: output axis ``a`` (x, y, z)
+    is input axis ``perm[a]``, reversed when ``flip[a]``. Each input axis goes to the
+    patient axis it is closest to, the same choice as SimpleITK's
+    ``DICOMOrient(img, "LPS")``. A NIfTI stored RAS (the usual) gets its i and j axes
+    reversed, so that axial slices show anterior up and the patient's left on the
+    viewer's right, as DICOM does.
+    """
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    perm = [-1, -1, -1]
+    used: set[int] = set()
+    for flat in np.argsort(-np.abs(d), axis=None):  # strongest alignments first
+        a, c = divmod(int(flat), 3)
+        if perm[a] < 0 and c not in used:
+            perm[a] = c
+            used.add(c)
+    flip = tuple(bool(d[a, perm[a]] < 0) for a in range(3))
+    return (perm[0], perm[1], perm[2]), flip
+
+
+def lps_geometry(
+    size: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    direction: np.ndarray,
+) -> tuple[
+    tuple[int, int, int], tuple[float, float, float], tuple[float, float, float], np.ndarray
+]:
+    """(size, spacing, origin, direction) after :func:`lps_reorientation`; sizes and
+    spacings are (x, y, z), direction columns are the new i, j, k axes."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    perm, flip = lps_reorientation(d)
+    o = np.asarray(origin, dtype=float).copy()
+    new_d = np.zeros((3, 3))
+    for a, c in enumerate(perm):
+        new_d[:, a] = d[:, c]
+        if flip[a]:
+            o += d[:, c] * float(spacing[c]) * (int(size[c]) - 1)  # the far corner is the start
+            new_d[:, a] = -d[:, c]
+    new_size = (int(size[perm[0]]), int(size[perm[1]]), int(size[perm[2]]))
+    new_sp = (float(spacing[perm[0]]), float(spacing[perm[1]]), float(spacing[perm[2]]))
+    return new_size, new_sp, (float(o[0]), float(o[1]), float(o[2])), new_d
+
+
+def reorient_array(arr: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """A (z, y, x[, c]) array reordered as :func:`lps_reorientation` says (a view)."""
+    perm, flip = lps_reorientation(direction)
+    # numpy axis of index axis c is 2 - c; colour components stay last
+    axes = [2 - perm[2], 2 - perm[1], 2 - perm[0]] + list(range(3, arr.ndim))
+    out = np.transpose(arr, axes)
+    for a in range(3):
+        if flip[a]:
+            out = np.flip(out, axis=2 - a)
+    return out
+
+
 def _sitk():
     import SimpleITK as sitk
 
@@ -151,6 +211,10 @@ def volume_series(path: str) -> SeriesInfo:
     uid = _pseudo_uid(path)
     size3 = tuple(size) + (1,) * (3 - len(size))
     sp3 = tuple(spacing) + (1.0,) * (3 - len(spacing))
+    if len(size) == 3 and len(direction) == 9 and len(origin) == 3:
+        # what load_volume_file will show: the volume reoriented to LPS
+        size3, sp3, origin, lps = lps_geometry(size3, sp3, origin, np.reshape(direction, (3, 3)))
+        direction = tuple(float(v) for v in lps.reshape(-1))
     inst = InstanceInfo(
         path=path,
         sop_uid=uid,
@@ -163,6 +227,7 @@ def volume_series(path: str) -> SeriesInfo:
     )
     s = SeriesInfo(
         series_uid=uid,
+        study_uid=uid,
         description=os.path.basename(path),
         rows=size3[1],
         columns=size3[0],
@@ -214,6 +279,11 @@ def load_volume_file(series: SeriesInfo) -> Volume:
     )
     spacing = tuple(img.GetSpacing()) + (1.0,) * (3 - img.GetDimension())
     origin = tuple(img.GetOrigin()) + (0.0,) * (3 - img.GetDimension())
+    if img.GetDimension() == 3:
+        # show it like DICOM: axes to patient L, P, S (a NIfTI is usually stored RAS)
+        size3 = tuple(int(v) for v in img.GetSize())
+        out = reorient_array(out, direction)
+        _, spacing, origin, direction = lps_geometry(size3, spacing, origin, direction)  # type: ignore[arg-type]
     return Volume(
         array=np.ascontiguousarray(out),
         spacing=tuple(float(v) for v in spacing[:3]),

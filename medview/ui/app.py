@@ -78,6 +78,18 @@ def create_window(args: Any | None = None, load_panels: bool = True):
     return win
 
 
+def preset_problem(name: str | None) -> str:
+    """Why ``--preset NAME`` cannot be used (an unknown name), else ``""``."""
+    if not name:
+        return ""
+    from medview.ui.presets import all_presets, resolve_preset
+
+    if resolve_preset(name) is not None:
+        return ""
+    names = ", ".join([*all_presets(), "file", "auto"])
+    return f"unknown window preset {name!r}; choose from {names}"
+
+
 def wait_until_idle(win, timeout_s: float = SCREENSHOT_TIMEOUT_S, settle_ms: int = 300) -> bool:
     """Process events until nothing is loading (and stays so for ``settle_ms``)."""
     from PySide6.QtCore import QCoreApplication, QEventLoop
@@ -111,9 +123,14 @@ def run_gui(args: Any) -> int:
     """Start the workstation; with ``--screenshot`` save the window and exit.
 
     Exit status with ``--screenshot``: 0 saved with no error, 1 saved but some
-    file could not be opened (errors on stderr), 2 screenshot not written.
+    file could not be opened (errors on stderr), 2 screenshot not written. An
+    unknown ``--preset`` exits 2 with one line before any window opens.
     """
     logging.basicConfig(level=os.environ.get("MEDVIEW_LOGLEVEL", "WARNING"))
+    problem = preset_problem(getattr(args, "preset", None))
+    if problem:
+        print(f"medview: {problem}", file=sys.stderr)
+        return 2
     shot = getattr(args, "screenshot", None)
     if shot and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
