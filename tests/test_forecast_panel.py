@@ -91,7 +91,12 @@ def test_follows_patient_and_forecasts_glucose(qtbot, panel, records):
 
 def test_sparse_code_and_refusal(qtbot, panel, records):
     panel.set_records(records)
+    # no study in view and two record patients: nobody is guessed, the user picks
+    assert panel.header.text() == "No patient selected" and panel.code_combo.count() == 0
+    assert panel.patient_combo.currentIndex() == -1
+    panel.patient_combo.setCurrentIndex(panel.patient_combo.findData("p1"))
     qtbot.waitUntil(lambda: panel.result is not None, timeout=10000)
+    assert panel.header.text() == "Patient: Jane Doe (born 1970-02-03)"
     idx = panel.code_combo.findData("4548-4")
     with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
         panel.code_combo.setCurrentIndex(idx)
@@ -111,6 +116,15 @@ def test_no_match_is_shown(qtbot, panel, records):
     panel.set_records(records)
     panel.set_study_context(StudyContext(patient_id="UNKNOWN-1", patient_name="Nobody^Here"))
     assert "no record match" in panel.link_label.text()
+    assert panel.header.text() == "No patient selected" and panel.code_combo.count() == 0
+
+
+def test_disclaimer_shown(panel):
+    """Issue 10 item 6: the forecast panel carries a standing disclaimer, as AI and suggestions."""
+    from medview.commands.forecast import DISCLAIMER
+
+    assert panel.notice.text() == DISCLAIMER and "not for diagnostic use" in DISCLAIMER
+    assert panel.plot.toolTip() == DISCLAIMER
 
 
 def test_cancel(qtbot, panel, records):

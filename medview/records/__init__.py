@@ -20,6 +20,7 @@ from medview.records.model import (
     RecordSet,
     TreatmentEvent,
 )
+from medview.records.patient_context import PatientRecords, PatientView
 from medview.records.store import (
     import_records,
     load_saved_records,
@@ -35,6 +36,8 @@ __all__ = [
     "LinkResult",
     "Observation",
     "Patient",
+    "PatientRecords",
+    "PatientView",
     "RecordProblem",
     "RecordSet",
     "TreatmentEvent",

@@ -1,9 +1,15 @@
 """Forecast dock: a patient's observation history, forecast and 80 % interval.
 
-Follows the patient of the study in view (``set_study_context``): the records
-(given with :meth:`ForecastPanel.set_records`, opened with the buttons, or the
-ones saved in the local database) are linked to the imaging patient by
-PatientID, or by name and birth date; when nothing matches the panel says so.
+Follows the patient of the study in view (``set_study_context``) through a
+:class:`~medview.records.patient_context.PatientRecords` (shared with the
+suggestions panel): the records (given with :meth:`ForecastPanel.set_records`,
+opened with the buttons, or the ones saved in the local database) are linked to
+the imaging patient by PatientID, or by name and birth date; when nothing
+matches the panel says so and shows "No patient selected" with nothing plotted.
+A header names the patient whose data is shown; it, the pickers, the plot and
+the summary all come from one snapshot of the context, and a forecast that
+arrives for an older snapshot is dropped. A standing disclaimer says forecasts
+are not for diagnostic use.
 The observation picker lists the patient's codes with their counts; choosing one
 (or a horizon) starts the forecast on a worker (:class:`TaskSlot`), with
 progress and cancel. The plot shows the history, the forecast, its 80 % band
@@ -29,6 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.commands.forecast import DISCLAIMER
+from medview.records.patient_context import NO_PATIENT, PatientRecords, PatientView
 from medview.ui.context import StudyContext
 from medview.ui.workers import TaskSlot
 
@@ -56,13 +64,10 @@ def _load_path(path: str, kind: str, state=None) -> Any:
     return import_records(path, state=state)
 
 
-def _load_saved(ctx: StudyContext, state=None) -> Any:
-    """Saved records of the imaging patient (via a remembered link, else all of them)."""
-    from medview.records import load_saved_records, saved_link
+def _load_saved(state=None) -> Any:
+    """All records saved in the local database (shared with the suggestions panel)."""
+    from medview.records import load_saved_records
 
-    rid = saved_link(ctx.patient_id) if ctx.patient_id else None
-    if rid:
-        return load_saved_records(patient_ids=[rid])
     return load_saved_records()
 
 
@@ -84,15 +89,22 @@ class ForecastPanel(QWidget):
     notify = Signal(str)
     forecast_ready = Signal(object)  # the ForecastResult shown (tests, other panels)
 
-    def __init__(self, parent: QWidget | None = None, records: Any | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        records: Any | None = None,
+        patients: PatientRecords | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.records = None
         self.result = None
-        self._context_key: tuple = ()
-        self._ctx = StudyContext()
-        self._db_tried = False
+        self.patients = patients if patients is not None else PatientRecords()
+        self._view: PatientView = self.patients.view
+        self.shown: PatientView = self._view  # the snapshot the display was computed from
+        self._request = 0  # id of the forecast whose result may still be shown
         self._slot = TaskSlot(self)
         self._build()
+        self._apply_view(self.patients.view)
+        self.patients.subscribe(self._apply_view)
         if records is not None:
             self.set_records(records)
 
@@ -102,10 +114,21 @@ class ForecastPanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        self.notice = QLabel(DISCLAIMER)
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet(
+            "QLabel { background: #5a4a00; color: #fff3c4; padding: 4px; border-radius: 3px; }"
+        )
+        lay.addWidget(self.notice)
+        self.header = QLabel(NO_PATIENT)
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("QLabel { font-weight: bold; }")
+        self.header.setToolTip("the patient whose data this panel shows")
+        lay.addWidget(self.header)
         top = QHBoxLayout()
         self.patient_combo = QComboBox()
         self.patient_combo.setToolTip("record patient (follows the study in view)")
-        self.patient_combo.currentIndexChanged.connect(self._patient_changed)
+        self.patient_combo.currentIndexChanged.connect(self._patient_picked)
         open_rec = QPushButton("Records")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         menu = QMenu(open_rec)
@@ -149,6 +172,7 @@ class ForecastPanel(QWidget):
 
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
         self.plot.setBackground("w")
+        self.plot.setToolTip(DISCLAIMER)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.addLegend(offset=(5, 5))
         self.ref_region = pg.LinearRegionItem(
@@ -186,69 +210,76 @@ class ForecastPanel(QWidget):
     # -- panel contract -------------------------------------------------------
     def set_study_context(self, ctx: StudyContext) -> None:
         """Follow the patient in view (cheap when only the slice changed)."""
-        key = (ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        if key == self._context_key:
-            return
-        self._context_key = key
-        self._ctx = ctx
-        if not any(key):
-            return
-        if self.records is not None:
-            self._link()
-        elif not self._db_tried:
-            self._db_tried = True
-            self._run(_load_saved, ctx, on_result=self._saved_loaded, name="load saved records")
+        self.patients.set_study(ctx.patient_id, ctx.patient_name, ctx.birth_date)
+        if (ctx.patient_id or ctx.patient_name) and self.patients.claim_database_load():
+            self._run(_load_saved, on_result=self._saved_loaded, name="load saved records")
 
     def shutdown(self) -> None:
+        self.patients.unsubscribe(self._apply_view)
         self._slot.close()
 
     def cancel(self) -> None:
+        self._request += 1
         self._slot.cancel()
         self._busy(False)
         self.summary.setText("cancelled")
 
     # -- records ---------------------------------------------------------------
+    @property
+    def records(self) -> Any:
+        """The record set shown (of the current snapshot), or None."""
+        return self._view.records
+
     def set_records(self, records: Any) -> None:
         """Use ``records`` (a :class:`~medview.records.RecordSet`) and follow the patient in view."""
-        self.records = records
-        self.patient_combo.blockSignals(True)
-        self.patient_combo.clear()
-        for pid, p in sorted(records.patients.items()):
-            n = sum(1 for o in records.observations if o.patient_id == pid)
-            label = f"{p.name or pid}  ({n} observations)"
-            self.patient_combo.addItem(label, pid)
-        self.patient_combo.blockSignals(False)
-        if any(self._context_key):
-            self._link()
-        else:
-            self.link_label.setText(f"{len(records.patients)} record patient(s) loaded")
-            self._patient_changed(self.patient_combo.currentIndex())
+        self.patients.set_records(records)
 
     def _saved_loaded(self, records: Any) -> None:
+        if self.patients.records is not None:
+            return  # records were opened meanwhile: they win
         if records is not None and records.patients:
-            self.set_records(records)
+            self.patients.set_records(records)
         else:
             self.link_label.setText("no records in the local database; open records or a CGM CSV")
 
-    def _link(self) -> None:
-        from medview.records import link_patient
+    def _apply_view(self, view: PatientView) -> None:
+        """Show ``view``: everything of the old patient goes, then the new one's pickers."""
+        if self._slot.closed:
+            return
+        self._view = view
+        self._request += 1  # results asked for under an older snapshot are dropped
+        self._slot.cancel()
+        self._busy(False)
+        self._clear_plot()
+        self.shown = view
+        self.header.setText(view.header)
+        self.link_label.setText(self._link_text(view))
+        self.patient_combo.blockSignals(True)
+        self.patient_combo.clear()
+        rs = view.records
+        if rs is not None:
+            counts: dict[str, int] = {}
+            for o in rs.observations:
+                counts[o.patient_id] = counts.get(o.patient_id, 0) + 1
+            for pid, p in sorted(rs.patients.items()):
+                label = f"{p.name or pid}  ({counts.get(pid, 0)} observations)"
+                self.patient_combo.addItem(label, pid)
+        self.patient_combo.setCurrentIndex(self.patient_combo.findData(view.patient_id))
+        self.patient_combo.blockSignals(False)
+        self._fill_codes()
 
-        ctx = self._ctx
-        res = link_patient(self.records, ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        if res.matched:
-            idx = self.patient_combo.findData(res.record_patient_id)
-            self.link_label.setText(res.message)
-            if idx >= 0:
-                if idx == self.patient_combo.currentIndex():
-                    self._patient_changed(idx)
-                else:
-                    self.patient_combo.setCurrentIndex(idx)
-        else:
-            who = ctx.patient_name or ctx.patient_id
-            self.link_label.setText(
-                f"<b>no record match</b> for the patient in view ({who}): "
-                f"{res.message or 'no PatientID or name + birth date match'}"
-            )
+    @staticmethod
+    def _link_text(view: PatientView) -> str:
+        rs = view.records
+        if rs is None:
+            return "no records loaded"
+        if view.how == "link":
+            return view.reason
+        if view.link is not None and not view.selected:
+            who = view.study.label
+            msg = view.link.message or "no PatientID or name + birth date match"
+            return f"<b>no record match</b> for the patient in view ({who}): {msg}"
+        return f"{len(rs.patients)} record patient(s) loaded; {view.reason}"
 
     def _open_records_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Records folder (Synthea CSV or FHIR)")
@@ -279,19 +310,26 @@ class ForecastPanel(QWidget):
     # -- selection -------------------------------------------------------------
     @property
     def patient(self) -> str:
-        return self.patient_combo.currentData() or ""
+        """Record patient id of the current snapshot ("" for none)."""
+        return self._view.patient_id
 
     @property
     def code(self) -> str:
         return self.code_combo.currentData() or ""
 
-    def _patient_changed(self, _index: int) -> None:
+    def _patient_picked(self, index: int) -> None:
+        """The user picked a patient: the shared context changes, every panel follows."""
+        pid = self.patient_combo.itemData(index) if index >= 0 else ""
+        self.patients.select(pid or "")
+
+    def _fill_codes(self) -> None:
         from medview.forecast.api import observation_summary
 
         self.code_combo.blockSignals(True)
         self.code_combo.clear()
-        if self.records is not None and self.patient:
-            for code, display, n, unit in observation_summary(self.records, self.patient):
+        view = self._view
+        if view.records is not None and view.patient_id:
+            for code, display, n, unit in observation_summary(view.records, view.patient_id):
                 self.code_combo.addItem(f"{display or code} [{code}] - {n} values ({unit})", code)
             # start on glucose when the patient has it, else the most frequent code
             for i in range(self.code_combo.count()):
@@ -329,27 +367,42 @@ class ForecastPanel(QWidget):
 
     # -- forecasting -----------------------------------------------------------
     def start_forecast(self) -> None:
-        if self.records is None or not self.patient or not self.code:
+        """Forecast the selected code of the snapshot's patient on the worker."""
+        self._request += 1
+        view = self._view
+        if self._slot.closed or view.records is None or not view.patient_id or not self.code:
+            self._slot.cancel()
+            self._busy(False)
             self._clear_plot()
             return
         horizon = self.horizon_combo.currentData()
+        req = self._request
         self._run(
             _forecast,
-            self.records,
-            self.patient,
+            view.records,
+            view.patient_id,
             self.code,
             horizon,
-            on_result=self._show,
+            on_result=lambda r, req=req, view=view: self._show(r, req, view),
+            on_error=lambda m, req=req: self._on_error(m, req),
             name="forecast",
         )
 
-    def _run(self, fn, *args, on_result, name: str) -> None:
+    def _current(self, req: int, view: PatientView | None = None) -> bool:
+        """May a result of request ``req`` (asked for under ``view``) still be shown?"""
+        if req != self._request or self._slot.closed:
+            return False
+        if view is None:
+            return True
+        return view is self._view and self.patients.is_current(view.generation, view.patient_id)
+
+    def _run(self, fn, *args, on_result, name: str, on_error=None) -> None:
         self._slot.run(
             fn,
             *args,
             on_result=on_result,
             on_progress=self._on_progress,
-            on_error=self._on_error,
+            on_error=on_error or self._on_error,
             on_busy=self._busy,
             name=name,
         )
@@ -366,7 +419,9 @@ class ForecastPanel(QWidget):
         if message:
             self.progress.setFormat(f"{message} %p%")
 
-    def _on_error(self, message: str) -> None:
+    def _on_error(self, message: str, req: int | None = None) -> None:
+        if req is not None and not self._current(req):
+            return
         self.summary.setText(f"<b>no forecast:</b> {message}")
         self._clear_plot(keep_summary=True)
         self.notify.emit(message)
@@ -379,9 +434,19 @@ class ForecastPanel(QWidget):
         if not keep_summary:
             self.summary.setText("")
 
-    def _show(self, r: Any) -> None:
+    def _show(self, r: Any, req: int | None = None, view: PatientView | None = None) -> None:
+        """Display forecast ``r`` if it is the latest one asked for the patient in view."""
         import numpy as np
 
+        view = view if view is not None else self._view
+        if req is not None and not self._current(req, view):
+            log.debug("dropped a forecast of an older request (%s)", r.patient)
+            return
+        if r.patient != view.patient_id:
+            log.warning("dropped a forecast of %s while %s is shown", r.patient, view.patient_id)
+            return
+        self.shown = view
+        self.header.setText(view.header)
         self.result = r
         hx = np.array([_epoch(t) for t in r.history_times])
         fx = np.array([_epoch(t) for t in r.times])
