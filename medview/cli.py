@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "forecast": "forecast",
     "suggest": "suggest",
+    "notes": "notes",
 }
 
 

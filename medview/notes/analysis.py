@@ -10,7 +10,9 @@ from medview.notes.model import CodedMention, Document, NoteAnalysis
 from medview.notes.text import sentences
 from medview.tasks import TaskState, ensure_state
 
-_SEMANTIC_TAG = re.compile(r"\s*\((?:finding|disorder|situation|procedure|morphologic abnormality)\)\s*$", re.I)
+_SEMANTIC_TAG = re.compile(
+    r"\s*\((?:finding|disorder|situation|procedure|morphologic abnormality)\)\s*$", re.I
+)
 
 
 def _display_pattern(display: str) -> str | None:
@@ -92,9 +94,9 @@ def analyze_all(documents: list[Document], state: TaskState | None = None) -> li
     return out
 
 
-def patient_documents(
-    analyses: list[NoteAnalysis], patient: str | None
-) -> list[NoteAnalysis]:
+def patient_documents(analyses: list[NoteAnalysis], patient: str | None) -> list[NoteAnalysis]:
     """One patient's analysed documents in date order (undated last), for a panel."""
     mine = [a for a in analyses if a.document.patient == patient]
-    return sorted(mine, key=lambda a: (a.document.date is None, a.document.date or "", a.document.id))
+    return sorted(
+        mine, key=lambda a: (a.document.date is None, a.document.date or "", a.document.id)
+    )

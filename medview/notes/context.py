@@ -88,7 +88,9 @@ class Mention:
     sentence: Span
 
 
-def _triggers_in(text: str, sent: Span, targets: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+def _triggers_in(
+    text: str, sent: Span, targets: list[tuple[int, int]]
+) -> list[tuple[int, int, str]]:
     out = []
     for m in rules().triggers.finditer(text, sent.start, sent.end):
         a, b = m.span()

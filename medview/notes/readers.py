@@ -305,7 +305,9 @@ def read_dicom_sr(path: Path) -> Document:
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise NoteError(f"not a readable DICOM file ({exc})") from None
     if "ContentSequence" not in ds:
-        raise NoteError(f"DICOM {ds.get('Modality', '?')} object without report content (not an SR)")
+        raise NoteError(
+            f"DICOM {ds.get('Modality', '?')} object without report content (not an SR)"
+        )
     lines: list[str] = []
 
     def walk(seq: Any) -> None:

@@ -87,7 +87,9 @@ _BOUNDARY = re.compile(r"[.!?;](?=\s)|\n[ \t]*\n|\n(?=[ \t]*(?:[-*\u2022]|\d{1,2
 _LAST_WORD = re.compile(r"([A-Za-z.]+|\d+)$")
 
 
-def split_sentences(text: str, start: int = 0, end: int | None = None, section: str = "") -> list[Span]:
+def split_sentences(
+    text: str, start: int = 0, end: int | None = None, section: str = ""
+) -> list[Span]:
     """Sentences of ``text[start:end]`` as spans into ``text`` (whitespace trimmed)."""
     end = len(text) if end is None else end
     out: list[Span] = []
