@@ -184,27 +184,29 @@ def check_codecs(ctx: _Context) -> str:
 def check_decoder_pool(ctx: _Context) -> str:
     import numpy as np
 
-    from medview.io import volume
+    from medview.io import decoders
     from medview.io.dicom import decode_file
 
-    workers = volume.decode_workers()
-    if workers == 0:
-        return "skipped: MEDVIEW_DECODE_WORKERS=0 (decoding in-process)"
+    workers = decoders.decode_workers()
+    if workers < 2:
+        return f"skipped: MEDVIEW_DECODE_WORKERS={workers} (decoding in-process)"
     path = _sample("MR_small_jp2klossless.dcm")
     ref, _ = decode_file(str(path))
-    pool = volume._get_process_pool(workers)
+    pool = decoders.decoder_pool()
+    if pool is None:
+        raise CheckFailed("decoder worker processes could not start (decoding in-process)")
     try:
         futs = [pool.submit(decode_file, str(path)) for _ in range(2)]
         arrs = [f.result(timeout=POOL_TIMEOUT_S)[0] for f in futs]
     except Exception as exc:  # noqa: BLE001 - a broken pool is the finding
-        volume.shutdown_decoders()
+        decoders.shutdown()
         raise CheckFailed(
             f"decoder worker processes failed ({type(exc).__name__}: {exc})"
         ) from None
     method = pool._mp_context.get_start_method() if hasattr(pool, "_mp_context") else "?"
     # stop the workers now: if a later check crashed the process, orphaned workers would
     # keep its stdout open and hang whoever reads it
-    volume.shutdown_decoders()
+    decoders.shutdown()
     if not all(np.array_equal(a, ref) for a in arrs):
         raise CheckFailed("worker-process decode differs from in-process decode")
     return f"{workers} {method} workers decoded JPEG 2000 identically"

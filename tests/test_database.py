@@ -56,7 +56,7 @@ def test_interrupted_import_leaves_the_database_unchanged(db, tmp_path):
 
     state._on_progress = cancel_midway
     with pytest.raises(Cancelled):
-        from medview.io.scan import scan
+        from medview.io.scanning import scan
 
         db.add_series(scan(root).series, state=_cancel_after(2))
     assert db.counts() == before

@@ -6,10 +6,15 @@ PNG/JPEG/TIFF X-rays and NIfTI/MHA/NRRD volumes, all through one Qt-free API.
 >>> volume = load_series(result.series[0])  # pixels, decoded in parallel
 """
 
+from __future__ import annotations
+
+import os
+
 from medview.io.dicom import read_header
 from medview.io.model import InstanceInfo, ScanResult, SeriesInfo, Volume
-from medview.io.scan import scan, scan_one
-from medview.io.volume import load_path, load_series
+from medview.io.scanning import scan, scan_one
+from medview.io.volume import load_series
+from medview.tasks import TaskState
 
 __all__ = [
     "InstanceInfo",
@@ -23,6 +28,25 @@ __all__ = [
     "scan",
     "scan_one",
 ]
+
+
+def load_path(
+    path: str | os.PathLike[str], series_uid: str | None = None, state: TaskState | None = None
+) -> Volume:
+    """Scan ``path`` and load one series (``series_uid``, or the first found)."""
+    from medview.errors import ReadError
+
+    res = scan(path)
+    if not res.series:
+        if res.errors:
+            raise ReadError(res.errors[0].reason, res.errors[0].path)
+        raise ReadError("no images found", os.fspath(path))
+    series = res.series[0]
+    if series_uid:
+        series = res.find(series_uid)
+        if series is None:
+            raise ReadError(f"no series with UID {series_uid}", os.fspath(path))
+    return load_series(series, state)
 
 
 def read_dataset(path: str):

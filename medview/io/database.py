@@ -122,7 +122,7 @@ class StudyDatabase:
         self, paths: str | os.PathLike[str] | Iterable[str], state: TaskState | None = None
     ) -> ImportReport:
         """Index everything under ``paths`` (headers only) in one transaction."""
-        from medview.io.scan import scan
+        from medview.io.scanning import scan
 
         state = ensure_state(state)
         result = scan(paths, state=TaskState(on_progress=lambda f, m: state.progress(0.9 * f, m)))

@@ -476,7 +476,8 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     Returns ``(frames, extra)``: grayscale as (frames, rows, cols) in the stored
     type (after the Modality LUT Sequence, if present, as uint16), colour as
     (frames, rows, cols, 3) uint8 RGB (YBR converted, palette applied). ``extra``
-    carries the VOI LUT table if the file has one. Runs in worker processes, so
+    carries the VOI LUT table (``"voi_lut"``) if the file has one, and
+    ``"warnings"`` when a LUT sequence is present but could not be used. Runs in worker processes, so
     it takes and returns only picklable values.
     """
     pydicom = _pydicom()
@@ -501,6 +502,7 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     except Exception as exc:
         raise ReadError(_describe_decode_error(exc, info), path) from exc
     extra: dict[str, Any] = {}
+    lut_warnings: list[str] = []
     photometric = info.photometric.upper()
     if photometric == "PALETTE COLOR":
         try:
@@ -529,8 +531,11 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
                 from pydicom.pixels import apply_modality_lut as pd_modality_lut
 
                 arr = np.asarray(pd_modality_lut(arr, ds)).astype(np.uint16)
-            except Exception:
-                pass
+            except Exception as exc:  # pydicom raises many types for a malformed sequence
+                lut_warnings.append(
+                    f"Modality LUT Sequence not applied ({_short_error(exc)}): "
+                    "values shown are stored values"
+                )
         if arr.dtype.kind == "f":
             pass
         elif arr.dtype.itemsize > 2:
@@ -548,6 +553,17 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
                 if desc[0] and len(table) > desc[0]:
                     table = table[: desc[0]]
                 extra["voi_lut"] = (first, table)
-            except Exception:
-                pass
+            except Exception as exc:
+                lut_warnings.append(
+                    f"VOI LUT Sequence not applied ({_short_error(exc)}): "
+                    "the window is used instead"
+                )
+    if lut_warnings:
+        extra["warnings"] = lut_warnings
     return np.ascontiguousarray(arr), extra
+
+
+def _short_error(exc: BaseException) -> str:
+    """``Type: message`` on one line, cut to a readable length."""
+    text = " ".join(str(exc).split())[:120]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

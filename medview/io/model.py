@@ -153,7 +153,6 @@ class Volume:
     rescale_intercept: float = 0.0
     unit: str = ""  # "HU" for CT
     window: tuple[float, float] | None = None  # default (center, width) from the file
-    window_presets: list[tuple[float, float, str]] = field(default_factory=list)
     voi_lut: tuple[int, np.ndarray] | None = None  # (first mapped value, table)
     invert: bool = False  # MONOCHROME1: display inverted
     spacing_source: str = "unknown"
@@ -182,10 +181,18 @@ class Volume:
         return z, y, x
 
     def modality_values(self, k: int) -> np.ndarray:
-        """Slice ``k`` in modality units (HU for CT) as float32 (PS3.3 C.11.1)."""
-        from medview.imaging.display import apply_modality_lut
+        """Slice ``k`` in modality units (HU for CT) as float32 (PS3.3 C.11.1).
 
-        return apply_modality_lut(self.array[k], self.rescale_slope, self.rescale_intercept)
+        The linear Modality LUT (``slope * stored + intercept``); the same as
+        :func:`medview.imaging.display.apply_modality_lut`, written out here so the
+        data model does not import the display pipeline that imports it.
+        """
+        out = self.array[k].astype(np.float32, copy=True)
+        if self.rescale_slope != 1.0:
+            out *= np.float32(self.rescale_slope)
+        if self.rescale_intercept != 0.0:
+            out += np.float32(self.rescale_intercept)
+        return out
 
     def voxel_to_patient(self, i: float, j: float, k: float) -> tuple[float, float, float]:
         """Patient (LPS) coordinate in mm of voxel column ``i``, row ``j``, slice ``k``."""

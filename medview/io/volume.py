@@ -13,77 +13,16 @@
 
 from __future__ import annotations
 
-import atexit
-import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from medview.errors import FileProblem, MedviewError, ReadError
+from medview.io import decoders
 from medview.io.dicom import decode_file, read_native_frames
 from medview.io.model import InstanceInfo, SeriesInfo, Volume
 from medview.tasks import TaskState, ensure_state
-
-_process_pool: Any = None
-_pool_broken = False
-
-
-def decode_workers() -> int:
-    """Worker processes for compressed decoding (``MEDVIEW_DECODE_WORKERS``; 0 = in-process)."""
-    env = os.environ.get("MEDVIEW_DECODE_WORKERS")
-    if env is not None:
-        try:
-            return max(0, int(env))
-        except ValueError:
-            pass
-    return min(os.cpu_count() or 1, 8)
-
-
-def _lower_priority() -> None:
-    """Decoder processes yield the CPU to the GUI (POSIX nice +5)."""
-    try:
-        os.nice(5)
-    except (AttributeError, OSError):
-        pass
-
-
-def decoder_pool():
-    """The shared decoder process pool, or None when decoding must stay in-process
-    (``MEDVIEW_DECODE_WORKERS`` below 2, or the pool could not start here)."""
-    workers = decode_workers()
-    if workers < 2 or _pool_broken:
-        return None
-    try:
-        return _get_process_pool(workers)
-    except Exception:
-        return None
-
-
-def _get_process_pool(workers: int):
-    global _process_pool
-    if _process_pool is None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-        ctx = mp.get_context(method)
-        if method == "forkserver":
-            ctx.set_forkserver_preload(["medview.io.dicom", "numpy", "pydicom"])
-        _process_pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_lower_priority
-        )
-        atexit.register(shutdown_decoders)
-    return _process_pool
-
-
-def shutdown_decoders() -> None:
-    """Stop the decoder processes (called at exit; safe to call twice)."""
-    global _process_pool
-    pool, _process_pool = _process_pool, None
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _is_color(info: InstanceInfo) -> bool:
@@ -208,6 +147,9 @@ def _load_dicom_series(
         ready[k : k + frames_arr.shape[0]] = True
         if "voi_lut" in extra and vol.voi_lut is None:
             vol.voi_lut = extra["voi_lut"]
+        for w in extra.get("warnings", ()):
+            if w not in vol.warnings:  # every slice of a series tends to say the same
+                vol.warnings.append(w)
         done += 1
         if not announced:
             announced = True
@@ -239,11 +181,11 @@ def _load_dicom_series(
 
     # Compressed (or unusual) files: pydicom + plugins, in worker processes when worthwhile.
     if coded:
-        workers = decode_workers()
         remaining = coded
         use_pool = (len(coded) >= 4) if processes is None else processes
-        if workers >= 2 and use_pool and not _pool_broken:
-            remaining = _decode_in_pool(coded, workers, place, fail, state, total, lambda: done)
+        pool = decoders.decoder_pool() if use_pool else None
+        if pool is not None:
+            remaining = _decode_in_pool(pool, coded, place, fail, state, total, lambda: done)
         for k, info in remaining:
             state.check()
             try:
@@ -264,36 +206,31 @@ def _load_dicom_series(
     return vol
 
 
-def _decode_in_pool(coded, workers, place, fail, state, total, count):
+def _decode_in_pool(pool, coded, place, fail, state, total, count):
     """Decode on the process pool; returns the jobs left to decode in-process if it broke."""
-    global _pool_broken
     from concurrent.futures.process import BrokenProcessPool
 
-    try:
-        pool = _get_process_pool(workers)
-    except Exception:
-        _pool_broken = True
-        return coded
+    window = 3 * max(2, decoders.decode_workers())
     handled = 0
-    for (k, info), fut in _windowed(
-        pool, lambda i: decode_file(i.path), coded, 3 * workers, picklable=decode_file
-    ):
-        state.check()
-        try:
-            arr, extra = fut.result()
-        except MedviewError as exc:
-            fail(k, info, exc.reason)
-        except BrokenProcessPool:
-            # e.g. __main__ cannot be re-imported by the workers: decode here instead
-            _pool_broken = True
-            shutdown_decoders()
-            return coded[handled:]
-        else:
-            place(k, info, arr, extra)
-        del fut
-        handled += 1
-        if count() % 4 == 0:
-            state.progress(count() / total, f"decoding {count()}/{total}")
+    try:
+        for (k, info), fut in _windowed(
+            pool, lambda i: decode_file(i.path), coded, window, picklable=decode_file
+        ):
+            state.check()
+            try:
+                arr, extra = fut.result()
+            except MedviewError as exc:
+                fail(k, info, exc.reason)
+            else:
+                place(k, info, arr, extra)
+            del fut
+            handled += 1
+            if count() % 4 == 0:
+                state.progress(count() / total, f"decoding {count()}/{total}")
+    except BrokenProcessPool:
+        # e.g. __main__ cannot be re-imported by the workers: decode the rest here
+        decoders.mark_broken()
+        return coded[handled:]
     return []
 
 
@@ -322,20 +259,7 @@ def _windowed(pool, fn, jobs, window: int, picklable=None):
             fut.cancel()
 
 
-def load_path(
-    path: str | os.PathLike[str], series_uid: str | None = None, state: TaskState | None = None
-) -> Volume:
-    """Scan ``path`` and load one series (``series_uid``, or the first found)."""
-    from medview.io.scan import scan
-
-    res = scan(path)
-    if not res.series:
-        if res.errors:
-            raise ReadError(res.errors[0].reason, res.errors[0].path)
-        raise ReadError("no images found", os.fspath(path))
-    series = res.series[0]
-    if series_uid:
-        series = res.find(series_uid)
-        if series is None:
-            raise ReadError(f"no series with UID {series_uid}", os.fspath(path))
-    return load_series(series, state)
+# Spellings from before medview.io.decoders existed, for callers outside medview/io
+# (medview.ui.thumbs, medview.ui.app, tests/test_gui.py); new code uses medview.io.decoders.
+decoder_pool = decoders.decoder_pool
+shutdown_decoders = decoders.shutdown

@@ -41,7 +41,7 @@ from medview.ui import presets as P
 from medview.ui.background import lower_thread_priority
 from medview.ui.measure import Measurement
 from medview.ui.notifications import MessageLog, Notifier
-from medview.ui.viewport import TOOL_LABELS, Viewport, pixel_to_voxel
+from medview.ui.viewport import TOOL_LABELS, Viewport
 from medview.ui.workers import TaskHandle, TaskSlot
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ def warm_up(state=None) -> bool:
 
     if state is not None:
         state.check()
-    from medview.ui.thumbs import _decoder_pool
+    from medview.io.decoders import decoder_pool
 
-    pool = _decoder_pool()
+    pool = decoder_pool()
     if pool is None:
         return False
     try:
@@ -1383,8 +1383,3 @@ def _parse_date(d: str):
         except ValueError:
             return None
     return None
-
-
-def voxel_readout(vp: Viewport, x: float, y: float) -> tuple[float, float, float]:
-    """Voxel (i, j, k) under image point (x, y) of a viewport (used by tests)."""
-    return pixel_to_voxel(vp.volume, vp.plane, vp.index, x, y)

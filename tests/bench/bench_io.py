@@ -142,12 +142,10 @@ def main() -> int:
         print(
             f"  medview vs SimpleITK: {ts / tm:.2f}x faster; vs pydicom loop: {tp / tm:.2f}x faster"
         )
-        from medview.io import volume as _v
+        import multiprocessing
 
-        if _v._process_pool is not None:
-            import multiprocessing
-
-            kids = multiprocessing.active_children()
+        kids = multiprocessing.active_children()  # the decoder pool's workers, if it started
+        if kids:
             print(
                 f"  medview decoder processes: {len(kids)}, RSS {sum(rss_mb(p.pid) for p in kids):.0f} MB in total"
             )

@@ -213,9 +213,9 @@ def main() -> int:
     }
     win.close()
     shutdown_all()
-    from medview.io.volume import shutdown_decoders
+    from medview.io import decoders
 
-    shutdown_decoders()
+    decoders.shutdown()
     del app
     text = json.dumps(res, indent=2)
     print(text)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from medview.errors import FileProblem, MedviewError, ReadError
+from medview.io import decoders
 from medview.io.dicom import read_header
 from medview.io.model import InstanceInfo, ScanResult, SeriesInfo
 from medview.tasks import TaskState, ensure_state
@@ -206,40 +206,41 @@ def _headers_chunk(paths: list[str]) -> list[InstanceInfo | MedviewError]:
 PARALLEL_SCAN_MIN = 64
 
 
-def _read_headers(paths: list[str], state: TaskState, total: int):
-    """Yield ``(path, InstanceInfo | MedviewError)`` in order; large sets in parallel.
+def _read_headers(
+    paths: list[str], state: TaskState, total: int
+) -> Iterator[tuple[str, InstanceInfo | MedviewError]]:
+    """Yield ``(path, InstanceInfo | MedviewError)`` once per path, in order.
 
     pydicom parses headers in Python (holding the GIL), so big folders are split
-    into chunks read by the decoder worker processes.
+    into chunks read by the decoder worker processes. If the pool breaks part way,
+    the rest is read in this process, starting after the last path yielded.
     """
-    from medview.io import volume as _vol
+    from concurrent.futures.process import BrokenProcessPool
 
-    workers = _vol.decode_workers()
-    if len(paths) >= PARALLEL_SCAN_MIN and workers >= 2 and not _vol._pool_broken:
+    yielded = 0
+    workers = decoders.decode_workers()
+    pool = decoders.decoder_pool() if len(paths) >= PARALLEL_SCAN_MIN else None
+    if pool is not None:
+        size = max(16, len(paths) // (max(2, workers) * 4))
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+        futures = []
         try:
-            pool = _vol._get_process_pool(workers)
-            size = max(16, len(paths) // (workers * 4))
-            chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-            futures = [pool.submit(_headers_chunk, c) for c in chunks]
-            done = 0
             try:
+                futures = [pool.submit(_headers_chunk, c) for c in chunks]
                 for chunk, fut in zip(chunks, futures, strict=True):
                     state.check()
-                    for p, item in zip(chunk, fut.result(), strict=True):
+                    items = fut.result()
+                    for p, item in zip(chunk, items, strict=True):
                         yield p, item
-                    done += len(chunk)
-                    state.progress(done / total, f"reading headers {done}/{total}")
-            except BaseException:
+                        yielded += 1
+                    state.progress(yielded / total, f"reading headers {yielded}/{total}")
+            finally:
                 for f in futures:
                     f.cancel()
-                raise
-            return
-        except Exception as exc:  # pool unusable: read here instead
-            if type(exc).__name__ != "BrokenProcessPool":
-                raise
-            _vol._pool_broken = True
-            _vol.shutdown_decoders()
-    for n, p in enumerate(paths):
+        except BrokenProcessPool:  # e.g. a worker was killed: read the rest here
+            decoders.mark_broken()
+    for n in range(yielded, len(paths)):
+        p = paths[n]
         if n % 16 == 0:
             state.progress(n / total, f"reading headers {n}/{total}")
         try:
@@ -454,4 +455,11 @@ def scan_one(path: str | os.PathLike[str]) -> SeriesInfo:
     return res.series[0]
 
 
-__all__ = ["scan", "scan_one", "group_series", "order_slices", "dicomdir_files", "Path"]
+__all__ = [
+    "dicomdir_files",
+    "group_series",
+    "iter_files",
+    "order_slices",
+    "scan",
+    "scan_one",
+]
