@@ -138,8 +138,13 @@ class StudyBrowser(QWidget):
                 continue
             patient = self._child(
                 self.opened_root,
-                f"p:{s.patient_id}|{s.patient_name}",
-                _patient_label(s.patient_name, s.patient_id),
+                *_patient_node(
+                    s.patient_id,
+                    s.patient_name,
+                    s.patient_birth_date,
+                    s.study_uid or s.series_uid,
+                    s.description if s.kind != "dicom" else "",
+                ),
             )
             study = self._child(
                 patient,
@@ -246,8 +251,12 @@ class StudyBrowser(QWidget):
         for st in studies:
             patient = self._child(
                 self.db_root,
-                f"p:{st.get('patient_id', '')}",
-                _patient_label(st.get("patient_name", ""), st.get("patient_id", "")),
+                *_patient_node(
+                    st.get("patient_id", ""),
+                    st.get("patient_name", ""),
+                    st.get("birth_date", ""),
+                    st.get("study_uid", ""),
+                ),
             )
             study = self._child(
                 patient,
@@ -358,6 +367,26 @@ def _study_desc(st: dict) -> str:
 def _patient_label(name: str, pid: str) -> str:
     name = str(name or "").replace("^", " ").strip()
     return f"{name or '(no name)'}  [{pid or '-'}]"
+
+
+def _patient_node(
+    pid: str, name: str, birth_date: str, study_uid: str, what: str = ""
+) -> tuple[str, str]:
+    """(tag, label) of the patient node a study goes under.
+
+    Studies are grouped by patient ID, else by name and birth date. A study with
+    neither (anonymised DICOM, a PNG, a NIfTI) is a patient of its own, keyed by its
+    study UID: nothing says two such studies belong to one person, so they are never
+    merged into one "(no name)" patient.
+    """
+    pid, name = str(pid or ""), str(name or "")
+    if pid:
+        return f"p:{pid}", _patient_label(name, pid)
+    if name:
+        return f"p:|{name}|{birth_date or ''}", _patient_label(name, pid)
+    hint = what or (f"study ...{study_uid[-8:]}" if study_uid else "")
+    label = f"(no name)  [-]  {hint}".rstrip()
+    return f"p:study:{study_uid}", label
 
 
 def _search_text(s: Any) -> str:
