@@ -165,3 +165,18 @@ def test_follows_patient_from_saved_records(qtbot, medview_home, records):
         assert sig.args[0].code == "99504-3" and len(sig.args[0].history_values) == 576
     finally:
         p.shutdown()
+
+
+def test_late_result_of_another_patient_is_dropped(qtbot, panel, records):
+    """A forecast asked for under an older snapshot never reaches the plot (issue 10 item 2)."""
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
+        panel.set_records(records)
+        panel.set_study_context(StudyContext(patient_id="MRN-77"))
+    jane, old_view, old_req = sig.args[0], panel.shown, panel._request
+    panel.set_study_context(StudyContext(patient_name="Roe^John", birth_date=date(1980, 1, 1)))
+    assert panel.header.text() == "Patient: John Roe (born 1980-01-01)"
+    qtbot.waitUntil(lambda: "no forecast" in panel.summary.text(), timeout=10000)  # 1 value
+    panel._show(jane, old_req, old_view)  # Jane's forecast arriving late
+    assert panel.result is None and panel.shown.patient_id == "p2"
+    assert panel.history_curve.getData()[0] is None or len(panel.history_curve.getData()[0]) == 0
+    assert panel.header.text() == "Patient: John Roe (born 1980-01-01)"

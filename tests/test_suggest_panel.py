@@ -72,6 +72,28 @@ def test_name_birth_date_and_no_match(qtbot, panel, csv_records) -> None:
     )
     assert "No match" in panel.link_label.text()
     assert panel.patient == "" and panel.tree.topLevelItemCount() == 0
+    assert panel.header.text() == "No patient selected" and panel.result is None
+    assert panel.patient_combo.currentIndex() == -1
+
+
+def test_header_names_the_listed_patient_and_late_results_drop(qtbot, panel, csv_records) -> None:
+    """Issue 10 item 2: the header and the list come from one snapshot; older results drop."""
+    res = _context(qtbot, panel, StudyContext(patient_id=ADULT))
+    adult = csv_records.patients[ADULT]
+    assert panel.header.text() == f"Patient: {adult.name} (born {adult.birth_date.isoformat()})"
+    assert panel.shown.patient_id == res.patient == ADULT
+    old_view, old_req = panel.shown, panel._request
+    with qtbot.waitSignal(panel.suggestions_ready, timeout=30000) as blocker:
+        panel.select_patient(CHILD)  # picked by hand
+    child = csv_records.patients[CHILD]
+    assert blocker.args[0].patient == CHILD and panel.header.text().startswith(
+        f"Patient: {child.name}"
+    )
+    rows = panel.tree.topLevelItemCount()
+    # the adult's result arriving late (a worker that ignored its cancel): dropped
+    panel._computed((None, res), old_req, old_view)
+    assert panel.result.patient == CHILD and panel.tree.topLevelItemCount() == rows
+    assert panel.header.text().startswith(f"Patient: {child.name}")
 
 
 def test_filters_and_working_condition(qtbot, panel) -> None:

@@ -1,10 +1,14 @@
 """Treatment suggestions dock: ranked treatments with score bars and their evidence.
 
-Follows the patient of the study in view (``set_study_context``): the records
-(given with :meth:`SuggestionsPanel.set_records`, opened with "Records..." - which
-also saves them in the local database - or the ones saved there earlier) are linked to the imaging patient by PatientID,
-or by name and birth date; when nothing matches the panel says so and the
-patient can be picked by hand. Suggestions are computed on a worker
+Follows the patient of the study in view (``set_study_context``) through a
+:class:`~medview.records.patient_context.PatientRecords` (shared with the forecast
+panel): the records (given with :meth:`SuggestionsPanel.set_records`, opened with
+"Records..." - which also saves them in the local database - or the ones saved
+there earlier) are linked to the imaging patient by PatientID, or by name and
+birth date; when nothing matches the panel says so, shows "No patient selected"
+with an empty list, and the patient can be picked by hand. A header names the
+patient whose suggestions are listed (from the same snapshot they were computed
+for); results for an older snapshot are dropped. Suggestions are computed on a worker
 (:class:`~medview.ui.workers.TaskSlot`); the list shows score bars, the evidence
 of the selected suggestion in words and numbers, filters by kind, the patient's
 current treatments (never suggested) and a "why" view of the most similar
@@ -39,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.records.patient_context import NO_PATIENT, PatientRecords, PatientView
 from medview.ui.context import StudyContext
 from medview.ui.workers import TaskSlot
 
@@ -85,17 +90,25 @@ class SuggestionsPanel(QWidget):
     notify = Signal(str)
     suggestions_ready = Signal(object)  # the SuggestionResult shown (tests, other panels)
 
-    def __init__(self, parent: QWidget | None = None, records: Any | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        records: Any | None = None,
+        patients: PatientRecords | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.records = None
         self.result = None
         self.working: list[tuple[str, str]] = []
         self._recommender = None
-        self._ctx = StudyContext()
-        self._context_key: tuple = ()
-        self._db_tried = False
+        self._recommender_records: Any = None  # the RecordSet _recommender was built from
+        self.patients = patients if patients is not None else PatientRecords()
+        self._view: PatientView = self.patients.view
+        self.shown: PatientView = self._view  # the snapshot the list was computed for
+        self._request = 0
         self._slot = TaskSlot(self)
         self._build()
+        self._apply_view(self.patients.view)
+        self.patients.subscribe(self._apply_view)
         if records is not None:
             self.set_records(records)
 
@@ -111,11 +124,16 @@ class SuggestionsPanel(QWidget):
             "QLabel { background: #5a4a00; color: #fff3c4; padding: 4px; border-radius: 3px; }"
         )
         lay.addWidget(self.notice)
+        self.header = QLabel(NO_PATIENT)
+        self.header.setWordWrap(True)
+        self.header.setStyleSheet("QLabel { font-weight: bold; }")
+        self.header.setToolTip("the patient whose suggestions are listed")
+        lay.addWidget(self.header)
 
         top = QHBoxLayout()
         self.patient_combo = QComboBox()
         self.patient_combo.setToolTip("record patient (follows the study in view)")
-        self.patient_combo.currentIndexChanged.connect(self._patient_changed)
+        self.patient_combo.currentIndexChanged.connect(self._patient_picked)
         open_rec = QPushButton("Records...")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         open_rec.clicked.connect(self._open_records)
@@ -201,23 +219,17 @@ class SuggestionsPanel(QWidget):
     # -- contract ------------------------------------------------------------
     def set_study_context(self, ctx: StudyContext) -> None:
         """Follow the imaging patient: link it to the records and show its suggestions."""
-        key = (ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        self._ctx = ctx
-        if key == self._context_key:
-            return
-        self._context_key = key
-        if self.records is None:
-            if not self._db_tried and (ctx.patient_id or ctx.patient_name):
-                self._db_tried = True
-                self._run(_load_saved, on_result=self._saved_loaded, name="load saved records")
-            return
-        self._link()
+        self.patients.set_study(ctx.patient_id, ctx.patient_name, ctx.birth_date)
+        if (ctx.patient_id or ctx.patient_name) and self.patients.claim_database_load():
+            self._run(_load_saved, on_result=self._saved_loaded, name="load saved records")
 
     def shutdown(self) -> None:
         """Cancel the task; nothing starts afterwards (widget teardown emits index changes)."""
+        self.patients.unsubscribe(self._apply_view)
         self._slot.close()
 
     def cancel(self) -> None:
+        self._request += 1
         self._slot.cancel()
         self._busy(False)
         self.status.setText("cancelled")
@@ -243,27 +255,23 @@ class SuggestionsPanel(QWidget):
             self.start()
 
     # -- records -------------------------------------------------------------
+    @property
+    def records(self) -> Any:
+        """The record set of the current snapshot, or None."""
+        return self._view.records
+
     def set_records(self, records: Any) -> None:
-        """Use ``records`` (a RecordSet); fills the patient list and relinks."""
-        self.records = records
-        self._recommender = None
-        self.patient_combo.blockSignals(True)
-        self.patient_combo.clear()
-        for pid, p in sorted(records.patients.items(), key=lambda kv: (kv[1].name, kv[0])):
-            born = p.birth_date.isoformat() if p.birth_date else "?"
-            self.patient_combo.addItem(f"{p.name or pid} ({born})", pid)
-        self.patient_combo.setCurrentIndex(-1)
-        self.patient_combo.blockSignals(False)
-        n = len(records.patients)
-        self.link_label.setText(f"{n} record patients loaded")
-        if records.problems:
+        """Use ``records`` (a RecordSet); the shared context relinks the patient in view."""
+        if records is not None and records.problems:
             self.notify.emit(
                 f"records: {len(records.problems)} malformed entries skipped "
                 f"(first: {records.problems[0]})"
             )
-        self._link()
+        self.patients.set_records(records)
 
     def _saved_loaded(self, records: Any) -> None:
+        if self.patients.records is not None:
+            return  # records were opened meanwhile: they win
         if records is not None and records.patients:
             self.set_records(records)
         else:
@@ -279,52 +287,69 @@ class SuggestionsPanel(QWidget):
     def open_path(self, path: str) -> None:
         self._run(_load_path, path, on_result=self.set_records, name="load records")
 
-    def _link(self) -> None:
-        if self.records is None:
+    def _apply_view(self, view: PatientView) -> None:
+        """Show ``view``: the old patient's list goes, then the new patient's is computed."""
+        if self._slot.closed:
             return
-        from medview.records import link_patient
+        if view.study != self._view.study and self.working:
+            # working conditions come from the study in view (an AI finding): not another's
+            self.working.clear()
+            self._show_working()
+        self._view = view
+        self._request += 1  # results asked for under an older snapshot are dropped
+        self._slot.cancel()
+        self._busy(False)
+        if view.records is not self._recommender_records:
+            self._recommender, self._recommender_records = None, None
+        self._clear()
+        self.shown = view
+        self.header.setText(view.header)
+        self.status.setText("")
+        self.link_label.setText(self._link_text(view))
+        self.patient_combo.blockSignals(True)
+        self.patient_combo.clear()
+        rs = view.records
+        if rs is not None:
+            for pid, p in sorted(rs.patients.items(), key=lambda kv: (kv[1].name, kv[0])):
+                born = p.birth_date.isoformat() if p.birth_date else "?"
+                self.patient_combo.addItem(f"{p.name or pid} ({born})", pid)
+        self.patient_combo.setCurrentIndex(self.patient_combo.findData(view.patient_id))
+        self.patient_combo.blockSignals(False)
+        self.start()
 
-        ctx = self._ctx
-        if not (ctx.patient_id or ctx.patient_name):
-            if self.patient_combo.currentIndex() < 0 and self.patient_combo.count():
-                self.link_label.setText(
-                    f"{len(self.records.patients)} record patients; no study in view - "
-                    "pick a patient"
-                )
-            return
-        res = link_patient(self.records, ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        if res.matched:
-            self.link_label.setText(res.message)
-            self.select_patient(res.record_patient_id)
-        else:
-            self.link_label.setText(
-                f"No match: the study's patient is not in these records ({res.message}). "
+    @staticmethod
+    def _link_text(view: PatientView) -> str:
+        rs = view.records
+        if rs is None:
+            return "no records loaded"
+        if view.how == "link":
+            return view.reason
+        if view.link is not None and not view.selected:
+            return (
+                f"No match: the study's patient is not in these records ({view.link.message}). "
                 "Pick a patient by hand."
             )
-            self.patient_combo.setCurrentIndex(-1)
-            self._clear()
+        if view.study.empty and not view.selected:
+            return f"{len(rs.patients)} record patients; no study in view - pick a patient"
+        return f"{len(rs.patients)} record patients loaded; {view.reason}"
 
     def select_patient(self, patient_id: str) -> None:
-        idx = self.patient_combo.findData(patient_id)
-        if idx < 0:
-            return
-        if idx == self.patient_combo.currentIndex():
-            self.start()
-        else:
-            self.patient_combo.setCurrentIndex(idx)
+        """Pick a record patient by hand (every panel sharing the context follows)."""
+        self.patients.select(patient_id)
+
+    def _patient_picked(self, index: int) -> None:
+        pid = self.patient_combo.itemData(index) if index >= 0 else ""
+        self.patients.select(str(pid or ""))
 
     @property
     def patient(self) -> str:
-        data = self.patient_combo.currentData()
-        return str(data) if data else ""
+        """Record patient id of the current snapshot ("" for none)."""
+        return self._view.patient_id
 
     def kinds(self) -> list[str]:
         return [k for k, box in self.kind_boxes.items() if box.isChecked()]
 
     # -- computation ---------------------------------------------------------
-    def _patient_changed(self, _index: int) -> None:
-        self.start()
-
     def _filters_changed(self, *_args) -> None:
         self.start()
 
@@ -339,33 +364,50 @@ class SuggestionsPanel(QWidget):
         self.add_working_condition(code, "")
 
     def start(self) -> None:
-        """Compute the suggestions of the selected patient on the worker."""
-        if self._slot.closed or self.records is None or not self.patient:
+        """Compute the suggestions of the snapshot's patient on the worker."""
+        self._request += 1
+        view = self._view
+        if self._slot.closed or view.records is None or not view.patient_id:
+            self._slot.cancel()
+            self._busy(False)
+            self._clear()
             return
         kinds = self.kinds()
         if not kinds:
+            self._slot.cancel()
+            self._busy(False)
             self._clear()
             self.status.setText("no kind selected: tick medications, procedures or care plans")
             return
+        req = self._request
         self._run(
             _compute,
-            self.records,
+            view.records,
             self._recommender,
-            self.patient,
+            view.patient_id,
             self.k_spin.value(),
             list(self.working),
             kinds,
-            on_result=self._computed,
+            on_result=lambda v, req=req, view=view: self._computed(v, req, view),
+            on_error=lambda m, req=req: self._on_error(m, req),
             name="treatment suggestions",
         )
 
-    def _run(self, fn, *args, on_result, name: str) -> None:
+    def _current(self, req: int, view: PatientView | None = None) -> bool:
+        """May a result of request ``req`` (asked for under ``view``) still be shown?"""
+        if req != self._request or self._slot.closed:
+            return False
+        if view is None:
+            return True
+        return view is self._view and self.patients.is_current(view.generation, view.patient_id)
+
+    def _run(self, fn, *args, on_result, name: str, on_error=None) -> None:
         self._slot.run(
             fn,
             *args,
             on_result=on_result,
             on_progress=self._on_progress,
-            on_error=self._on_error,
+            on_error=on_error or self._on_error,
             on_busy=self._busy,
             name=name,
         )
@@ -384,15 +426,29 @@ class SuggestionsPanel(QWidget):
         if message:
             self.status.setText(message)
 
-    def _on_error(self, message: str) -> None:
-        if self._slot.closed:
+    def _on_error(self, message: str, req: int | None = None) -> None:
+        if self._slot.closed or (req is not None and not self._current(req)):
             return
         self.status.setText(message)
         self.notify.emit(f"Treatment suggestions: {message}")
 
-    def _computed(self, value: Any) -> None:
+    def _computed(
+        self, value: Any, req: int | None = None, view: PatientView | None = None
+    ) -> None:
         recommender, result = value
-        self._recommender = recommender
+        view = view if view is not None else self._view
+        if view.records is self._view.records and recommender is not None:
+            self._recommender, self._recommender_records = recommender, view.records
+        if req is not None and not self._current(req, view):
+            log.debug("dropped suggestions of an older request (%s)", result.patient)
+            return
+        if result.patient != view.patient_id:
+            log.warning(
+                "dropped suggestions of %s while %s is shown", result.patient, view.patient_id
+            )
+            return
+        self.shown = view
+        self.header.setText(view.header)
         self._show(result)
 
     # -- display -------------------------------------------------------------
