@@ -824,8 +824,28 @@ class MainWindow(QMainWindow):
             self.area.visible_viewports()[:3] if self.area.layout_name == "mpr" else [self.active]
         )
         for vp in targets:
+            if self._hu_preset_refused(vp, name):
+                continue
             vp.apply_preset(preset)
         return True
+
+    def _hu_preset_refused(self, vp: Viewport, name: object) -> bool:
+        """A built-in CT preset (Hounsfield units) on an image that is not CT: notify, refuse."""
+        if not isinstance(name, str) or vp.volume is None:
+            return False
+        from medview.imaging.display import ct_preset, hu_preset_problem
+
+        if ct_preset(name.replace("_", " ")) is None and ct_preset(name) is None:
+            return False  # "file", "auto" or a preset the user saved: any image
+        applies, note = hu_preset_problem(vp.volume)
+        if not applies or note:
+            series = getattr(vp.volume, "series", None)
+            what = getattr(series, "description", "") or "this image"
+            verdict = "not applied" if not applies else "applied"
+            self.notify(
+                f"{what}: {name} is a CT window in Hounsfield units; {note} ({verdict})", "warning"
+            )
+        return not applies
 
     def save_preset(self) -> None:
         vp = self.active
@@ -1059,7 +1079,9 @@ class MainWindow(QMainWindow):
         if self.requested_preset:
             # `--preset` applies to every viewport it loaded into; HU windows only to CT
             preset = P.resolve_preset(self.requested_preset)
-            if preset is not None and (not isinstance(preset, tuple) or vol.unit == "HU"):
+            if preset is not None and not self._hu_preset_refused(
+                targets[0], self.requested_preset
+            ):
                 for t in targets:
                     t.apply_preset(preset)
         self._restore_measurements(targets[0], vol)

@@ -284,6 +284,7 @@ class Viewport(QWidget):
         self.reset_view()
         if not vol.is_color:
             self.window = self._default_window()
+        self._partial_window = self.window  # replaced by the whole volume's once loaded
         self.load_text = f"loading {self.loaded}/{self.slice_count()}"
         self._invalidate()
         self.update()
@@ -325,6 +326,8 @@ class Viewport(QWidget):
             self.window = None
             self.user_invert = False
             self.reset_view()
+        if was_partial and self.window == getattr(self, "_partial_window", None):
+            self.window = None  # the automatic window of the first slices: use the volume's
         if self.window is None and not vol.is_color:
             self.window = self._default_window()
         self._invalidate()
@@ -353,7 +356,8 @@ class Viewport(QWidget):
             return (float(vol.window[0]), float(vol.window[1]))
         if vol.voi_lut is not None:
             return None  # render_slice applies the file's VOI LUT
-        return tuple(_display().auto_window(self.current_values()))  # type: ignore[return-value]
+        # one automatic window per volume, the same in every plane (MPR)
+        return _display().volume_window(vol)
 
     # --------------------------------------------------------------- slices
     def set_index(self, index: int) -> None:
@@ -565,7 +569,8 @@ class Viewport(QWidget):
         disp = _display()
         values = self.current_values()
         if preset == "auto" and values is not None:
-            self.set_window(*disp.auto_window(values))
+            # the volume's automatic window: the same in every MPR plane
+            self.set_window(*(disp.volume_window(self.volume) or disp.auto_window(values)))
         elif preset == "file":
             vol = self.volume
             if vol is not None and vol.window is not None:
