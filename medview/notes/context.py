@@ -58,7 +58,7 @@ def compile_terms(fragments: list[str]) -> re.Pattern[str]:
 @dataclass(frozen=True)
 class _Rules:
     targets: dict[str, re.Pattern[str]]
-    triggers: re.Pattern[str]
+    triggers: tuple[tuple[str, re.Pattern[str]], ...]
     normal: re.Pattern[str]
 
 
@@ -68,11 +68,26 @@ def rules() -> _Rules:
     t = load_terms()
     targets = {label: compile_terms(t["labels"][label]) for label in LABELS}
     targets[OTHER] = compile_terms(t["other_abnormal"])
-    groups = "|".join(
-        f"(?P<{kind}>{_alternation(t[key])})" for kind, key in _TRIGGER_KINDS if t.get(key)
-    )
-    triggers = re.compile(rf"(?<![\w-])(?:{groups})(?![\w])", re.IGNORECASE)
+    triggers = tuple((kind, compile_terms(t[key])) for kind, key in _TRIGGER_KINDS if t.get(key))
     return _Rules(targets, triggers, compile_terms(t["normal"]))
+
+
+def find_triggers(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """Trigger matches in text[start:end], overlaps resolved: pseudo first, then longest."""
+    found = []
+    for kind, pat in rules().triggers:
+        for m in pat.finditer(text, start, end):
+            found.append((m.start(), m.end(), kind))
+    found.sort(key=lambda t: (t[2] != "pseudo", -(t[1] - t[0]), t[0]))
+    taken: list[tuple[int, int]] = []
+    out = []
+    for a, b, kind in found:
+        if any(ta < b and a < tb for ta, tb in taken):
+            continue
+        taken.append((a, b))
+        out.append((a, b, kind))
+    out.sort()
+    return out
 
 
 @dataclass(frozen=True)
@@ -89,18 +104,14 @@ class Mention:
 
 
 def _triggers_in(
-    text: str, sent: Span, targets: list[tuple[int, int]]
+    trig: list[tuple[int, int, str]], targets: list[tuple[int, int]]
 ) -> list[tuple[int, int, str]]:
-    out = []
-    for m in rules().triggers.finditer(text, sent.start, sent.end):
-        a, b = m.span()
-        # a trigger word inside a target ("chronic obstructive pulmonary disease") is not one
-        if any(ta < b and a < tb for ta, tb in targets):
-            continue
-        kind = m.lastgroup or ""
-        if kind != "pseudo":
-            out.append((a, b, kind))
-    return out
+    """Triggers of one sentence minus pseudo-triggers and trigger words inside a target."""
+    return [
+        (a, b, kind)
+        for a, b, kind in trig
+        if kind != "pseudo" and not any(ta < b and a < tb for ta, tb in targets)
+    ]
 
 
 def _context(
@@ -167,11 +178,15 @@ def find_mentions(
             if i < 0 or b > spans[i].end:
                 continue
             by_sentence.setdefault(i, []).append((a, b, label))
+    all_trig = find_triggers(text, spans[0].start, spans[-1].end)
+    trig_starts = [t[0] for t in all_trig]
     out: list[Mention] = []
     for i in sorted(by_sentence):
         sent = spans[i]
         found = by_sentence[i]
-        trig = _triggers_in(text, sent, [(a, b) for a, b, _ in found])
+        lo = bisect.bisect_left(trig_starts, sent.start)
+        hi = bisect.bisect_left(trig_starts, sent.end)
+        trig = _triggers_in(all_trig[lo:hi], [(a, b) for a, b, _ in found])
         # within one label, overlapping matches keep the longest
         found.sort(key=lambda t: (t[2], t[0], -(t[1] - t[0])))
         last: dict[str, int] = {}
