@@ -92,3 +92,72 @@ def test_issue_path_forecast(qtbot, forecast, xray_dir, records_dir) -> None:
     assert panel.patient_combo.count() == 12  # the FHIR patients, none picked
     qtbot.wait(300)  # nothing arrives later either
     assert panel.history_curve.getData()[0] is None or len(panel.history_curve.getData()[0]) == 0
+
+
+@pytest.fixture()
+def both(qtbot, medview_home):
+    """The two panels on one shared PatientRecords, as the main window docks them."""
+    from medview.records import PatientRecords
+    from medview.ui import workers
+    from medview.ui.panels.forecast_panel import ForecastPanel
+    from medview.ui.panels.suggest_panel import SuggestionsPanel
+
+    shared = PatientRecords()
+    fc, sg = ForecastPanel(patients=shared), SuggestionsPanel(patients=shared)
+    for w in (fc, sg):
+        qtbot.addWidget(w)
+    yield shared, fc, sg
+    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+    fc.shutdown()
+    sg.shutdown()
+
+
+def test_issue_path_both_panels_follow_one_patient(qtbot, both, xray_dir, records_dir) -> None:
+    from medview.records import load_records
+
+    shared, fc, sg = both
+    cr = _cr_context(xray_dir)
+    for w in (fc, sg):
+        w.set_study_context(cr)
+    qtbot.waitUntil(lambda: not fc._slot.busy and not sg._slot.busy, timeout=30000)
+    csv = load_records(records_dir / "synthea_csv_ma27")
+    fc.set_records(csv)  # one load serves both panels
+    assert sg.records is csv and fc.records is csv
+    assert fc.header.text() == sg.header.text() == NO_PATIENT
+    assert sg.tree.topLevelItemCount() == 0 and sg.patient_combo.currentIndex() == -1
+    # pick Caleb651 in the forecast panel: the suggestions panel follows
+    with (
+        qtbot.waitSignal(fc.forecast_ready, timeout=30000) as f_sig,
+        qtbot.waitSignal(sg.suggestions_ready, timeout=30000) as s_sig,
+    ):
+        fc.patient_combo.setCurrentIndex(fc.patient_combo.findData(CALEB))
+    assert f_sig.args[0].patient == s_sig.args[0].patient == CALEB
+    assert fc.header.text() == sg.header.text() == "Patient: Caleb651 Pagac496 (born 1971-05-16)"
+    assert sg.patient_combo.currentData() == CALEB
+    # Records > Folder > synthea_fhir (in the suggestions panel this time): both go empty
+    before = shared.generation
+    sg.open_path(str(records_dir / "synthea_fhir"))
+    qtbot.waitUntil(lambda: shared.generation > before, timeout=30000)
+    for w in (fc, sg):
+        assert w.header.text() == NO_PATIENT and w.patient == "" and w.result is None
+        assert w.patient_combo.count() == 12 and w.patient_combo.currentIndex() == -1
+    assert fc.code_combo.count() == 0 and sg.tree.topLevelItemCount() == 0
+    assert "no record match" in fc.link_label.text() and "No match" in sg.link_label.text()
+    # another study whose patient IS in the CSV records: both show that patient
+    fc.set_records(csv)
+    with qtbot.waitSignal(sg.suggestions_ready, timeout=30000) as s_sig:
+        for w in (fc, sg):
+            w.set_study_context(StudyContext(patient_id=ADULT))
+    adult = csv.patients[ADULT]
+    want = f"Patient: {adult.name} (born {adult.birth_date.isoformat()})"
+    assert fc.header.text() == sg.header.text() == want and s_sig.args[0].patient == ADULT
+    qtbot.waitUntil(
+        lambda: fc.result is not None or "no forecast" in fc.summary.text(), timeout=30000
+    )
+    assert fc.result is None or fc.result.patient == ADULT
+    # and back to the CR: "No patient selected" again, nothing of the adult left
+    for w in (fc, sg):
+        w.set_study_context(cr)
+    for w in (fc, sg):
+        assert w.header.text() == NO_PATIENT and w.result is None
+    assert sg.tree.topLevelItemCount() == 0 and fc.code_combo.count() == 0

@@ -666,11 +666,20 @@ class MainWindow(QMainWindow):
             ),
         ]
         import importlib
+        import inspect
 
+        from medview.records.patient_context import PatientRecords
+
+        # one records context: the forecast and suggestion panels show the same patient
+        self.patient_records = PatientRecords()
+        shared = {"forecast", "suggest"}
         for key, module, cls_name, title in specs:
             try:
                 cls = getattr(importlib.import_module(module), cls_name)
-                panel = cls(self)
+                if key in shared and "patients" in inspect.signature(cls).parameters:
+                    panel = cls(self, patients=self.patient_records)
+                else:
+                    panel = cls(self)
             except Exception as exc:  # a missing or broken panel leaves its dock out
                 log.warning("panel %s not docked: %s", module, exc)
                 continue
@@ -697,6 +706,7 @@ class MainWindow(QMainWindow):
     def _push_context(self) -> None:
         if not self.panels:
             return
+        from medview.records.patient_context import parse_dicom_date
         from medview.ui.context import StudyContext
 
         vp = self.active
@@ -711,7 +721,7 @@ class MainWindow(QMainWindow):
                 index=vp.index if vp.plane == "axial" else 0,
                 patient_id=str(getattr(info, "patient_id", "") or ""),
                 patient_name=str(getattr(info, "patient_name", "") or ""),
-                birth_date=_parse_date(getattr(info, "patient_birth_date", "")),
+                birth_date=parse_dicom_date(getattr(info, "patient_birth_date", "")),
                 image_key=key,
             )
         for name, panel in self.panels.items():
@@ -1393,15 +1403,3 @@ def _load_series(series: Any, state=None):
     lower_thread_priority()
     # compressed files always go to the decoder processes: a decoder holds the GIL
     return load_series(series, state=state, processes=True)
-
-
-def _parse_date(d: str):
-    from datetime import date
-
-    d = str(d or "")
-    if len(d) == 8 and d.isdigit():
-        try:
-            return date(int(d[:4]), int(d[4:6]), int(d[6:]))
-        except ValueError:
-            return None
-    return None
