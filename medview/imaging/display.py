@@ -267,6 +267,14 @@ def volume_window(volume: Volume) -> tuple[float, float] | None:
         return (float(volume.window[0]), float(volume.window[1]))
     if volume.voi_lut is not None:
         return None
+    return volume_auto_window(volume)
+
+
+def volume_auto_window(volume: Volume) -> tuple[float, float] | None:
+    """:func:`auto_window` of the whole volume (the "auto" preset), ignoring the file's
+    window; ``None`` for colour. Computed once per loaded volume."""
+    if volume.is_color:
+        return None
     key = id(volume)
     if volume.ready is None and key in _VOLUME_WINDOWS:
         return _VOLUME_WINDOWS[key]
