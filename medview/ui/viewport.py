@@ -570,7 +570,7 @@ class Viewport(QWidget):
         values = self.current_values()
         if preset == "auto" and values is not None:
             # the volume's automatic window: the same in every MPR plane
-            self.set_window(*(disp.volume_window(self.volume) or disp.auto_window(values)))
+            self.set_window(*(disp.volume_auto_window(self.volume) or disp.auto_window(values)))
         elif preset == "file":
             vol = self.volume
             if vol is not None and vol.window is not None:
