@@ -289,3 +289,18 @@ def test_no_private_names_across_modules():
     assert not io_offenders, io_offenders
     pool_offenders = [o for o in offenders if "pool" in o or "decoder" in o]
     assert not pool_offenders, pool_offenders
+
+
+def test_modality_lut_output_is_not_wrapped():
+    """mlut_18: signed 12-bit stored values through a 16-bit Modality LUT Sequence
+    (outputs up to 65535) must keep the LUT's values, not wrap them into int16."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    path = tf("mlut_18.dcm")
+    ds = pydicom.dcmread(path)
+    expected = np.asarray(apply_modality_lut(ds.pixel_array, ds)).astype(np.int64)
+    assert expected.max() > 32767  # the case that wrapped
+    vol = load_path(path)
+    assert np.array_equal(vol.array[0].astype(np.int64), expected)
+    assert np.array_equal(vol.modality_values(0), expected.astype(np.float32))

@@ -136,7 +136,8 @@ class ScanResult:
 class Volume:
     """Pixel data of a series with its geometry and display defaults.
 
-    ``array`` is (z, y, x) in stored integer type (int16/uint16/uint8), or
+    ``array`` is (z, y, x) in stored integer type (int16/uint16/uint8; int32 for
+    signed images with a Modality LUT Sequence), or
     (z, y, x, 3) uint8 for colour. Values are *modality* values when
     ``rescale_slope == 1 and rescale_intercept == 0`` (CT is converted to int16 HU at
     load when exactly representable); otherwise apply the modality LUT with

@@ -34,6 +34,11 @@ def _plan_dtype(series: SeriesInfo) -> tuple[np.dtype, bool]:
     first = series.instances[0]
     if _is_color(first):
         return np.dtype(np.uint8), False
+    if first.has_modality_lut:
+        # The Modality LUT Sequence maps to unsigned values of up to 16 bits (PS3.3
+        # C.11.1.1.1). Signed stored values (shown as they are when the LUT cannot be
+        # used) would wrap in uint16, and LUT outputs above 32767 would wrap in int16.
+        return np.dtype(np.int32 if first.pixel_representation else np.uint16), False
     slopes = {h.rescale_slope for h in series.instances}
     intercepts = {h.rescale_intercept for h in series.instances}
     bits = first.bits_stored or first.bits_allocated or 16
