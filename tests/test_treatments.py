@@ -13,7 +13,7 @@ import pytest
 
 from medview.cli import main
 from medview.records import Condition, Patient, RecordSet, TreatmentEvent, load_records
-from medview.treatments import Recommender, leave_one_out
+from medview.treatments import Params, Recommender, leave_one_out
 from medview.treatments.evaluate import expected_metrics, hidden_items
 
 HYPERTENSION = "59621000"
@@ -150,11 +150,25 @@ def test_expected_metrics_ties() -> None:
 
 def test_evaluation_beats_popularity_on_untuned_set(fhir_dir: Path) -> None:
     # Params were tuned on the Synthea CSV set; this FHIR set was not used for tuning.
+    # The ranking is judged with min_support=1 (safety checks on, no support cut):
+    # with the default of 3 most hidden treatments of this 12-patient set have too
+    # few supporting patients to be suggested at all (checked below).
     records = load_records(fhir_dir)
-    res = leave_one_out(records, k=5).as_dict()
+    res = leave_one_out(records, k=5, params=Params(min_support=1)).as_dict()
     assert res["patients"] == len(hidden_items(records)) == 10
     assert res["method"]["hit_rate"] >= 2 * res["popularity"]["hit_rate"] > 0
     assert res["method"]["ndcg"] > res["popularity"]["ndcg"]
+    assert res["safety"]["hidden_removed"] == 0
+    default = leave_one_out(records, k=5)
+    d = default.as_dict()
+    removed = [c for c in default.cases if c.removed_by]
+    assert d["safety"] == {
+        "min_support": 3,
+        "hidden_removed": len(removed),
+        "hidden_removed_by": {"min-support": len(removed)},
+    }
+    assert removed and all(c.method_hit == 0 for c in removed)
+    assert d["method"]["hit_rate"] <= res["method"]["hit_rate"]
 
 
 def test_evaluation_hides_from_population(csv_records: RecordSet) -> None:
@@ -171,7 +185,8 @@ def test_evaluation_hides_from_population(csv_records: RecordSet) -> None:
 def test_cli_evaluate_json(csv_dir: Path, capsys) -> None:
     assert main(["suggest", "--records", str(csv_dir), "--evaluate", "--k", "5", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert set(d) == {"k", "patients", "method", "popularity"}
+    assert set(d) == {"k", "patients", "method", "popularity", "safety"}
+    assert d["safety"]["min_support"] == 3
     assert set(d["method"]) == set(d["popularity"]) == {"hit_rate", "ndcg"}
     assert d["k"] == 5 and d["patients"] == 20
 

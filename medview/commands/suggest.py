@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only suggest these kinds (default: all)",
     )
     parser.add_argument(
+        "--min-support",
+        type=int,
+        default=3,
+        metavar="N",
+        help="distinct supporting patients a treatment needs before it is suggested (3)",
+    )
+    parser.add_argument(
         "--evaluate",
         action="store_true",
         help="leave-one-out hit-rate@k and NDCG@k of the method and of popularity",
@@ -62,6 +69,13 @@ def _print_eval(d: dict) -> None:
     pop = d["popularity"]["hit_rate"]
     if pop > 0:
         print(f"hit-rate ratio method/popularity: {d['method']['hit_rate'] / pop:.2f}x")
+    saf = d.get("safety") or {}
+    if saf:
+        by = ", ".join(f"{r} {n}" for r, n in saf["hidden_removed_by"].items()) or "none"
+        print(
+            f"hidden treatments the method removed (safety checks, minimum support "
+            f"{saf['min_support']}): {saf['hidden_removed']} ({by}); counted as misses"
+        )
 
 
 def _print_result(res, records) -> None:
@@ -91,6 +105,10 @@ def _print_result(res, records) -> None:
         print(f"  {i}. [{s.kind}] {s.display} ({s.code})  score {s.score:.2f}")
         for e in s.evidence:
             print(f"       - {e}")
+        for f in s.flags:
+            src = f" [{f['source']}]" if f["source"] else ""
+            print(f"       ! flagged ({f['rule']}): {f['reason']}{src}")
+    _print_removed(res.removed)
     if res.similar:
         print("Most similar patients:")
         for sp in res.similar:
@@ -98,13 +116,34 @@ def _print_result(res, records) -> None:
             print(f"  - {sp.patient} (similarity {sp.similarity:.2f}): {shared}")
 
 
+def _print_removed(removed: list[dict]) -> None:
+    """Candidates ranked above the last suggestion that a check removed, with reasons."""
+    if not removed:
+        return
+    low = [r for r in removed if {f["rule"] for f in r["findings"]} == {"min-support"}]
+    other = [r for r in removed if r not in low]
+    print(f"Not suggested ({len(removed)} candidates removed):")
+    for r in other:
+        print(f"  - [{r['kind']}] {r['display']} ({r['code']})")
+        for f in r["findings"]:
+            src = f" [{f['source']}]" if f["source"] else ""
+            print(f"       x {f['rule']}: {f['reason']}{src}")
+    if low:
+        names = ", ".join(r["display"] for r in low[:5])
+        more = f" and {len(low) - 5} more" if len(low) > 5 else ""
+        print(f"  - {len(low)} below the minimum support: {names}{more}")
+
+
 def run(args: argparse.Namespace) -> int:
     from medview.errors import MedviewError
     from medview.records import link_patient, load_records
-    from medview.treatments import Recommender, leave_one_out
+    from medview.treatments import Params, Recommender, leave_one_out
 
     if args.k < 1:
         return _err("--k must be at least 1")
+    if args.min_support < 1:
+        return _err("--min-support must be at least 1")
+    params = Params(min_support=args.min_support)
     try:
         records = load_records(args.records)
     except MedviewError as exc:
@@ -112,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for prob in records.problems:
         print(f"skipped {prob}", file=sys.stderr)
     if args.evaluate:
-        result = leave_one_out(records, k=args.k).as_dict()
+        result = leave_one_out(records, k=args.k, params=params).as_dict()
         if args.json:
             print(json.dumps(result, indent=2))
         else:
@@ -123,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     link = link_patient(records, args.patient)
     if not link.matched:
         return _err(f"{args.records}: patient {args.patient!r}: {link.message}")
-    rec = Recommender.from_records(records)
+    rec = Recommender.from_records(records, params)
     names = rec.data.condition_display
     working = [(code, names.get(code, "")) for code in args.condition]
     res = rec.suggest(link.record_patient_id, k=args.k, working=working, kinds=args.kind or None)

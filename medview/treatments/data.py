@@ -8,6 +8,7 @@
 * ``reason_patients[c, i]`` / ``reason_events[c, i]``: patients / events where item
   ``i`` was recorded with condition ``c`` as its reason (Synthea REASONCODE, FHIR
   reasonCode / reasonReference / CarePlan.addresses);
+* ``allergies``: each patient's allergies (for the safety checks);
 * demographic and lab features: age band, sex, and flags from the latest key labs
   (HbA1c >= 6.5 %, glucose >= 126 mg/dL, systolic >= 140 mmHg, BMI >= 30 kg/m2).
 """
@@ -21,7 +22,7 @@ from datetime import date, datetime
 
 import numpy as np
 
-from medview.records.model import RecordSet, TreatmentEvent
+from medview.records.model import Allergy, RecordSet, TreatmentEvent
 
 KINDS = ("medication", "procedure", "careplan")
 ACTIVE_STATUSES = ("", "active", "on-hold", "intended", "draft")
@@ -75,6 +76,7 @@ class TreatmentData:
     last_seen: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     # (patient, item) -> {condition index: events recorded with that reason}
     pair_reasons: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
+    allergies: dict[str, list[Allergy]] = field(default_factory=dict)  # patient -> allergies
 
     def __post_init__(self) -> None:
         self.p_index = {p: i for i, p in enumerate(self.patients)}
@@ -115,6 +117,7 @@ class TreatmentData:
             first_seen={k: v for k, v in self.first_seen.items() if k != pair},
             last_seen={k: v for k, v in self.last_seen.items() if k != pair},
             pair_reasons={k: v for k, v in self.pair_reasons.items() if k != pair},
+            allergies=self.allergies,
         )
 
     def history(self, patient: str) -> set[str]:
@@ -233,6 +236,10 @@ def build_data(
             if hit is not None and hit[1] >= thr:
                 F[pi, feature_names.index(label)] = 1.0
 
+    allergies: dict[str, list[Allergy]] = {}
+    for a in records.allergies:
+        allergies.setdefault(a.patient_id, []).append(a)
+
     return TreatmentData(
         patients=patients,
         items=items,
@@ -250,4 +257,5 @@ def build_data(
         first_seen=first_seen,
         last_seen=last_seen,
         pair_reasons=dict(pair_reasons),
+        allergies=allergies,
     )

@@ -10,12 +10,16 @@ treatment the patient has not had; a hit is the hidden one within the top k.
 Ties are scored by their expectation (the hidden item is equally likely to be
 anywhere in its tie group), so neither ranker gains from an arbitrary tie order.
 A hidden treatment that no other patient ever received cannot be ranked and
-counts as a miss for both.
+counts as a miss for both. The method ranks as it suggests: a hidden treatment
+that its safety checks or minimum support remove (see
+:mod:`medview.treatments.safety`) is a miss for the method (``removed_by`` names the
+rules); popularity ranks every candidate, unfiltered.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,12 +40,14 @@ class EvalCase:
     method_ndcg: float
     pop_hit: float
     pop_ndcg: float
+    removed_by: list[str] = field(default_factory=list)  # rules that removed the hidden one
 
 
 @dataclass
 class EvalResult:
     k: int
     cases: list[EvalCase] = field(default_factory=list)
+    min_support: int = 0
 
     @property
     def patients(self) -> int:
@@ -64,6 +70,13 @@ class EvalResult:
             "popularity": {
                 "hit_rate": round(self._mean("pop_hit"), 4),
                 "ndcg": round(self._mean("pop_ndcg"), 4),
+            },
+            "safety": {
+                "min_support": self.min_support,
+                "hidden_removed": sum(1 for c in self.cases if c.removed_by),
+                "hidden_removed_by": dict(
+                    sorted(Counter(r for c in self.cases for r in c.removed_by).items())
+                ),
             },
         }
 
@@ -120,7 +133,7 @@ def prepare_folds(
 
 def evaluate_folds(folds: list[Fold], k: int = 5, params: Params | None = None) -> EvalResult:
     """Score the method and popularity on prepared folds."""
-    result = EvalResult(k)
+    result = EvalResult(k, min_support=(params or Params()).min_support)
     for fold in folds:
         pid, hidden, data = fold.patient, fold.hidden, fold.data
         ii = data.i_index.get(hidden)
@@ -133,13 +146,22 @@ def evaluate_folds(folds: list[Fold], k: int = 5, params: Params | None = None) 
         # candidates: treatments someone has had and this patient has not
         cand = np.flatnonzero((data.X[pi] == 0) & data.X.any(axis=0))
         target = int(np.flatnonzero(cand == ii)[0])
-        order, scores, _ = rec.rank(pid)
+        order, scores, det = rec.rank(pid)
         pos = {int(j): float(s) for j, s in zip(order, scores, strict=True)}
-        method_scores = np.array([pos[int(j)] for j in cand])
+        # removed candidates are never suggested: below every kept one
+        method_scores = np.array([pos.get(int(j), -np.inf) for j in cand])
         pop_scores = (rec.item_counts[cand] - data.X[pi, cand]).astype(float)
-        m_rank, m_hit, m_ndcg = expected_metrics(np.round(method_scores, 9), target, k)
         p_rank, p_hit, p_ndcg = expected_metrics(pop_scores, target, k)
-        result.cases.append(EvalCase(pid, hidden, m_rank, p_rank, m_hit, m_ndcg, p_hit, p_ndcg))
+        if ii in pos:
+            m_rank, m_hit, m_ndcg = expected_metrics(np.round(method_scores, 9), target, k)
+            removed_by: list[str] = []
+        else:
+            m_rank, m_hit, m_ndcg = float("inf"), 0.0, 0.0
+            found = det["findings"].get(ii, [])
+            removed_by = sorted({f.rule for f in found if f.action == "remove"})
+        result.cases.append(
+            EvalCase(pid, hidden, m_rank, p_rank, m_hit, m_ndcg, p_hit, p_ndcg, removed_by)
+        )
     return result
 
 

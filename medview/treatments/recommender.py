@@ -18,7 +18,13 @@ candidates, then blended with the weights in :class:`Params`):
 * a small popularity term breaks ties.
 
 Treatments the patient ever received are never candidates; they are listed
-separately (current and past). Every suggestion carries its evidence in words and
+separately (current and past). A condition link counts only when at least
+``min_support`` other patients with that condition received the treatment, and a
+candidate needs ``min_support`` distinct supporting patients (with one of the
+patient's conditions, or among the most similar patients) to be suggested. The
+safety checks of :mod:`medview.treatments.safety` (same ingredient, allergies,
+withdrawn drugs, contraindication rules) remove or flag candidates; removed ones are
+listed in :attr:`SuggestionResult.removed` with their rule and reason. Every suggestion carries its evidence in words and
 numbers. These are statistics from local records for decision support, not
 clinical guidance.
 """
@@ -32,6 +38,7 @@ import numpy as np
 
 from medview.records.model import RecordSet
 from medview.treatments.data import KINDS, TreatmentData, build_data
+from medview.treatments.safety import SafetyChecker, SafetyFinding, SafetyRules
 
 WEAK_SUPPORT = 3  # fewer supporting patients than this: the evidence is marked weak
 
@@ -55,6 +62,7 @@ class Params:
     lift: float = 1.0
     cond_mix: float = 0.25
     smoothing: float = 1.0
+    min_support: int = 3  # distinct supporting patients needed before a suggestion
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Suggestion:
     evidence: list[str]
     counts: dict[str, int | float | str]
     components: dict[str, float] = field(default_factory=dict)
+    flags: list[dict] = field(default_factory=list)  # SafetyFinding.as_dict() of "flag"s
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +102,9 @@ class SuggestionResult:
     suggestions: list[Suggestion] = field(default_factory=list)
     similar: list[SimilarPatient] = field(default_factory=list)
     notice: str = NOTICE
+    # candidates ranked above the last suggestion but removed by a safety check or the
+    # minimum support: kind, code, display, score, findings (SafetyFinding.as_dict())
+    removed: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -109,9 +121,24 @@ def _scaled(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class Recommender:
     """Suggestions over one :class:`TreatmentData` (build it with :func:`build_data`)."""
 
-    def __init__(self, data: TreatmentData, params: Params | None = None) -> None:
+    def __init__(
+        self,
+        data: TreatmentData,
+        params: Params | None = None,
+        rules: SafetyRules | None = None,
+    ) -> None:
         self.data = data
         self.params = params or Params()
+        self.safety = SafetyChecker(data, rules)
+        # patients who had item i recorded *for* condition c without c on their list
+        self.reason_only = np.zeros(data.reason_patients.shape, np.float64)
+        for (pid, item), per in data.pair_reasons.items():
+            pi, ii = data.p_index[pid], data.i_index.get(item)
+            if ii is None or not data.X[pi, ii]:
+                continue
+            for ci in per:
+                if not data.C[pi, ci]:
+                    self.reason_only[ci, ii] += 1
         X = data.X
         self.n_patients = X.shape[0]
         self.item_counts = X.sum(axis=0)
@@ -176,10 +203,10 @@ class Recommender:
         pos = sims > 0
         return others[idx[0][pos]], sims[pos]
 
-    def _condition_scores(
-        self, pi: int, cond_w: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per-item score, best condition index, and its counts (n_cT, n_c, reason patients)."""
+    def _condition_scores(self, pi: int, cond_w: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per-item score, best condition index, its counts (n_cT, n_c, reason patients),
+        and the support: most other patients sharing one condition who had the item, and
+        that condition's index."""
         d, prm = self.data, self.params
         n_items = d.X.shape[1]
         others = np.ones(self.n_patients, bool)
@@ -190,13 +217,17 @@ class Recommender:
         conds = np.flatnonzero(cond_w > 0)
         if not len(conds):
             z = np.zeros(n_items)
-            return z, np.full(n_items, -1), z, z, z
+            return z, np.full(n_items, -1), z, z, z, z, np.full(n_items, -1)
         n_c = Co[:, conds].sum(axis=0)  # (k,)
         n_cT = Co[:, conds].T @ Xo  # (k, I)
         r_cT = d.reason_patients[conds].astype(np.float64)  # p has none among candidates
         s = (n_cT + prm.reason_boost * r_cT) / (n_c[:, None] + prm.smoothing)
         s = s / share_all[None, :] ** prm.lift
         s = s * cond_w[conds][:, None]
+        # supporting patients: had T and have c, or had T recorded for c
+        backing = n_cT + self.reason_only[conds]
+        s = np.where(backing >= prm.min_support, s, 0.0)  # a link needs enough patients
+        support_row = backing.argmax(axis=0)
         best_row = s.argmax(axis=0)
         best = s.max(axis=0)
         score = best + prm.cond_mix * s.mean(axis=0)
@@ -207,6 +238,8 @@ class Recommender:
             n_cT[best_row, cols],
             n_c[best_row],
             r_cT[best_row, cols],
+            backing.max(axis=0),
+            conds[support_row],
         )
 
     # ------------------------------------------------------------------ API
@@ -221,12 +254,15 @@ class Recommender:
             ks = set(kinds)
             cand &= np.array([it.split(":", 1)[0] in ks for it in d.items], bool)
         cond_w = self._condition_weights(pi, working)
-        c_score, best_c, n_cT, n_c, r_cT = self._condition_scores(pi, cond_w)
+        c_score, best_c, n_cT, n_c, r_cT, c_support, support_c = self._condition_scores(pi, cond_w)
         nb, sims = self._neighbours(pi, cond_w)
         if len(nb):
             u_score = (sims[:, None] * d.X[nb]).sum(axis=0) / sims.sum()
+            similar_given = d.X[nb].sum(axis=0)
         else:
             u_score = np.zeros(d.X.shape[1])
+            similar_given = np.zeros(d.X.shape[1])
+        support = np.maximum(c_support, similar_given).astype(int)
         hist = np.flatnonzero(d.X[pi])
         if len(hist):
             i_score = self.item_sim[:, hist].mean(axis=1)
@@ -251,8 +287,18 @@ class Recommender:
         total = sum(weights.values()) or 1.0
         blend = sum(weights[k] * parts[k] for k in parts) / total
         idx = np.flatnonzero(cand)
-        order = idx[np.lexsort((idx, -blend[idx]))]
+        full_order = idx[np.lexsort((idx, -blend[idx]))]
+        findings = self._findings(patient, working, full_order, support)
+        removed = {j for j, f in findings.items() if any(x.action == "remove" for x in f)}
+        order = np.array([j for j in full_order if j not in removed], dtype=int)
         details = {
+            "full_order": full_order,
+            "blend": blend,
+            "findings": findings,
+            "support": support,
+            "support_condition": support_c,
+            "condition_support": c_support,
+            "similar_given": similar_given,
             "parts": parts,
             "best_condition": best_c,
             "n_cT": n_cT,
@@ -265,6 +311,29 @@ class Recommender:
             "cond_w": cond_w,
         }
         return order, blend[order], details
+
+    def _findings(
+        self, patient: str, working: Sequence[str], cands: np.ndarray, support: np.ndarray
+    ) -> dict[int, list[SafetyFinding]]:
+        """Safety findings and the minimum-support check of each candidate."""
+        ps = self.safety.patient(patient, working)
+        m = self.params.min_support
+        out: dict[int, list[SafetyFinding]] = {}
+        for j in cands:
+            f = self.safety.check(int(j), ps)
+            if support[j] < m:
+                n = int(support[j])
+                f.append(
+                    SafetyFinding(
+                        "remove",
+                        "min-support",
+                        f"supported by {n} distinct patient{'s' if n != 1 else ''}, "
+                        f"fewer than the minimum of {m}",
+                    )
+                )
+            if f:
+                out[int(j)] = f
+        return out
 
     def suggest(
         self,
@@ -307,15 +376,31 @@ class Recommender:
                 "Not enough data: fewer than 3 patients with treatments in these records."
             )
             return res
-        order, scores, det = self.rank(patient, [c for c, _ in working], kinds)
+        _order, _scores, det = self.rank(patient, [c for c, _ in working], kinds)
         parts = det["parts"]
         personal = parts["condition"] + parts["similar_patients"] + parts["co_occurrence"]
-        for j, s in zip(order, scores, strict=True):
+        for j in det["full_order"]:
             if len(res.suggestions) >= k:
                 break
             if personal[j] <= 0:
                 continue
-            res.suggestions.append(self._suggestion(j, float(s), det))
+            found = det["findings"].get(int(j), [])
+            score = round(float(det["blend"][j]), 4)
+            if any(f.action == "remove" for f in found):
+                kind, code = d.items[j].split(":", 1)
+                res.removed.append(
+                    {
+                        "kind": kind,
+                        "code": code,
+                        "display": d.item_display[d.items[j]],
+                        "score": score,
+                        "findings": [f.as_dict() for f in found if f.action == "remove"],
+                    }
+                )
+                continue
+            sugg = self._suggestion(j, score, det)
+            sugg.flags = [f.as_dict() for f in found]
+            res.suggestions.append(sugg)
         nb, sims = det["neighbours"], det["sims"]
         for v, sim in zip(nb, sims, strict=True):
             shared = np.flatnonzero((det["cond_w"] > 0) & (d.C[v] > 0))
@@ -331,7 +416,12 @@ class Recommender:
             res.status = "not_enough_data"
             res.message += (
                 "Not enough data: no treatment is linked to this patient's conditions or "
-                "given to similar patients that the patient has not had already."
+                "given to similar patients that the patient has not had already"
+            )
+            res.message += (
+                f" and that passes the safety checks ({len(res.removed)} removed)."
+                if res.removed
+                else "."
             )
         return res
 
@@ -419,11 +509,19 @@ class Recommender:
         n_t = int(det["others_count"][j])
         counts.update(population_given=n_t, population=self.n_patients - 1)
         evidence.append(f"{n_t} of {self.n_patients - 1} other patients in these records had it")
-        support = max(
-            int(counts.get("given_with_condition", 0)),
-            int(counts.get("reason_patients", 0)),
-            int(counts.get("similar_given", 0)),
-        )
+        support = int(det["support"][j])
+        m = self.params.min_support
+        counts.update(support=support, min_support=m)
+        sc = int(det["support_condition"][j])
+        n_sc = int(det["condition_support"][j])
+        if sc >= 0 and n_sc >= int(counts.get("similar_given", 0)) and n_sc:
+            scode = d.conditions[sc]
+            sname = d.condition_display.get(scode, scode)
+            counts["support_condition"] = scode
+            how = f"{n_sc} with {sname}"
+        else:
+            how = f"{support} of the {len(nb)} most similar patients"
+        evidence.append(f"supported by {support} distinct other patients ({how}; minimum {m})")
         counts["weak"] = int(support < WEAK_SUPPORT)
         if support < WEAK_SUPPORT:
             evidence.append(f"weak evidence: fewer than {WEAK_SUPPORT} patients support it")
