@@ -161,3 +161,345 @@ def test_issue_path_both_panels_follow_one_patient(qtbot, both, xray_dir, record
     for w in (fc, sg):
         assert w.header.text() == NO_PATIENT and w.result is None
     assert sg.tree.topLevelItemCount() == 0 and fc.code_combo.count() == 0
+
+
+# -- randomized interleavings ---------------------------------------------------------
+# Small synthetic record sets; the workers are replaced by a queue whose jobs run when
+# the test says, in any order, cancelled or not (the worst a slow worker can do).
+
+
+def _synthetic_sets() -> dict[str, object]:
+    from datetime import date, datetime, timedelta
+
+    from medview.records.model import Observation, Patient, RecordSet
+
+    def make(people, first_index: int) -> RecordSet:
+        rs = RecordSet()
+        for i, (pid, name, born, ids, n_a1c, n_glu) in enumerate(people, first_index):
+            rs.patients[pid] = Patient(pid, name, born, identifiers=list(ids))
+            t0 = datetime(2020, 1, 1) + timedelta(days=i)
+            # every value encodes its patient (i) so a plotted value names its owner
+            rs.observations += [
+                Observation(
+                    pid, t0 + timedelta(days=90 * k), "4548-4", "HbA1c", 1000.0 * i + k, "%"
+                )
+                for k in range(n_a1c)
+            ]
+            rs.observations += [
+                Observation(
+                    pid,
+                    t0 + timedelta(days=30 * k),
+                    "2339-0",
+                    "Glucose",
+                    1000.0 * i + 500 + k,
+                    "mg/dL",
+                )
+                for k in range(n_glu)
+            ]
+        return rs
+
+    a = make(
+        [
+            ("a1", "Ann Alpha", date(1970, 1, 1), ["MRN-A1"], 5, 4),
+            ("a2", "Bob Beta", date(1980, 2, 2), ["MRN-A2"], 3, 0),
+            ("a3", "Cid Gamma", date(1990, 3, 3), ["DUP"], 0, 6),
+            ("a4", "Dee Delta", date(1960, 4, 4), ["DUP"], 2, 1),
+            ("a5", "Eve Epsilon", date(1950, 5, 5), [], 0, 0),
+        ],
+        1,
+    )
+    b = make(
+        [
+            ("b1", "Ann Alpha", date(1970, 1, 1), ["MRN-A1"], 4, 3),  # a1 in another export
+            ("b2", "Fay Zeta", date(1955, 5, 5), ["MRN-B2"], 6, 2),
+            ("b3", "Gus Eta", date(2000, 6, 6), [], 1, 5),
+        ],
+        11,
+    )
+    one = make([("pump", "", None, [], 0, 8)], 21)
+    return {"csv": a, "fhir": b, "empty": RecordSet(), "cgm": one}
+
+
+STUDIES = [
+    StudyContext(),  # no study in view
+    StudyContext(patient_id="MRN-A1", patient_name="Alpha^Ann"),
+    StudyContext(patient_name="Beta^Bob", birth_date=__import__("datetime").date(1980, 2, 2)),
+    StudyContext(patient_id="DUP"),  # ambiguous in the CSV set
+    StudyContext(patient_id="UNKNOWN-9", patient_name="Nobody^Here"),  # the CR of the issue
+    StudyContext(patient_name="Zeta^Fay", birth_date=__import__("datetime").date(1955, 5, 5)),
+    StudyContext(patient_id="pump"),
+]
+
+
+class _Job:
+    def __init__(self, slot, fn, args, on_result, on_error, name) -> None:
+        self.slot, self.fn, self.args = slot, fn, args
+        self.on_result, self.on_error, self.name = on_result, on_error, name
+        self.running = True
+
+    def cancel(self) -> None:  # a late worker: its result is delivered all the same
+        pass
+
+
+class _QueueSlot:
+    """Stands in for TaskSlot: jobs wait in a shared queue until delivered."""
+
+    def __init__(self, queue: list) -> None:
+        self.queue, self.current, self.closed = queue, None, False
+
+    def run(self, fn, *args, on_result, on_progress=None, on_error=None, on_busy=None, name=""):
+        job = _Job(self, fn, args, on_result, on_error, name)
+        self.queue.append(job)
+        self.current = job
+        return job
+
+    def cancel(self) -> None:
+        self.current = None
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def busy(self) -> bool:
+        return False
+
+
+def _deliver(job: _Job) -> None:
+    job.running = False
+    try:
+        value = job.fn(*job.args, state=None)
+    except ValueError as exc:
+        if job.on_error is not None:
+            job.on_error(str(exc))
+        return
+    job.on_result(value)
+
+
+def _fake_forecast(records, patient: str, code: str, horizon, state=None):
+    from datetime import timedelta
+
+    import numpy as np
+
+    from medview.forecast.api import ForecastResult
+
+    obs = sorted(
+        (o for o in records.observations if o.patient_id == patient and o.code == code),
+        key=lambda o: o.time,
+    )
+    if len(obs) < 3:
+        raise ValueError(f"{code}: needs at least 3 values, {patient} has {len(obs)}")
+    last = obs[-1]
+    times = [last.time + timedelta(minutes=(horizon or 60) * k / 3) for k in (1, 2, 3)]
+    values = np.array([last.value + 0.25 * k for k in (1, 2, 3)])
+    return ForecastResult(
+        patient=patient,
+        code=code,
+        display=last.display,
+        unit=last.unit,
+        method="gp",
+        history_times=[o.time for o in obs],
+        history_values=np.array([o.value for o in obs]),
+        times=times,
+        values=values,
+        lower=values - 1,
+        upper=values + 1,
+    )
+
+
+def _fake_suggest(records, recommender, patient: str, k, working, kinds, state=None):
+    from medview.treatments.recommender import Suggestion, SuggestionResult
+
+    rows = [
+        Suggestion("medication", f"{j}", f"tx for {patient} #{j}", 0.5, [f"ev {patient}"], {})
+        for j in range(1 + len(patient) % 3)
+    ]
+    return None, SuggestionResult(patient, "ok", "", suggestions=rows)
+
+
+class _Oracle:
+    """Which record patient must be shown: the policy of the issue, written independently."""
+
+    def __init__(self) -> None:
+        self.records = None
+        self.study = StudyContext()
+        self.picked = ""
+        self.expected = ""
+
+    def update(self) -> None:
+        from medview.records import link_patient
+
+        rs, st = self.records, self.study
+        if rs is None:
+            self.expected = ""
+        elif self.picked in rs.patients:
+            self.expected = self.picked
+        elif st.patient_id or st.patient_name:
+            res = link_patient(rs, st.patient_id, st.patient_name, st.birth_date)
+            self.expected = res.record_patient_id if res.matched else ""
+        else:
+            self.expected = next(iter(rs.patients)) if len(rs.patients) == 1 else ""
+
+
+def _wrong_displays(fc, sg, shared, oracle) -> list[str]:
+    """Everything displayed belongs to the named patient, or the panel is empty."""
+    import numpy as np
+
+    from medview.forecast.api import observation_summary
+
+    bad = []
+    view = shared.view
+    if view.patient_id != oracle.expected:
+        bad.append(f"context shows {view.patient_id!r}, expected {oracle.expected!r}")
+    for w in (fc, sg):
+        name = type(w).__name__
+        if w.shown is not view or w.header.text() != view.header:
+            bad.append(f"{name}: header {w.header.text()!r} is not the context's {view.header!r}")
+        pid = w.shown.patient_id
+        if (w.patient_combo.currentData() or "") != pid:
+            bad.append(f"{name}: picker on {w.patient_combo.currentData()!r}, header {pid!r}")
+        if w.result is not None and w.result.patient != pid:
+            bad.append(f"{name}: result of {w.result.patient!r} under {pid!r}")
+    pid, rs = view.patient_id, view.records
+    # forecast: code picker, plot, summary
+    codes = [fc.code_combo.itemData(i) for i in range(fc.code_combo.count())]
+    want_codes = [c for c, *_ in observation_summary(rs, pid)] if pid else []
+    if codes != want_codes:
+        bad.append(f"forecast codes {codes} are not {pid!r}'s {want_codes}")
+    x, y = fc.history_curve.getData()
+    plotted = x is not None and len(x) > 0
+    if plotted:
+        own = [o.value for o in rs.observations if o.patient_id == pid and o.code == fc.code]
+        if fc.result is None or not np.array_equal(np.sort(y), np.sort(np.asarray(own))):
+            bad.append(f"forecast plot values {list(y)[:3]} are not {pid!r}'s {fc.code}")
+        if f"{fc.result.values[-1]:.1f}" not in fc.summary.text():
+            bad.append("forecast summary is not the plotted result's")
+    if not pid:
+        if plotted or fc.result is not None or fc.summary.text() or fc.header.text() != NO_PATIENT:
+            bad.append("forecast panel not empty without a patient")
+        if sg.result is not None or sg.tree.topLevelItemCount() or sg.header.text() != NO_PATIENT:
+            bad.append("suggestions panel not empty without a patient")
+    elif fc.summary.text() and not plotted and "no forecast" not in fc.summary.text():
+        bad.append(f"forecast summary {fc.summary.text()!r} without a plot")
+    # suggestions: every row is the named patient's
+    for i in range(sg.tree.topLevelItemCount()):
+        text = sg.tree.topLevelItem(i).text(0)
+        if not text.startswith(f"tx for {pid} #"):
+            bad.append(f"suggestion row {text!r} under {pid!r}")
+    return bad
+
+
+def _interleave(qtbot, monkeypatch, sequences: int, seed: int) -> tuple[int, int, list[str]]:
+    import random
+
+    from medview.records import PatientRecords
+    from medview.ui.panels import forecast_panel, suggest_panel
+
+    sets = _synthetic_sets()
+    monkeypatch.setattr(forecast_panel, "_forecast", _fake_forecast)
+    monkeypatch.setattr(suggest_panel, "_compute", _fake_suggest)
+    monkeypatch.setattr(forecast_panel, "_load_path", lambda name, kind, state=None: sets[name])
+    monkeypatch.setattr(suggest_panel, "_load_path", lambda name, state=None: sets[name])
+    monkeypatch.setattr(forecast_panel, "_load_saved", lambda state=None: sets["empty"])
+    monkeypatch.setattr(suggest_panel, "_load_saved", lambda state=None: sets["empty"])
+    queue: list[_Job] = []
+    shared = PatientRecords()
+    fc = forecast_panel.ForecastPanel(patients=shared)
+    sg = suggest_panel.SuggestionsPanel(patients=shared)
+    for w in (fc, sg):
+        w._slot.close()  # the real slots are never used
+        w._slot = _QueueSlot(queue)
+        qtbot.addWidget(w)
+    rng = random.Random(seed)
+    oracle = _Oracle()
+    steps, failures = 0, []
+    names = list(sets)
+    for seq in range(sequences):
+        # a fresh start: no records, no study, nothing pending
+        queue.clear()
+        shared.set_records(None)
+        for w in (fc, sg):
+            w.set_study_context(StudyContext())
+        oracle.__init__()
+        for _ in range(rng.randint(6, 14)):
+            action = rng.choice(("study", "load", "open", "pick", "horizon", "code", "deliver"))
+            if action == "study":
+                ctx = rng.choice(STUDIES)
+                for w in (fc, sg):
+                    w.set_study_context(ctx)
+                if (ctx.patient_id, ctx.patient_name, ctx.birth_date) != (
+                    oracle.study.patient_id,
+                    oracle.study.patient_name,
+                    oracle.study.birth_date,
+                ):
+                    oracle.study, oracle.picked = ctx, ""
+            elif action == "load":  # records handed over in memory
+                rs = sets[rng.choice(names)]
+                rng.choice((fc, sg)).set_records(rs)
+                oracle.records, oracle.picked = rs, ""
+            elif action == "open":  # Records > Folder: on the worker, arrives later
+                name = rng.choice(names)
+                if rng.random() < 0.5:
+                    fc.open_path(name, "records")
+                else:
+                    sg.open_path(name)
+            elif action == "pick":
+                w = rng.choice((fc, sg))
+                index = rng.randint(-1, w.patient_combo.count() - 1)
+                pid = w.patient_combo.itemData(index) if index >= 0 else ""
+                w.patient_combo.setCurrentIndex(index)
+                if (pid or "") != oracle.expected:
+                    oracle.picked = pid or ""
+            elif action == "horizon" and fc.horizon_combo.count():
+                fc.horizon_combo.setCurrentIndex(rng.randrange(fc.horizon_combo.count()))
+            elif action == "code" and fc.code_combo.count():
+                fc.code_combo.setCurrentIndex(rng.randrange(fc.code_combo.count()))
+            elif action == "deliver" and queue:
+                jobs = rng.sample(queue, rng.randint(1, len(queue)))
+                for job in jobs:
+                    queue.remove(job)
+                    _deliver(job)
+                    if job.name in ("open records", "load records"):
+                        oracle.records, oracle.picked = sets[job.args[0]], ""
+                    oracle.update()
+                    steps += 1
+                    failures += [
+                        f"seq {seq} step {steps}: {b}"
+                        for b in _wrong_displays(fc, sg, shared, oracle)
+                    ]
+                continue
+            oracle.update()
+            steps += 1
+            failures += [
+                f"seq {seq} step {steps}: {b}" for b in _wrong_displays(fc, sg, shared, oracle)
+            ]
+        # drain the queue: late results of every kind arrive last
+        rng.shuffle(queue)
+        while queue:
+            job = queue.pop()
+            _deliver(job)
+            if job.name in ("open records", "load records"):
+                oracle.records, oracle.picked = sets[job.args[0]], ""
+            oracle.update()
+            steps += 1
+            failures += [
+                f"seq {seq} step {steps}: {b}" for b in _wrong_displays(fc, sg, shared, oracle)
+            ]
+    for w in (fc, sg):
+        w.shutdown()
+    return sequences, steps, failures
+
+
+def test_randomized_interleavings_show_one_patient(qtbot, monkeypatch) -> None:
+    """>= 1,000 random interleavings; after every step no value of another patient is shown."""
+    sequences, steps, failures = _interleave(qtbot, monkeypatch, sequences=1000, seed=20261201)
+    print(f"{sequences} interleavings, {steps} checked steps, {len(failures)} wrong displays")
+    assert sequences >= 1000 and steps > 5 * sequences
+    assert not failures, "\n".join(failures[:10])
+
+
+@pytest.mark.slow
+def test_randomized_interleavings_more_seeds(qtbot, monkeypatch) -> None:
+    """The same with 5,000 more interleavings on other seeds (slow)."""
+    for seed in (1, 2, 3, 4, 5):
+        _, _, failures = _interleave(qtbot, monkeypatch, sequences=1000, seed=seed)
+        assert not failures, "\n".join(failures[:10])

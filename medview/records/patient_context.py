@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from medview.records.link import LinkResult, link_patient
+from medview.records.link import LinkResult, _as_date, link_patient
 from medview.records.model import RecordSet
 
 log = logging.getLogger(__name__)
@@ -36,22 +36,11 @@ NO_PATIENT = "No patient selected"
 
 
 def parse_dicom_date(value: date | datetime | str | None) -> date | None:
-    """A DICOM DA (``YYYYMMDD``) or ISO date as a :class:`date`; None when empty or invalid."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    s = str(value).strip()
-    try:
-        if len(s) == 8 and s.isdigit():
-            return date(int(s[:4]), int(s[4:6]), int(s[6:]))
-        if len(s) >= 10:
-            return date.fromisoformat(s[:10])
-    except ValueError:
-        return None
-    return None
+    """A DICOM DA (``YYYYMMDD``) or ISO date as a :class:`date`; None when empty or invalid.
+
+    The one date parser of the records panels and the main window (the linker's).
+    """
+    return _as_date(value)
 
 
 def patient_display_name(records: RecordSet | None, patient_id: str) -> str:

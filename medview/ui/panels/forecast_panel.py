@@ -248,8 +248,7 @@ class ForecastPanel(QWidget):
             return
         self._view = view
         self._request += 1  # results asked for under an older snapshot are dropped
-        self._slot.cancel()
-        self._busy(False)
+        self._stop_compute()
         self._clear_plot()
         self.shown = view
         self.header.setText(view.header)
@@ -340,6 +339,7 @@ class ForecastPanel(QWidget):
         self._code_changed(self.code_combo.currentIndex())
 
     def _code_changed(self, _index: int) -> None:
+        self._clear_plot()  # another observation: its own forecast is on the way
         dense = self._is_dense()
         options = DENSE_HORIZONS if dense else SPARSE_HORIZONS
         self.horizon_combo.blockSignals(True)
@@ -371,8 +371,7 @@ class ForecastPanel(QWidget):
         self._request += 1
         view = self._view
         if self._slot.closed or view.records is None or not view.patient_id or not self.code:
-            self._slot.cancel()
-            self._busy(False)
+            self._stop_compute()
             self._clear_plot()
             return
         horizon = self.horizon_combo.currentData()
@@ -387,6 +386,13 @@ class ForecastPanel(QWidget):
             on_error=lambda m, req=req: self._on_error(m, req),
             name="forecast",
         )
+
+    def _stop_compute(self) -> None:
+        """Cancel a running forecast (a records load in the slot goes on)."""
+        current = self._slot.current
+        if current is not None and current.name == "forecast":
+            self._slot.cancel()
+            self._busy(False)
 
     def _current(self, req: int, view: PatientView | None = None) -> bool:
         """May a result of request ``req`` (asked for under ``view``) still be shown?"""

@@ -297,8 +297,7 @@ class SuggestionsPanel(QWidget):
             self._show_working()
         self._view = view
         self._request += 1  # results asked for under an older snapshot are dropped
-        self._slot.cancel()
-        self._busy(False)
+        self._stop_compute()
         if view.records is not self._recommender_records:
             self._recommender, self._recommender_records = None, None
         self._clear()
@@ -368,14 +367,12 @@ class SuggestionsPanel(QWidget):
         self._request += 1
         view = self._view
         if self._slot.closed or view.records is None or not view.patient_id:
-            self._slot.cancel()
-            self._busy(False)
+            self._stop_compute()
             self._clear()
             return
         kinds = self.kinds()
         if not kinds:
-            self._slot.cancel()
-            self._busy(False)
+            self._stop_compute()
             self._clear()
             self.status.setText("no kind selected: tick medications, procedures or care plans")
             return
@@ -392,6 +389,13 @@ class SuggestionsPanel(QWidget):
             on_error=lambda m, req=req: self._on_error(m, req),
             name="treatment suggestions",
         )
+
+    def _stop_compute(self) -> None:
+        """Cancel a running treatment suggestions (a records load in the slot goes on)."""
+        current = self._slot.current
+        if current is not None and current.name == "treatment suggestions":
+            self._slot.cancel()
+            self._busy(False)
 
     def _current(self, req: int, view: PatientView | None = None) -> bool:
         """May a result of request ``req`` (asked for under ``view``) still be shown?"""
