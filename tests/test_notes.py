@@ -111,7 +111,9 @@ def test_historical_and_other_person():
 
 
 def test_offsets_point_at_the_text():
-    text = "FINDINGS: Mild cardiomegaly. No pneumothorax.\nIMPRESSION: XXXX left lower lobe pneumonia."
+    text = (
+        "FINDINGS: Mild cardiomegaly. No pneumothorax.\nIMPRESSION: XXXX left lower lobe pneumonia."
+    )
     a = analyze_text(text)
     assert {f.label for f in a.findings} == {"cardiomegaly", "pneumothorax", "pneumonia"}
     for f in a.findings:
@@ -123,7 +125,9 @@ def test_offsets_point_at_the_text():
 def test_normal_flag():
     assert analyze_text("FINDINGS: No pneumothorax.\nIMPRESSION: No acute disease.").normal
     assert not analyze_text("FINDINGS: Small effusion.\nIMPRESSION: No acute disease.").normal
-    assert not analyze_text("IMPRESSION: No acute disease. Degenerative changes of the spine.").normal
+    assert not analyze_text(
+        "IMPRESSION: No acute disease. Degenerative changes of the spine."
+    ).normal
 
 
 def test_discordance_ai_vs_report():
@@ -154,7 +158,9 @@ def test_bad_inputs_give_one_line_errors_and_the_rest_continues(tmp_path):
                     "resourceType": "DocumentReference",
                     "id": "bad64",
                     "subject": {"reference": "Patient/p1"},
-                    "content": [{"attachment": {"contentType": "text/plain", "data": "@@not base64@@"}}],
+                    "content": [
+                        {"attachment": {"contentType": "text/plain", "data": "@@not base64@@"}}
+                    ],
                 }
             },
             {
@@ -176,14 +182,27 @@ def test_bad_inputs_give_one_line_errors_and_the_rest_continues(tmp_path):
     }
     (tmp_path / "bundle.json").write_text(json.dumps(bundle))
     res = read_documents([tmp_path, tmp_path / "missing.txt"])
-    ids = sorted(Path(d.id.split("#")[0]).name + ("#" + d.id.split("#")[1] if "#" in d.id else "") for d in res.documents)
+    ids = sorted(
+        Path(d.id.split("#")[0]).name + ("#" + d.id.split("#")[1] if "#" in d.id else "")
+        for d in res.documents
+    )
     assert ids == ["bundle.json#DocumentReference/ok", "good.txt"]
     reasons = {Path(p.path.split("#")[0]).name: p.reason for p in res.problems}
-    assert set(reasons) == {"binary.txt", "empty.txt", "latin1.txt", "huge.txt", "bundle.json", "missing.txt"}
+    assert set(reasons) == {
+        "binary.txt",
+        "empty.txt",
+        "latin1.txt",
+        "huge.txt",
+        "bundle.json",
+        "missing.txt",
+    }
     assert "binary" in reasons["binary.txt"]
     assert reasons["empty.txt"] == "empty note"
     assert "not valid UTF-8" in reasons["latin1.txt"]
-    assert "too large" in reasons["huge.txt"] and (tmp_path / "huge.txt").stat().st_size > MAX_NOTE_BYTES
+    assert (
+        "too large" in reasons["huge.txt"]
+        and (tmp_path / "huge.txt").stat().st_size > MAX_NOTE_BYTES
+    )
     assert "malformed base64" in reasons["bundle.json"]
     assert all("\n" not in str(p) for p in res.problems)
     doc = next(d for d in res.documents if d.kind == "fhir-documentreference")
@@ -224,7 +243,9 @@ def test_fhir_notes_link_to_the_bundles_conditions_and_medications(fhir_dir):
 # --------------------------------------------------------------------------- CLI
 def test_cli_json_shape(tmp_path, capsys):
     f = tmp_path / "r.txt"
-    f.write_text("FINDINGS: No pneumothorax. Possible left lower lobe pneumonia.\nIMPRESSION: Cardiomegaly.\n")
+    f.write_text(
+        "FINDINGS: No pneumothorax. Possible left lower lobe pneumonia.\nIMPRESSION: Cardiomegaly.\n"
+    )
     assert main(["notes", str(f), "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -235,7 +256,11 @@ def test_cli_json_shape(tmp_path, capsys):
         assert list(item) == ["label", "status", "historical", "section", "text", "start", "end"]
         assert item["label"] in LABELS
     got = {(i["label"], i["status"]) for i in obj["findings"]}
-    assert got == {("pneumothorax", "absent"), ("pneumonia", "uncertain"), ("cardiomegaly", "present")}
+    assert got == {
+        ("pneumothorax", "absent"),
+        ("pneumonia", "uncertain"),
+        ("cardiomegaly", "present"),
+    }
 
 
 def test_cli_bad_input_exit_2(tmp_path, capsys):
