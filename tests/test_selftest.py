@@ -181,3 +181,106 @@ def test_sample_files_exist_for_the_spec():
     folder = selftest.sample_dir()
     for name in selftest.SAMPLE_FILES:
         assert (folder / name).stat().st_size > 1000, name
+
+
+# -- the Qt xcb platform check (issue 10: a real window needs more libraries than offscreen) --
+
+LDD_MISSING = """\
+\tlinux-vdso.so.1 (0x00007ffd3b5f1000)
+\tlibQt6XcbQpa.so.6 => /opt/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f0f30a00000)
+\tlibxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f0f30b8d000)
+\tlibxcb-icccm.so.4 => not found
+\tlibxcb-keysyms.so.1 => not found
+\tlibxcb-icccm.so.4 => not found
+\tlibfoo-unknown.so.7 => not found
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0f2ee1e000)
+"""
+
+
+def test_xcb_missing_libraries_are_named_with_the_apt_line():
+    """ldd's "not found" lines become one FAIL line naming the files and the packages."""
+    missing = selftest.missing_libraries(LDD_MISSING)
+    assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libfoo-unknown.so.7"]
+    message = selftest.xcb_fix_message(missing)
+    assert "\n" not in message
+    assert message.startswith(
+        "Qt xcb platform: libxcb-icccm.so.4, libxcb-keysyms.so.1, libfoo-unknown.so.7 missing"
+    )
+    assert "sudo apt-get install libxcb-icccm4 libxcb-keysyms1" in message
+    assert "libfoo-unknown.so.7" in message.split("apt-get install", 1)[1]  # no package known
+
+
+def test_xcb_package_table_covers_the_plugin_dependencies():
+    """Every library the real xcb plugin needs maps to a Debian package in the README line."""
+    from medview import selftest as st
+
+    plugin = st.xcb_plugin_path()
+    if plugin is None:
+        pytest.skip("PySide6's xcb platform plugin is not installed")
+    needed = st.needed_libraries(plugin)
+    assert "libxcb-icccm.so.4" in needed and "libxcb-keysyms.so.1" in needed
+    system = [n for n in needed if not n.startswith("libQt6")]
+    unmapped = [n for n in system if n not in st.DEBIAN_PACKAGES]
+    assert not unmapped, unmapped
+    readme_line = " ".join(
+        line
+        for page in (REPO / "README.md", REPO / "docs" / "install.md")
+        if page.exists()
+        for line in page.read_text().splitlines()
+        if "apt-get install" in line
+    )
+    for name in system:
+        if st.DEBIAN_PACKAGES[name] not in st.BASE_PACKAGES:
+            assert st.DEBIAN_PACKAGES[name] in readme_line.split(), name
+
+
+def fake_plugin_dir(tmp_path: Path) -> Path:
+    """A copy of Qt's platforms folder whose libqxcb.so needs a library nobody has.
+
+    The copied plugin's NEEDED entry ``libxcb-icccm.so.4`` is renamed (same length) to
+    ``libxcb-iccXX.so.4``; Qt's own libraries are reached through the same
+    ``$ORIGIN/../../lib`` run path as in the wheel; the other plugins are links.
+    """
+    from medview import selftest as st
+
+    plugin = st.xcb_plugin_path()
+    if plugin is None:
+        pytest.skip("PySide6's xcb platform plugin is not installed")
+    platforms = tmp_path / "Qt" / "plugins" / "platforms"
+    platforms.mkdir(parents=True)
+    (tmp_path / "Qt" / "lib").symlink_to(plugin.parent.parent.parent / "lib")
+    for other in plugin.parent.iterdir():
+        if other.name != plugin.name:
+            (platforms / other.name).symlink_to(other)
+    data = plugin.read_bytes()
+    assert data.count(b"libxcb-icccm.so.4\0") == 1
+    (platforms / plugin.name).write_bytes(
+        data.replace(b"libxcb-icccm.so.4\0", b"libxcb-iccXX.so.4\0")
+    )
+    return platforms
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb check runs on Linux")
+def test_self_test_fails_when_an_xcb_library_is_missing(tmp_path):
+    """The real command: a plugin with an unresolvable library FAILS with the fix, exit 1."""
+    platforms = fake_plugin_dir(tmp_path)
+    rc, checks, out = run_selftest({"QT_QPA_PLATFORM_PLUGIN_PATH": str(platforms)}, tmp_path)
+    assert rc == 1, out
+    ok, detail = checks["Qt xcb platform"]
+    assert not ok, out
+    assert detail.startswith("Qt xcb platform: libxcb-iccXX.so.4"), out
+    assert "missing" in detail and "<package providing libxcb-iccXX.so.4>" in detail, out
+    assert "sudo apt-get install" in detail, out
+    assert "Qt xcb platform" in out.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb check runs on Linux")
+def test_xcb_check_passes_on_this_machine():
+    """With the README's apt line installed every library of the real plugin resolves."""
+    from medview import selftest as st
+
+    if st.xcb_plugin_path() is None:
+        pytest.skip("PySide6's xcb platform plugin is not installed")
+    detail = st.check_xcb_platform(None)
+    m = re.match(r"libqxcb\.so: all (\d+) shared libraries resolve", detail)
+    assert m and int(m.group(1)) > 20, detail
