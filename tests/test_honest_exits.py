@@ -343,3 +343,25 @@ def test_database_view_keeps_unnamed_studies_apart(window, qtbot, tmp_path):
         assert patient.childCount() == 1
         seen.add(patient.child(0).data(0, ROLE_TEXT + 1))  # the study's tag
     assert seen == {f"s:{u}" for u in uids}
+
+
+# ------------------------------------------------------------------ audit of the other exits
+@pytest.mark.parametrize("command", [["studies"], ["import", "{dcm}"]])
+def test_unreadable_database_is_one_line_not_a_traceback(tmp_path, capsys, command):
+    from pydicom.data import get_testdata_file
+
+    bad = tmp_path / "notes.db"
+    bad.write_text("not a database\n")
+    argv = [a.format(dcm=get_testdata_file("CT_small.dcm")) for a in command]
+    rc = main([*argv, "--db", str(bad)])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and str(bad) in line and "database" in line
+
+
+def test_render_reformat_of_a_single_image_exits_2(xray_dir, tmp_path, capsys):
+    out = tmp_path / "x.png"
+    path = xray_dir / "nih_00000001_000.png"
+    rc = main(["render", str(path), "--plane", "coronal", "--out", str(out)])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and str(path) in line and "single image" in line
+    assert not out.exists()

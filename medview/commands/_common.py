@@ -62,3 +62,21 @@ def not_dicom_reason(path: str, kind: str) -> str:
     else:
         what = "plain images (PNG/JPEG/TIFF) are"
     return f"{path}: {what} opened (medview PATH), not imported into the DICOM database"
+
+
+def open_database(path: str | None) -> Any:
+    """The study database at ``path`` (default: the per-user one), or a
+    :class:`ValueError` whose text is one line naming the file and the reason."""
+    import sqlite3
+
+    from medview.io.database import StudyDatabase
+
+    if path is None:
+        from medview.paths import database_path
+
+        path = str(database_path())
+    try:
+        return StudyDatabase(path)
+    except (sqlite3.Error, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path}: cannot open the study database ({reason})") from None

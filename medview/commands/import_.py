@@ -18,15 +18,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Index the DICOM found under the paths; exit 2 with the reason when none was."""
     import os
+    import sqlite3
     import sys
 
-    from medview.commands._common import error, folder_contents, not_dicom_reason, print_json
+    from medview.commands._common import (
+        error,
+        folder_contents,
+        not_dicom_reason,
+        open_database,
+        print_json,
+    )
     from medview.io import scan
-    from medview.io.database import StudyDatabase
 
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:
+        return error(str(exc))
     result = scan(args.paths)
-    db = StudyDatabase(args.db)
-    report = db.add_series(result.series)
+    try:
+        report = db.add_series(result.series)
+    except sqlite3.Error as exc:
+        return error(f"{db.path}: could not write to the study database ({exc})")
     report.errors = list(result.errors)
     report.files += len(result.errors)
     skipped = [s for s in result.series if s.kind != "dicom"]

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
             return error(f"unknown preset {args.preset!r}; choose from {', '.join(CT_PRESETS)}")
     try:
         vol = load_path(args.path, series_uid=args.series)
+        if args.plane != "axial" and vol.shape[0] < 2:
+            return error(
+                f"{args.path}: a single image has no {args.plane} reformat; use --plane axial"
+            )
         if preset is not None and window is None:
             # a CT window on a radiograph writes a white (or black) image: refuse it
             applies, note = hu_preset_problem(vol)

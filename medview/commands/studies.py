@@ -21,13 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medview.commands._common import print_json
-    from medview.io.database import StudyDatabase
+    import sqlite3
 
-    db = StudyDatabase(args.db)
-    rows = db.studies(
-        text=args.patient, date_from=args.date_from, date_to=args.date_to, modality=args.modality
-    )
+    from medview.commands._common import error, open_database, print_json
+
+    try:
+        db = open_database(args.db)
+        rows = db.studies(
+            text=args.patient,
+            date_from=args.date_from,
+            date_to=args.date_to,
+            modality=args.modality,
+        )
+    except ValueError as exc:
+        return error(str(exc))
+    except sqlite3.Error as exc:
+        return error(f"{args.db or 'the study database'}: cannot be read ({exc})")
     if args.json:
         print_json({"studies": rows})
         return 0
