@@ -84,6 +84,29 @@ def _compute(records, recommender, patient: str, k: int, working, kinds, state=N
     return recommender, result
 
 
+def _removed_html(res: Any) -> str:
+    """The candidates a safety check or the minimum support removed, with reasons."""
+    removed = getattr(res, "removed", None) or []
+    if not removed:
+        return ""
+    low = [r for r in removed if {f["rule"] for f in r["findings"]} == {"min-support"}]
+    out = [f"<p><b>Not suggested ({len(removed)} candidates removed)</b></p><ul>"]
+    for r in removed:
+        if r in low:
+            continue
+        why = "; ".join(
+            f"{f['rule']}: {f['reason']}" + (f" [{f['source']}]" if f["source"] else "")
+            for f in r["findings"]
+        )
+        out.append(f"<li>{html.escape(r['display'])} - {html.escape(why)}</li>")
+    if low:
+        names = ", ".join(r["display"] for r in low[:5])
+        more = f" and {len(low) - 5} more" if len(low) > 5 else ""
+        out.append(f"<li>{len(low)} below the minimum support: {html.escape(names + more)}</li>")
+    out.append("</ul>")
+    return "\n".join(out)
+
+
 class SuggestionsPanel(QWidget):
     """Dock panel; see the module docstring."""
 
@@ -474,9 +497,12 @@ class SuggestionsPanel(QWidget):
         self._clear()
         self.result = res
         for s in res.suggestions:
-            item = QTreeWidgetItem([s.display, s.kind, f"{s.score:.2f}"])
+            flags = getattr(s, "flags", [])  # safety warnings: "! " marks the row
+            shown = f"! {s.display}" if flags else s.display
+            item = QTreeWidgetItem([shown, s.kind, f"{s.score:.2f}"])
             item.setData(0, Qt.ItemDataRole.UserRole, s)
-            item.setToolTip(0, "\n".join(s.evidence))
+            tips = [f"flagged ({f['rule']}): {f['reason']}" for f in flags]
+            item.setToolTip(0, "\n".join(tips + s.evidence))
             self.tree.addTopLevelItem(item)
             bar = QProgressBar()
             bar.setRange(0, 100)
@@ -495,11 +521,14 @@ class SuggestionsPanel(QWidget):
                     QTreeWidgetItem([t["display"], t["kind"], t["first"] or "?", status])
                 )
         n_cur, n_past = len(res.current), len(res.past)
+        n_removed = len(getattr(res, "removed", []))
         if res.status == "ok":
             text = (
                 f"{len(res.suggestions)} suggestions; {n_cur} current and {n_past} past "
                 "treatments are not suggested"
             )
+            if n_removed:
+                text += f"; {n_removed} removed by safety checks or minimum support"
             if res.message:
                 text = f"{res.message.strip()} {text}"
         else:
@@ -508,7 +537,7 @@ class SuggestionsPanel(QWidget):
         if self.tree.topLevelItemCount():
             self.tree.setCurrentItem(self.tree.topLevelItem(0))
         else:
-            self.evidence.setPlainText(text)
+            self.evidence.setHtml(f"<p>{html.escape(text)}</p>" + _removed_html(res))
         self.suggestions_ready.emit(res)
 
     def _selection_changed(self, item: QTreeWidgetItem | None, _prev=None) -> None:
@@ -522,6 +551,10 @@ class SuggestionsPanel(QWidget):
         lines = [f"<b>{title}</b> ({code_system} {s.code}) - score {s.score:.2f}", "<ul>"]
         lines += [f"<li>{html.escape(e)}</li>" for e in s.evidence]
         lines.append("</ul>")
+        for f in getattr(s, "flags", []):
+            src = f" [{f['source']}]" if f["source"] else ""
+            lines.append(f"<p><b>flagged ({html.escape(f['rule'])})</b>: ")
+            lines.append(f"{html.escape(f['reason'] + src)}</p>")
         comps = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in s.components.items())
         lines.append(f"<p>score parts (each scaled 0-1): {comps}</p>")
-        self.evidence.setHtml("\n".join(lines))
+        self.evidence.setHtml("\n".join(lines) + _removed_html(self.result))
