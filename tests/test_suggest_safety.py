@@ -301,3 +301,32 @@ def test_cli_shows_removed_and_flags(records_dir: Path, capsys) -> None:
     assert "below the minimum support" in out
     rc = main(["suggest", "--records", str(folder), "--patient", pid, "--min-support", "0"])
     assert rc == 2 and "--min-support" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- panel
+def test_panel_shows_flags_and_removed(qtbot) -> None:
+    pytest.importorskip("PySide6")
+    from medview.ui import workers
+    from medview.ui.panels.suggest_panel import SuggestionsPanel
+
+    panel = SuggestionsPanel(records=_synthetic())
+
+    def before_close(widget) -> None:
+        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+        widget.shutdown()
+
+    qtbot.addWidget(panel, before_close_func=before_close)
+    with qtbot.waitSignal(panel.suggestions_ready, timeout=30000) as blocker:
+        panel.select_patient("p0")
+    res = blocker.args[0]
+    assert res.patient == "p0" and res.removed
+    assert panel.tree.topLevelItemCount() == len(res.suggestions)
+    texts = [panel.tree.topLevelItem(i).text(0) for i in range(len(res.suggestions))]
+    flagged = [t for t in texts if "Captopril" in t]
+    assert flagged and flagged[0].startswith("! ")
+    assert f"{len(res.removed)} removed" in panel.status.text()
+    panel.tree.setCurrentItem(panel.tree.topLevelItem(texts.index(flagged[0])))
+    ev = panel.evidence.toPlainText()
+    assert "flagged (same-class)" in ev and "ACE inhibitors" in ev
+    assert "Not suggested" in ev and "withdrawn" in ev and "Terfenadine" in ev
+    assert "opioid-substance-misuse" in ev and "below the minimum support" in ev
