@@ -128,6 +128,9 @@ def test_normal_flag():
     assert not analyze_text(
         "IMPRESSION: No acute disease. Degenerative changes of the spine."
     ).normal
+    assert analyze_text("Heart size normal. Lungs clear.").normal  # a report without headers
+    note = "# Medications\nibuprofen 400 mg\n\n# Assessment and Plan\nPatient has a cough.\n"
+    assert not analyze_text(note).normal  # a clinical note is not a normal chest study
 
 
 def test_discordance_ai_vs_report():

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from medview.notes.model import LABELS, Finding
 from medview.notes.terms import load_terms
-from medview.notes.text import Span, sentences
+from medview.notes.text import NO_SECTION, Span, sentences
 
 #: internal label for abnormal findings outside the 16 labels (blocks ``normal``)
 OTHER = "_other"
@@ -235,12 +235,20 @@ def findings_from_mentions(text: str, mentions: list[Mention]) -> list[Finding]:
 
 
 def is_normal(text: str, spans: list[Span], mentions: list[Mention]) -> bool:
-    """Document-level ``normal``: states a normal study and has no present/uncertain finding."""
+    """Document-level ``normal``: no present/uncertain finding and a normal study.
+
+    A normal study is a stated one ("no acute disease", "normal chest"), or, in a
+    radiology report (findings/impression sections, or no section headers at all),
+    one that mentions no finding. A clinical note (history, medications, plan)
+    without such a statement is never ``normal``.
+    """
     for m in mentions:
         if m.experiencer != "patient" or m.sentence.section in _HIST_SECTIONS:
             continue
         if m.status != "absent":
             return False
-    return has_normal_statement(text, spans) or not any(
-        m.sentence.section not in _HIST_SECTIONS for m in mentions
-    )
+    if has_normal_statement(text, spans):
+        return True
+    names = {s.section for s in spans}
+    report_like = bool(names & {"findings", "impression"}) or names <= {NO_SECTION}
+    return report_like and not any(m.sentence.section not in _HIST_SECTIONS for m in mentions)
