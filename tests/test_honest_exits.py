@@ -365,3 +365,30 @@ def test_render_reformat_of_a_single_image_exits_2(xray_dir, tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert rc == 2 and str(path) in line and "single image" in line
     assert not out.exists()
+
+
+def test_reorientation_is_simpleitk_dicomorient_lps(shared_data, tmp_path):
+    """Our axis reordering gives the same voxels and geometry as DICOMOrient(img, "LPS")."""
+    import SimpleITK as sitk
+
+    from medview.io import load_path
+
+    rng = np.random.default_rng(1)
+    synthetic = sitk.GetImageFromArray(rng.integers(0, 500, size=(5, 6, 7), dtype=np.int16))
+    synthetic.SetDirection((0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0))
+    synthetic.SetOrigin((3.0, 4.0, 5.0))
+    synthetic.SetSpacing((0.5, 1.5, 2.5))
+    sitk.WriteImage(synthetic, str(tmp_path / "odd.mha"))
+    paths = [
+        tmp_path / "odd.mha",
+        shared_data / "ct" / "totalseg_volumes" / "example_ct_sm.nii.gz",
+        shared_data / "ct" / "totalseg_volumes" / "example_mr_sm.nii.gz",
+        shared_data / "ct" / "totalseg_example_dicom_seg.nii.gz",
+    ]
+    for path in paths:
+        ref = sitk.DICOMOrient(sitk.ReadImage(str(path)), "LPS")
+        vol = load_path(path)
+        assert np.array_equal(vol.array, sitk.GetArrayViewFromImage(ref)), path.name
+        assert vol.origin == pytest.approx(ref.GetOrigin(), abs=1e-4)
+        assert vol.spacing == pytest.approx(ref.GetSpacing())
+        assert np.allclose(vol.direction, np.reshape(ref.GetDirection(), (3, 3)))
