@@ -1,0 +1,326 @@
+"""The per-user study store: where received instances are written and indexed.
+
+Files live under ``<user data>/store/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``
+(``MEDVIEW_STORE`` overrides the root). UIDs are checked before they become path
+parts. Each instance is written to ``<root>/.incoming/`` first and renamed into place,
+so a reader (or a crash) never sees half a file; the SQLite index is updated afterwards
+by an :class:`Indexer` thread in batches, each batch one transaction of the study
+database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medview.errors import one_line
+from medview.net.common import log, valid_uid
+
+# C-STORE response statuses (PS3.4 B.2.3)
+STATUS_OK = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATASET_MISMATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+DEFAULT_MIN_FREE_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_INSTANCE_BYTES = 2 * 1024 * 1024 * 1024
+
+
+def store_root() -> Path:
+    """The study store folder (``MEDVIEW_STORE``, else ``store`` in the user data folder)."""
+    override = os.environ.get("MEDVIEW_STORE")
+    if override:
+        return Path(override)
+    from medview.paths import user_data_dir
+
+    return user_data_dir() / "store"
+
+
+@dataclass
+class Arrival:
+    """One stored instance. ``as_json()`` is the ``medview receive --json`` line."""
+
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    calling_aet: str
+    path: str
+    sop_class_uid: str = ""
+    indexed: bool = False
+    reason: str = ""  # why it was not indexed (e.g. no image data)
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "sop_uid": self.sop_uid,
+            "study_uid": self.study_uid,
+            "series_uid": self.series_uid,
+            "calling_aet": self.calling_aet,
+            "path": self.path,
+        }
+
+
+class Rejected(Exception):
+    """An instance refused with a C-STORE ``status`` and a one-line ``reason``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class StudyStore:
+    """Atomic, UID-named writes into the store folder."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        max_instance_bytes: int = DEFAULT_MAX_INSTANCE_BYTES,
+    ) -> None:
+        self.root = Path(root) if root is not None else store_root()
+        self.incoming = self.root / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.min_free_bytes = int(min_free_bytes)
+        self.max_instance_bytes = int(max_instance_bytes)
+
+    def clean_incoming(self) -> int:
+        """Delete temporary files left by a crash (never renamed, so never indexed)."""
+        n = 0
+        for p in self.incoming.glob("*.part"):
+            try:
+                p.unlink()
+                n += 1
+            except OSError:
+                pass
+        return n
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        for uid in (study_uid, series_uid, sop_uid):
+            if not valid_uid(uid):
+                raise Rejected(STATUS_CANNOT_UNDERSTAND, f"invalid UID {str(uid)[:70]!r}")
+        return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
+
+    def accept(
+        self, meta_and_dataset: list[bytes], sop_class: str, sop_uid: str, calling_aet: str = ""
+    ) -> Arrival:
+        """Check, then atomically write one instance given as encoded file parts
+        (preamble + file meta, dataset). Raises :class:`Rejected` with the reason."""
+        size = sum(len(b) for b in meta_and_dataset)
+        if size > self.max_instance_bytes:
+            raise Rejected(
+                STATUS_OUT_OF_RESOURCES,
+                f"instance of {size} bytes is over the {self.max_instance_bytes}-byte cap",
+            )
+        if self.min_free_bytes and self.free_bytes() - size < self.min_free_bytes:
+            raise Rejected(
+                STATUS_OUT_OF_RESOURCES,
+                f"free disk below the {self.min_free_bytes // (1024 * 1024)} MiB threshold",
+            )
+        ds = parse_header(meta_and_dataset)
+        study = str(ds.get("StudyInstanceUID", "") or "")
+        series = str(ds.get("SeriesInstanceUID", "") or "")
+        sop = str(ds.get("SOPInstanceUID", "") or "")
+        if sop != sop_uid:
+            raise Rejected(
+                STATUS_DATASET_MISMATCH,
+                "SOP Instance UID in the dataset differs from the C-STORE request",
+            )
+        for uid, name in ((study, "StudyInstanceUID"), (series, "SeriesInstanceUID")):
+            if not uid:
+                raise Rejected(STATUS_CANNOT_UNDERSTAND, f"missing {name} (a required attribute)")
+        dest = self.path_for(study, series, sop)
+        self.write_atomic(dest, meta_and_dataset)
+        return Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
+
+    def write_atomic(self, dest: Path, parts: list[bytes]) -> None:
+        """Write ``parts`` to ``dest`` through a temporary file and a rename."""
+        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        try:
+            with open(tmp, "wb") as fh:
+                for b in parts:
+                    fh.write(b)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise
+
+
+def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes:
+    """Preamble, ``DICM`` and the File Meta Information for one instance."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "MEDVIEW"
+    buf = io.BytesIO()
+    buf.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    return buf.getvalue()
+
+
+def parse_header(parts: list[bytes]) -> Any:
+    """Parse the header (no pixel data) of an encoded file; :class:`Rejected` when it
+    is not a readable dataset."""
+    import warnings
+
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(io.BytesIO(b"".join(parts)), stop_before_pixels=True)
+    except Exception as exc:
+        raise Rejected(
+            STATUS_CANNOT_UNDERSTAND, f"malformed dataset ({one_line(exc)[:120]})"
+        ) from None
+
+
+def index_files(db: Any, arrivals: list[Arrival]) -> None:
+    """Index stored files into ``db`` (a StudyDatabase) in one transaction; sets
+    ``indexed``/``reason`` on each arrival. Series counts include files indexed earlier."""
+    from medview.io import scan
+
+    if not arrivals:
+        return
+    by_path = {os.path.abspath(a.path): a for a in arrivals}
+    result = scan(list(by_path))
+    for problem in result.errors:
+        a = by_path.get(os.path.abspath(problem.path))
+        if a is not None:
+            a.reason = problem.reason
+    known: dict[str, set[str]] = {}
+    for s in result.series:
+        if s.kind != "dicom":
+            continue
+        if s.study_uid not in known:
+            known[s.study_uid] = set()
+            for row in db.series(s.study_uid):
+                known[s.study_uid].update(f"{row['series_uid']}|{p}" for p in row["files"])
+        if s.frames <= 1:
+            new = {f"{s.series_uid}|{os.path.abspath(i.path)}" for i in s.instances}
+            old = {k for k in known[s.study_uid] if k.startswith(s.series_uid + "|")}
+            s.slices = len(old | new)
+    db.add_series(result.series)
+    for s in result.series:
+        if s.kind != "dicom":
+            continue
+        for inst in s.instances:
+            a = by_path.get(os.path.abspath(inst.path))
+            if a is not None:
+                a.indexed = True
+
+
+class Indexer:
+    """A thread that indexes stored instances in batches and then reports them.
+
+    ``on_indexed(arrival)`` is called from the indexer thread once per instance, after
+    the transaction that indexed it (or after indexing was found impossible: then
+    ``arrival.indexed`` is False and ``arrival.reason`` says why)."""
+
+    BATCH = 48  # under scan()'s process-pool threshold: headers are read in this thread
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        on_indexed: Callable[[Arrival], None] | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.on_indexed = on_indexed
+        self._queue: queue.Queue[Arrival | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._cond = threading.Condition()
+        self.indexed = 0
+        self.failed = 0
+
+    def start(self) -> Indexer:
+        self._thread = threading.Thread(target=self._run, name="medview-net-indexer", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, arrival: Arrival) -> None:
+        with self._cond:
+            self._pending += 1
+        self._queue.put(arrival)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is indexed; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Index what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        from medview.io.database import StudyDatabase
+
+        db = StudyDatabase(self.db_path)
+        try:
+            done = False
+            while not done:
+                item = self._queue.get()
+                batch: list[Arrival] = []
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+                while len(batch) < self.BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        done = True
+                        break
+                    batch.append(nxt)
+                self._index(db, batch)
+        finally:
+            db.close()
+
+    def _index(self, db: Any, batch: list[Arrival]) -> None:
+        if not batch:
+            return
+        try:
+            index_files(db, batch)
+        except Exception as exc:  # the files are stored; a rescan/import can index them later
+            log.error("indexing %d instance(s) failed: %s", len(batch), one_line(exc))
+            for a in batch:
+                a.reason = a.reason or one_line(exc)
+        for a in batch:
+            if a.indexed:
+                self.indexed += 1
+            else:
+                self.failed += 1
+            if self.on_indexed is not None:
+                try:
+                    self.on_indexed(a)
+                except Exception as exc:
+                    log.error("arrival callback failed: %s", one_line(exc))
+        with self._cond:
+            self._pending -= len(batch)
+            self._cond.notify_all()
