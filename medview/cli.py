@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "forecast": "forecast",
     "suggest": "suggest",
     "notes": "notes",
+    "receive": "receive",
+    "pacs": "pacs",
 }
 
 
