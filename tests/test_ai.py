@@ -227,7 +227,7 @@ def test_deterministic_outputs_on_cpu(tmp_path, pmnist):
     assert cam1.shape == (28, 28) and cam1.min() >= 0 and cam1.max() == pytest.approx(1.0)
 
 
-def test_auto_device_falls_back_to_cpu():
+def test_auto_device_falls_back_to_cpu_but_explicit_cuda_does_not():
     import torch
 
     from medview.ai.devices import resolve_device
@@ -235,7 +235,11 @@ def test_auto_device_falls_back_to_cpu():
     dev = resolve_device("auto")
     if not torch.cuda.is_available():
         assert dev.type in ("cpu", "mps")
-    assert resolve_device("cuda").type in ("cuda", "cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:  # an explicit device that is missing is an error, never a silent CPU run
+        with pytest.raises(ValueError, match="CUDA requested but not available"):
+            resolve_device("cuda")
     with pytest.raises(ValueError):
         resolve_device("tpu")
 
@@ -495,4 +499,8 @@ def test_out_of_scope_images_carry_warnings(ct_dir, xray_dir):
         xray_dir / "cr_chest_pa_jpeg_baseline.dcm", ["pneumonia_cnn"], device="cpu"
     )
     assert any("polarity guard" in w for w in mono1[0].warnings)
-    assert mono2[0].warnings == []
+    assert not any("polarity guard" in w for w in mono2[0].warnings)
+    # the adult CR (PatientAge 62) is outside the card's 1-5 y: warned, not silently scored
+    for r in (mono1[0], mono2[0]):
+        assert not r.in_scope
+        assert "patient age 62 y outside intended use (1-5 y)" in r.warnings

@@ -77,8 +77,12 @@ def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
     qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
     assert panel.table.rowCount() == 1
     row = [panel.table.item(0, j).text() for j in range(panel.table.columnCount())]
-    assert row[0] == "2" and row[1].startswith("tiny_cls") and row[6] == "cpu"
-    assert float(row[7]) > 0
+    # slice numbers are 1-based, as in the viewport (index 2 is the third slice)
+    assert row[0] == "3" and row[1].startswith("tiny_cls") and row[7] == "cpu"
+    assert float(row[8]) > 0
+    # a card without intended-use criteria: in scope, and the table says it is unchecked
+    assert row[6] == "in scope (model card states no intended-use criteria)"
+    assert panel.table.item(0, 0).font().bold()
     ov = overlays[-1]
     assert isinstance(ov, Overlay)
     assert ov.heatmap.shape == (64, 64) and 0.0 <= ov.heatmap.min() and ov.heatmap.max() <= 1.0

@@ -8,23 +8,54 @@ from typing import Any
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
+class DeviceUnavailable(ValueError):
+    """An explicitly requested accelerator (cuda, mps) that this machine does not have."""
+
+
 def resolve_device(name: str | None = "auto") -> Any:
     """``auto`` -> cuda if available, else mps, else cpu. Returns a ``torch.device``.
 
-    An explicit ``cuda``/``mps`` that is not available falls back to the CPU
-    (the result's ``device`` field then says ``cpu``).
+    An explicit ``cuda``/``cuda:N``/``mps`` that is not available raises
+    :class:`DeviceUnavailable` with a one-line reason (it used to fall back to the
+    CPU silently); only ``auto`` falls back.
     """
     import torch
 
     want = (name or "auto").lower()
     if want not in DEVICE_CHOICES and not want.startswith("cuda:"):
         raise ValueError(f"unknown device {name!r} (choose from {', '.join(DEVICE_CHOICES)})")
-    if want.startswith("cuda") or want == "auto":
-        if torch.cuda.is_available():
-            return torch.device(want if want.startswith("cuda:") else "cuda")
-    if want in ("mps", "auto"):
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+    cuda_ok = bool(torch.cuda.is_available())
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if want.startswith("cuda"):
+        if not cuda_ok:
+            why = (
+                f"this torch {torch.__version__} has no CUDA support"
+                if getattr(torch.version, "cuda", None) is None
+                else "no CUDA GPU was found"
+            )
+            raise DeviceUnavailable(
+                f"CUDA requested but not available ({why}); use --device auto or cpu"
+            )
+        if want.startswith("cuda:"):
+            idx = int(want.split(":", 1)[1]) if want.split(":", 1)[1].isdigit() else -1
+            if not 0 <= idx < torch.cuda.device_count():
+                raise DeviceUnavailable(
+                    f"CUDA device {want} requested but only "
+                    f"{torch.cuda.device_count()} GPU(s) found; use --device auto or cuda"
+                )
+            return torch.device(want)
+        return torch.device("cuda")
+    if want == "mps":
+        if not mps_ok:
+            raise DeviceUnavailable(
+                "MPS requested but not available (Apple-silicon GPU only); use --device auto or cpu"
+            )
+        return torch.device("mps")
+    if want == "auto":
+        if cuda_ok:
+            return torch.device("cuda")
+        if mps_ok:
             return torch.device("mps")
     return torch.device("cpu")
 

@@ -53,12 +53,18 @@ class AIResult:
     disclaimer: str = DISCLAIMER
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # intended-use verdict (medview.ai.scope.check_scope): False when a known image
+    # property is outside the model card's criteria; reasons also state unknowns
+    in_scope: bool = True
+    scope_reasons: list[str] = field(default_factory=list)
+    heatmap_label: str | None = None  # e.g. "Grad-CAM for class 'pneumonia'"
 
     def as_json(self) -> dict[str, Any]:
         """The CLI's JSON line (keys that do not apply are null)."""
         return {
             "path": self.path,
             "index": self.index,
+            "slice": self.index + 1,  # 1-based, as the viewer and the AI table number slices
             "model": self.model,
             "version": self.version,
             "device": self.device,
@@ -73,6 +79,9 @@ class AIResult:
             "elapsed_ms": round(self.elapsed_ms, 3),
             "disclaimer": self.disclaimer,
             "warnings": list(self.warnings),
+            "in_scope": bool(self.in_scope),
+            "scope_reasons": list(self.scope_reasons),
+            "heatmap_label": self.heatmap_label,
         }
 
     def overlay_heatmap(self) -> np.ndarray | None:
@@ -267,20 +276,33 @@ def clear_cache() -> None:
 
 
 def image_warnings(info: ModelInfo, src: SourceImage) -> list[str]:
-    """Why this image is outside the model's intended use (modality, polarity), if so."""
+    """Warnings about this image: intended-use violations, polarity inversion."""
     from medview.ai.preprocess import looks_negative, to_gray_u8
 
-    out = []
-    modality = str(src.meta.get("modality", "") or "")
-    intended = [str(m) for m in info.meta.get("modality", [])]
-    if intended and modality and modality not in ("OT", *intended):
-        out.append(
-            f"modality {modality} is outside this model's intended use "
-            f"({', '.join(intended)}): output is not meaningful"
-        )
+    in_scope, reasons = image_scope(info, src)
+    out = [] if in_scope else [r for r in reasons if "outside intended use" in r]
     if info.input_spec.polarity == "chest-auto" and looks_negative(to_gray_u8(src.image)):
         out.append("image looked like a negative and was inverted (polarity guard)")
     return out
+
+
+def image_scope(info: ModelInfo, src: SourceImage) -> tuple[bool, list[str]]:
+    """The intended-use verdict of ``src`` for ``info`` (see :mod:`medview.ai.scope`)."""
+    from medview.ai.scope import check_scope
+
+    return check_scope(info.meta, src.meta)
+
+
+def heatmap_label(info: ModelInfo, kind: str | None, target: str | None = None) -> str | None:
+    """What a heat map shows, for the viewer and PNG captions (from the model card)."""
+    if kind is None:
+        return None
+    explain = dict(info.meta.get("explain") or {})
+    if kind == "grad-cam":
+        return f"Grad-CAM for class '{target}'" if target else "Grad-CAM"
+    text = str(explain.get("map_label") or "Anomaly map (autoencoder reconstruction error)")
+    nv = explain.get("not_validated_for")
+    return f"{text}; not validated for {nv}" if nv else text
 
 
 def run_batch(
@@ -292,7 +314,8 @@ def run_batch(
     info = lm.info
 
     def result(s: SourceImage, per_ms: float, **task_fields: Any) -> AIResult:
-        """The fields every task shares, plus the task's own."""
+        """The fields every task shares (intended-use verdict included), plus the task's own."""
+        in_scope, reasons = image_scope(info, s)
         return AIResult(
             path=s.path,
             index=s.index,
@@ -305,17 +328,23 @@ def run_batch(
             threshold=lm.threshold,
             source_shape=tuple(s.image.shape[:2]),
             warnings=image_warnings(info, s),
+            in_scope=in_scope,
+            scope_reasons=reasons,
             **task_fields,
         )
 
     if info.task == "classification":
         probs = lm.probabilities(x)
+        labels = lm.labels
+        predicted = [lm.predicted(p) for p in probs]
         cams: list[np.ndarray | None] = [None] * len(images)
-        if heatmaps:
-            cams = [lm.gradcam(x[i : i + 1]) for i in range(len(images))]
+        if heatmaps:  # explain the predicted class, and say so (heatmap_label)
+            cams = [
+                lm.gradcam(x[i : i + 1], target=_class_index(labels, predicted[i]))
+                for i in range(len(images))
+            ]
         lm._sync()
         per = (time.perf_counter() - t0) * 1000.0 / len(images)
-        labels = lm.labels
         return [
             result(
                 s,
@@ -324,11 +353,12 @@ def run_batch(
                     lab: float(v)
                     for lab, v in zip(labels or [str(i) for i in range(len(p))], p, strict=True)
                 },
-                predicted=lm.predicted(p),
+                predicted=pred,
                 heatmap=cam,
                 heatmap_kind="grad-cam" if cam is not None else None,
+                heatmap_label=heatmap_label(info, "grad-cam", pred) if cam is not None else None,
             )
-            for s, p, cam in zip(images, probs, cams, strict=True)
+            for s, p, pred, cam in zip(images, probs, predicted, cams, strict=True)
         ]
     scores, maps, latents = lm.anomaly(x)
     lm._sync()
@@ -342,10 +372,19 @@ def run_batch(
             anomaly_score=float(sc),
             heatmap=mp if heatmaps else None,
             heatmap_kind="anomaly" if heatmaps else None,
+            heatmap_label=heatmap_label(info, "anomaly") if heatmaps else None,
             latent=lat,
         )
         for s, sc, mp, lat in zip(images, scores, maps, latents, strict=True)
     ]
+
+
+def _class_index(labels: Sequence[str], label: str) -> int | None:
+    """Index of ``label`` in ``labels`` (None: let Grad-CAM pick the predicted class)."""
+    try:
+        return list(labels).index(label)
+    except ValueError:
+        return None
 
 
 def analyze_images(
@@ -449,7 +488,9 @@ def run_on_volume(
     bounded for long CT series; results have ``key`` = :func:`slice_key`.
     """
     from medview.ai.preprocess import display_image_from_volume
+    from medview.ai.scope import volume_scope_meta
 
+    meta = volume_scope_meta(vol)  # modality, body part, projection, age: the verdict's input
     name = ""
     instances = list(getattr(vol, "instances", None) or [])
     if instances:
@@ -465,6 +506,7 @@ def run_on_volume(
                 index=k,
                 image=display_image_from_volume(vol, k),
                 key=slice_key(vol, k),
+                meta=dict(meta),
             )
 
     return analyze_images(

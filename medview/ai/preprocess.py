@@ -229,9 +229,12 @@ def volume_images(
     ``path`` of each image is the slice's own file when the series has one file per
     slice (CT), else ``name``; ``key`` adds ``#index`` for multi-slice sources.
     """
+    from medview.ai.scope import volume_scope_meta
+
     n = int(vol.array.shape[0])
     idx = range(n) if indices is None else [i for i in indices if 0 <= i < n]
     instances = list(getattr(vol, "instances", None) or [])
+    meta = volume_scope_meta(vol)  # for the intended-use verdict of every result
     for k in idx:
         src = name
         if len(instances) == n and getattr(instances[k], "path", None):
@@ -242,7 +245,7 @@ def volume_images(
             index=k,
             image=display_image_from_volume(vol, k),
             key=key,
-            meta={"modality": str(getattr(vol, "modality", "") or "")},
+            meta=dict(meta),
         )
 
 

@@ -59,6 +59,79 @@ LIMITS = [
 ]
 
 
+# structured intended use (checked on every result by medview.ai.scope.check_scope)
+INTENDED_USE_SCOPE = {
+    "modalities": ["CR", "DX"],
+    "body_parts": ["CHEST"],
+    "projections": ["PA", "AP"],
+    "age_years": {"min": 1, "max": 5},
+    "note": "Frontal chest radiographs of children aged 1-5 years (the training population). "
+    "A result is out of scope when a known DICOM value (Modality, BodyPartExamined, "
+    "ViewPosition, PatientAge or birth date vs study date) is outside these; values that "
+    "are missing (e.g. PNG/JPEG) are reported as unknown and the result is shown as in "
+    "scope but unverified.",
+}
+AE_EXPLAIN = {
+    "method": "anomaly-map",
+    "map_label": "Anomaly map: per-pixel reconstruction error vs normal paediatric chest X-rays",
+    "not_validated_for": "locating pneumonia or any specific finding, adults, other "
+    "projections or modalities",
+}
+
+
+def reference_card(name: str) -> dict[str, Any] | None:
+    """The bundled model card of ``name`` (the model a new training run is compared to)."""
+    from medview.paths import bundled_models_dir
+
+    path = bundled_models_dir() / name / "metadata.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def version_retrained(meta: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """Give a newly written card its own version when its weights differ from the bundled.
+
+    A run that reproduces the bundled weights bit for bit keeps the bundled version.
+    Any other weights get ``<bundled version>-retrained-<sha256[:8]>`` and a
+    ``retrained_from`` block (name, version, sha256 of the bundled model), so results
+    cached under model name + version can tell the two apart.
+    """
+    meta = dict(meta)
+    sha = str(meta["weights"]["sha256"])
+    if reference is None:
+        return meta
+    ref_sha = str(reference.get("weights", {}).get("sha256", ""))
+    ref_version = str(reference.get("version", VERSION))
+    if sha == ref_sha:
+        meta["version"] = ref_version
+        meta.pop("retrained_from", None)
+        return meta
+    base = ref_version.split("-retrained-")[0]
+    meta["version"] = f"{base}-retrained-{sha[:8]}"
+    meta["retrained_from"] = {
+        "name": str(reference.get("name", meta["name"])),
+        "version": ref_version,
+        "sha256": ref_sha,
+    }
+    return meta
+
+
+def _write_versioned(out: str | Path, module: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """Write weights + card; re-version the card when the weights are not the bundled ones."""
+    from medview.ai.registry import METADATA_FILE, write_model
+
+    reference = reference_card(str(meta["name"]))  # read before ``out`` may overwrite it
+    info = write_model(out, module, meta)
+    final = version_retrained(info.meta, reference)
+    if final != info.meta:  # the sha256 covers the weights only: the card may change
+        (Path(out) / METADATA_FILE).write_text(json.dumps(final, indent=2) + "\n", "utf-8")
+    write_card_readme(out)
+    return final
+
+
 # -- data ------------------------------------------------------------------------
 
 
@@ -301,8 +374,6 @@ def finish_classifier(
     """
     import torch
 
-    from medview.ai.registry import write_model
-
     spec = InputSpec(channels=1, height=28, width=28, mean=0.5, std=0.25, polarity="chest-auto")
     xva_u8, yva = load_split(data, "val")
     xva = torch.from_numpy(prepare_batch(xva_u8, spec))
@@ -368,6 +439,7 @@ def finish_classifier(
         "limitations": LIMITS,
         "modality": ["CR", "DX"],
         "body_part": "CHEST",
+        "intended_use_scope": INTENDED_USE_SCOPE,
         "architecture": CLASSIFIER_ARCH,
         "input": spec.as_dict(),
         "output": {
@@ -380,7 +452,11 @@ def finish_classifier(
             "prevalence of pneumonia (likelihood ratio 1); independent of the class mix, "
             "which differs between train/val and the official test split",
         },
-        "explain": {"method": "grad-cam", "layer": "last residual stage (7x7)"},
+        "explain": {
+            "method": "grad-cam",
+            "layer": "last residual stage (7x7)",
+            "label": "Grad-CAM for the predicted class (the class is named on the map)",
+        },
         "training": {
             "data": "PneumoniaMNIST train split (4682 images), MedMNIST v2",
             "data_file": Path(data).name,
@@ -409,9 +485,7 @@ def finish_classifier(
         "citations": CITATIONS,
         "disclaimer": DISCLAIMER,
     }
-    info = write_model(out, ema, meta)
-    write_card_readme(info.folder)
-    return meta
+    return _write_versioned(out, ema, meta)
 
 
 # -- autoencoder -------------------------------------------------------------------
@@ -472,7 +546,6 @@ def train_autoencoder(
 
     from medview.ai import nets
     from medview.ai.devices import resolve_device
-    from medview.ai.registry import write_model
 
     dev = resolve_device(device)
     spec = InputSpec(channels=1, height=28, width=28, mean=0.5, std=0.25, polarity="chest-auto")
@@ -565,6 +638,7 @@ def train_autoencoder(
         ],
         "modality": ["CR", "DX"],
         "body_part": "CHEST",
+        "intended_use_scope": INTENDED_USE_SCOPE,
         "architecture": AE_ARCH,
         "input": spec.as_dict(),
         "output": {
@@ -584,6 +658,7 @@ def train_autoencoder(
             "latent_dim": AE_ARCH["params"]["latent_dim"],
             "threshold_rule": "maximises balanced accuracy of the score on val",
         },
+        "explain": AE_EXPLAIN,
         "training": {
             "data": f"PneumoniaMNIST train split, normal images only ({len(normal)})",
             "data_file": Path(data).name,
@@ -610,12 +685,35 @@ def train_autoencoder(
         "citations": CITATIONS,
         "disclaimer": DISCLAIMER,
     }
-    info = write_model(out, model, meta)
-    write_card_readme(info.folder)
-    return meta
+    return _write_versioned(out, model, meta)
 
 
 # -- model card README ------------------------------------------------------------------
+
+
+def _scope_lines(meta: dict[str, Any]) -> list[str]:
+    """The card's structured intended use (and retraining origin) as Markdown lines."""
+    sc = meta.get("intended_use_scope") or {}
+    lines: list[str] = []
+    if sc:
+        age = sc.get("age_years") or {}
+        lines += [
+            f"- modalities: {', '.join(sc.get('modalities', [])) or 'any'}",
+            f"- body parts: {', '.join(sc.get('body_parts', [])) or 'any'}",
+            f"- projections: {', '.join(sc.get('projections', [])) or 'any'}",
+            f"- patient age: {age.get('min', 0)}-{age.get('max', '')} years" if age else "",
+            "",
+            str(sc.get("note", "")),
+            "",
+        ]
+    rf = meta.get("retrained_from")
+    if rf:
+        lines += [
+            f"Retrained from {rf.get('name')} {rf.get('version')} "
+            f"(weights sha256 `{rf.get('sha256')}`): these weights differ from the bundled model.",
+            "",
+        ]
+    return [x for x in lines if x is not None]
 
 
 def write_card_readme(folder: str | Path) -> Path:
@@ -634,6 +732,7 @@ def write_card_readme(folder: str | Path) -> Path:
         "",
         meta.get("intended_use", ""),
         "",
+        *_scope_lines(meta),
         "## Limitations",
         "",
         *[f"- {x}" for x in meta.get("limitations", [])],
@@ -720,8 +819,19 @@ def run_cli(args: argparse.Namespace) -> int:
         else:
             print(f"medview train: unknown target {target!r}", file=sys.stderr)
             return 2
-    except MedviewError as exc:
+    except (MedviewError, ValueError) as exc:  # ValueError: e.g. --device cuda without CUDA
         print(f"medview train: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"model": str(out), "validation": meta["validation"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": str(out),
+                "name": meta["name"],
+                "version": meta["version"],
+                "retrained_from": meta.get("retrained_from"),
+                "validation": meta["validation"],
+            },
+            indent=2,
+        )
+    )
     return 0

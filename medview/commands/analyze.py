@@ -9,8 +9,12 @@ HELP = "run local AI models (pneumonia classifier, anomaly autoencoder) on image
 
 EPILOG = (
     "AI output, not for diagnostic use. Each --json line: "
-    '{"path", "index", "model", "version", "device", "probabilities", "predicted", '
-    '"threshold", "anomaly_score", "elapsed_ms", "disclaimer", "warnings"} (null where not applicable).'
+    '{"path", "index" (0-based), "slice" (1-based), "model", "version", "device", "probabilities", "predicted", '
+    '"threshold", "anomaly_score", "elapsed_ms", "disclaimer", "warnings", "in_scope", '
+    '"scope_reasons", "heatmap_label"} (null where not applicable). in_scope is false when a known DICOM value '
+    "(modality, body part, projection, patient age) is outside the model card's intended use; "
+    "scope_reasons names those values and every criterion that could not be checked. "
+    "--device cuda/mps when that device is missing is an error (exit 2); auto falls back."
 )
 
 
@@ -27,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         choices=["auto", "cpu", "cuda", "mps"],
-        help="where to run (default auto: cuda, else mps, else cpu)",
+        help="where to run (default auto: cuda, else mps, else cpu); an explicit cuda/mps "
+        "that is not available is an error (exit 2)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument(
@@ -48,7 +53,7 @@ def _overlay_name(res, index_in_series: bool) -> str:
     from pathlib import Path
 
     stem = Path(res.path).name.replace(".", "_") or "image"
-    frame = f"_{res.index:04d}" if index_in_series else ""
+    frame = f"_slice{res.index + 1:04d}" if index_in_series else ""  # 1-based, as the viewer
     return f"{stem}{frame}_{res.model}_{res.heatmap_kind}.png"
 
 
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     def emit(batch) -> None:
         nonlocal n_images
         n_images += len(batch)
+        multi = any(s.index > 0 for s in batch) or len({s.path for s in batch}) < len(batch)
         for lm in loaded:
             try:
                 results = run_batch(lm, batch, heatmaps=want_maps)
@@ -124,12 +130,16 @@ def run(args: argparse.Namespace) -> int:
                             f"anomaly_score={res.anomaly_score:.4f} -> {res.predicted} "
                             f"(threshold {res.threshold})"
                         )
-                    idx = f"[{res.index}]" if res.index else ""
-                    if res.warnings:
-                        what += "  (" + "; ".join(res.warnings) + ")"
+                    idx = f" [slice {res.index + 1}]" if multi else ""  # 1-based, as the viewer
+                    other = [w for w in res.warnings if w not in res.scope_reasons]
+                    if other:
+                        what += "  (" + "; ".join(other) + ")"
+                    verdict = "in intended use" if res.in_scope else "OUTSIDE INTENDED USE"
+                    if res.scope_reasons:
+                        verdict += ": " + "; ".join(res.scope_reasons)
                     print(
                         f"{res.path}{idx}  {res.model} {res.version}  {what}  "
-                        f"{res.device} {res.elapsed_ms:.1f} ms",
+                        f"{res.device} {res.elapsed_ms:.1f} ms  [{verdict}]",
                         flush=True,
                     )
                 if want_maps and res.heatmap is not None:
@@ -139,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
                     heat = res.overlay_heatmap()
                     out = Path(args.heatmap_out) / _overlay_name(res, src.key != src.path)
-                    cap = f"{res.model} {res.heatmap_kind}"
+                    cap = f"{res.model} {res.heatmap_label or res.heatmap_kind}"
+                    if not res.in_scope:
+                        cap += " | OUTSIDE INTENDED USE"
                     save_overlay_png(out, src.image, heat, cmap=args.colormap, caption=cap)
 
     batch = []

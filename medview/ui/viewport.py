@@ -735,14 +735,39 @@ class Viewport(QWidget):
         p.drawRect(self.rect().adjusted(0, 0, -1, -1))
         p.end()
 
-    def _paint_ai_label(self, p: QPainter) -> None:
+    def _ai_label_rect(self) -> QRectF:
+        """Where the AI caption goes: top centre, wrapped to the viewport's width."""
         text = self.ai_overlay.label or "AI output, not for diagnostic use"
         fm = QFontMetrics(self._font)
-        w = fm.horizontalAdvance(text) + 12
-        r = QRectF((self.width() - w) / 2, 4, w, fm.height() + 6)
+        avail = max(80, self.width() - 16)
+        br = fm.boundingRect(0, 0, avail, 10000, int(Qt.TextFlag.TextWordWrap), text)
+        w = min(avail, br.width()) + 12
+        return QRectF((self.width() - w) / 2, 4, w, br.height() + 6)
+
+    def _paint_ai_label(self, p: QPainter) -> None:
+        text = self.ai_overlay.label or "AI output, not for diagnostic use"
+        r = self._ai_label_rect()
         p.fillRect(r, QColor(160, 0, 0, 200))
         p.setPen(QColor(255, 255, 255))
-        p.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
+        p.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+        self._paint_ai_legend(p)
+
+    def _paint_ai_legend(self, p: QPainter) -> None:
+        """Colour bar of the AI heat map (right edge) with its low/high ends labelled."""
+        lut = _colormap_lut(self.ai_overlay.colormap)
+        fm = QFontMetrics(self._font)
+        bar_h = int(min(160, max(60, self.height() * 0.3)))
+        x = self.width() - 22
+        y0 = (self.height() - bar_h) / 2
+        for k in range(bar_h):  # top = high (1.0), bottom = low (0.0)
+            r, g, b = (int(c) for c in lut[int(round(255 * (1 - k / max(bar_h - 1, 1))))])
+            p.fillRect(QRectF(x, y0 + k, 12, 1), QColor(r, g, b))
+        p.setPen(QColor(230, 230, 230))
+        p.drawRect(QRectF(x, y0, 12, bar_h))
+        for text, y in (("high", y0 + fm.ascent()), ("low", y0 + bar_h)):
+            self._shadow(
+                p, QPointF(x - 4 - fm.horizontalAdvance(text), y), text, QColor(230, 230, 230)
+            )
 
     def _paint_crosshair(self, p: QPainter, t: QTransform) -> None:
         idx, x, y = voxel_to_pixel(self.volume, self.plane, *self.crosshair)

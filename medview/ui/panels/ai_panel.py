@@ -8,6 +8,11 @@ Inference runs on the worker pool through one :class:`~medview.ui.workers.TaskSl
 the current batch. Results are cached per image and model version, so scrolling
 back to an analysed slice shows its result and heat map at once. Every result and
 overlay carries "AI output, not for diagnostic use".
+
+Every result carries its intended-use verdict (:mod:`medview.ai.scope`): results
+outside the model card's intended use are shown greyed (never bold) with the reason
+in the "Intended use" column, its tooltip and a line under the table, and cannot be
+sent to other panels. Slices are numbered from 1, as in the viewport.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -42,7 +48,30 @@ log = logging.getLogger(__name__)
 
 DISCLAIMER = "AI output, not for diagnostic use"
 PNEUMONIA_SNOMED = ("233604007", "Pneumonia")
-COLUMNS = ["Slice", "Model", "Label", "Probability", "Threshold", "Anomaly", "Device", "ms"]
+COLUMNS = [
+    "Slice",
+    "Model",
+    "Label",
+    "Probability",
+    "Threshold",
+    "Anomaly",
+    "Intended use",
+    "Device",
+    "ms",
+]
+SCOPE_COLUMN = COLUMNS.index("Intended use")
+OUT_OF_SCOPE_GREY = QColor(140, 140, 140)
+
+
+def scope_text(r: Any) -> str:
+    """The visible intended-use verdict of a result (for the table's column)."""
+    reasons = list(getattr(r, "scope_reasons", []) or [])
+    if not getattr(r, "in_scope", True):
+        bad = [x for x in reasons if "outside intended use" in x] or reasons
+        return "OUTSIDE: " + "; ".join(bad)
+    return "in scope (" + "; ".join(reasons) + ")" if reasons else "in scope"
+
+
 HEATMAP_KINDS = [("grad-cam", "Grad-CAM (classifier)"), ("anomaly", "Anomaly map (autoencoder)")]
 
 
@@ -52,6 +81,13 @@ def _discover() -> tuple[list[Any], list[str]]:
     errors: list[str] = []
     models = sorted(discover(errors).values(), key=lambda m: m.name)
     return models, errors
+
+
+def overlay_label(r: Any) -> str:
+    """The viewer caption of a heat map: disclaimer, model, what it shows, verdict."""
+    what = getattr(r, "heatmap_label", None) or str(r.heatmap_kind)
+    text = f"{DISCLAIMER} | {r.model}: {what}"
+    return text if r.in_scope else text + " | OUTSIDE INTENDED USE"
 
 
 class AIPanel(QWidget):
@@ -124,6 +160,10 @@ class AIPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setToolTip(DISCLAIMER)
         lay.addWidget(self.table, 1)
+        # the verdict of the slice in view, in words (also in each row's tooltip)
+        self.scope_label = QLabel("", self)
+        self.scope_label.setWordWrap(True)
+        lay.addWidget(self.scope_label)
 
         ov = QFormLayout()
         self.overlay_check = QCheckBox("Show heat map on the viewport", self)
@@ -145,6 +185,9 @@ class AIPanel(QWidget):
         self.cmap_box.currentTextChanged.connect(self.update_overlay)
         ov.addRow("Colours", self.cmap_box)
         lay.addLayout(ov)
+        self.heatmap_caption = QLabel("", self)  # which class / what the map shows
+        self.heatmap_caption.setWordWrap(True)
+        lay.addWidget(self.heatmap_caption)
 
         self.finding_btn = QPushButton("Send pneumonia finding to suggestions", self)
         self.finding_btn.setToolTip(
@@ -196,6 +239,15 @@ class AIPanel(QWidget):
         self.run_series_btn.setEnabled(has and not busy and n > 1)
         self.cancel_btn.setEnabled(busy)
         self.finding_btn.setEnabled(self._current_positive() is not None)
+        blocked = self._current_positive(in_scope_only=False)
+        base = "Adds 'Pneumonia' (SNOMED CT 233604007) as a working condition. " + DISCLAIMER
+        if blocked is not None and not blocked.in_scope:
+            base = (
+                "Disabled: the result is outside the model's intended use ("
+                + "; ".join(r for r in blocked.scope_reasons if "outside" in r)
+                + ")"
+            )
+        self.finding_btn.setToolTip(base)
 
     # ------------------------------------------------------------- context
     def _n_slices(self) -> int:
@@ -342,27 +394,63 @@ class AIPanel(QWidget):
                 if pos:
                     prob = f"{r.probabilities[pos]:.3f} ({pos})"
             vals = [
-                str(r.index),
+                str(r.index + 1),  # 1-based, as the viewport
                 f"{r.model} {r.version}",
                 label,
                 prob,
                 "" if r.threshold is None else f"{r.threshold:.3g}",
                 "" if r.anomaly_score is None else f"{r.anomaly_score:.4f}",
+                scope_text(r),
                 r.device,
                 f"{r.elapsed_ms:.1f}",
             ]
             if r.warnings:
                 vals[2] = f"{label} (!)"
-            tip = "\n".join([DISCLAIMER, *r.warnings])
+            verdict = (
+                "Inside the model's intended use"
+                if r.in_scope
+                else "OUTSIDE the model's intended use: output is not meaningful"
+            )
+            tip = "\n".join(
+                [DISCLAIMER, verdict, *r.scope_reasons]
+                + [w for w in r.warnings if w not in r.scope_reasons]
+            )
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 item.setToolTip(tip)
-                if i < n_current:
-                    f = item.font()
+                f = item.font()
+                if not r.in_scope:  # greyed, never bold, whatever slice it is
+                    item.setForeground(QBrush(OUT_OF_SCOPE_GREY))
+                    f.setItalic(True)
+                elif i < n_current:
                     f.setBold(True)
-                    item.setFont(f)
+                item.setFont(f)
                 self.table.setItem(i, j, item)
+        self._show_scope_line()
         self._update_buttons()
+
+    def _show_scope_line(self) -> None:
+        """One line under the table: the intended-use verdict of the slice in view."""
+        current = self._results_for(int(self.ctx.index)) if self.ctx.volume is not None else []
+        out = [r for r in current if not r.in_scope]
+        if out:
+            reasons: list[str] = []
+            for r in out:
+                reasons += [x for x in r.scope_reasons if "outside" in x and x not in reasons]
+            self.scope_label.setText(
+                f"Outside intended use ({', '.join(sorted({r.model for r in out}))}): "
+                + "; ".join(reasons)
+                + ". Output is not meaningful and cannot be sent to other panels."
+            )
+            self.scope_label.setStyleSheet("color: #b36b00;")
+        elif current:
+            notes = sorted({x for r in current for x in r.scope_reasons})
+            self.scope_label.setText(
+                "In intended use" + (" (not verified: " + "; ".join(notes) + ")" if notes else "")
+            )
+            self.scope_label.setStyleSheet("")
+        else:
+            self.scope_label.setText("")
 
     def _belongs(self, r: Any) -> bool:
         vol = self.ctx.volume
@@ -381,32 +469,41 @@ class AIPanel(QWidget):
         """Emit the overlay for the slice in view (or None)."""
         r = self.current_heatmap_result() if self.overlay_check.isChecked() else None
         if r is None:
+            self.heatmap_caption.setText("")
             self.overlay_changed.emit(None)
             return
         heat = r.overlay_heatmap()
         n = self._n_slices()
+        label = overlay_label(r)
+        self.heatmap_caption.setText(label)
         self.overlay_changed.emit(
             Overlay(
                 heatmap=heat,
                 opacity=self.opacity.value() / 100.0,
                 colormap=self.cmap_box.currentText(),
-                label=f"{DISCLAIMER} ({r.model} {r.heatmap_kind})",
+                label=label,
                 index=int(self.ctx.index) if n > 1 else None,
             )
         )
 
-    def _current_positive(self) -> Any | None:
+    def _current_positive(self, in_scope_only: bool = True) -> Any | None:
+        """A positive pneumonia result for the slice in view (in intended use only)."""
         if self.ctx.volume is None:
             return None
         for r in self._results_for(int(self.ctx.index)):
-            if r.probabilities and r.predicted == "pneumonia":
+            if r.probabilities and r.predicted == "pneumonia" and (r.in_scope or not in_scope_only):
                 return r
         return None
 
     def send_finding(self) -> None:
         """Send a positive pneumonia result as a working condition to suggestions."""
         if self._current_positive() is None:
-            self.notify.emit("No positive pneumonia result on this image.")
+            if self._current_positive(in_scope_only=False) is not None:
+                self.notify.emit(
+                    "Not sent: the pneumonia result is outside the model's intended use."
+                )
+            else:
+                self.notify.emit("No positive pneumonia result on this image.")
             return
         self.finding.emit(*PNEUMONIA_SNOMED)
         self.notify.emit(f"Sent 'Pneumonia' to treatment suggestions ({DISCLAIMER}).")
