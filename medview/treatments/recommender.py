@@ -516,12 +516,14 @@ class Recommender:
         n_sc = int(det["condition_support"][j])
         if sc >= 0 and n_sc >= int(counts.get("similar_given", 0)) and n_sc:
             scode = d.conditions[sc]
-            sname = d.condition_display.get(scode, scode)
             counts["support_condition"] = scode
-            how = f"{n_sc} with {sname}"
+            if scode == counts.get("condition") and n_sc == counts.get("given_with_condition"):
+                how = ""  # the first line already names the condition and the count
+            else:
+                how = f"{n_sc} with {d.condition_display.get(scode, scode)}; "
         else:
-            how = f"{support} of the {len(nb)} most similar patients"
-        evidence.append(f"supported by {support} distinct other patients ({how}; minimum {m})")
+            how = f"{support} of the {len(nb)} most similar patients; "
+        evidence.append(f"supported by {support} distinct other patients ({how}minimum {m})")
         counts["weak"] = int(support < WEAK_SUPPORT)
         if support < WEAK_SUPPORT:
             evidence.append(f"weak evidence: fewer than {WEAK_SUPPORT} patients support it")
