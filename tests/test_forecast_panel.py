@@ -180,3 +180,16 @@ def test_late_result_of_another_patient_is_dropped(qtbot, panel, records):
     assert panel.result is None and panel.shown.patient_id == "p2"
     assert panel.history_curve.getData()[0] is None or len(panel.history_curve.getData()[0]) == 0
     assert panel.header.text() == "Patient: John Roe (born 1980-01-01)"
+
+
+def test_unreadable_records_keep_the_patient_shown(qtbot, panel, records, tmp_path):
+    """A records folder that cannot be read is said in one line; the shown patient stays."""
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000):
+        panel.set_records(records)
+        panel.set_study_context(StudyContext(patient_id="MRN-77"))
+    shown = panel.result
+    with qtbot.waitSignal(panel.notify, timeout=10000) as sig:
+        panel.open_path(str(tmp_path), "records")  # empty folder: nothing importable
+    assert str(tmp_path) in sig.args[0] and "\n" not in sig.args[0]
+    assert "not loaded" in panel.link_label.text()
+    assert panel.result is shown and panel.header.text() == "Patient: Jane Doe (born 1970-02-03)"

@@ -503,3 +503,45 @@ def test_randomized_interleavings_more_seeds(qtbot, monkeypatch) -> None:
     for seed in (1, 2, 3, 4, 5):
         _, _, failures = _interleave(qtbot, monkeypatch, sequences=1000, seed=seed)
         assert not failures, "\n".join(failures[:10])
+
+
+def test_patient_records_context_rules() -> None:
+    """The Qt-free context: link once, picks, generations, one database load, DA dates."""
+    from datetime import date
+
+    from medview.records import PatientRecords
+
+    sets = _synthetic_sets()
+    ctx = PatientRecords()
+    seen = []
+    ctx.subscribe(seen.append)
+    assert ctx.view.header == NO_PATIENT and ctx.view.reason == "no records loaded"
+    assert ctx.claim_database_load() and not ctx.claim_database_load()  # once
+    ctx.set_records(sets["csv"])
+    assert ctx.patient_id == "" and "pick a patient" in ctx.view.reason  # 5 patients, no study
+    assert ctx.set_study("MRN-A1", "Alpha^Ann", "19700101")
+    assert not ctx.set_study("MRN-A1", "Alpha^Ann", "19700101")  # same patient: nothing
+    assert ctx.patient_id == "a1" and ctx.view.how == "link"
+    assert ctx.view.header == "Patient: Ann Alpha (born 1970-01-01)"
+    ctx.select("a2")
+    assert ctx.patient_id == "a2" and "the study in view is Alpha Ann" in ctx.view.reason
+    ctx.select("nobody")  # unknown id: nobody picked, back to the linked patient
+    assert ctx.patient_id == "a1"
+    ctx.set_records(sets["fhir"])  # the same person under another id: followed
+    assert ctx.patient_id == "b1"
+    ctx.set_study(patient_id="DUP")
+    ctx.set_records(sets["csv"])
+    assert ctx.patient_id == "" and ctx.view.link.method == "ambiguous"
+    ctx.set_study()
+    ctx.set_records(sets["cgm"])
+    assert ctx.patient_id == "pump" and ctx.view.how == "only"
+    ctx.set_records(sets["empty"])
+    assert ctx.patient_id == "" and ctx.view.header == NO_PATIENT
+    gens = [v.generation for v in seen]
+    assert gens == sorted(set(gens)) and len(gens) == 10  # one per change, increasing
+    assert ctx.is_current(ctx.generation, "") is False
+    ctx.set_records(sets["cgm"])
+    assert ctx.is_current(ctx.generation, "pump") and not ctx.is_current(ctx.generation - 1, "pump")
+    assert not ctx.claim_database_load()  # records are there
+    assert parse_dicom_date("19710516") == date(1971, 5, 16)
+    assert parse_dicom_date("19711332") is None and parse_dicom_date("") is None

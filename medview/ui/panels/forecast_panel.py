@@ -297,7 +297,21 @@ class ForecastPanel(QWidget):
 
     def open_path(self, path: str, kind: str = "records") -> None:
         """Load records (``kind="records"``) or a CGM CSV (``"cgm"``) on a worker."""
-        self._run(_load_path, path, kind, on_result=self._loaded, name=f"open {kind}")
+        self._run(
+            _load_path,
+            path,
+            kind,
+            on_result=self._loaded,
+            on_error=lambda message, path=path: self._load_failed(path, message),
+            name=f"open {kind}",
+        )
+
+    def _load_failed(self, path: str, message: str) -> None:
+        """A records/CGM file that cannot be read: said once; the patient shown stays."""
+        if path not in message:  # the worker's one line may leave the file out
+            message = f"{path}: {message}"
+        self.link_label.setText(f"<b>not loaded:</b> {message}")
+        self.notify.emit(message)
 
     def _loaded(self, records: Any) -> None:
         if records.problems:
