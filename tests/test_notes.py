@@ -298,3 +298,56 @@ def test_iu_dev_evaluation(iu_tgz, capsys):
     assert d["labels"]["normal"]["support"] > 600
     res = evaluate(iu_tgz, split="test")
     assert 500 < res.reports < 700
+
+
+# --------------------------------------------------------------------------- database
+def test_store_and_search(tmp_path, medview_home, capsys):
+    from medview.notes.store import load_patient_documents
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "DiagnosticReport",
+                    "id": f"r{i}",
+                    "subject": {"reference": f"Patient/{pid}"},
+                    "effectiveDateTime": day,
+                    "presentedForm": [
+                        {
+                            "contentType": "text/plain",
+                            "data": base64.b64encode(text.encode()).decode(),
+                        }
+                    ],
+                }
+            }
+            for i, (pid, day, text) in enumerate(
+                [
+                    ("p1", "2015-03-01", "IMPRESSION: 8 mm right upper lobe nodule."),
+                    ("p1", "2024-05-02", "IMPRESSION: The right upper lobe nodule is unchanged."),
+                    ("p2", "2023-01-10", "IMPRESSION: No nodule. No acute disease."),
+                    ("p3", "2022-07-07", "IMPRESSION: Possible nodule in the left base."),
+                ]
+            )
+        ],
+    }
+    (reports / "b.json").write_text(json.dumps(bundle))
+    assert main(["notes", str(reports), "--store"]) == 0
+    assert "saved 4 documents" in capsys.readouterr().err
+    assert main(["notes", str(reports), "--store"]) == 0  # again: replaced, not duplicated
+    capsys.readouterr()
+    assert main(["notes", "--search", "nodule", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [(h["patient"], h["date"]) for h in hits] == [("p1", "2024-05-02"), ("p1", "2015-03-01")]
+    assert all(h["text"].lower() == "nodule" for h in hits)
+    assert main(["notes", "--search", "nodule", "--since", "2020-01-01", "--json"]) == 0
+    assert [h["date"] for h in json.loads(capsys.readouterr().out)] == ["2024-05-02"]
+    assert main(["notes", "--search", "nodule", "--status", "uncertain", "--json"]) == 0
+    assert [h["patient"] for h in json.loads(capsys.readouterr().out)] == ["p3"]
+    assert main(["notes", "--search", "nodules"]) == 2
+    assert "unknown label" in capsys.readouterr().err
+    docs = load_patient_documents("p1")
+    assert [d.date for d in docs] == ["2015-03-01", "2024-05-02"]
+    assert analyze(docs[0]).label_status() == {"nodule": "present"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 
 HELP = (
@@ -19,6 +20,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--evaluate",
         metavar="DIR_OR_TGZ",
         help="score the labels against the IU reports (folder of XML or .tar.gz)",
+    )
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="also save the documents and their findings in the local database",
+    )
+    parser.add_argument(
+        "--search",
+        metavar="LABEL",
+        help="find stored reports/notes with this finding (e.g. nodule), newest first",
+    )
+    parser.add_argument(
+        "--status",
+        choices=["present", "absent", "uncertain"],
+        default="present",
+        help="with --search: the finding's status (default present: not negated, not hedged)",
+    )
+    parser.add_argument(
+        "--since", metavar="YYYY-MM-DD", help="with --search: documents dated on or after this day"
+    )
+    parser.add_argument(
+        "--db", metavar="FILE", help="database file (default: MEDVIEW_DB or the user's)"
     )
     parser.add_argument(
         "--split",
@@ -64,6 +87,35 @@ def _print_doc(a) -> None:
             print(f"  {kind:17s} {m.status:9s} [{m.section}] {m.display} ({m.code})")
 
 
+def _search(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from medview.notes.store import search
+
+    since = None
+    if args.since:
+        try:
+            since = date.fromisoformat(args.since)
+        except ValueError:
+            return _err(f"--since must be YYYY-MM-DD, not {args.since!r}")
+    try:
+        hits = search(args.search, args.status, since, db_path=args.db)
+    except ValueError as exc:
+        return _err(str(exc))
+    except (OSError, sqlite3.Error) as exc:
+        return _err(f"{args.db or 'database'}: cannot read ({exc})")
+    if args.json:
+        print(json.dumps(hits, indent=2))
+        return 0
+    if not hits:
+        print(f"no stored document has {args.search} {args.status}")
+    for h in hits:
+        hist = " (historical)" if h["historical"] else ""
+        print(f"{h['date'] or '????-??-??'}  patient {h['patient'] or '-'}  {h['document']}")
+        print(f"    {h['text']!r} [{h['section']}]{hist}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from medview.errors import MedviewError
 
@@ -82,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_eval(d)
         return 0
+    if args.search:
+        return _search(args)
     if not args.paths:
-        return _err("give one or more PATHs (files or folders), or --evaluate DIR_OR_TGZ")
+        return _err(
+            "give one or more PATHs (files or folders), --search LABEL or --evaluate DIR_OR_TGZ"
+        )
     from medview.notes import analyze, read_documents
 
     res = read_documents(args.paths)
@@ -96,6 +152,14 @@ def run(args: argparse.Namespace) -> int:
     for p in res.problems:
         print(f"skipped {p}", file=sys.stderr)
     out = [analyze(d) for d in res.documents]
+    if args.store:
+        from medview.notes.store import save_analyses
+
+        try:
+            n = save_analyses(out, args.db)
+        except (OSError, sqlite3.Error) as exc:
+            return _err(f"{args.db or 'database'}: cannot save ({exc})")
+        print(f"saved {n} documents to the database", file=sys.stderr)
     if args.json:
         for a in out:
             print(json.dumps(a.as_dict()))
