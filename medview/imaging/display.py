@@ -247,7 +247,7 @@ def extract_plane(
 
 #: automatic windows already computed, by ``id(volume)`` (entries leave with the volume)
 _VOLUME_WINDOWS: dict[int, tuple[float, float]] = {}
-_VOLUME_SAMPLE = 262144
+_VOLUME_SAMPLE = 131072
 
 
 def volume_window(volume: Volume) -> tuple[float, float] | None:
@@ -279,14 +279,14 @@ def volume_auto_window(volume: Volume) -> tuple[float, float] | None:
     if volume.ready is None and key in _VOLUME_WINDOWS:
         return _VOLUME_WINDOWS[key]
     arr = volume.array
-    if volume.ready is not None:
-        arr = arr[np.flatnonzero(volume.ready)]
-    if arr.size == 0:
+    slices = np.arange(arr.shape[0]) if volume.ready is None else np.flatnonzero(volume.ready)
+    if slices.size == 0 or arr.size == 0:
         return None
-    step = max(1, int(np.ceil((arr.size / _VOLUME_SAMPLE) ** (1.0 / 3.0))))
-    sample = apply_modality_lut(
-        arr[::step, ::step, ::step], volume.rescale_slope, volume.rescale_intercept
-    )
+    n = slices.size * arr.shape[1] * arr.shape[2]
+    step = max(1, int(np.ceil((n / _VOLUME_SAMPLE) ** (1.0 / 3.0))))
+    # strided views, one slice at a time: never a copy of whole slices
+    stored = np.stack([arr[k, ::step, ::step] for k in slices[::step]])
+    sample = apply_modality_lut(stored, volume.rescale_slope, volume.rescale_intercept)
     win = auto_window(sample)
     if volume.ready is None:
         import weakref
