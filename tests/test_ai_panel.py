@@ -81,7 +81,7 @@ def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
     assert row[0] == "3" and row[1].startswith("tiny_cls") and row[7] == "cpu"
     assert float(row[8]) > 0
     # a card without intended-use criteria: in scope, and the table says it is unchecked
-    assert row[6] == "in scope (model card states no intended-use criteria)"
+    assert row[3] == "in scope (model card states no intended-use criteria)"
     assert panel.table.item(0, 0).font().bold()
     ov = overlays[-1]
     assert isinstance(ov, Overlay)

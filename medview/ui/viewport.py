@@ -934,7 +934,7 @@ class Viewport(QWidget):
         lines = self.overlay_lines()
         color = QColor(230, 230, 230)
         m = 6
-        top = m + lh + (fm.height() + 8 if self.ai_overlay is not None else 0)
+        top = m + lh + (self._ai_label_rect().height() + 2 if self.ai_overlay is not None else 0)
         for i, s in enumerate(lines["tl"]):
             self._shadow(p, QPointF(m, top - lh + fm.ascent() + i * lh), s, color)
         for i, s in enumerate(lines["tr"]):

@@ -52,10 +52,10 @@ COLUMNS = [
     "Slice",
     "Model",
     "Label",
+    "Intended use",  # the verdict, next to the label it qualifies
     "Probability",
     "Threshold",
     "Anomaly",
-    "Intended use",
     "Device",
     "ms",
 ]
@@ -158,6 +158,11 @@ class AIPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # the verdict can be long: a fixed, resizable width (full text in the tooltip)
+        self.table.horizontalHeader().setSectionResizeMode(
+            SCOPE_COLUMN, QHeaderView.ResizeMode.Interactive
+        )
+        self.table.setColumnWidth(SCOPE_COLUMN, 230)
         self.table.setToolTip(DISCLAIMER)
         lay.addWidget(self.table, 1)
         # the verdict of the slice in view, in words (also in each row's tooltip)
@@ -397,10 +402,10 @@ class AIPanel(QWidget):
                 str(r.index + 1),  # 1-based, as the viewport
                 f"{r.model} {r.version}",
                 label,
+                scope_text(r),
                 prob,
                 "" if r.threshold is None else f"{r.threshold:.3g}",
                 "" if r.anomaly_score is None else f"{r.anomaly_score:.4f}",
-                scope_text(r),
                 r.device,
                 f"{r.elapsed_ms:.1f}",
             ]
