@@ -540,8 +540,12 @@ def xcb_plugin_path() -> Path | None:
         spec = importlib.util.find_spec("PySide6")
     except (ImportError, ValueError):
         spec = None
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        folders.append(Path(loc) / "Qt" / "plugins" / "platforms")
+    roots = [Path(loc) for loc in (spec.submodule_search_locations or [])] if spec else []
+    bundle = getattr(sys, "_MEIPASS", None)  # the frozen app (PyInstaller) keeps it here
+    if bundle:
+        roots.append(Path(bundle) / "PySide6")
+    for root in roots:
+        folders.append(root / "Qt" / "plugins" / "platforms")
     for folder in folders:
         if (folder / XCB_PLUGIN).is_file():
             return folder / XCB_PLUGIN
