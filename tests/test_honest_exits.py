@@ -392,3 +392,11 @@ def test_reorientation_is_simpleitk_dicomorient_lps(shared_data, tmp_path):
         assert vol.origin == pytest.approx(ref.GetOrigin(), abs=1e-4)
         assert vol.spacing == pytest.approx(ref.GetSpacing())
         assert np.allclose(vol.direction, np.reshape(ref.GetDirection(), (3, 3)))
+
+
+def test_render_of_records_folder_says_what_it_holds(records_dir, tmp_path, capsys):
+    folder = records_dir / "synthea_csv_ma27"
+    rc = main(["render", str(folder), "--out", str(tmp_path / "x.png")])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and f"no images found under {folder}" in line and ".csv" in line
+    assert "empty" not in line

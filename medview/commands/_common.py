@@ -49,6 +49,15 @@ def folder_contents(path: str) -> str:
     return f"{n} other file{'s' if n != 1 else ''} ({kinds})"
 
 
+def nothing_found(path: str, reason: str, what: str = "images") -> str:
+    """One line for scan's "empty folder" problem that is true of folders that are not
+    empty (e.g. CSV/JSON records): ``"no images found under DIR: 10 other files (.csv)"``.
+    Other reasons are returned as ``"path: reason"``."""
+    if reason.startswith("empty folder") and os.path.isdir(path):
+        return f"no {what} found under {path}: {folder_contents(path)}"
+    return f"{path}: {reason}"
+
+
 def not_dicom_reason(path: str, kind: str) -> str:
     """Why a non-DICOM file found by ``scan`` is not put into the study database."""
     low = path.lower()

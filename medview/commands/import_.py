@@ -17,14 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Index the DICOM found under the paths; exit 2 with the reason when none was."""
-    import os
     import sqlite3
     import sys
 
     from medview.commands._common import (
         error,
-        folder_contents,
         not_dicom_reason,
+        nothing_found,
         open_database,
         print_json,
     )
@@ -51,11 +50,8 @@ def run(args: argparse.Namespace) -> int:
         )
     lines = [not_dicom_reason(s.instances[0].path, s.kind) for s in skipped if s.instances]
     for e in report.errors:
-        if e.reason.startswith("empty folder") and os.path.isdir(e.path):
-            # a folder of CSV/JSON records is not empty: say what it holds
-            lines.append(f"no DICOM files found under {e.path}: {folder_contents(e.path)}")
-        else:
-            lines.append(f"{e}")
+        # a folder of CSV/JSON records is not empty: say what it holds
+        lines.append(nothing_found(e.path, e.reason, "DICOM files"))
     if report.instances:
         for line in lines:
             print(f"medview: {line}", file=sys.stderr)

@@ -15,10 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import sys
 
-    from medview.commands._common import error, folder_contents, print_json
+    from medview.commands._common import error, nothing_found, print_json
     from medview.io import scan
 
     result = scan(args.paths)
@@ -36,14 +35,8 @@ def run(args: argparse.Namespace) -> int:
             for w in s.warnings:
                 print(f"  warning: {w}")
     for e in result.errors:
-        if not result.series and e.reason.startswith("empty folder") and os.path.isdir(e.path):
-            # "empty" would be wrong for a folder of CSV/JSON records: say what it holds
-            print(
-                f"medview: no images found under {e.path}: {folder_contents(e.path)}",
-                file=sys.stderr,
-            )
-        else:
-            print(f"medview: {e}", file=sys.stderr)
+        # "empty" would be wrong for a folder of CSV/JSON records: say what it holds
+        print(f"medview: {nothing_found(e.path, e.reason)}", file=sys.stderr)
     if not result.series and not result.errors:
         return error(f"no images found in {', '.join(args.paths)}")
     return 0 if result.series else 2

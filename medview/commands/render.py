@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from medview.commands._common import error, parse_window
+    from medview.commands._common import error, nothing_found, parse_window
     from medview.errors import MedviewError
     from medview.imaging.display import (
         CT_PRESETS,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             )
         img = render_slice(vol, index, args.plane, window=window)
     except MedviewError as exc:
-        return error(str(exc))
+        return error(nothing_found(exc.path, exc.reason) if exc.path else str(exc))
     from medview.imaging.png import write_png
 
     try:
