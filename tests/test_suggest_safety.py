@@ -330,3 +330,18 @@ def test_panel_shows_flags_and_removed(qtbot) -> None:
     assert "flagged (same-class)" in ev and "ACE inhibitors" in ev
     assert "Not suggested" in ev and "withdrawn" in ev and "Terfenadine" in ev
     assert "opioid-substance-misuse" in ev and "below the minimum support" in ev
+
+
+def test_bad_rules_file_is_one_line_error(tmp_path: Path) -> None:
+    from medview.errors import MedviewError
+
+    bad = tmp_path / "rules.json"
+    bad.write_text('{"salts": [', encoding="utf-8")
+    with pytest.raises(MedviewError) as err:
+        SafetyRules.load(bad)
+    assert str(err.value).startswith(f"{bad}: ") and "\n" not in str(err.value)
+    with pytest.raises(MedviewError, match="missing"):
+        SafetyRules.load(tmp_path / "missing.json")
+    bad.write_text('{"salts": []}', encoding="utf-8")
+    with pytest.raises(MedviewError, match="lack the table"):
+        SafetyRules.load(bad)

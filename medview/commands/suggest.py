@@ -150,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
         return _err(str(exc))
     for prob in records.problems:
         print(f"skipped {prob}", file=sys.stderr)
+    try:
+        from medview.treatments.safety import SafetyRules
+
+        SafetyRules.load()
+    except MedviewError as exc:
+        return _err(str(exc))
     if args.evaluate:
         result = leave_one_out(records, k=args.k, params=params).as_dict()
         if args.json:

@@ -122,11 +122,35 @@ class SafetyRules:
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> SafetyRules:
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Parse a rules file; any problem is a one-line :class:`MedviewError` naming it."""
+    from medview.errors import MedviewError
 
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise MedviewError("safety rules file is missing", path) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MedviewError(f"cannot read safety rules: {exc}", path) from exc
+    except json.JSONDecodeError as exc:
+        raise MedviewError(f"invalid JSON at line {exc.lineno} ({exc.msg})", path) from exc
+    try:
+        return _parse(path, raw)
+    except KeyError as exc:
+        raise MedviewError(f"safety rules lack the table {exc.args[0]!r}", path) from exc
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise MedviewError(f"malformed safety rules ({exc})", path) from exc
+
+
+def _parse(path: str, raw: dict) -> SafetyRules:
     def no_about(d: dict) -> dict:
         return {k: v for k, v in d.items() if k != "about"}
 
+    for rule in raw["contraindications"]:
+        for key in ("id", "action", "drug_classes", "drug_ingredients", "condition_codes"):
+            if key not in rule:
+                raise KeyError(f"contraindications[].{key}")
+        if rule["action"] not in ("remove", "flag"):
+            raise ValueError(f"rule {rule['id']}: action must be remove or flag")
     return SafetyRules(
         path=Path(path),
         salts=frozenset(raw["salts"]),
