@@ -1,0 +1,293 @@
+"""Export DICOM files to a folder or a zip, optionally de-identified (PS3.15 Annex E).
+
+``export_paths`` is the one entry point for the CLI (``medview export``) and, later, the GUI
+(it takes a :class:`~medview.tasks.TaskState`). De-identified files are renamed
+``study_001/series_001/IM00001.dcm`` (original names can carry identifiers); a plain export
+keeps the names relative to each input. DICOMDIR files are not exported (their records name
+the patient; rebuild one from the export).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medview.errors import FileProblem
+from medview.results.deid import (
+    IMPLEMENTATION_UID,
+    PIXEL_TAGS,
+    Deidentifier,
+    ProfileOptions,
+    burned_in_warning,
+)
+from medview.tasks import TaskState, ensure_state
+
+DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote, skipped and warned about."""
+
+    out: str
+    anonymized: bool
+    options: dict[str, Any]
+    written: list[dict[str, str]] = field(default_factory=list)  # {"source", "output"}
+    skipped: list[FileProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    studies: dict[str, list[str]] = field(default_factory=dict)  # original study -> series UIDs
+    zip_path: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": self.out,
+            "zip": self.zip_path,
+            "anonymized": self.anonymized,
+            "options": self.options,
+            "files": len(self.written),
+            "written": self.written,
+            "skipped": [p.as_dict() for p in self.skipped],
+            "warnings": self.warnings,
+            "studies": len(self.studies),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _input_files(paths: list[str]) -> tuple[list[tuple[str, str]], list[FileProblem]]:
+    """(file, name relative to its input) for every file under ``paths``."""
+    files: list[tuple[str, str]] = []
+    problems: list[FileProblem] = []
+    for p in paths:
+        if os.path.isfile(p):
+            files.append((p, os.path.basename(p)))
+        elif os.path.isdir(p):
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                for name in sorted(names):
+                    full = os.path.join(root, name)
+                    files.append((full, os.path.relpath(full, p)))
+        else:
+            problems.append(FileProblem(p, "no such file or folder"))
+    return files, problems
+
+
+def read_dicom(path: str, defer: bool = True) -> Any:
+    """Read a DICOM file (also one without preamble); :class:`ValueError` with a reason if not."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    kw: dict[str, Any] = {"defer_size": 4096} if defer else {}
+    try:
+        return pydicom.dcmread(path, **kw)
+    except InvalidDicomError:
+        pass
+    except Exception as exc:  # truncated, corrupt
+        raise ValueError(f"unreadable DICOM ({' '.join(str(exc).split())[:120]})") from None
+    try:
+        ds = pydicom.dcmread(path, force=True, **kw)
+        ok = any(k in ds for k in ("SOPClassUID", "PixelData", "PatientName", "StudyInstanceUID"))
+    except Exception:
+        ok = False
+    if not ok:
+        raise ValueError("not a DICOM file")
+    return ds
+
+
+def _transfer_syntax(ds: Any) -> str:
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return str(ts)
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _pixel_tail(ds: Any, path: str, ts: str) -> int | None:
+    """File offset of the Pixel Data element when it is the dataset's last element and can be
+    copied verbatim after a rewritten header; None otherwise (then the whole dataset is written)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if ts == DeflatedExplicitVRLittleEndian or 0x7FE00010 not in ds:
+        return None
+    if any(int(t) > 0x7FE00010 for t in ds.keys()):
+        return None
+    raw = ds.get_item(0x7FE00010)
+    tell = getattr(raw, "value_tell", None)
+    if tell is None:
+        return None
+    start = int(tell) - (8 if ts == ImplicitVRLittleEndian else 12)
+    with open(path, "rb") as f:
+        f.seek(start)
+        head = f.read(4)
+    big = ts == "1.2.840.10008.1.2.2"
+    expect = b"\x7f\xe0\x00\x10" if big else b"\xe0\x7f\x10\x00"
+    return start if head == expect else None
+
+
+def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, Any, dict[str, Any]]:
+    """De-identify one file: (header bytes, offset of the pixel tail copied verbatim or None
+    when the header bytes are the whole file, the de-identified dataset, the source's study and
+    series UIDs and burned-in-text warning). Raises ValueError with a one-line reason."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = read_dicom(path)
+    meta_in = getattr(ds, "file_meta", None)
+    if str(ds.get("SOPClassUID", "")) == DICOMDIR_CLASS or (
+        meta_in is not None and str(meta_in.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
+    ):
+        raise ValueError("DICOMDIR not exported (its records name the patient; rebuild it)")
+    ts = _transfer_syntax(ds)
+    tail = _pixel_tail(ds, path, ts)
+    if tail is not None:
+        del ds[0x7FE00010]
+    else:
+        for t in PIXEL_TAGS:  # load deferred pixel data before the source is left behind
+            if t in ds:
+                _ = ds[t].value
+    source = {
+        "study": str(ds.get("StudyInstanceUID", "") or ""),
+        "series": str(ds.get("SeriesInstanceUID", "") or ""),
+        "warning": burned_in_warning(ds),
+    }
+    deid.dataset(ds)
+    meta = FileMetaDataset()
+    sop_class = ds.get("SOPClassUID") or (
+        meta_in.get("MediaStorageSOPClassUID") if meta_in else None
+    )
+    if not sop_class:
+        raise ValueError("no SOP Class UID: not a storable DICOM object")
+    meta.MediaStorageSOPClassUID = sop_class
+    if ds.get("SOPInstanceUID"):
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    elif meta_in is not None and meta_in.get("MediaStorageSOPInstanceUID"):
+        meta.MediaStorageSOPInstanceUID = deid.uid(str(meta_in.MediaStorageSOPInstanceUID))
+    meta.TransferSyntaxUID = ts
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "MEDVIEW"
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    try:
+        ds.save_as(buf, enforce_file_format=True)
+    except Exception as exc:
+        raise ValueError(f"cannot be written ({' '.join(str(exc).split())[:120]})") from None
+    return buf.getvalue(), tail, ds, source
+
+
+def export_paths(
+    paths: list[str],
+    out: str,
+    anonymize: bool = False,
+    shift_days: int | None = None,
+    keep_patient_characteristics: bool = False,
+    zip_output: bool = False,
+    state: TaskState | None = None,
+) -> ExportReport:
+    """Export the DICOM files under ``paths`` to folder ``out`` (or a zip, see ``zip_output``).
+
+    With ``zip_output`` the files go into ``out`` itself when it ends in ``.zip``, else into
+    ``out/export.zip``. Unreadable and non-DICOM files are skipped with a one-line reason each.
+    """
+    st = ensure_state(state)
+    t0 = time.perf_counter()
+    opts = ProfileOptions(shift_days, keep_patient_characteristics)
+    report = ExportReport(
+        out=out,
+        anonymized=anonymize,
+        options={
+            "basic_profile": anonymize,
+            "shift_days": shift_days if anonymize else None,
+            "keep_patient_characteristics": keep_patient_characteristics if anonymize else False,
+        },
+    )
+    files, report.skipped = _input_files(paths)
+    deid = Deidentifier(opts)
+    out_path = Path(out)
+    zf: zipfile.ZipFile | None = None
+    if zip_output:
+        zpath = out_path if out_path.suffix.lower() == ".zip" else out_path / "export.zip"
+        zpath.parent.mkdir(parents=True, exist_ok=True)
+        report.zip_path = str(zpath)
+        zf = zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    else:
+        out_path.mkdir(parents=True, exist_ok=True)
+    study_no: dict[str, int] = {}
+    series_no: dict[tuple[str, str], int] = {}
+    count: dict[tuple[int, int], int] = {}
+    try:
+        for n, (src, rel) in enumerate(files):
+            st.progress(n / max(len(files), 1), f"{n}/{len(files)} files")
+            try:
+                if anonymize:
+                    head, tail, _ds, source = anonymize_file(src, deid)
+                    study, series = source["study"], source["series"]
+                    s = study_no.setdefault(study, len(study_no) + 1)
+                    e = series_no.setdefault((study, series), len(series_no) + 1)
+                    k = count[(s, e)] = count.get((s, e), 0) + 1
+                    name = f"study_{s:03d}/series_{e:03d}/IM{k:05d}.dcm"
+                    _write(out_path, zf, name, head, src, tail)
+                    warn = source["warning"]
+                else:
+                    orig = read_dicom(src, defer=True)
+                    study = str(orig.get("StudyInstanceUID", "") or "")
+                    series = str(orig.get("SeriesInstanceUID", "") or "")
+                    name = rel.replace(os.sep, "/")
+                    _write(out_path, zf, name, b"", src, 0)
+                    warn = None
+                _note_study(report, study, series)
+            except ValueError as exc:
+                report.skipped.append(FileProblem(src, str(exc)))
+                continue
+            except OSError as exc:
+                report.skipped.append(FileProblem(src, exc.strerror or str(exc)))
+                continue
+            report.written.append({"source": src, "output": name})
+            if warn:
+                report.warnings.append(f"{src}: {warn}")
+    finally:
+        if zf is not None:
+            zf.close()
+    st.progress(1.0, f"{len(report.written)} files exported")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _note_study(report: ExportReport, study: str, series: str) -> None:
+    lst = report.studies.setdefault(study, [])
+    if series and series not in lst:
+        lst.append(series)
+
+
+def _write(
+    out: Path, zf: zipfile.ZipFile | None, name: str, head: bytes, src: str, tail: int | None
+) -> None:
+    """Write ``head`` + the bytes of ``src`` from offset ``tail`` (nothing when None)."""
+    if zf is not None:
+        data = head
+        if tail is not None:
+            with open(src, "rb") as f:
+                f.seek(tail)
+                data += f.read()
+        zf.writestr(name, data)
+        return
+    target = out / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not head and tail == 0:
+        shutil.copyfile(src, target)
+        return
+    with open(target, "wb") as fo:
+        fo.write(head)
+        if tail is not None:
+            with open(src, "rb") as fi:
+                fi.seek(tail)
+                shutil.copyfileobj(fi, fo, 1 << 20)
