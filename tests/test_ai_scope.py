@@ -334,3 +334,28 @@ def test_retrained_model_gets_its_own_version(tmp_path, target, monkeypatch, cap
     # results cached by (model name, version) cannot be confused with the bundled model's
     assert (info.name, info.version) != (bundled["name"], bundled["version"])
     assert "Retrained from" in (out / "README.md").read_text()
+
+
+def test_overlay_png_wraps_long_captions_and_has_a_colour_bar(tmp_path):
+    """The anomaly map's caption (what it is, what it is not validated for) is not cut."""
+    from PIL import Image
+
+    from medview.ai.overlay import colormap_lut, save_overlay_png
+
+    gray = np.full((256, 256), 128, np.uint8)
+    heat = np.zeros((256, 256), np.float32)
+    short = np.asarray(Image.open(save_overlay_png(tmp_path / "s.png", gray, heat, caption="x")))
+    long_caption = "OUTSIDE INTENDED USE | pneumonia_ae: " + "not validated for adults " * 12
+    long = np.asarray(
+        Image.open(save_overlay_png(tmp_path / "l.png", gray, heat, caption=long_caption))
+    )
+
+    def strip_rows(a: np.ndarray) -> int:  # black caption rows at the bottom, left edge
+        return int(np.argmax(a[::-1, 0].max(axis=1) > 0))
+
+    assert strip_rows(long) >= 3 * strip_rows(short) > 0  # wrapped onto more lines
+    # the colour bar's top (high) and bottom (low) colours are in the right-hand column
+    lut = colormap_lut("jet")
+    col = long[:, long.shape[1] - 8].astype(int)
+    for c in (lut[253], lut[2]):  # (the very ends are under the bar's outline)
+        assert np.any(np.abs(col - c.astype(int)).max(axis=1) <= 8)

@@ -149,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
                     heat = res.overlay_heatmap()
                     out = Path(args.heatmap_out) / _overlay_name(res, src.key != src.path)
-                    cap = f"{res.model} {res.heatmap_label or res.heatmap_kind}"
+                    cap = f"{res.model}: {res.heatmap_label or res.heatmap_kind}"
                     if not res.in_scope:
-                        cap += " | OUTSIDE INTENDED USE"
+                        cap = "OUTSIDE INTENDED USE | " + cap
                     save_overlay_png(out, src.image, heat, cmap=args.colormap, caption=cap)
 
     batch = []
