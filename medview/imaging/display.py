@@ -279,6 +279,8 @@ def volume_auto_window(volume: Volume) -> tuple[float, float] | None:
     if volume.ready is None and key in _VOLUME_WINDOWS:
         return _VOLUME_WINDOWS[key]
     arr = volume.array
+    if arr.shape[0] == 1:  # one image: exactly the slice's own automatic window
+        return auto_window(volume.modality_values(0))
     slices = np.arange(arr.shape[0]) if volume.ready is None else np.flatnonzero(volume.ready)
     if slices.size == 0 or arr.size == 0:
         return None
