@@ -351,7 +351,8 @@ def _nodes(args: argparse.Namespace) -> int:
     nodes = load_nodes()
     if args.json:
         print_json({"nodes": [n.as_dict() for n in nodes], "file": str(nodes_path())})
-    elif not nodes:
+        return 0
+    if not nodes:
         print(
             f"no nodes configured ({nodes_path()}); add one with 'medview pacs nodes add NAME ...'"
         )

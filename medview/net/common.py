@@ -117,9 +117,11 @@ def accepted_transfer_syntaxes() -> tuple[str, ...]:
     return tuple(out)
 
 
-# The storage SOP classes proposed in the SCP role for C-GET (an association carries at
-# most 128 presentation contexts, so the list is the common imaging ones, not all 170).
-GET_STORAGE_CLASSES = [
+# The storage SOP classes proposed in the SCP role for C-GET. An association carries at
+# most 128 presentation contexts and the sender picks one transfer syntax per context, so
+# image classes get one context per common encoding (the remote then sends what it stores
+# instead of transcoding, which many PACS cannot do) and other classes one native context.
+GET_IMAGE_CLASSES = [
     "1.2.840.10008.5.1.4.1.1.2",  # CT
     "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
     "1.2.840.10008.5.1.4.1.1.4",  # MR
@@ -132,14 +134,13 @@ GET_STORAGE_CLASSES = [
     "1.2.840.10008.5.1.4.1.1.6.1",  # US
     "1.2.840.10008.5.1.4.1.1.3.1",  # US multi-frame
     "1.2.840.10008.5.1.4.1.1.7",  # Secondary capture
-    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame true colour SC
     "1.2.840.10008.5.1.4.1.1.12.1",  # XA
-    "1.2.840.10008.5.1.4.1.1.12.2",  # RF
     "1.2.840.10008.5.1.4.1.1.20",  # NM
     "1.2.840.10008.5.1.4.1.1.128",  # PET
-    "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET
-    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.481.1",  # RT image
+]
+GET_OTHER_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
     "1.2.840.10008.5.1.4.1.1.88.11",  # Basic text SR
     "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
@@ -147,3 +148,23 @@ GET_STORAGE_CLASSES = [
     "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale softcopy presentation state
     "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
 ]
+_GET_ENCODINGS = [
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.5",  # RLE
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+]
+
+
+def get_storage_contexts() -> list[tuple[str, list[str]]]:
+    """(SOP class, transfer syntaxes) contexts to propose in the SCP role for C-GET."""
+    native = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]
+    ok = set(accepted_transfer_syntaxes())
+    out: list[tuple[str, list[str]]] = []
+    for sop in GET_IMAGE_CLASSES:
+        out.append((sop, native))
+        out.extend((sop, [ts]) for ts in _GET_ENCODINGS if ts in ok)
+    out.extend((sop, native) for sop in GET_OTHER_CLASSES)
+    return out

@@ -18,14 +18,13 @@ from medview.errors import Cancelled, one_line
 from medview.net.common import (
     DEFAULT_CALLING_AET,
     DEFAULT_TIMEOUT,
-    GET_STORAGE_CLASSES,
     BadRequest,
     RemoteRefused,
     Unreachable,
-    accepted_transfer_syntaxes,
     check_aet,
     check_date_range,
     check_uid,
+    get_storage_contexts,
 )
 from medview.net.nodes import Node
 from medview.tasks import TaskState, ensure_state
@@ -335,11 +334,10 @@ def get(
     ident = _retrieve_identifier(study_uid, series_uid)
     ae = _make_ae(calling_aet, timeout)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    ts = list(accepted_transfer_syntaxes())
-    roles = []
-    for sop_class in GET_STORAGE_CLASSES:
+    roles = {}
+    for sop_class, ts in get_storage_contexts():
         ae.add_requested_context(sop_class, ts)
-        roles.append(build_role(sop_class, scp_role=True))
+        roles.setdefault(sop_class, build_role(sop_class, scp_role=True))
     store = StudyStore(store_dir)
     arrivals: list[Any] = []
     indexer = Indexer(db_path, on_indexed=arrivals.append).start()
@@ -348,7 +346,11 @@ def get(
     final: dict[str, int] = {}
     try:
         assoc = _associate(
-            ae, node, retries, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, handler)]
+            ae,
+            node,
+            retries,
+            ext_neg=list(roles.values()),
+            evt_handlers=[(evt.EVT_C_STORE, handler)],
         )
         try:
             for status, _ident in assoc.send_c_get(
@@ -506,14 +508,17 @@ def send(
     if not headers:
         raise BadRequest(f"nothing to send: {errors[0] if errors else 'no DICOM files'}")
     ae = _make_ae(calling_aet, timeout)
-    wanted: dict[str, list[str]] = {}
+    # one native context per SOP class, plus one per (class, compressed syntax) found, so
+    # the remote accepts files as they are rather than choosing a native syntax for all
+    native = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    wanted: dict[tuple[str, str], list[str]] = {}
     for _f, sop_class, ts in headers:
-        lst = wanted.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        if ts not in lst:
-            lst.insert(0, ts)
+        wanted.setdefault((sop_class, "native"), native)
+        if ts not in native:
+            wanted.setdefault((sop_class, ts), [ts])
     if len(wanted) > 128:
-        raise BadRequest(f"{len(wanted)} different SOP classes: send them in smaller groups")
-    for sop_class, tss in wanted.items():
+        raise BadRequest(f"{len(wanted)} SOP class/encoding pairs: send them in smaller groups")
+    for (sop_class, _), tss in wanted.items():
         ae.add_requested_context(sop_class, tss)
     assoc = _associate(ae, node, retries)
     sent = warned = 0
@@ -528,7 +533,7 @@ def send(
             if (sop_class, ts) not in accepted:
                 try:
                     if ds.file_meta.TransferSyntaxUID.is_compressed:
-                        ds.decompress()
+                        ds.decompress(generate_instance_uid=False)
                 except Exception as exc:
                     errors.append(f"{f}: cannot decompress for sending ({one_line(exc)})")
                     continue

@@ -1,0 +1,867 @@
+"""Clinic connectivity against real peers: a real Orthanc server (DIMSE + DICOMweb plugin)
+and dcmtk's echoscu/storescu/storescp, all on 127.0.0.1 with free ports.
+
+The real CT series from ../shared/data has empty Study/Series/SOP Instance UIDs in its
+datasets (the SOP UIDs survive only in the file meta), which no storage SCP accepts and
+dcmtk's storescu cannot even send. ``ct_copy`` therefore writes a copy into tmp with the
+SOP UIDs taken from the file meta, Study/Series UIDs derived from the Frame of Reference UID,
+and a test patient; pixel data and every other attribute are untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
+pydicom = pytest.importorskip("pydicom")
+
+from medview.cli import main  # noqa: E402
+
+PATIENT_ID = "MVNET001"
+PATIENT_NAME = "TEST^CT^NET"
+ACCESSION = "ACC-NET-1"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dcmtk(name: str) -> str:
+    """The dcmtk binary ``name`` (pynetdicom installs Python apps with the same names,
+    which may come first on PATH: use the one whose --version says dcmtk)."""
+    candidates = [f"/usr/bin/{name}"] + [
+        os.path.join(d, name) for d in os.environ.get("PATH", "").split(os.pathsep)
+    ]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            try:
+                out = subprocess.run([c, "--version"], capture_output=True, text=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if "dcmtk" in (out.stdout + out.stderr).lower():
+                return c
+    pytest.skip(f"dcmtk's {name} is not installed (apt-get install dcmtk)")
+
+
+def integrity_ok(db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
+
+
+def db_instances(db: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT sop_uid, path FROM instances ORDER BY sop_uid").fetchall()
+    finally:
+        con.close()
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def same_instance(a: Path, b: Path) -> None:
+    """Headers and pixel data identical (file meta aside: the receiver writes its own)."""
+    da, db_ = pydicom.dcmread(a), pydicom.dcmread(b)
+    assert da.file_meta.TransferSyntaxUID == db_.file_meta.TransferSyntaxUID
+    assert da.PixelData == db_.PixelData
+    assert da == db_
+
+
+# -- fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ct_copy(tmp_path_factory) -> Path:
+    from pydicom.uid import generate_uid
+
+    from tests.conftest import CT_DIR, need
+
+    src = need(CT_DIR)
+    out = tmp_path_factory.mktemp("ct_copy")
+    for f in sorted(src.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=["study", ds.FrameOfReferenceUID])
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=["series", ds.FrameOfReferenceUID])
+        ds.PatientID = PATIENT_ID
+        ds.PatientName = PATIENT_NAME
+        ds.AccessionNumber = ACCESSION
+        ds.save_as(out / f.name, enforce_file_format=True)
+    return out
+
+
+def _copy_as_new_series(src: Path, dest: Path, tag: str) -> Path:
+    """The same images as another series (new Series and SOP Instance UIDs)."""
+    from pydicom.uid import generate_uid
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = generate_uid(entropy_srcs=[tag, "series"])
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[tag, str(ds.SOPInstanceUID)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(dest / f.name, enforce_file_format=True)
+    return dest
+
+
+class OrthancServer:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.move_port = free_port()  # where Orthanc sends C-MOVEs for AE MEDVIEW
+        self.aet = "ORTHANC"
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        if not os.path.exists(exe):
+            pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
+        if not os.path.exists(DICOMWEB_PLUGIN):
+            pytest.skip("the Orthanc DICOMweb plugin is not installed (orthanc-dicomweb)")
+        storage = self.root / "storage"
+        config = {
+            "Name": "medview-test",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": self.aet,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "DicomModalities": {"medview": ["MEDVIEW", "127.0.0.1", self.move_port]},
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomCheckModalityHost": False,
+            "HttpThreadsCount": 4,
+            "ConcurrentJobs": 2,
+            "SaveJobs": False,
+        }
+        cfg = self.root / "orthanc.json"
+        cfg.write_text(json.dumps(config))
+        self.log = open(self.root / "orthanc.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([exe, str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"Orthanc exited: {(self.root / 'orthanc.log').read_text()[-500:]}"
+                )
+            try:
+                self.rest("/system")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("Orthanc did not answer within 30 s")
+
+    def rest(self, path: str, data: bytes | None = None) -> object:
+        req = urllib.request.Request(self.url + path, data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def upload(self, files: list[Path]) -> None:
+        for f in files:
+            self.rest("/instances", f.read_bytes())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory, ct_copy) -> OrthancServer:
+    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    try:
+        server.upload(sorted(ct_copy.glob("*.dcm")))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def study_uid(ct_copy) -> str:
+    return str(
+        pydicom.dcmread(next(ct_copy.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    )
+
+
+@pytest.fixture()
+def home(medview_home, tmp_path) -> Path:
+    """Per-test user folder; database and store inside it."""
+    return medview_home
+
+
+def _remote(o: OrthancServer) -> list[str]:
+    return ["--host", "127.0.0.1", "--port", str(o.dicom_port), "--aet", o.aet]
+
+
+@pytest.fixture()
+def receiver(home):
+    """An in-process storage SCP on a free port; yields (Receiver, arrivals list)."""
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    got: list = []
+    r = Receiver(ReceiverConfig(port=0, aet="MEDVIEW"), on_arrival=got.append).start()
+    try:
+        yield r, got
+    finally:
+        r.stop()
+
+
+# -- unit checks of the request validation ----------------------------------------------
+
+
+def test_bad_input_is_exit_2_with_one_line(capsys, home):
+    code, out, err = cli(
+        capsys,
+        "pacs",
+        "find",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "104",
+        "--aet",
+        "X",
+        "--study-date",
+        "2024-01-01",
+    )
+    assert code == 2 and err.count("\n") == 1 and "YYYYMMDD" in err
+    code, _, err = cli(capsys, "pacs", "get", "--dicomweb", "ftp://x", "--study", "1.2.3")
+    assert code == 2 and "http" in err
+    code, _, err = cli(
+        capsys,
+        "pacs",
+        "get",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "104",
+        "--aet",
+        "X",
+        "--study",
+        "1.2.../etc",
+    )
+    assert code == 2 and "not a valid DICOM UID" in err
+    # nobody listens on this port: unreachable is exit 2, one line, no traceback
+    code, _, err = cli(
+        capsys,
+        "pacs",
+        "echo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--aet",
+        "NOBODY",
+        "--timeout",
+        "3",
+    )
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_nodes_json_file(capsys, home, orthanc):
+    code, out, _ = cli(
+        capsys,
+        "pacs",
+        "nodes",
+        "add",
+        "orthanc",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(orthanc.dicom_port),
+        "--aet",
+        orthanc.aet,
+    )
+    assert code == 0
+    cli(capsys, "pacs", "nodes", "add", "web", "--dicomweb", orthanc.url + "/dicom-web")
+    code, out, _ = cli(capsys, "pacs", "nodes", "--json")
+    listed = json.loads(out)
+    assert [n["name"] for n in listed["nodes"]] == ["orthanc", "web"]
+    assert json.loads((home / "nodes.json").read_text())["nodes"][0]["port"] == orthanc.dicom_port
+    code, out, _ = cli(capsys, "pacs", "echo", "--node", "orthanc", "--json")
+    assert code == 0 and json.loads(out)["status"] == 0
+    code, out, _ = cli(capsys, "pacs", "echo", "--node", "web")
+    assert code == 0
+    assert cli(capsys, "pacs", "nodes", "remove", "web")[0] == 0
+    code, _, err = cli(capsys, "pacs", "echo", "--node", "web")
+    assert code == 2 and "no node named 'web'" in err
+
+
+# -- echo both ways -------------------------------------------------------------------
+
+
+def test_echo_both_ways(capsys, orthanc, receiver):
+    code, out, _ = cli(capsys, "pacs", "echo", *_remote(orthanc), "--json")
+    assert code == 0 and json.loads(out)["status"] == 0
+    r, _ = receiver
+    p = subprocess.run(
+        [dcmtk("echoscu"), "-aet", "DCMTK", "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 0, p.stderr
+
+
+# -- storescu into `medview receive` ----------------------------------------------------
+
+
+def test_storescu_into_medview_receive(tmp_path, ct_copy, home):
+    port = free_port()
+    db = tmp_path / "recv.sqlite"
+    env = dict(os.environ, MEDVIEW_HOME=str(home))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medview",
+            "receive",
+            "--port",
+            str(port),
+            "--aet",
+            "MEDVIEW",
+            "--json",
+            "--db",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stderr.readline()  # "medview receive: listening on ..."
+        assert "listening on 127.0.0.1" in line, line
+        files = sorted(ct_copy.glob("*.dcm"))
+        p = subprocess.run(
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "CTSCANNER",
+                "-aec",
+                "MEDVIEW",
+                "-xv",
+                "127.0.0.1",
+                str(port),
+                *map(str, files),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert p.returncode == 0, p.stderr
+        deadline = time.monotonic() + 30
+        while len(db_instances(db)) < len(files) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == len(files) == 20
+    assert set(lines[0]) == {"sop_uid", "study_uid", "series_uid", "calling_aet", "path"}
+    assert {x["calling_aet"] for x in lines} == {"CTSCANNER"}
+    by_sop = {x["sop_uid"]: Path(x["path"]) for x in lines}
+    for f in files:
+        sent = pydicom.dcmread(f, stop_before_pixels=True)
+        same_instance(f, by_sop[str(sent.SOPInstanceUID)])
+    assert sorted(s for s, _ in db_instances(db)) == sorted(by_sop)
+    integrity_ok(db)
+    code = main(["studies", "--json", "--db", str(db)])
+    assert code == 0
+
+
+# -- query/retrieve against Orthanc ---------------------------------------------------------
+
+
+def test_find_against_orthanc(capsys, orthanc, study_uid, home):
+    base = ["pacs", "find", *_remote(orthanc), "--json"]
+    for extra in (
+        ["--patient-id", "MVNET*"],
+        ["--patient-name", "TEST^CT*"],
+        ["--study-date", "20221201-20221231", "--modality", "CT"],
+        ["--accession", ACCESSION],
+        ["--study", study_uid],
+    ):
+        code, out, err = cli(capsys, *base, *extra)
+        assert code == 0, (extra, err)
+        matches = [json.loads(x) for x in out.splitlines()]
+        assert [m["study_uid"] for m in matches] == [study_uid], extra
+        assert matches[0]["instances"] == 20 and matches[0]["patient_id"] == PATIENT_ID
+    code, out, err = cli(capsys, *base, "--study-date", "19900101-19901231")
+    assert code == 1 and out == "" and "nothing found" in err
+    code, out, _ = cli(capsys, *base, "--level", "series", "--study", study_uid)
+    series = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and len(series) == 1 and series[0]["modality"] == "CT"
+    assert series[0]["instances"] == 20
+    code, out, _ = cli(capsys, *base, "--level", "patient", "--patient-name", "TEST*")
+    assert code == 0 and [json.loads(x)["patient_id"] for x in out.splitlines()] == [PATIENT_ID]
+
+
+def test_get_from_orthanc(capsys, orthanc, study_uid, ct_copy, home, tmp_path):
+    db = tmp_path / "get.sqlite"
+    code, out, err = cli(
+        capsys, "pacs", "get", *_remote(orthanc), "--study", study_uid, "--db", str(db), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["stored"] == 20
+    rows = db_instances(db)
+    assert len(rows) == 20
+    by_sop = dict(rows)
+    for f in sorted(ct_copy.glob("*.dcm"))[:5]:
+        sop = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+        assert pydicom.dcmread(by_sop[sop]).PixelData == pydicom.dcmread(f).PixelData
+    integrity_ok(db)
+    # a study Orthanc does not have: nothing retrieved, exit 1
+    code, _, err = cli(
+        capsys, "pacs", "get", *_remote(orthanc), "--study", "1.2.3.4.5", "--db", str(db)
+    )
+    assert code == 1 and err.count("\n") == 1
+
+
+def test_move_from_orthanc_to_our_scp(capsys, orthanc, study_uid, home, tmp_path):
+    db = tmp_path / "move.sqlite"
+    code, out, err = cli(
+        capsys,
+        "pacs",
+        "move",
+        *_remote(orthanc),
+        "--study",
+        study_uid,
+        "--dest",
+        "MEDVIEW",
+        "--listen-port",
+        str(orthanc.move_port),
+        "--db",
+        str(db),
+        "--json",
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["stored"] == 20 and res["completed"] == 20 and res["failed"] == 0
+    assert len(db_instances(db)) == 20
+    integrity_ok(db)
+    # a destination Orthanc does not know: refused, exit 1
+    code, _, err = cli(
+        capsys,
+        "pacs",
+        "move",
+        *_remote(orthanc),
+        "--study",
+        study_uid,
+        "--dest",
+        "NOSUCHAE",
+        "--listen-port",
+        str(free_port()),
+        "--db",
+        str(db),
+    )
+    assert code == 1 and err.count("\n") == 1
+
+
+# -- sending ----------------------------------------------------------------------------
+
+
+def test_send_into_orthanc(capsys, orthanc, home):
+    from pydicom.data import get_testdata_file
+
+    files = [get_testdata_file("MR_small.dcm"), get_testdata_file("CT_small.dcm")]
+    code, out, err = cli(capsys, "pacs", "send", *_remote(orthanc), *files, "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"sent": 2, "failed": 0, "warning": 0, "errors": []}
+    for f in files:
+        uid = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+        found = orthanc.rest(
+            "/tools/find",
+            json.dumps({"Level": "Instance", "Query": {"SOPInstanceUID": uid}}).encode(),
+        )
+        assert len(found) == 1, f
+
+
+def test_send_into_dcmtk_storescp(capsys, ct_copy, home, tmp_path):
+    out_dir = tmp_path / "storescp"
+    out_dir.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [dcmtk("storescp"), "-aet", "STORESCP", "-od", str(out_dir), "+xa", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        code = 2
+        for _ in range(50):  # wait until it listens
+            code, out, err = cli(
+                capsys,
+                "pacs",
+                "echo",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--aet",
+                "STORESCP",
+                "--timeout",
+                "2",
+            )
+            if code == 0:
+                break
+            time.sleep(0.1)
+        assert code == 0
+        code, out, err = cli(
+            capsys,
+            "pacs",
+            "send",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--aet",
+            "STORESCP",
+            str(ct_copy),
+        )
+        assert code == 0, err
+        assert "sent 20 instance(s)" in out
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = sorted(out_dir.iterdir())
+    assert len(got) == 20
+    by_sop = {str(pydicom.dcmread(g, stop_before_pixels=True).SOPInstanceUID): g for g in got}
+    for f in sorted(ct_copy.glob("*.dcm"))[:5]:
+        sop = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+        same_instance(f, by_sop[sop])
+
+
+def test_send_study_from_database(capsys, orthanc, ct_copy, home, tmp_path):
+    db = tmp_path / "send.sqlite"
+    assert main(["import", str(ct_copy), "--db", str(db)]) == 0
+    uid = str(
+        pydicom.dcmread(next(ct_copy.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    )
+    capsys.readouterr()
+    code, out, err = cli(
+        capsys, "pacs", "send", *_remote(orthanc), "--study", uid, "--db", str(db), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["sent"] == 20
+    code, _, err = cli(
+        capsys, "pacs", "send", *_remote(orthanc), "--study", "1.2.3", "--db", str(db)
+    )
+    assert code == 2 and "not in the local database" in err
+
+
+# -- DICOMweb ------------------------------------------------------------------------------
+
+
+def test_dicomweb_qido_wado_stow(capsys, orthanc, study_uid, home, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    web = ["--dicomweb", orthanc.url + "/dicom-web"]
+    assert cli(capsys, "pacs", "echo", *web)[0] == 0
+    code, out, _ = cli(capsys, "pacs", "find", *web, "--patient-id", PATIENT_ID, "--json")
+    matches = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and [m["study_uid"] for m in matches] == [study_uid]
+    assert matches[0]["instances"] == 20
+    code, out, _ = cli(
+        capsys, "pacs", "find", *web, "--level", "series", "--study", study_uid, "--json"
+    )
+    assert code == 0 and json.loads(out)["instances"] == 20
+    db = tmp_path / "web.sqlite"
+    code, out, err = cli(
+        capsys, "pacs", "get", *web, "--study", study_uid, "--db", str(db), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["stored"] == 20
+    assert len(db_instances(db)) == 20
+    integrity_ok(db)
+    f = get_testdata_file("US1_J2KR.dcm") or get_testdata_file("MR_small.dcm")
+    code, out, err = cli(capsys, "pacs", "send", *web, f, "--json")
+    assert code == 0, err
+    assert json.loads(out)["sent"] == 1
+    uid = str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID)
+    code, out, _ = cli(capsys, "pacs", "find", *web, "--study", uid, "--json")
+    assert code == 0 and json.loads(out.splitlines()[0])["study_uid"] == uid
+    code, _, err = cli(capsys, "pacs", "find", *web, "--study-date", "19000101-19000102")
+    assert code == 1 and "nothing found" in err
+    code, _, err = cli(
+        capsys,
+        "pacs",
+        "echo",
+        "--dicomweb",
+        f"http://127.0.0.1:{free_port()}/dicom-web",
+        "--timeout",
+        "3",
+    )
+    assert code == 2 and err.count("\n") == 1
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+_SLOW_SENDER = r"""
+import sys, numpy as np, pydicom
+from pynetdicom import AE
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+port, small = int(sys.argv[1]), sys.argv[2:]
+ae = AE(ae_title="KILLME")
+ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", ExplicitVRLittleEndian)
+assoc = ae.associate("127.0.0.1", port, ae_title="MEDVIEW")
+for f in small:
+    ds = pydicom.dcmread(f)
+    ds.decompress(generate_instance_uid=False)
+    assert assoc.send_c_store(ds).Status == 0
+big = pydicom.dcmread(small[0])
+big.decompress(generate_instance_uid=False)
+big.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.4242"
+big.PixelData = np.zeros((200, 512, 512), np.uint16).tobytes()  # 100 MB, one instance
+big.NumberOfFrames = 200
+print("big", flush=True)
+assoc.send_c_store(big)
+"""
+
+
+def test_killed_sender_leaves_no_partial_instance(tmp_path, ct_copy, home):
+    from medview.io.database import StudyDatabase
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "kill.sqlite"
+    store = tmp_path / "store"
+    small = [str(f) for f in sorted(ct_copy.glob("*.dcm"))[:3]]
+    # a small PDU makes the 100 MB instance take many PDUs, so the kill lands mid-instance
+    cfg = ReceiverConfig(port=0, db_path=str(db), store_dir=str(store), max_pdu=16384)
+    with Receiver(cfg) as r:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SLOW_SENDER, str(r.port), *small],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline().strip() == "big"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until part of the big one arrived
+            if any(i["bytes"] > 1_000_000 for i in list(r._assoc_info.values())):
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert r.flush(30)
+        # the listener survived: a new association still works
+        p = subprocess.run(
+            [dcmtk("echoscu"), "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+            capture_output=True,
+            timeout=30,
+        )
+        assert p.returncode == 0
+    rows = db_instances(db)
+    sent = sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in small)
+    assert sorted(s for s, _ in rows) == sent  # the 3 complete ones, once each; not the big one
+    on_disk = sorted(p.name for p in store.rglob("*.dcm"))
+    assert on_disk == sorted(f"{s}.dcm" for s in sent)
+    assert not list((store / ".incoming").iterdir())
+    assert StudyDatabase(db).counts()["instances"] == 3
+    integrity_ok(db)
+
+
+def test_two_senders_at_once(tmp_path, ct_copy, home):
+    from medview.io.database import StudyDatabase
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    second = _copy_as_new_series(ct_copy, tmp_path / "second", "second")
+    db = tmp_path / "two.sqlite"
+    with Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(tmp_path / "st"))) as r:
+        procs = [
+            subprocess.Popen(
+                [
+                    dcmtk("storescu"),
+                    "-aet",
+                    aet,
+                    "-aec",
+                    "MEDVIEW",
+                    "-xv",
+                    "127.0.0.1",
+                    str(r.port),
+                    *map(str, sorted(d.glob("*.dcm"))),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for aet, d in (("SENDER1", ct_copy), ("SENDER2", second))
+        ]
+        for p in procs:
+            assert p.wait(120) == 0, p.stderr.read()
+        assert r.flush(30)
+    rows = db_instances(db)
+    assert len(rows) == 40 and len({s for s, _ in rows}) == 40
+    dbh = StudyDatabase(db)
+    (study,) = dbh.studies()
+    assert study["instance_count"] == 40 and study["series_count"] == 2
+    assert sorted(s["slices"] for s in dbh.series(study["study_uid"])) == [20, 20]
+    integrity_ok(db)
+
+
+def test_whitelist_refusal(tmp_path, ct_copy, home):
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "wl.sqlite"
+    cfg = ReceiverConfig(
+        port=0, db_path=str(db), store_dir=str(tmp_path / "st"), allow_aets=["GOODAE"]
+    )
+    f = str(sorted(ct_copy.glob("*.dcm"))[0])
+    with Receiver(cfg) as r:
+        bad = subprocess.run(
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "BADAE",
+                "-aec",
+                "MEDVIEW",
+                "-xv",
+                "127.0.0.1",
+                str(r.port),
+                f,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert bad.returncode != 0 and "reject" in bad.stderr.lower()
+        good = subprocess.run(
+            [
+                dcmtk("storescu"),
+                "-aet",
+                "GOODAE",
+                "-aec",
+                "MEDVIEW",
+                "-xv",
+                "127.0.0.1",
+                str(r.port),
+                f,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert good.returncode == 0, good.stderr
+        assert r.flush(30)
+    assert r.counters.get("stored") == 1
+    assert len(db_instances(db)) == 1
+    integrity_ok(db)
+
+
+def test_hostile_datasets_are_refused(tmp_path, ct_copy, home):
+    """Invalid UIDs (a path-traversal attempt), a missing Study UID, a mismatched SOP UID
+    and a full disk are refused with the right status; the store stays clean."""
+    from pynetdicom import AE
+
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "hostile.sqlite"
+    store = tmp_path / "st"
+    base = pydicom.dcmread(sorted(ct_copy.glob("*.dcm"))[0])
+    base.decompress(generate_instance_uid=False)
+    cases = []
+    ds = base.copy()
+    ds.StudyInstanceUID = "../../../../tmp/evil"
+    cases.append((ds, 0xC000))
+    ds = base.copy()
+    del ds.StudyInstanceUID
+    cases.append((ds, 0xC000))
+    with Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(store))) as r:
+        ae = AE(ae_title="HOSTILE")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.is_established
+        for ds, status in cases:
+            assert assoc.send_c_store(ds).Status == status
+        assoc.release()
+        assert r.flush(10)
+    full = ReceiverConfig(port=0, db_path=str(db), store_dir=str(store), min_free_bytes=1 << 62)
+    with Receiver(full) as r:
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.send_c_store(base).Status == 0xA700
+        assoc.release()
+    assert not list(store.rglob("*.dcm")) and not os.path.exists("/tmp/evil")
+    assert db_instances(db) == []
+    integrity_ok(db)
+
+
+def test_receiver_stop_in_flight_is_clean(tmp_path, ct_copy, home):
+    """stop() while a sender is mid-series: every instance the sender was told was
+    stored is in the database exactly once; nothing partial anywhere."""
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "stop.sqlite"
+    store = tmp_path / "st"
+    r = Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(store))).start()
+    files = sorted(ct_copy.glob("*.dcm"))
+    p = subprocess.Popen(
+        [
+            dcmtk("storescu"),
+            "-v",
+            "-aec",
+            "MEDVIEW",
+            "-xv",
+            "127.0.0.1",
+            str(r.port),
+            *map(str, files * 3),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while r.counters.get("stored", 0) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopper = threading.Thread(target=r.stop)
+    stopper.start()
+    stopper.join(30)
+    p.wait(60)
+    rows = db_instances(db)
+    assert 5 <= len(rows) <= 20 and len({s for s, _ in rows}) == len(rows)
+    assert len(list(store.rglob("*.dcm"))) == len(rows)
+    assert not list((store / ".incoming").iterdir())
+    integrity_ok(db)
+
+
+@pytest.fixture(autouse=True)
+def _no_tmp_leak():
+    before = set(os.listdir(tempfile.gettempdir()))
+    yield
+    after = set(os.listdir(tempfile.gettempdir()))
+    assert not [n for n in after - before if n.endswith(".dcm")]
