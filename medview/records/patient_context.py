@@ -104,7 +104,10 @@ Listener = Callable[[PatientView], None]
 
 
 class PatientRecords:
-    """Shared, Qt-free records context of the panels; see the module docstring."""
+    """Shared, Qt-free records context of the panels; see the module docstring.
+
+    Used from one thread (the GUI's); listeners run synchronously inside each change.
+    """
 
     def __init__(self, records: RecordSet | None = None) -> None:
         self._records: RecordSet | None = None

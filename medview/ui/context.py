@@ -7,6 +7,12 @@ Every dock panel is a ``QWidget`` subclass with:
 * a ``notify = Signal(str)`` for one-line non-modal notifications;
 * ``shutdown()`` - cancel its task (called on quit; must not block long).
 
+The forecast and treatment-suggestion panels also take ``patients=`` - one
+:class:`~medview.records.patient_context.PatientRecords` the main window shares
+between them, so both show the same record patient (each makes its own when
+none is given). They name that patient in a header, from the same snapshot
+their data was computed for.
+
 The AI panel additionally emits ``overlay_changed(object)`` with an
 :class:`Overlay` (or ``None``) for the viewport, and ``finding(str, str)``
 (SNOMED code, display) when the user sends a positive AI finding to the
