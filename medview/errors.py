@@ -52,7 +52,7 @@ class FileProblem:
 def one_line(exc: BaseException) -> str:
     """A single-line description of any exception, for logs and notifications."""
     if isinstance(exc, MedviewError):
-        return exc.reason
+        return str(exc)  # "path: reason": a notification must name the file
     text = " ".join(str(exc).split())
     name = type(exc).__name__
     return f"{name}: {text}" if text else name

@@ -148,3 +148,11 @@ def test_help_lists_the_commands():
     assert p.returncode == 0
     for cmd in ("info", "render", "import", "studies"):
         assert cmd in p.stdout
+
+
+def test_one_line_names_the_file():
+    """GUI notifications use one_line(): a MedviewError must keep its path."""
+    from medview.errors import ReadError, one_line
+
+    assert one_line(ReadError("truncated file", "/x/bad.dcm")) == "/x/bad.dcm: truncated file"
+    assert one_line(ValueError("a\nb")) == "ValueError: a b"
