@@ -19,6 +19,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-test-home-"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# never read or write the developer's own ~/.config (Qt and platformdirs look there)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="medview-test-config-")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MEDVIEW_SHARED_DATA", REPO.parent / "shared" / "data"))
