@@ -31,6 +31,10 @@ COMMANDS: dict[str, str] = {
     "notes": "notes",
     "receive": "receive",
     "pacs": "pacs",
+    "export": "export",
+    "sr": "sr",
+    "report": "report",
+    "audit": "audit",
 }
 
 

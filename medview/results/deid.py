@@ -259,16 +259,18 @@ class Deidentifier:
             pid = str(ds.get("PatientID", "") or "")
             pname = str(ds.get("PatientName", "") or "")
             pseud = self.pseudonym(pid, pname)
-        for elem in list(ds):
-            tag = int(elem.tag)
+        for key in list(ds.keys()):
+            tag = int(key)
             if tag in PIXEL_TAGS:
                 continue
             group = tag >> 16
             if group % 2 == 1 or (tag & 0xFFFF) == 0:  # private, group length
                 del ds[tag]
                 continue
-            action = resolve_action(rule_for(tag), elem.VR, self.options)
-            self._element(ds, elem, action or EXTRA_RULES.get(tag, ""))
+            action = resolve_action(rule_for(tag), "", self.options) or EXTRA_RULES.get(tag, "")
+            if action in ("", "K") and _element_vr(ds, tag) not in ("UI", "PN", "SQ"):
+                continue  # kept as read (raw elements are written back without decoding)
+            self._element(ds, ds[tag], action)
         if top:
             ds.PatientName = pseud
             ds.PatientID = pseud
@@ -348,6 +350,20 @@ class Deidentifier:
         )
 
 
+def _element_vr(ds: Any, tag: int) -> str:
+    """The VR of an element without decoding its value (dictionary VR for implicit VR)."""
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr:
+        return str(vr)
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
 def burned_in_warning(ds: Any) -> str | None:
     """Why an image may carry burned-in identifying text, or None."""
     burned = str(ds.get("BurnedInAnnotation", "") or "").upper()
@@ -357,7 +373,7 @@ def burned_in_warning(ds: Any) -> str | None:
         return "Burned In Annotation is YES: the pixels may show identifying text (not cleaned)"
     is_sc = sop_class.startswith("1.2.840.10008.5.1.4.1.1.7")
     if not burned and (modality in ("US", "SC", "OT") or is_sc):
-        kind = modality or "secondary capture"
+        kind = f"{modality} secondary capture" if is_sc else modality
         return (
             f"{kind} image without Burned In Annotation: the pixels may show identifying "
             "text (not cleaned)"

@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class ExportReport:
     skipped: list[FileProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     studies: dict[str, list[str]] = field(default_factory=dict)  # original study -> series UIDs
+    study_files: dict[str, int] = field(default_factory=dict)  # original study -> files written
     zip_path: str | None = None
     seconds: float = 0.0
 
@@ -225,35 +227,29 @@ def export_paths(
     series_no: dict[tuple[str, str], int] = {}
     count: dict[tuple[int, int], int] = {}
     try:
-        for n, (src, rel) in enumerate(files):
+        for n, (src, rel, res) in enumerate(_prepared(files, deid if anonymize else None)):
             st.progress(n / max(len(files), 1), f"{n}/{len(files)} files")
-            try:
-                if anonymize:
-                    head, tail, _ds, source = anonymize_file(src, deid)
-                    study, series = source["study"], source["series"]
-                    s = study_no.setdefault(study, len(study_no) + 1)
-                    e = series_no.setdefault((study, series), len(series_no) + 1)
-                    k = count[(s, e)] = count.get((s, e), 0) + 1
-                    name = f"study_{s:03d}/series_{e:03d}/IM{k:05d}.dcm"
-                    _write(out_path, zf, name, head, src, tail)
-                    warn = source["warning"]
-                else:
-                    orig = read_dicom(src, defer=True)
-                    study = str(orig.get("StudyInstanceUID", "") or "")
-                    series = str(orig.get("SeriesInstanceUID", "") or "")
-                    name = rel.replace(os.sep, "/")
-                    _write(out_path, zf, name, b"", src, 0)
-                    warn = None
-                _note_study(report, study, series)
-            except ValueError as exc:
-                report.skipped.append(FileProblem(src, str(exc)))
+            if isinstance(res, str):
+                report.skipped.append(FileProblem(src, res))
                 continue
+            head, tail, source = res
+            study, series = source["study"], source["series"]
+            if anonymize:
+                s = study_no.setdefault(study, len(study_no) + 1)
+                e = series_no.setdefault((study, series), len(series_no) + 1)
+                k = count[(s, e)] = count.get((s, e), 0) + 1
+                name = f"study_{s:03d}/series_{e:03d}/IM{k:05d}.dcm"
+            else:
+                name = rel.replace(os.sep, "/")
+            try:
+                _write(out_path, zf, name, head, src, tail)
             except OSError as exc:
                 report.skipped.append(FileProblem(src, exc.strerror or str(exc)))
                 continue
+            _note_study(report, study, series)
             report.written.append({"source": src, "output": name})
-            if warn:
-                report.warnings.append(f"{src}: {warn}")
+            if source.get("warning"):
+                report.warnings.append(f"{src}: {source['warning']}")
     finally:
         if zf is not None:
             zf.close()
@@ -262,7 +258,72 @@ def export_paths(
     return report
 
 
+PrepResult = str | tuple[bytes, int | None, dict[str, Any]]
+
+#: files per task handed to a worker process
+CHUNK = 16
+
+
+def prepare_file(path: str, deid: Deidentifier | None) -> PrepResult:
+    """What to write for one file: (header bytes, offset of the verbatim tail or None, source
+    info), or a one-line reason why it is skipped. ``deid`` None: a plain copy."""
+    try:
+        if deid is not None:
+            head, tail, _ds, source = anonymize_file(path, deid)
+            return head, tail, source
+        ds = read_dicom(path, defer=True)
+        source = {
+            "study": str(ds.get("StudyInstanceUID", "") or ""),
+            "series": str(ds.get("SeriesInstanceUID", "") or ""),
+            "warning": None,
+        }
+        return b"", 0, source
+    except ValueError as exc:
+        return str(exc)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _prepare_chunk(paths: list[str], deid: Deidentifier | None) -> list[PrepResult]:
+    return [prepare_file(p, deid) for p in paths]
+
+
+def _prepared(
+    files: list[tuple[str, str]], deid: Deidentifier | None
+) -> Iterator[tuple[str, str, PrepResult]]:
+    """(file, relative name, result) in input order; headers are rewritten in the shared
+    decoder worker processes (:mod:`medview.io.decoders`) when there are enough files."""
+    pool = None
+    if deid is not None and len(files) >= 2 * CHUNK:
+        from medview.io import decoders
+
+        pool = decoders.decoder_pool()
+    if pool is None:
+        for src, rel in files:
+            yield src, rel, prepare_file(src, deid)
+        return
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
+    futures = [pool.submit(_prepare_chunk, [f for f, _ in c], deid) for c in chunks]
+    try:
+        for chunk, fut in zip(chunks, futures, strict=True):
+            try:
+                results = fut.result()
+            except BrokenProcessPool:
+                from medview.io import decoders
+
+                decoders.mark_broken()
+                results = _prepare_chunk([f for f, _ in chunk], deid)
+            for (src, rel), res in zip(chunk, results, strict=True):
+                yield src, rel, res
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
 def _note_study(report: ExportReport, study: str, series: str) -> None:
+    report.study_files[study] = report.study_files.get(study, 0) + 1
     lst = report.studies.setdefault(study, [])
     if series and series not in lst:
         lst.append(series)

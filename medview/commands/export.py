@@ -1,0 +1,91 @@
+"""``medview export``: copy DICOM files to a folder or zip, optionally de-identified."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "export DICOM files to a folder or zip, optionally anonymised (DICOM PS3.15 Annex E)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (or FILE.zip)")
+    parser.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="apply the Basic Application Level Confidentiality Profile (PS3.15 Annex E)",
+    )
+    parser.add_argument(
+        "--keep-dates-shifted",
+        type=int,
+        metavar="DAYS",
+        help="Retain Longitudinal Temporal Information option: dates moved by DAYS "
+        "(negative = earlier) instead of removed",
+    )
+    parser.add_argument(
+        "--keep-patient-characteristics",
+        action="store_true",
+        help="Retain Patient Characteristics option (sex, age, size, weight, ...)",
+    )
+    parser.add_argument(
+        "--zip", action="store_true", help="write one zip (DIR/export.zip, or --out FILE.zip)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the export report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from medview.commands._common import error, print_json
+
+    if (args.keep_dates_shifted is not None or args.keep_patient_characteristics) and (
+        not args.anonymize
+    ):
+        return error("--keep-dates-shifted and --keep-patient-characteristics need --anonymize")
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        return error(f"{missing[0]}: no such file or folder")
+    if os.path.isfile(args.out) and not (args.zip and args.out.lower().endswith(".zip")):
+        return error(f"{args.out}: is a file; --out must be a folder")
+    from medview.results import audit
+    from medview.results.export import export_paths
+
+    try:
+        report = export_paths(
+            args.paths,
+            args.out,
+            anonymize=args.anonymize,
+            shift_days=args.keep_dates_shifted,
+            keep_patient_characteristics=args.keep_patient_characteristics,
+            zip_output=args.zip,
+        )
+    except OSError as exc:
+        return error(f"{exc.filename or args.out}: {exc.strerror or exc}")
+    destination = report.zip_path or os.path.abspath(args.out)
+    try:
+        for study, series in report.studies.items():
+            audit.record(
+                "export",
+                study_uid=study or None,
+                series_uids=series,
+                output=destination,
+                anonymized=report.anonymized,
+                options=report.options,
+                files=report.study_files.get(study, 0),
+            )
+    except OSError as exc:
+        print(f"medview: audit log not written ({exc})", file=sys.stderr)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        what = "anonymised " if report.anonymized else ""
+        print(f"{len(report.written)} files {what}exported to {destination}")
+        for problem in report.skipped:
+            print(f"skipped {problem}")
+        for w in report.warnings:
+            print(f"warning: {w}")
+    if not report.written:
+        reason = report.skipped[0] if report.skipped else "no files found"
+        return error(f"nothing exported ({reason})")
+    return 0
