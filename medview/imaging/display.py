@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medview.imaging import geometry
+
 if TYPE_CHECKING:
     from medview.io.model import Volume
 
-PLANES = ("axial", "coronal", "sagittal")
+PLANES = geometry.PLANES
 
 # (center, width) presets radiologists use for CT, in HU. The viewer and
 # ``medview render --preset`` both read this table.
@@ -206,15 +208,8 @@ def resample_rows(arr: np.ndarray, factor: float) -> np.ndarray:
 
 
 def plane_size(volume: Volume, plane: str) -> int:
-    """Number of slices available in ``plane``."""
-    z, y, x = volume.shape
-    return {"axial": z, "coronal": y, "sagittal": x}[_check_plane(plane)]
-
-
-def _check_plane(plane: str) -> str:
-    if plane not in PLANES:
-        raise ValueError(f"plane must be one of {', '.join(PLANES)}, not {plane!r}")
-    return plane
+    """Number of slices available in ``plane`` (:func:`medview.imaging.geometry.plane_count`)."""
+    return geometry.plane_count(volume, plane)
 
 
 def extract_plane(
@@ -225,24 +220,13 @@ def extract_plane(
     Returns the 2D (or 2D x 3 colour) array and its (row spacing, column spacing) in
     mm. Axial slices are returned as stored. Coronal and sagittal reformats are
     flipped so that the patient's head is at the top when the slice axis points
-    superior (the usual radiological convention).
+    superior (the usual radiological convention): the one flip rule of
+    :func:`medview.imaging.geometry.plane_flipped`, which the viewer's mouse
+    mapping uses too.
     """
-    _check_plane(plane)
-    arr = volume.array
-    n = plane_size(volume, plane)
-    if not 0 <= index < n:
-        raise IndexError(f"{plane} slice {index} out of range 0..{n - 1}")
-    sx, sy, sz = volume.spacing
-    if plane == "axial":
-        return arr[index], (sy, sx)
-    if plane == "coronal":
-        img, spacing = arr[:, index, :], (sz, sx)
-    else:
-        img, spacing = arr[:, :, index], (sz, sy)
-    k_axis = np.asarray(volume.direction, dtype=float)[:, 2]
-    if k_axis[2] >= 0:  # slice index grows towards the head: put the head at the top
-        img = img[::-1]
-    return img, spacing
+    geometry.check_plane(plane)
+    img = geometry.take_plane(volume.array, volume, index, plane)
+    return img, geometry.plane_spacing(volume, plane)
 
 
 #: automatic windows already computed, by ``id(volume)`` (entries leave with the volume)
