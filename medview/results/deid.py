@@ -354,8 +354,9 @@ def _element_vr(ds: Any, tag: int) -> str:
     """The VR of an element without decoding its value (dictionary VR for implicit VR)."""
     raw = ds.get_item(tag)
     vr = getattr(raw, "VR", None)
-    if vr:
+    if vr and vr != "UN":
         return str(vr)
+    # implicit VR, or stored as UN: pydicom decodes it with the dictionary VR (SQ, UI, PN...)
     from pydicom.datadict import dictionary_VR
 
     try:

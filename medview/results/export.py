@@ -137,6 +137,55 @@ def _pixel_tail(ds: Any, path: str, ts: str) -> int | None:
     return start if head == expect else None
 
 
+def check_complete(ds: Any, path: str) -> None:
+    """ValueError when the file ends inside its last element (pydicom reads such files
+    silently, short): the pixel data or the header were cut off."""
+    keys = list(ds.keys())
+    if not keys:
+        raise ValueError("not a DICOM file")
+    raw = ds.get_item(keys[-1])
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        if 0x7FE00010 in ds and not getattr(raw, "is_raw", True):
+            _check_native_pixels(ds)
+        return
+    size = os.path.getsize(path)
+    end = int(tell) + int(length)
+    if end > size:
+        where = "the pixel data" if int(keys[-1]) in PIXEL_TAGS else "the header"
+        raise ValueError(f"truncated file: it ends inside {where} ({size} of {end} bytes)")
+    if int(keys[-1]) not in PIXEL_TAGS and size - end >= 8 and _rest_is_element(path, end):
+        raise ValueError("truncated file: it ends inside the header")
+
+
+def _rest_is_element(path: str, end: int) -> bool:
+    """Whether the bytes after the last parsed element start like another element (a group
+    number that is not 0000, FFFC padding or zeros): a cut-off element pydicom dropped."""
+    with open(path, "rb") as f:
+        f.seek(end)
+        head = f.read(4)
+    group = int.from_bytes(head[:2], "little")
+    return len(head) == 4 and group not in (0x0000, 0xFFFC, 0xFFFE)
+
+
+def _check_native_pixels(ds: Any) -> None:
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        have = len(ds.PixelData)
+    except Exception:
+        return
+    if getattr(ds.file_meta, "TransferSyntaxUID", None) is not None and (
+        ds.file_meta.TransferSyntaxUID.is_compressed
+    ):
+        return
+    expected = rows * cols * frames * spp * bits // 8
+    if have < expected:
+        raise ValueError(f"truncated file: {have} of {expected} bytes of pixel data present")
+
+
 def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, Any, dict[str, Any]]:
     """De-identify one file: (header bytes, offset of the pixel tail copied verbatim or None
     when the header bytes are the whole file, the de-identified dataset, the source's study and
@@ -149,6 +198,7 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
         meta_in is not None and str(meta_in.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
     ):
         raise ValueError("DICOMDIR not exported (its records name the patient; rebuild it)")
+    check_complete(ds, path)
     ts = _transfer_syntax(ds)
     tail = _pixel_tail(ds, path, ts)
     if tail is not None:
@@ -181,8 +231,16 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
     buf = io.BytesIO()
     try:
         ds.save_as(buf, enforce_file_format=True)
-    except Exception as exc:
-        raise ValueError(f"cannot be written ({' '.join(str(exc).split())[:120]})") from None
+    except Exception:
+        # raw elements in an encoding other than the transfer syntax's (a mislabelled file):
+        # decode everything, then write in the transfer syntax
+        try:
+            for key in list(ds.keys()):
+                _ = ds[key]
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+        except Exception as exc:
+            raise ValueError(f"cannot be written ({' '.join(str(exc).split())[:120]})") from None
     return buf.getvalue(), tail, ds, source
 
 
