@@ -458,20 +458,29 @@ def test_analyze_command_module_is_light():
 
 
 def test_discover_skips_other_subsystems_models_but_reports_broken_cards(tmp_path, monkeypatch):
-    from medview.ai.registry import discover
+    from medview.ai.registry import discover, discover_cards
 
     root = tmp_path / "user"
     monkeypatch.setenv("MEDVIEW_MODELS", str(root))
     (root / "forecaster").mkdir(parents=True)
-    (root / "forecaster" / "metadata.json").write_text(
-        json.dumps({"name": "f", "task": "forecast"})
-    )
+    forecast_card = {  # the one card schema (medview.modelcards), a forecast task
+        "name": "f",
+        "version": "1",
+        "task": "forecast",
+        "architecture": {"name": "glucose_lstm", "params": {"layers": 1}},
+        "input": {"window": 36},
+        "output": {"horizon_steps": 12},
+        "weights": {"file": "model.safetensors", "sha256": "0" * 64},
+    }
+    (root / "forecaster" / "metadata.json").write_text(json.dumps(forecast_card))
     (root / "broken").mkdir()
     (root / "broken" / "metadata.json").write_text(json.dumps({"name": "b", "task": "anomaly"}))
     errors: list[str] = []
     found = discover(errors)
     assert "f" not in found and "b" not in found
     assert len([e for e in errors if str(root) in e]) == 1 and "broken" in errors[-1]
+    cards = discover_cards()  # the registry lists every card, forecast included
+    assert cards["f"].task == "forecast" and "b" not in cards
 
 
 def test_heatmap_maps_back_through_the_centre_crop():

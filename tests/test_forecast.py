@@ -181,20 +181,23 @@ def model():
 
 
 def test_model_card_complete(model):
-    from medview.forecast.lstm import default_model_dir, sha256_file
+    from medview.forecast.lstm import default_model_dir
+    from medview.modelcards import sha256_file
 
     meta = json.loads((default_model_dir() / "metadata.json").read_text())
-    assert meta["sha256"] == sha256_file(default_model_dir() / "model.safetensors")
+    assert meta["weights"]["sha256"] == sha256_file(default_model_dir() / "model.safetensors")
+    assert meta["task"] == "forecast"
     for key in (
-        "task",
-        "inputs",
-        "outputs",
+        "description",
+        "input",
+        "output",
         "training_data",
-        "metrics_held_out",
+        "validation",
         "intended_use",
-        "limits",
+        "limitations",
     ):
         assert meta[key]
+    assert meta["validation"]["per_horizon"]["30"]["lstm"]["rmse"] > 0
     cites = " ".join(meta["training_data"]["citations"])
     assert "Man" in cites and "Xie" in cites
     assert meta["training_data"]["held_out_patients"] == [
@@ -204,12 +207,15 @@ def test_model_card_complete(model):
 
 
 def test_sha256_mismatch_refused(tmp_path):
-    from medview.forecast.lstm import ModelError, default_model_dir, load_model
+    from medview.errors import MedviewError
+    from medview.forecast.lstm import default_model_dir, load_model
+    from medview.modelcards import ModelError
 
+    assert issubclass(ModelError, MedviewError)  # one-line "path: reason" errors
     folder = tmp_path / "m"
     shutil.copytree(default_model_dir(), folder)
     meta = json.loads((folder / "metadata.json").read_text())
-    meta["sha256"] = "0" * 64
+    meta["weights"]["sha256"] = "0" * 64
     (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="sha256"):
         load_model(folder)
@@ -221,7 +227,7 @@ def test_numpy_inference_matches_torch(model):
     torch = pytest.importorskip("torch")
     from medview.forecast.lstm import WINDOW, build_torch_model, features
 
-    arch = model.metadata["architecture"]
+    arch = model.metadata["architecture"]["params"]
     net = build_torch_model(arch["hidden"], arch["layers"])
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
     net.eval()

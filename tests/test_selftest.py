@@ -65,6 +65,7 @@ def tiny_models(folder: Path) -> Path:
     from medview.ai import nets
     from medview.ai.registry import write_model
     from medview.forecast import lstm
+    from medview.modelcards import sha256_file
 
     torch.manual_seed(0)
     cnn_arch = {"name": "small_resnet", "params": {"widths": [8, 16], "blocks": [1, 1]}}
@@ -101,10 +102,17 @@ def tiny_models(folder: Path) -> Path:
     gdir = folder / selftest.FORECAST_MODEL
     gdir.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, gdir / "model.safetensors")
-    meta = {
-        "sha256": lstm.sha256_file(gdir / "model.safetensors"),
-        "architecture": {"layers": 1},
-        "conformal_mgdl": [5.0] * lstm.HORIZON_STEPS,
+    meta = {  # the one card schema (medview.modelcards)
+        "name": selftest.FORECAST_MODEL,
+        "version": "0.0.1-test",
+        "task": "forecast",
+        "architecture": {"name": "glucose_lstm", "params": {"layers": 1, "hidden": 8}},
+        "input": {"window": lstm.WINDOW},
+        "output": {"labels": [], "conformal_mgdl": [5.0] * lstm.HORIZON_STEPS},
+        "weights": {
+            "file": "model.safetensors",
+            "sha256": sha256_file(gdir / "model.safetensors"),
+        },
     }
     (gdir / "metadata.json").write_text(json.dumps(meta))
     assert np.isfinite(lstm.load_model(gdir).predict(np.full((1, lstm.WINDOW), 120.0))).all()

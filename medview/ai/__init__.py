@@ -3,7 +3,7 @@
 Qt-free and torch-free at import time (torch is imported inside the functions that
 run or train a model). Main entry points, loaded on first use:
 
-* :func:`discover`, :func:`get_model` (registry of ``models/<name>/metadata.json`` +
+* :func:`discover`, :func:`get_model`, :func:`discover_cards` (registry of ``models/<name>/metadata.json`` +
   ``model.safetensors``, sha256-verified, never unpickled);
 * :func:`analyze_path`, :func:`analyze_images`, :func:`load_model`, :class:`AIResult`;
 * :func:`resolve_device` ("auto" -> cuda, else mps, else cpu).
@@ -19,12 +19,14 @@ _EXPORTS = {
     "get_model": "medview.ai.registry",
     "default_models": "medview.ai.registry",
     "ModelInfo": "medview.ai.registry",
-    "ModelError": "medview.ai.registry",
+    "discover_cards": "medview.ai.registry",
+    "ModelError": "medview.modelcards",
+    "ModelCard": "medview.modelcards",
     "analyze_path": "medview.ai.inference",
     "analyze_images": "medview.ai.inference",
     "load_model": "medview.ai.inference",
     "AIResult": "medview.ai.inference",
-    "DISCLAIMER": "medview.ai.inference",
+    "DISCLAIMER": "medview.disclaimers",
     "resolve_device": "medview.ai.devices",
     "InputSpec": "medview.ai.preprocess",
     "prepare": "medview.ai.preprocess",

@@ -1,10 +1,13 @@
 """Model registry: model folders holding ``metadata.json`` + safetensors weights.
 
-Models are discovered in the bundled ``models/`` folder and in the per-user models
+:func:`discover_cards` lists every card (imaging and the glucose forecaster);
+:func:`discover`, :func:`get_model` and :func:`default_models` only the models that
+analyse images. Models are discovered in the bundled ``models/`` folder and in the per-user models
 folder (``medview.paths.user_models_dir()``, ``MEDVIEW_MODELS``), where a clinic
 drops its own; a user model with the same name overrides the bundled one.
 
-``metadata.json`` is the model card (name, version, task, description, intended
+``metadata.json`` is the model card in the one schema of :mod:`medview.modelcards`
+(name, version, task, description, intended
 use, limitations, modality, body part, architecture, input spec, outputs with
 labels and thresholds, training data, validation metrics, weights sha256,
 license, authors, citations). Before any weights are loaded their sha256 is
@@ -18,74 +21,52 @@ torch when a model is actually loaded.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medview.ai.preprocess import InputSpec
-from medview.errors import MedviewError
+from medview.modelcards import (
+    IMAGE_TASKS,
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    ModelError,
+    read_card,
+    sha256_file,
+    write_card,
+)
 
-WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "metadata.json"
-REQUIRED_KEYS = ("name", "version", "task", "architecture", "input", "output", "weights")
-TASKS = ("classification", "anomaly")
-
-
-class ModelError(MedviewError):
-    """A model folder that cannot be used (bad card, tampered or missing weights)."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = [
+    "IMAGE_TASKS",
+    "METADATA_FILE",
+    "WEIGHTS_FILE",
+    "ModelError",
+    "ModelInfo",
+    "default_models",
+    "discover",
+    "discover_cards",
+    "get_model",
+    "read_model_folder",
+    "sha256_file",
+    "write_model",
+]
 
 
 @dataclass
-class ModelInfo:
-    """A registered model: its folder and parsed card."""
+class ModelInfo(ModelCard):
+    """A registered model: its validated card, folder and where it was found."""
 
-    folder: Path
-    meta: dict[str, Any]
     source: str = "bundled"  # "bundled" | "user" | "path"
-    _verified: bool = field(default=False, repr=False)
-
-    @property
-    def name(self) -> str:
-        return str(self.meta["name"])
-
-    @property
-    def version(self) -> str:
-        return str(self.meta["version"])
-
-    @property
-    def task(self) -> str:
-        return str(self.meta["task"])
 
     @property
     def input_spec(self) -> InputSpec:
         return InputSpec.from_dict(self.meta["input"])
 
     @property
-    def output(self) -> dict[str, Any]:
-        return dict(self.meta["output"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.meta["output"].get("labels", []))
-
-    @property
     def threshold(self) -> float | None:
         t = self.meta["output"].get("threshold")
         return None if t is None else float(t)
-
-    @property
-    def weights_path(self) -> Path:
-        return self.folder / str(self.meta["weights"].get("file", WEIGHTS_FILE))
 
     def summary(self) -> dict[str, Any]:
         """A short dict for listings (CLI, GUI)."""
@@ -101,39 +82,21 @@ class ModelInfo:
             "description": self.meta.get("description", ""),
         }
 
-    def verify(self) -> None:
-        """Check the weights file exists and its sha256 matches the card."""
-        wp = self.weights_path
-        if not wp.is_file():
-            raise ModelError("weights file is missing", wp)
-        expected = str(self.meta["weights"].get("sha256", "")).lower()
-        if not expected:
-            raise ModelError("model card has no weights sha256; refusing to load", wp)
-        actual = sha256_file(wp)
-        if actual != expected:
-            raise ModelError(
-                f"weights sha256 {actual[:12]}... does not match the model card "
-                f"({expected[:12]}...); refusing to load a modified or corrupt model",
-                wp,
-            )
-        self._verified = True
-
     def load_module(self, device: str = "cpu") -> Any:
         """Build the architecture and load the verified safetensors weights (eval mode)."""
-        self.verify()
-        from safetensors.torch import load_file
-
         from medview.ai import nets
 
+        if not self.is_image_model:
+            raise ModelError(f"a {self.task} model does not analyse images", self.folder)
+        state = self.load_tensors("pt")  # verifies the sha256 first
         arch = self.meta["architecture"]
         try:
             module = nets.build(arch["name"], arch.get("params"))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError) as exc:
             raise ModelError(f"cannot build architecture: {exc}", self.folder) from None
         try:
-            state = load_file(str(self.weights_path), device="cpu")
             module.load_state_dict(state, strict=True)
-        except Exception as exc:  # noqa: BLE001 - any decode/shape problem is a bad model
+        except Exception as exc:  # noqa: BLE001 - any shape problem is a bad model
             raise ModelError(
                 f"weights do not fit the architecture: {exc}", self.weights_path
             ) from None
@@ -141,40 +104,19 @@ class ModelInfo:
         return module.to(device)
 
 
+def _info(card: ModelCard, source: str) -> ModelInfo:
+    """An image-model card checked for its input spec, as a :class:`ModelInfo`."""
+    if card.is_image_model:
+        try:
+            InputSpec.from_dict(card.meta["input"])
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise ModelError(f"bad input spec ({exc})", card.metadata_path) from None
+    return ModelInfo(folder=card.folder, meta=card.meta, weights=card.weights, source=source)
+
+
 def read_model_folder(folder: str | Path, source: str = "path") -> ModelInfo:
     """Parse and validate ``folder/metadata.json`` (does not load the weights)."""
-    folder = Path(folder)
-    mpath = folder / METADATA_FILE
-    if not mpath.is_file():
-        raise ModelError("no metadata.json in model folder", folder)
-    try:
-        meta = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read model card ({exc})", mpath) from None
-    if not isinstance(meta, dict):
-        raise ModelError("model card is not a JSON object", mpath)
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ModelError(f"model card lacks {', '.join(missing)}", mpath)
-    if meta["task"] not in TASKS:
-        raise ModelError(f"unknown task {meta['task']!r} (known: {', '.join(TASKS)})", mpath)
-    try:
-        InputSpec.from_dict(meta["input"])
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise ModelError(f"bad input spec ({exc})", mpath) from None
-    return ModelInfo(folder=folder, meta=meta, source=source)
-
-
-def _is_image_model_card(path: Path) -> bool:
-    """False for readable cards of non-imaging models (their task is not ours).
-
-    Unreadable or malformed cards count as image models, so they are reported.
-    """
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    return not (isinstance(meta, dict) and meta.get("task") not in TASKS and "input" not in meta)
+    return _info(read_card(folder), source)
 
 
 def model_dirs() -> list[tuple[str, Path]]:
@@ -184,8 +126,8 @@ def model_dirs() -> list[tuple[str, Path]]:
     return [("bundled", paths.bundled_models_dir()), ("user", paths.user_models_dir())]
 
 
-def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
-    """All usable model cards by name; broken folders are reported in ``errors``."""
+def discover_cards(errors: list[str] | None = None) -> dict[str, ModelInfo]:
+    """Every usable model card by name (imaging and forecast); broken ones go to ``errors``."""
     found: dict[str, ModelInfo] = {}
     for source, root in model_dirs():
         if not root.is_dir():
@@ -193,8 +135,6 @@ def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             if not (folder / METADATA_FILE).exists():
                 continue
-            if not _is_image_model_card(folder / METADATA_FILE):
-                continue  # another subsystem's model (e.g. the glucose forecaster)
             try:
                 info = read_model_folder(folder, source)
             except ModelError as exc:
@@ -205,16 +145,28 @@ def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
     return found
 
 
+def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
+    """The models that analyse images (classification, anomaly) by name.
+
+    Cards of other tasks (the glucose forecaster) are listed by :func:`discover_cards`.
+    """
+    return {n: m for n, m in discover_cards(errors).items() if m.task in IMAGE_TASKS}
+
+
 def get_model(name_or_path: str) -> ModelInfo:
-    """A model by registry name, or by the path of a model folder."""
+    """An image model by registry name, or by the path of a model folder."""
     p = Path(name_or_path)
     if p.is_dir() and (p / METADATA_FILE).exists():
-        return read_model_folder(p, "path")
-    models = discover()
-    if name_or_path not in models:
-        known = ", ".join(sorted(models)) or "none"
-        raise ModelError(f"unknown model {name_or_path!r} (available: {known})")
-    return models[name_or_path]
+        info = read_model_folder(p, "path")
+    else:
+        cards = discover_cards()
+        if name_or_path not in cards or not cards[name_or_path].is_image_model:
+            known = ", ".join(sorted(n for n, m in cards.items() if m.is_image_model)) or "none"
+            raise ModelError(f"unknown model {name_or_path!r} (available: {known})")
+        info = cards[name_or_path]
+    if not info.is_image_model:
+        raise ModelError(f"a {info.task} model does not analyse images", info.folder)
+    return info
 
 
 def default_models() -> list[ModelInfo]:
@@ -246,5 +198,5 @@ def write_model(folder: str | Path, module: Any, meta: dict[str, Any]) -> ModelI
             )
         ),
     }
-    (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_card(folder, meta)
     return read_model_folder(folder)

@@ -6,13 +6,9 @@ import argparse
 import json
 import sys
 
-HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, with baselines"
+from medview.disclaimers import FORECAST as DISCLAIMER
 
-# shown by the forecast panel too (kept here: this module is light and Qt-free)
-DISCLAIMER = (
-    "Forecast: a statistical projection of past values, not for diagnostic use "
-    "or treatment decisions."
-)
+HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, with baselines"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         forecast_series,
         parse_horizon,
     )
-    from medview.forecast.lstm import ModelError
     from medview.forecast.series import series_from_observations, to_grid
 
     try:
@@ -88,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
             result = forecast_records(
                 records, args.patient, args.code, horizon, model_dir=args.model
             )
-    except MedviewError as exc:
+    except MedviewError as exc:  # ModelError included
         return _fail(str(exc))  # "path: reason" when the error names a file
-    except (ModelError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         return _fail(one_line(exc))
 
     if args.json:

@@ -9,17 +9,20 @@ training patients (never on the held-out patients).
 
 Training uses torch (:mod:`medview.forecast.train`); inference here is plain
 numpy, so a forecast in the GUI does not pay for importing torch. Weights are
-safetensors; their sha256 is checked against ``metadata.json`` before loading.
+safetensors; the card (``metadata.json``, the one schema of :mod:`medview.modelcards`)
+is validated and the weights' sha256 checked against it before loading.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from medview.modelcards import METADATA_FILE, ModelError, read_card, sha256_file
 
 MODEL_NAME = "glucose_lstm"
 WINDOW = 36  # input steps (3 h at 5 min)
@@ -30,10 +33,6 @@ SCALE = 50.0  # mg/dL
 DIFF_SCALE = 5.0  # the 5-minute change is multiplied by this after scaling
 
 
-class ModelError(Exception):
-    """The model files are missing, changed (sha256) or inconsistent."""
-
-
 def features(windows: np.ndarray) -> np.ndarray:
     """(N, WINDOW) mg/dL -> (N, WINDOW, 2) network input."""
     x = (np.asarray(windows, dtype=np.float32) - CENTER) / SCALE
@@ -42,7 +41,7 @@ def features(windows: np.ndarray) -> np.ndarray:
     return np.stack([x, dx], axis=-1)
 
 
-def build_torch_model(hidden: int = 64, layers: int = 2):
+def build_torch_model(hidden: int = 64, layers: int = 2) -> Any:
     """The torch module (training only). Imported lazily."""
     import torch
     from torch import nn
@@ -66,14 +65,12 @@ def build_torch_model(hidden: int = 64, layers: int = 2):
     return GlucoseLSTM()
 
 
-def _single_thread_blas():
+def _single_thread_blas() -> contextlib.AbstractContextManager[Any]:
     try:
         from threadpoolctl import threadpool_limits
 
         return threadpool_limits(1, "blas")
     except Exception:  # threadpoolctl missing: run as is
-        import contextlib
-
         return contextlib.nullcontext()
 
 
@@ -92,7 +89,7 @@ class GlucoseLSTM:
     weights: dict[str, np.ndarray]
     layers: int
     conformal_mgdl: np.ndarray = field(default_factory=lambda: np.zeros(HORIZON_STEPS))
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def raw(self, windows: np.ndarray, batch: int = 4096) -> np.ndarray:
         """(N, WINDOW) mg/dL -> (N, HORIZON_STEPS, 3) quantiles in mg/dL (uncorrected)."""
@@ -151,41 +148,37 @@ def default_model_dir() -> Path:
     from medview.paths import bundled_models_dir, user_models_dir
 
     user = user_models_dir() / MODEL_NAME
-    if (user / "metadata.json").exists():
+    if (user / METADATA_FILE).exists():
         return user
     return bundled_models_dir() / MODEL_NAME
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 _CACHE: dict[str, GlucoseLSTM] = {}
 
 
 def load_model(model_dir: str | Path | None = None) -> GlucoseLSTM:
-    """Load ``metadata.json`` + ``model.safetensors`` after checking the sha256."""
+    """Load the card + ``model.safetensors`` after validating it and checking the sha256."""
     folder = Path(model_dir) if model_dir else default_model_dir()
-    meta_path = folder / "metadata.json"
-    weights_path = folder / "model.safetensors"
-    if not meta_path.exists() or not weights_path.exists():
-        raise ModelError(f"{folder}: glucose LSTM not found (run 'medview train glucose-lstm')")
-    meta = json.loads(meta_path.read_text())
-    data = weights_path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    key = f"{folder.resolve()}:{digest}"
+    if not (folder / METADATA_FILE).exists():
+        raise ModelError("glucose LSTM not found (run 'medview train glucose-lstm')", folder)
+    card = read_card(folder)
+    if card.task != "forecast":
+        raise ModelError(f"not a forecast model (task {card.task!r})", card.metadata_path)
+    if not card.weights_path.is_file():
+        raise ModelError(
+            "glucose LSTM weights not found (run 'medview train glucose-lstm')", card.weights_path
+        )
+    key = f"{folder.resolve()}:{sha256_file(card.weights_path)}"
     if key in _CACHE:
         return _CACHE[key]
-    expected = meta.get("sha256", "")
-    if digest != expected:
-        raise ModelError(f"{weights_path}: sha256 {digest[:12]}... does not match metadata.json")
-    from safetensors.numpy import load
-
-    weights = {k: v.astype(np.float32) for k, v in load(data).items()}
-    arch = meta.get("architecture", {})
-    conformal = np.asarray(meta.get("conformal_mgdl", [0.0] * HORIZON_STEPS), dtype=np.float32)
+    conformal = np.asarray(
+        card.output.get("conformal_mgdl", [0.0] * HORIZON_STEPS), dtype=np.float32
+    )
     if conformal.shape != (HORIZON_STEPS,):
-        raise ModelError(f"{meta_path}: conformal_mgdl must have {HORIZON_STEPS} values")
-    model = GlucoseLSTM(weights, int(arch.get("layers", 2)), conformal, meta)
+        raise ModelError(
+            f"output.conformal_mgdl must have {HORIZON_STEPS} values", card.metadata_path
+        )
+    weights = {k: v.astype(np.float32) for k, v in card.load_tensors("numpy").items()}
+    model = GlucoseLSTM(weights, int(card.params.get("layers", 2)), conformal, card.meta)
     _CACHE[key] = model
     return model

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medview.commands.forecast import DISCLAIMER
+from medview.disclaimers import FORECAST as DISCLAIMER
 from medview.records.patient_context import NO_PATIENT, PatientRecords, PatientView
 from medview.ui.context import StudyContext
 from medview.ui.workers import TaskSlot

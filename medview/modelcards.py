@@ -1,0 +1,281 @@
+"""The one model-card schema: ``models/<name>/metadata.json`` + safetensors weights.
+
+Every bundled or user model (the imaging models of :mod:`medview.ai` and the glucose
+forecaster of :mod:`medview.forecast`) is a folder holding ``metadata.json`` (the
+model card) and its weights in safetensors format. This module parses and validates
+a card into a :class:`ModelCard`, checks the weights' sha256 against the card before
+anything is loaded, and loads the tensors (numpy or torch) without ever unpickling.
+
+It sits below the feature packages (``ai`` and ``forecast`` are independent of each
+other, so neither may own the schema the other loads) and imports neither torch nor
+numpy at module level.
+
+Card keys (JSON object):
+
+* required: ``name``, ``version``, ``task`` (one of :data:`TASKS`), ``architecture``
+  (``{"name": ..., "params": {...}}``), ``input`` (object), ``output`` (object, with
+  ``labels`` where the model names classes), ``weights`` (``{"file", "format",
+  "sha256", "bytes", "parameters"}``; the file must lie inside the model folder);
+* optional, shown to users: ``description``, ``intended_use``, ``intended_use_scope``,
+  ``limitations`` (list), ``modality``, ``body_part``, ``explain``, ``training``,
+  ``training_data``, ``validation``, ``performance``, ``license``, ``authors``,
+  ``citations``, ``disclaimer``, ``retrained_from``.
+
+Validation refuses, with a one-line :class:`ModelError` naming the file: a card that
+is not a JSON object, missing keys, an unknown task, a weights path outside the model
+folder (absolute or with ``..``), labels that do not match the number of outputs, and
+a normalisation ``std`` that is not positive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from medview.errors import MedviewError
+
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.safetensors"
+REQUIRED_KEYS = ("name", "version", "task", "architecture", "input", "output", "weights")
+IMAGE_TASKS = ("classification", "anomaly")
+FORECAST_TASKS = ("forecast",)
+TASKS = IMAGE_TASKS + FORECAST_TASKS
+
+
+class ModelError(MedviewError):
+    """A model folder that cannot be used (bad card, tampered or missing weights)."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The ``weights`` block of a card."""
+
+    file: str = WEIGHTS_FILE
+    sha256: str = ""
+    format: str = "safetensors"
+    bytes: int | None = None
+    parameters: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Weights:
+        """Parse the block (missing values keep their defaults)."""
+        size = d.get("bytes")
+        params = d.get("parameters")
+        return cls(
+            file=str(d.get("file", WEIGHTS_FILE)),
+            sha256=str(d.get("sha256", "")).lower(),
+            format=str(d.get("format", "safetensors")),
+            bytes=None if size is None else int(size),
+            parameters=None if params is None else int(params),
+        )
+
+
+@dataclass
+class ModelCard:
+    """A parsed, validated model card and the folder it came from.
+
+    ``meta`` keeps the whole JSON object, so optional blocks (training, validation,
+    intended-use scope, performance...) travel unchanged.
+    """
+
+    folder: Path
+    meta: dict[str, Any]
+    weights: Weights = field(default_factory=Weights)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["version"])
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def is_image_model(self) -> bool:
+        """True for models that analyse images (classification, anomaly)."""
+        return self.task in IMAGE_TASKS
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return dict(self.meta["architecture"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The architecture's parameters (``architecture.params``)."""
+        return dict(self.meta["architecture"].get("params") or {})
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return dict(self.meta["input"])
+
+    @property
+    def output(self) -> dict[str, Any]:
+        return dict(self.meta["output"])
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(x) for x in self.meta["output"].get("labels", [])]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.weights.file
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.folder / METADATA_FILE
+
+    def verify(self) -> str:
+        """Check the weights file exists and its sha256 matches the card; return it."""
+        wp = self.weights_path
+        if not wp.is_file():
+            raise ModelError("weights file is missing", wp)
+        expected = self.weights.sha256
+        if not expected:
+            raise ModelError("model card has no weights sha256; refusing to load", wp)
+        actual = sha256_file(wp)
+        if actual != expected:
+            raise ModelError(
+                f"weights sha256 {actual[:12]}... does not match the model card "
+                f"({expected[:12]}...); refusing to load a modified or corrupt model",
+                wp,
+            )
+        return actual
+
+    def load_tensors(self, framework: str = "numpy") -> dict[str, Any]:
+        """Verify the sha256, then read the safetensors weights (``numpy`` or ``pt``)."""
+        self.verify()
+        try:
+            if framework == "numpy":
+                from safetensors.numpy import load_file as load_np
+
+                return dict(load_np(str(self.weights_path)))
+            from safetensors.torch import load_file as load_pt
+
+            return dict(load_pt(str(self.weights_path), device="cpu"))
+        except Exception as exc:  # noqa: BLE001 - any decode problem is a bad model
+            raise ModelError(f"cannot read the weights ({exc})", self.weights_path) from None
+
+
+def _weights_inside(folder: Path, file: str, where: Path) -> None:
+    """Refuse a weights path that is absolute or leaves the model folder."""
+    parts = set(PurePosixPath(file).parts) | set(PureWindowsPath(file).parts)
+    if (
+        not file
+        or PurePosixPath(file).is_absolute()
+        or PureWindowsPath(file).is_absolute()
+        or PureWindowsPath(file).drive
+        or ".." in parts
+    ):
+        raise ModelError(f"weights file {file!r} must be a name inside the model folder", where)
+    target = (folder / file).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ModelError(f"weights file {file!r} points outside the model folder", where)
+
+
+def _check_labels(meta: dict[str, Any], where: Path) -> None:
+    """Labels must match the number of outputs (1 output = a binary sigmoid: 2 labels)."""
+    labels = meta["output"].get("labels") or []
+    if not isinstance(labels, list):
+        raise ModelError("output.labels must be a list", where)
+    params = meta["architecture"].get("params") or {}
+    n_out = params.get("num_outputs") if isinstance(params, dict) else None
+    if not labels or n_out is None:
+        return
+    expected = 2 if int(n_out) == 1 else int(n_out)
+    if len(labels) != expected:
+        raise ModelError(
+            f"{len(labels)} labels for {n_out} model output(s) (expected {expected})", where
+        )
+
+
+def _check_std(meta: dict[str, Any], where: Path) -> None:
+    std = meta["input"].get("std")
+    if std is None:
+        return
+    values = std if isinstance(std, list) else [std]
+    try:
+        bad = [v for v in values if not (math.isfinite(float(v)) and float(v) > 0)]
+    except (TypeError, ValueError):
+        bad = values
+    if bad:
+        raise ModelError(f"input.std must be positive, not {std!r}", where)
+
+
+def validate(meta: Any, folder: str | Path) -> ModelCard:
+    """Check a card's structure (not the weights: see :meth:`ModelCard.verify`)."""
+    folder = Path(folder)
+    where = folder / METADATA_FILE
+    if not isinstance(meta, dict):
+        raise ModelError("model card is not a JSON object", where)
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"model card lacks {', '.join(missing)}", where)
+    if meta["task"] not in TASKS:
+        raise ModelError(f"unknown task {meta['task']!r} (known: {', '.join(TASKS)})", where)
+    for key in ("architecture", "input", "output", "weights"):
+        if not isinstance(meta[key], dict):
+            raise ModelError(f"{key} must be a JSON object", where)
+    weights = Weights.from_dict(meta["weights"])
+    _weights_inside(folder, weights.file, where)
+    _check_labels(meta, where)
+    _check_std(meta, where)
+    return ModelCard(folder=folder, meta=meta, weights=weights)
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """Parse and validate ``folder/metadata.json`` (does not read the weights)."""
+    folder = Path(folder)
+    mpath = folder / METADATA_FILE
+    if not mpath.is_file():
+        raise ModelError("no metadata.json in model folder", folder)
+    try:
+        meta = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model card ({exc})", mpath) from None
+    return validate(meta, folder)
+
+
+def write_card(folder: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``meta`` as ``folder/metadata.json`` (indented, newline-terminated)."""
+    path = Path(folder) / METADATA_FILE
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def weights_block(path: Path, state: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The ``weights`` block for a freshly written safetensors file.
+
+    ``parameters`` counts the trainable tensors' elements (batch-norm running
+    statistics excluded).
+    """
+    return {
+        "file": path.name,
+        "format": "safetensors",
+        **extra,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "parameters": int(
+            sum(
+                int(math.prod(getattr(v, "shape", ())))
+                for k, v in state.items()
+                if "running" not in k and "num_batches" not in k
+            )
+        ),
+    }

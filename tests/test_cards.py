@@ -1,0 +1,182 @@
+"""The one model-card schema (medview.modelcards): every bundled card, validation rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medview.errors import MedviewError
+from medview.modelcards import (
+    TASKS,
+    ModelError,
+    read_card,
+    sha256_file,
+    validate,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "metadata.json").exists())
+
+
+def _card(**over: object) -> dict:
+    card = {
+        "name": "m",
+        "version": "1",
+        "task": "classification",
+        "architecture": {"name": "small_resnet", "params": {"num_outputs": 1}},
+        "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
+        "output": {"labels": ["normal", "pneumonia"]},
+        "weights": {"file": "model.safetensors", "sha256": "0" * 64},
+    }
+    card.update(over)
+    return card
+
+
+def test_one_model_error_is_a_medview_error():
+    import medview.ai
+    from medview.ai import registry
+
+    assert issubclass(ModelError, MedviewError)
+    assert registry.ModelError is ModelError and medview.ai.ModelError is ModelError
+    err = ModelError("bad card", "/x/metadata.json")
+    assert str(err) == "/x/metadata.json: bad card"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_bundled_card_follows_the_schema_and_its_sha256_matches(name):
+    card = read_card(MODELS / name)
+    assert card.name == name and card.task in TASKS
+    if not card.weights_path.exists():
+        pytest.skip(f"{card.weights_path} not in this checkout")
+    assert card.verify() == sha256_file(card.weights_path) == card.weights.sha256
+
+
+def test_registry_lists_every_card_but_analyses_only_images():
+    from medview.ai.registry import discover, discover_cards
+
+    cards = discover_cards()
+    images = discover()
+    assert set(BUNDLED) <= set(cards)
+    assert cards["glucose_lstm"].task == "forecast"
+    assert "glucose_lstm" not in images
+    assert all(m.is_image_model for m in images.values())
+
+
+def test_glucose_card_is_the_one_schema_and_loads():
+    from medview.forecast.lstm import HORIZON_STEPS, WINDOW, load_model
+
+    card = read_card(MODELS / "glucose_lstm")
+    assert card.params == {"layers": 2, "hidden": 64}
+    assert len(card.output["conformal_mgdl"]) == HORIZON_STEPS
+    assert card.input["window"] == WINDOW
+    model = load_model(MODELS / "glucose_lstm")
+    q = model.predict(np.full((1, WINDOW), 120.0, np.float32))
+    assert q.shape == (1, HORIZON_STEPS, 3)
+    assert np.all(q[..., 0] <= q[..., 1]) and np.all(q[..., 1] <= q[..., 2])
+
+
+def test_glucose_trainer_writes_the_committed_card_shape(tmp_path):
+    """forecast/train.model_card writes the same keys as the committed (migrated) card."""
+    pytest.importorskip("torch")
+    from medview.forecast import train
+
+    committed = json.loads((MODELS / "glucose_lstm" / "metadata.json").read_text())
+    net = train.build_torch_model(train.HIDDEN, train.LAYERS)
+    state = {k: v.detach() for k, v in net.state_dict().items()}
+    from safetensors.torch import save_file
+
+    wp = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(wp))
+    run = {
+        "seed": 0,
+        "epochs": 1,
+        "best_epoch": 1,
+        "history": [],
+        "train_time": 1.0,
+        "t_sim": 1.0,
+        "n_train": 1,
+        "n_calib": 1,
+    }
+    valid = {k: v for k, v in committed["validation"].items() if k != "note"}
+    meta = train.model_card(run, np.zeros(train.HORIZON_STEPS), valid, wp, state)
+    assert list(meta) == list(committed)
+    for block in ("architecture", "input", "output", "weights", "training", "training_data"):
+        assert list(meta[block]) == list(committed[block]), block
+    assert meta["weights"]["parameters"] == committed["weights"]["parameters"]
+    assert meta["weights"]["bytes"] == committed["weights"]["bytes"]
+    validate(meta, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"weights": {"file": "../other/model.safetensors"}}, "inside the model folder"),
+        ({"weights": {"file": "/etc/passwd"}}, "inside the model folder"),
+        ({"weights": {"file": "C:\\models\\m.safetensors"}}, "inside the model folder"),
+        ({"output": {"labels": ["a", "b", "c"]}}, "3 labels for 1 model output"),
+        (
+            {
+                "architecture": {"name": "x", "params": {"num_outputs": 3}},
+                "output": {"labels": ["a", "b"]},
+            },
+            "2 labels for 3 model output",
+        ),
+        ({"input": {"mean": 0.5, "std": 0}}, "input.std must be positive"),
+        ({"input": {"mean": 0.5, "std": [0.2, -1.0]}}, "input.std must be positive"),
+        ({"task": "segmentation"}, "unknown task"),
+        ({"output": "sigmoid"}, "output must be a JSON object"),
+    ],
+)
+def test_validate_refuses_bad_cards(tmp_path, change, reason):
+    with pytest.raises(ModelError, match=reason) as err:
+        validate(_card(**change), tmp_path)
+    assert str(err.value).startswith(str(tmp_path / "metadata.json"))
+    assert "\n" not in str(err.value)
+
+
+def test_validate_accepts_good_labels_and_softmax(tmp_path):
+    assert validate(_card(), tmp_path).labels == ["normal", "pneumonia"]
+    soft = _card(
+        architecture={"name": "x", "params": {"num_outputs": 3}},
+        output={"labels": ["a", "b", "c"]},
+    )
+    assert validate(soft, tmp_path).labels == ["a", "b", "c"]
+
+
+def test_weights_symlink_out_of_the_folder_refused(tmp_path):
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes(b"x")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "w.safetensors").symlink_to(outside)
+    with pytest.raises(ModelError, match="outside the model folder"):
+        validate(_card(weights={"file": "w.safetensors"}), folder)
+
+
+def test_get_model_refuses_a_forecast_model_for_images(tmp_path):
+    from medview.ai.registry import get_model
+
+    folder = tmp_path / "g"
+    shutil.copytree(MODELS / "glucose_lstm", folder)
+    with pytest.raises(ModelError, match="does not analyse images"):
+        get_model(str(folder))
+    with pytest.raises(ModelError, match="unknown model 'glucose_lstm'"):
+        get_model("glucose_lstm")
+
+
+def test_tampered_glucose_weights_are_a_one_line_medview_error(tmp_path):
+    from medview.forecast.lstm import load_model
+
+    folder = tmp_path / "g"
+    shutil.copytree(MODELS / "glucose_lstm", folder)
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(MedviewError, match="does not match the model card") as err:
+        load_model(folder)
+    assert str(err.value).startswith(str(folder / "model.safetensors"))
