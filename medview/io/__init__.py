@@ -9,6 +9,7 @@ PNG/JPEG/TIFF X-rays and NIfTI/MHA/NRRD volumes, all through one Qt-free API.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from medview.io.dicom import read_header
 from medview.io.model import InstanceInfo, ScanResult, SeriesInfo, Volume
@@ -43,13 +44,14 @@ def load_path(
         raise ReadError("no images found", os.fspath(path))
     series = res.series[0]
     if series_uid:
-        series = res.find(series_uid)
-        if series is None:
+        found = res.find(series_uid)
+        if found is None:
             raise ReadError(f"no series with UID {series_uid}", os.fspath(path))
+        series = found
     return load_series(series, state)
 
 
-def read_dataset(path: str):
+def read_dataset(path: str) -> Any:
     """The full pydicom Dataset of a file without its pixel data (for the tag browser)."""
     import warnings
 

@@ -294,6 +294,8 @@ class StudyDatabase:
                 "INSERT INTO measurements (sop_uid, kind, data) VALUES (?,?,?)",
                 (sop_uid, kind, json.dumps(data)),
             )
+        if cur.lastrowid is None:
+            raise sqlite3.DatabaseError("the measurement was not stored")
         return int(cur.lastrowid)
 
     def measurements(self, sop_uid: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ _PIXEL_TAGS = {
 }
 
 
-def _pydicom():
+def _pydicom() -> ModuleType:
     import pydicom
 
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -61,7 +62,10 @@ def _tag(keyword: str) -> int:
     if tag is None:
         from pydicom.datadict import tag_for_keyword
 
-        tag = _TAG_CACHE[keyword] = int(tag_for_keyword(keyword))
+        found = tag_for_keyword(keyword)
+        if found is None:
+            raise KeyError(f"not a DICOM keyword: {keyword}")
+        tag = _TAG_CACHE[keyword] = int(found)
     return tag
 
 
@@ -163,6 +167,8 @@ def window_from(ds: Any) -> tuple[float, float] | None:
     if center is None or width is None:
         voi = _functional(ds, "FrameVOILUTSequence", "WindowCenter")
         wid = _functional(ds, "FrameVOILUTSequence", "WindowWidth")
+        if voi is None or wid is None:
+            return None
         try:
             center = float(voi[0] if type(voi).__name__ == "MultiValue" else voi)
             width = float(wid[0] if type(wid).__name__ == "MultiValue" else wid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from types import ModuleType
 
 import numpy as np
 
@@ -182,7 +183,7 @@ def reorient_array(arr: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sitk():
+def _sitk() -> ModuleType:
     import SimpleITK as sitk
 
     return sitk
@@ -286,8 +287,8 @@ def load_volume_file(series: SeriesInfo) -> Volume:
         _, spacing, origin, direction = lps_geometry(size3, spacing, origin, direction)  # type: ignore[arg-type]
     return Volume(
         array=np.ascontiguousarray(out),
-        spacing=tuple(float(v) for v in spacing[:3]),
-        origin=tuple(float(v) for v in origin[:3]),
+        spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        origin=(float(origin[0]), float(origin[1]), float(origin[2])),
         direction=direction,
         modality="",
         instances=series.instances,

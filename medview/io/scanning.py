@@ -149,11 +149,10 @@ def scan(
     everything else is read. An empty folder is an error of its own.
     """
     state = ensure_state(state)
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [os.fspath(p) for p in paths]
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    roots = [os.fspath(p) for p in given]
     result = ScanResult()
-    dicom, raster, volume = _collect(paths, result.errors)
+    dicom, raster, volume = _collect(roots, result.errors)
     total = max(1, len(dicom) + len(raster) + len(volume))
     headers: list[InstanceInfo] = []
     for path, item in _read_headers(dicom, state, total):
@@ -185,7 +184,7 @@ def scan(
         except MedviewError as exc:
             result.errors.append(FileProblem(path, exc.reason))
     if not result.series and not result.errors:
-        for p in paths:
+        for p in roots:
             if os.path.isdir(p):
                 result.errors.append(FileProblem(p, "empty folder: no images found"))
     state.progress(1.0, "scan finished")
@@ -333,10 +332,11 @@ def order_slices(items: list[InstanceInfo]) -> tuple[list[InstanceInfo], list[st
     if len(items) == 1:
         return list(items), warnings
     o = items[0].orientation
-    if o is not None and all(h.position is not None for h in items):
+    placed = [(h.position, h) for h in items if h.position is not None]
+    if o is not None and len(placed) == len(items):
         normal = np.cross(np.array(o[:3]), np.array(o[3:]))
-        keyed = sorted(items, key=lambda h: float(np.dot(normal, h.position)))
-        return keyed, warnings
+        keyed = sorted(placed, key=lambda ph: float(np.dot(normal, ph[0])))
+        return [h for _, h in keyed], warnings
     if items[0].modality in ("CT", "MR", "PT", "NM") and len(items) > 2:
         warnings.append("slices have no ImagePositionPatient: ordered by InstanceNumber")
     return sorted(

@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from medview.io import decoders
 from medview.io.dicom import decode_file, read_native_frames
 from medview.io.model import InstanceInfo, SeriesInfo, Volume
 from medview.tasks import TaskState, ensure_state
+
+T = TypeVar("T")
 
 
 def _is_color(info: InstanceInfo) -> bool:
@@ -95,20 +98,19 @@ def load_series(
     return _load_dicom_series(series, state, processes)
 
 
-def _load_dicom_series(
-    series: SeriesInfo, state: TaskState, processes: bool | None = None
-) -> Volume:
+Job = tuple[int, InstanceInfo]  # (first slice index in the volume, instance)
+
+
+def _new_volume(series: SeriesInfo, dtype: np.dtype, to_hu: bool, color: bool) -> Volume:
+    """The volume to fill: its array allocated once (uninitialised), every slice not ready."""
     items = series.instances
     first = items[0]
-    color = _is_color(first)
-    dtype, to_hu = _plan_dtype(series)
     frames = first.frames
     nz = len(items) * frames if len(items) > 1 else frames
     shape = (nz, first.rows, first.columns) + ((3,) if color else ())
-    out = np.empty(shape, dtype=dtype)
     direction = np.array(series.direction, dtype=float).reshape(3, 3)
     vol = Volume(
-        array=out,
+        array=np.empty(shape, dtype=dtype),
         spacing=series.spacing,
         origin=series.origin,
         direction=direction,
@@ -128,78 +130,118 @@ def _load_dicom_series(
         series=series,
         ready=np.zeros(nz, dtype=bool),
     )
-    ready = vol.ready
     slopes = {h.rescale_slope for h in items}
     if not to_hu and not color and len(slopes) > 1:
         vol.warnings.append(
             "RescaleSlope varies between slices: values use the first slice's slope"
         )
-    done = 0
-    failures: list[FileProblem] = []
-    announced = False
+    return vol
 
-    def place(k: int, info: InstanceInfo, frames_arr: np.ndarray, extra: dict[str, Any]) -> None:
-        nonlocal done, announced
+
+class _SeriesFill:
+    """Places decoded slices into the volume's array (or blanks failed ones), counting them.
+
+    ``state.partial((volume, k))`` is sent once, when the first slice lands.
+    """
+
+    def __init__(self, vol: Volume, to_hu: bool, state: TaskState) -> None:
+        assert vol.ready is not None
+        self.vol = vol
+        self.out = vol.array
+        self.ready: np.ndarray = vol.ready
+        self.first = vol.instances[0]
+        self.frames = self.first.frames
+        self.to_hu = to_hu
+        self.state = state
+        self.done = 0
+        self.failures: list[FileProblem] = []
+        self._announced = False
+
+    def place(
+        self, k: int, info: InstanceInfo, frames_arr: np.ndarray, extra: dict[str, Any]
+    ) -> None:
+        """Store the frames of ``info`` from slice ``k`` on (CT: as int16 HU when planned)."""
+        first, vol = self.first, self.vol
         if frames_arr.shape[1:3] != (first.rows, first.columns):
             raise ReadError(f"size {frames_arr.shape[1:3]} differs from the series", info.path)
-        if to_hu:
+        n = frames_arr.shape[0]
+        if self.to_hu:
             block = frames_arr.astype(np.int16, copy=False)
             if info.rescale_intercept:
                 block = block + np.int16(int(info.rescale_intercept))
-            out[k : k + frames_arr.shape[0]] = block
+            self.out[k : k + n] = block
         else:
-            out[k : k + frames_arr.shape[0]] = frames_arr
-        ready[k : k + frames_arr.shape[0]] = True
+            self.out[k : k + n] = frames_arr
+        self.ready[k : k + n] = True
         if "voi_lut" in extra and vol.voi_lut is None:
             vol.voi_lut = extra["voi_lut"]
         for w in extra.get("warnings", ()):
             if w not in vol.warnings:  # every slice of a series tends to say the same
                 vol.warnings.append(w)
-        done += 1
-        if not announced:
-            announced = True
-            state.partial((vol, k))
+        self.done += 1
+        if not self._announced:
+            self._announced = True
+            self.state.partial((vol, k))
 
-    def fail(k: int, info: InstanceInfo, reason: str) -> None:
-        nonlocal done
+    def fail(self, k: int, info: InstanceInfo, reason: str) -> None:
+        """Blank the slices of ``info`` (minimum value) and remember why."""
+        out, frames = self.out, self.frames
         out[k : k + frames] = np.iinfo(out.dtype).min if out.dtype.kind in "iu" else 0
-        failures.append(FileProblem(info.path, reason))
-        ready[k : k + frames] = True
-        done += 1
+        self.failures.append(FileProblem(info.path, reason))
+        self.ready[k : k + frames] = True
+        self.done += 1
 
-    jobs = [(k * frames if len(items) > 1 else 0, info) for k, info in enumerate(items)]
-    native = [(k, i) for k, i in jobs if i.pixel_offset is not None]
-    coded = [(k, i) for k, i in jobs if i.pixel_offset is None]
-    total = len(jobs)
-
-    # Native files: direct reads on threads, a few in flight at a time.
-    if native:
+    def read_native(self, native: list[Job], total: int) -> None:
+        """Native files: direct reads on threads, a few in flight at a time."""
         with ThreadPoolExecutor(max_workers=min(4, len(native))) as pool:
             for (k, info), fut in _windowed(pool, read_native_frames, native, 8):
                 try:
-                    place(k, info, fut.result(), {})
+                    self.place(k, info, fut.result(), {})
                 except MedviewError as exc:
-                    fail(k, info, exc.reason)
+                    self.fail(k, info, exc.reason)
                 del fut
-                if done % 8 == 0:
-                    state.progress(done / total, f"loading {done}/{total}")
+                if self.done % 8 == 0:
+                    self.state.progress(self.done / total, f"loading {self.done}/{total}")
 
-    # Compressed (or unusual) files: pydicom + plugins, in worker processes when worthwhile.
-    if coded:
+    def decode(self, coded: list[Job], total: int, processes: bool | None) -> None:
+        """Compressed (or unusual) files: pydicom + plugins, in worker processes when
+        worthwhile; in this process for what the pool could not do."""
         remaining = coded
         use_pool = (len(coded) >= 4) if processes is None else processes
         pool = decoders.decoder_pool() if use_pool else None
         if pool is not None:
-            remaining = _decode_in_pool(pool, coded, place, fail, state, total, lambda: done)
+            remaining = _decode_in_pool(
+                pool, coded, self.place, self.fail, self.state, total, lambda: self.done
+            )
         for k, info in remaining:
-            state.check()
+            self.state.check()
             try:
                 arr, extra = decode_file(info.path)
-                place(k, info, arr, extra)
+                self.place(k, info, arr, extra)
             except MedviewError as exc:
-                fail(k, info, exc.reason)
-            state.progress(done / total, f"decoding {done}/{total}")
+                self.fail(k, info, exc.reason)
+            self.state.progress(self.done / total, f"decoding {self.done}/{total}")
 
+
+def _load_dicom_series(
+    series: SeriesInfo, state: TaskState, processes: bool | None = None
+) -> Volume:
+    items = series.instances
+    first = items[0]
+    color = _is_color(first)
+    dtype, to_hu = _plan_dtype(series)
+    vol = _new_volume(series, dtype, to_hu, color)
+    fill = _SeriesFill(vol, to_hu, state)
+    frames = first.frames
+    jobs = [(k * frames if len(items) > 1 else 0, info) for k, info in enumerate(items)]
+    native = [(k, i) for k, i in jobs if i.pixel_offset is not None]
+    coded = [(k, i) for k, i in jobs if i.pixel_offset is None]
+    total = len(jobs)
+    if native:
+        fill.read_native(native, total)
+    if coded:
+        fill.decode(coded, total, processes)
+    failures = fill.failures
     if failures and len(failures) == total:
         raise ReadError(failures[0].reason, failures[0].path)
     for f in failures:
@@ -211,7 +253,15 @@ def _load_dicom_series(
     return vol
 
 
-def _decode_in_pool(pool, coded, place, fail, state, total, count):
+def _decode_in_pool(
+    pool: Executor,
+    coded: list[Job],
+    place: Callable[[int, InstanceInfo, np.ndarray, dict[str, Any]], None],
+    fail: Callable[[int, InstanceInfo, str], None],
+    state: TaskState,
+    total: int,
+    count: Callable[[], int],
+) -> list[Job]:
     """Decode on the process pool; returns the jobs left to decode in-process if it broke."""
     from concurrent.futures.process import BrokenProcessPool
 
@@ -239,15 +289,21 @@ def _decode_in_pool(pool, coded, place, fail, state, total, count):
     return []
 
 
-def _windowed(pool, fn, jobs, window: int, picklable=None):
+def _windowed(
+    pool: Executor,
+    fn: Callable[[InstanceInfo], T],
+    jobs: Iterable[Job],
+    window: int,
+    picklable: Callable[[str], T] | None = None,
+) -> Iterator[tuple[Job, Future[T]]]:
     """Submit ``fn(info)`` for ``(k, info)`` jobs with at most ``window`` in flight,
     yielding ``((k, info), future)`` in order. Bounding the window bounds memory:
     a finished future holds its decoded slice until the caller has placed it."""
     from collections import deque
 
-    inflight: deque = deque()
+    inflight: deque[tuple[Job, Future[T]]] = deque()
 
-    def submit(job):
+    def submit(job: Job) -> Future[T]:
         if picklable is not None:  # process pools need a top-level function
             return pool.submit(picklable, job[1].path)
         return pool.submit(fn, job[1])

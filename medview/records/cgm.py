@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -113,6 +114,150 @@ def _find(header: list[str], names: tuple[str, ...]) -> int | None:
     return None
 
 
+@dataclass
+class _Layout:
+    """Where the columns are and where the readings start."""
+
+    t_col: int = 0
+    v_col: int = 1
+    u_col: int | None = None
+    header_unit: str = ""  # a unit named in the value column's header, e.g. "Glucose (mmol/L)"
+    start: int = 0  # index of the first data row
+
+    @property
+    def units_given(self) -> bool:
+        return bool(self.header_unit) or self.u_col is not None
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """The file's rows, the delimiter (comma, semicolon or tab) guessed from its first lines."""
+    from medview.errors import ReadError
+
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        raise ReadError(f"cannot read: {exc.strerror or exc}", path) from exc
+    lines = text.splitlines()
+    sample = "\n".join(lines[:20])
+    delimiter = max((",", ";", "\t"), key=sample.count) if sample else ","
+    if delimiter == "," and sample.count(";") and not sample.count(","):
+        delimiter = ";"
+    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+def _detect_layout(rows: list[list[str]], path: Path) -> _Layout:
+    """The column layout: the first non-empty row is a header when it is not a reading."""
+    from medview.errors import ReadError
+
+    first = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
+    if first is None:
+        raise ReadError("empty CSV file", path)
+    head = rows[first]
+    try:
+        _number(head[1] if len(head) > 1 else "")
+        parse_timestamp(head[0])
+    except ValueError:
+        return _header_layout(head, first, path)
+    return _Layout(u_col=2 if len(head) >= 3 else None, start=first)
+
+
+def _header_layout(head: list[str], index: int, path: Path) -> _Layout:
+    """The layout named by the header row ``rows[index]``."""
+    from medview.errors import ReadError
+
+    t_col = _find(head, _TIME_NAMES)
+    v_col = _find(head, _VALUE_NAMES)
+    u_col = _find(head, _UNIT_NAMES)
+    if t_col is None or v_col is None:
+        if len(head) < 2:
+            raise ReadError("no timestamp and value columns found in the header", path)
+        t_col, v_col = 0, 1
+    if u_col in (t_col, v_col):
+        u_col = None
+    return _Layout(t_col, v_col, u_col, _unit_in_name(head[v_col]), index + 1)
+
+
+def _time_and_value(
+    row: list[str], where: str, layout: _Layout, problems: list[RecordProblem]
+) -> tuple[datetime, float] | None:
+    """The row's timestamp and number, or None (problem reported) when either is unusable."""
+    needed = max(layout.t_col, layout.v_col) + 1
+    if len(row) < needed:
+        problems.append(RecordProblem(where, f"expected at least {needed} columns, got {len(row)}"))
+        return None
+    try:
+        when = parse_timestamp(row[layout.t_col])
+    except ValueError as exc:
+        problems.append(RecordProblem(where, str(exc)))
+        return None
+    try:
+        value = _number(row[layout.v_col])
+    except ValueError:
+        problems.append(
+            RecordProblem(where, f"non-numeric glucose value {row[layout.v_col].strip()!r}")
+        )
+        return None
+    return when, value
+
+
+def _row_unit(row: list[str], layout: _Layout, default_unit: str) -> str:
+    """The unit column's value when filled in, else the header's unit, else ``default_unit``."""
+    u_col = layout.u_col
+    if u_col is not None and u_col < len(row) and row[u_col].strip():
+        return row[u_col].strip()
+    return layout.header_unit or default_unit
+
+
+def _naive_utc(when: datetime) -> datetime:
+    """Timestamps with an offset become naive UTC (like the FHIR importer's)."""
+    if when.tzinfo is not None:
+        return when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when
+
+
+def _reading(
+    pid: str, when: datetime, value: float, unit: str, where: str, problems: list[RecordProblem]
+) -> Observation | None:
+    """The reading in mg/dL; flagged and kept as given when its unit cannot be converted;
+    None (problem reported) when implausible."""
+    conv = convert_glucose(value, unit)
+    if conv is None:  # flagged, never guessed: kept as given, left out of forecasts
+        flag = f"unit {unit!r} cannot be converted to mg/dL"
+        problems.append(RecordProblem(where, f"{flag} (kept as given, flagged)"))
+        return Observation(
+            pid, _naive_utc(when), CGM_LOINC, CGM_DISPLAY, value, unit, value, unit, flag
+        )
+    mgdl, unit_name = conv
+    if not PLAUSIBLE_MGDL[0] <= mgdl <= PLAUSIBLE_MGDL[1]:
+        problems.append(RecordProblem(where, f"implausible glucose {value:g} {unit_name}"))
+        return None
+    return Observation(
+        patient_id=pid,
+        time=_naive_utc(when),
+        code=CGM_LOINC,
+        display=CGM_DISPLAY,
+        value=round(mgdl, 2),
+        unit="mg/dL",
+        original_value=value,
+        original_unit=unit_name,
+    )
+
+
+def _check_unit_guess(numeric: list[float], default_unit: str, path: Path) -> None:
+    """Refuse mg/dL by default when the values look like mmol/L (file names no unit)."""
+    from medview.errors import ReadError
+
+    if not numeric:
+        return
+    median = sorted(numeric)[len(numeric) // 2]
+    if default_unit.lower().startswith("mg") and median < 35:
+        raise ReadError(
+            f"no unit in the file and the values (median {median:g}) look like mmol/L, "
+            "not mg/dL; give the unit explicitly (--unit mmol/L)",
+            path,
+        )
+
+
 def load_cgm_csv(
     path: str | Path,
     patient_id: str = "",
@@ -129,129 +274,39 @@ def load_cgm_csv(
     from medview.errors import ReadError
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise ReadError(f"cannot read: {exc.strerror or exc}", path) from exc
-    lines = text.splitlines()
-    sample = "\n".join(lines[:20])
-    delimiter = max((",", ";", "\t"), key=sample.count) if sample else ","
-    if delimiter == "," and sample.count(";") and not sample.count(","):
-        delimiter = ";"
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-
+    rows = _read_rows(path)
+    layout = _detect_layout(rows, path)
     pid = patient_id or path.stem
     out = RecordSet()
     out.patients[pid] = Patient(id=pid)
-    t_col, v_col, u_col = 0, 1, None
-    header_unit = ""
-    start = 0
-    # first non-empty row: a header when its value column is not a number
-    first = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
-    if first is None:
-        raise ReadError("empty CSV file", path)
-    head = rows[first]
-    try:
-        _number(head[1] if len(head) > 1 else "")
-        parse_timestamp(head[0])
-        is_header = False
-    except ValueError:
-        is_header = True
-    if is_header:
-        t_col = _find(head, _TIME_NAMES)
-        v_col = _find(head, _VALUE_NAMES)
-        u_col = _find(head, _UNIT_NAMES)
-        if t_col is None or v_col is None:
-            if len(head) >= 2:
-                t_col, v_col = 0, 1
-            else:
-                raise ReadError("no timestamp and value columns found in the header", path)
-        if u_col in (t_col, v_col):
-            u_col = None
-        header_unit = _unit_in_name(head[v_col])
-        start = first + 1
-    elif len(head) >= 3:
-        u_col = 2
-    else:
-        start = first
-
     seen: set[datetime] = set()
     numeric: list[float] = []
-    units_given = bool(header_unit) or u_col is not None
-    for i in range(start, len(rows)):
+    for i in range(layout.start, len(rows)):
         row = rows[i]
-        line = i + 1  # csv rows map to lines (no quoted newlines in CGM exports)
-        where = f"{path}:{line}"
+        # csv rows map to lines (no quoted newlines in CGM exports)
+        where = f"{path}:{i + 1}"
         if not any(c.strip() for c in row):
             continue
-        if len(row) <= max(t_col, v_col):
-            out.problems.append(
-                RecordProblem(
-                    where, f"expected at least {max(t_col, v_col) + 1} columns, got {len(row)}"
-                )
-            )
+        parsed = _time_and_value(row, where, layout, out.problems)
+        if parsed is None:
             continue
-        try:
-            when = parse_timestamp(row[t_col])
-        except ValueError as exc:
-            out.problems.append(RecordProblem(where, str(exc)))
+        numeric.append(parsed[1])
+        unit = _row_unit(row, layout, default_unit)
+        obs = _reading(pid, *parsed, unit, where, out.problems)
+        if obs is None:
             continue
-        try:
-            value = _number(row[v_col])
-        except ValueError:
-            out.problems.append(
-                RecordProblem(where, f"non-numeric glucose value {row[v_col].strip()!r}")
-            )
-            continue
-        numeric.append(value)
-        unit = header_unit or default_unit
-        if u_col is not None and u_col < len(row) and row[u_col].strip():
-            unit = row[u_col].strip()
-        conv = convert_glucose(value, unit)
-        if conv is None:  # flagged, never guessed: kept as given, left out of forecasts
-            flag = f"unit {unit!r} cannot be converted to mg/dL"
-            out.problems.append(RecordProblem(where, f"{flag} (kept as given, flagged)"))
-            if when.tzinfo is not None:
-                when = when.astimezone(timezone.utc).replace(tzinfo=None)
-            if when not in seen:
-                seen.add(when)
-                out.observations.append(
-                    Observation(pid, when, CGM_LOINC, CGM_DISPLAY, value, unit, value, unit, flag)
+        if obs.time in seen:
+            if not obs.unit_flag:  # a flagged duplicate is dropped silently (already flagged)
+                out.problems.append(
+                    RecordProblem(
+                        where, f"duplicate timestamp {obs.time.isoformat()} (kept the first)"
+                    )
                 )
             continue
-        mgdl, unit_name = conv
-        if not PLAUSIBLE_MGDL[0] <= mgdl <= PLAUSIBLE_MGDL[1]:
-            out.problems.append(RecordProblem(where, f"implausible glucose {value:g} {unit_name}"))
-            continue
-        if when.tzinfo is not None:  # like the FHIR importer: naive UTC
-            when = when.astimezone(timezone.utc).replace(tzinfo=None)
-        if when in seen:
-            out.problems.append(
-                RecordProblem(where, f"duplicate timestamp {when.isoformat()} (kept the first)")
-            )
-            continue
-        seen.add(when)
-        out.observations.append(
-            Observation(
-                patient_id=pid,
-                time=when,
-                code=CGM_LOINC,
-                display=CGM_DISPLAY,
-                value=round(mgdl, 2),
-                unit="mg/dL",
-                original_value=value,
-                original_unit=unit_name,
-            )
-        )
-    if not units_given and numeric:
-        numeric.sort()
-        median = numeric[len(numeric) // 2]
-        if default_unit.lower().startswith("mg") and median < 35:
-            raise ReadError(
-                f"no unit in the file and the values (median {median:g}) look like mmol/L, "
-                "not mg/dL; give the unit explicitly (--unit mmol/L)",
-                path,
-            )
+        seen.add(obs.time)
+        out.observations.append(obs)
+    if not layout.units_given:
+        _check_unit_guess(numeric, default_unit, path)
     if not out.observations:
         reasons = "; ".join(str(p) for p in out.problems[:3])
         raise ReadError(f"no usable glucose readings{': ' + reasons if reasons else ''}", path)

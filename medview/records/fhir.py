@@ -153,8 +153,8 @@ def _subject(res: dict) -> str:
     return pid
 
 
-def _time(res: dict, *fields: str, required: bool = True) -> datetime | None:
-    """First present time among ``fields`` (``xPeriod`` fields give their start)."""
+def _time_or_none(res: dict, *fields: str) -> datetime | None:
+    """First present time among ``fields`` (``xPeriod`` fields give their start), or None."""
     for f in fields:
         v = res.get(f)
         if v is None:
@@ -167,9 +167,15 @@ def _time(res: dict, *fields: str, required: bool = True) -> datetime | None:
             return parse_time(v)
         except (TypeError, ValueError) as exc:
             raise _Malformed(f"bad {f} {v!r}") from exc
-    if required:
-        raise _Malformed(f"no time ({' / '.join(fields)})")
     return None
+
+
+def _time(res: dict, *fields: str) -> datetime:
+    """First present time among ``fields``; the resource is malformed without one."""
+    when = _time_or_none(res, *fields)
+    if when is None:
+        raise _Malformed(f"no time ({' / '.join(fields)})")
+    return when
 
 
 def _end(res: dict, *fields: str) -> datetime | None:
@@ -248,9 +254,11 @@ class FhirImporter:
 
     # pass 2: convert
     def finish(self, state: TaskState | None = None) -> RecordSet:
+        """Convert the collected resources (second pass); problems go to ``records.problems``."""
+        state = ensure_state(state)
         n = max(len(self._pending), 1)
         for i, (source, res) in enumerate(self._pending):
-            if state is not None and i % 2000 == 0:
+            if i % 2000 == 0:
                 state.progress(0.5 + 0.5 * i / n, "converting FHIR resources")
             rtype = res["resourceType"]
             label = f"{source} {rtype}/{res.get('id') or '?'}"
@@ -347,7 +355,13 @@ class FhirImporter:
         return code, display
 
     def _add_treatment(
-        self, res: dict, kind: str, code: str, display: str, start: datetime | None, stop
+        self,
+        res: dict,
+        kind: str,
+        code: str,
+        display: str,
+        start: datetime,
+        stop: datetime | None,
     ) -> None:
         rcode, rdisplay = self._reason(res, "reasonReference", "addresses")
         self.records.treatments.append(
@@ -425,7 +439,7 @@ class FhirImporter:
             raise _Malformed("no code")
         system = next((str(c.get("system") or "") for c in codings if c.get("code") == code), "")
         system = {RXNORM: "RxNorm", SNOMED: "SNOMED-CT"}.get(system, system)
-        start = _time(res, "onsetDateTime", "onsetPeriod", "recordedDate", required=False)
+        start = _time_or_none(res, "onsetDateTime", "onsetPeriod", "recordedDate")
         stop = _end(res, "onsetPeriod")
         status, _ = _coding(res.get("clinicalStatus"))
         cats = [str(c) for c in res.get("category") or [] if isinstance(c, str)]

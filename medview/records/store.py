@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medview.records.model import (
     Allergy,
@@ -26,6 +27,9 @@ from medview.records.model import (
     RecordSet,
     TreatmentEvent,
 )
+
+if TYPE_CHECKING:
+    from medview.tasks import TaskState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rec_patients (
@@ -81,6 +85,13 @@ def _dt(v: str | None) -> datetime | None:
     return datetime.fromisoformat(v) if v else None
 
 
+def _start(v: str | None, table: str) -> datetime:
+    """A required start time read back; a row without one is a damaged database."""
+    if not v:
+        raise sqlite3.DatabaseError(f"{table}: a stored row has no start time")
+    return datetime.fromisoformat(v)
+
+
 def _d(v: str | None) -> date | None:
     return date.fromisoformat(v) if v else None
 
@@ -107,6 +118,92 @@ def _migrate(con: sqlite3.Connection) -> None:
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+Row = tuple[object, ...]
+
+# Columns of each per-patient table, in the order save_records inserts them.
+_COLUMNS = {
+    "rec_observations": 10,
+    "rec_conditions": 5,
+    "rec_treatments": 9,
+    "rec_encounters": 6,
+    "rec_allergies": 10,
+}
+
+
+def _patient_row(p: Patient, source: str, now: str) -> Row:
+    return (
+        p.id,
+        p.name,
+        _iso(p.birth_date),
+        _iso(p.death_date),
+        p.sex,
+        "\n".join(p.identifiers),
+        source,
+        now,
+    )
+
+
+def _observation_row(o: Observation) -> Row:
+    return (
+        o.patient_id,
+        _iso(o.time),
+        o.code,
+        o.display,
+        o.value,
+        o.unit,
+        o.original_value,
+        o.original_unit,
+        o.unit_flag,
+        o.text,
+    )
+
+
+def _treatment_row(t: TreatmentEvent) -> Row:
+    return (
+        t.patient_id,
+        t.kind,
+        _iso(t.start),
+        _iso(t.stop),
+        t.code,
+        t.display,
+        t.reason_code,
+        t.reason_display,
+        t.status,
+    )
+
+
+def _allergy_row(a: Allergy) -> Row:
+    return (
+        a.patient_id,
+        _iso(a.start),
+        _iso(a.stop),
+        a.code,
+        a.display,
+        a.system,
+        a.type,
+        a.category,
+        a.status,
+        "\n".join(a.reactions),
+    )
+
+
+def _table_rows(records: RecordSet) -> dict[str, list[Row]]:
+    """The rows of every per-patient table (keys in :data:`_TABLES` order)."""
+    return {
+        "rec_observations": [_observation_row(o) for o in records.observations],
+        "rec_conditions": [
+            (c.patient_id, _iso(c.start), _iso(c.stop), c.code, c.display)
+            for c in records.conditions
+        ],
+        "rec_treatments": [_treatment_row(t) for t in records.treatments],
+        "rec_encounters": [
+            (e.patient_id, _iso(e.start), _iso(e.stop), e.code, e.display, e.encounter_class)
+            for e in records.encounters
+        ],
+        "rec_allergies": [_allergy_row(a) for a in records.allergies],
+    }
+
+
 def save_records(
     records: RecordSet, db_path: str | PathLike[str] | None = None, source: str = ""
 ) -> int:
@@ -130,101 +227,20 @@ def save_records(
                 con.executemany(f"DELETE FROM {table} WHERE patient_id = ?", [(i,) for i in ids])
             con.executemany(
                 "INSERT OR REPLACE INTO rec_patients VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        p.id,
-                        p.name,
-                        _iso(p.birth_date),
-                        _iso(p.death_date),
-                        p.sex,
-                        "\n".join(p.identifiers),
-                        source,
-                        now,
-                    )
-                    for p in records.patients.values()
-                ],
+                [_patient_row(p, source, now) for p in records.patients.values()],
             )
-            con.executemany(
-                "INSERT INTO rec_observations VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        o.patient_id,
-                        _iso(o.time),
-                        o.code,
-                        o.display,
-                        o.value,
-                        o.unit,
-                        o.original_value,
-                        o.original_unit,
-                        o.unit_flag,
-                        o.text,
-                    )
-                    for o in records.observations
-                ],
-            )
-            con.executemany(
-                "INSERT INTO rec_conditions VALUES (?,?,?,?,?)",
-                [
-                    (c.patient_id, _iso(c.start), _iso(c.stop), c.code, c.display)
-                    for c in records.conditions
-                ],
-            )
-            con.executemany(
-                "INSERT INTO rec_treatments VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        t.patient_id,
-                        t.kind,
-                        _iso(t.start),
-                        _iso(t.stop),
-                        t.code,
-                        t.display,
-                        t.reason_code,
-                        t.reason_display,
-                        t.status,
-                    )
-                    for t in records.treatments
-                ],
-            )
-            con.executemany(
-                "INSERT INTO rec_encounters VALUES (?,?,?,?,?,?)",
-                [
-                    (
-                        e.patient_id,
-                        _iso(e.start),
-                        _iso(e.stop),
-                        e.code,
-                        e.display,
-                        e.encounter_class,
-                    )
-                    for e in records.encounters
-                ],
-            )
-            con.executemany(
-                "INSERT INTO rec_allergies VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        a.patient_id,
-                        _iso(a.start),
-                        _iso(a.stop),
-                        a.code,
-                        a.display,
-                        a.system,
-                        a.type,
-                        a.category,
-                        a.status,
-                        "\n".join(a.reactions),
-                    )
-                    for a in records.allergies
-                ],
-            )
+            for table, rows in _table_rows(records).items():
+                marks = ",".join("?" * _COLUMNS[table])
+                con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
     finally:
         con.close()
     return len(records.patients)
 
 
 def import_records(
-    path: str | PathLike[str], db_path: str | PathLike[str] | None = None, state=None
+    path: str | PathLike[str],
+    db_path: str | PathLike[str] | None = None,
+    state: TaskState | None = None,
 ) -> RecordSet:
     """Load records from ``path`` and keep them in the local database for later sessions.
 
@@ -249,7 +265,7 @@ def load_saved_records(
     rs = RecordSet(format="database", sources=[str(db_path or "")])
     ids = list(patient_ids) if patient_ids is not None else None
 
-    def rows(table: str, key: str = "patient_id"):
+    def rows(table: str, key: str = "patient_id") -> sqlite3.Cursor:
         if ids is None:
             return con.execute(f"SELECT * FROM {table}")
         marks = ",".join("?" * len(ids)) or "''"
@@ -269,7 +285,7 @@ def load_saved_records(
             rs.observations.append(
                 Observation(
                     r[0],
-                    _dt(r[1]),
+                    _start(r[1], "rec_observations"),
                     r[2],
                     r[3] or "",
                     r[4],
@@ -281,13 +297,15 @@ def load_saved_records(
                 )
             )
         for r in rows("rec_conditions"):
-            rs.conditions.append(Condition(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4] or ""))
+            rs.conditions.append(
+                Condition(r[0], _start(r[1], "rec_conditions"), _dt(r[2]), r[3], r[4] or "")
+            )
         for r in rows("rec_treatments"):
             rs.treatments.append(
                 TreatmentEvent(
                     r[0],
                     r[1],
-                    _dt(r[2]),
+                    _start(r[2], "rec_treatments"),
                     _dt(r[3]),
                     r[4],
                     r[5] or "",
@@ -298,7 +316,14 @@ def load_saved_records(
             )
         for r in rows("rec_encounters"):
             rs.encounters.append(
-                Encounter(r[0], _dt(r[1]), _dt(r[2]), r[3] or "", r[4] or "", r[5] or "")
+                Encounter(
+                    r[0],
+                    _start(r[1], "rec_encounters"),
+                    _dt(r[2]),
+                    r[3] or "",
+                    r[4] or "",
+                    r[5] or "",
+                )
             )
         for r in rows("rec_allergies"):
             rs.allergies.append(

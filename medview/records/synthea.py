@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from medview.records._common import make_observation, parse_date, parse_time
@@ -64,12 +65,21 @@ def _get(row: dict[str, str], key: str, required: bool = False) -> str:
     return v
 
 
-def _time(row: dict[str, str], key: str, required: bool = True):
-    v = _get(row, key, required)
+def _time_or_none(row: dict[str, str], key: str) -> datetime | None:
+    """The time in column ``key``; None when empty; a bad row when unreadable."""
+    v = _get(row, key)
     try:
         return parse_time(v)
     except ValueError as exc:
         raise _BadRow(f"bad {key} {v!r}") from exc
+
+
+def _time(row: dict[str, str], key: str) -> datetime:
+    """The time in column ``key``, which must be filled in."""
+    when = _time_or_none(row, key)
+    if when is None:
+        raise _BadRow(f"empty {key}")
+    return when
 
 
 def _patient(row: dict[str, str], rs: RecordSet) -> None:
@@ -113,7 +123,7 @@ def _condition(row: dict[str, str], rs: RecordSet) -> None:
         Condition(
             patient_id=_get(row, "PATIENT", True),
             start=_time(row, "START"),
-            stop=_time(row, "STOP", required=False),
+            stop=_time_or_none(row, "STOP"),
             code=_get(row, "CODE", True),
             display=_get(row, "DESCRIPTION"),
         )
@@ -128,7 +138,7 @@ def _treatment(kind: str) -> Callable[[dict[str, str], RecordSet], None]:
                 patient_id=_get(row, "PATIENT", True),
                 kind=kind,
                 start=start,
-                stop=_time(row, "STOP", required=False),
+                stop=_time_or_none(row, "STOP"),
                 code=_get(row, "CODE", True),
                 display=_get(row, "DESCRIPTION"),
                 reason_code=_get(row, "REASONCODE"),
@@ -144,7 +154,7 @@ def _encounter(row: dict[str, str], rs: RecordSet) -> None:
         Encounter(
             patient_id=_get(row, "PATIENT", True),
             start=_time(row, "START"),
-            stop=_time(row, "STOP", required=False),
+            stop=_time_or_none(row, "STOP"),
             code=_get(row, "CODE"),
             display=_get(row, "DESCRIPTION"),
             encounter_class=_get(row, "ENCOUNTERCLASS"),
@@ -158,7 +168,7 @@ def _allergy(row: dict[str, str], rs: RecordSet) -> None:
         Allergy(
             patient_id=_get(row, "PATIENT", True),
             start=_time(row, "START"),
-            stop=_time(row, "STOP", required=False),
+            stop=_time_or_none(row, "STOP"),
             code=_get(row, "CODE", True),
             display=_get(row, "DESCRIPTION"),
             system=_get(row, "SYSTEM"),

@@ -16,13 +16,20 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
 
-from medview.records.model import Allergy, RecordSet, TreatmentEvent
+from medview.records.model import (
+    Allergy,
+    Condition,
+    Encounter,
+    Observation,
+    RecordSet,
+    TreatmentEvent,
+)
 
 KINDS = ("medication", "procedure", "careplan")
 ACTIVE_STATUSES = ("", "active", "on-hold", "intended", "draft")
@@ -129,54 +136,56 @@ class TreatmentData:
         return [self.conditions[j] for j in np.flatnonzero(row)]
 
 
-def build_data(
-    records: RecordSet,
-    exclude: Iterable[tuple[str, str]] = (),
-    kinds: Iterable[str] = KINDS,
-) -> TreatmentData:
-    """Build the matrices; ``exclude`` drops (patient, item key) pairs entirely (hold-out)."""
-    excluded = set(exclude)
-    kinds = set(kinds)
-    events = [
-        t
-        for t in records.treatments
-        if t.kind in kinds and (t.patient_id, item_key(t)) not in excluded
-    ]
-    pids = set(records.patients)
-    pids.update(t.patient_id for t in events)
-    pids.update(c.patient_id for c in records.conditions)
-    patients = sorted(pids)
-    p_index = {p: i for i, p in enumerate(patients)}
+@dataclass
+class _Usage:
+    """Who received which item, when, and for which recorded reason."""
 
-    display_votes: dict[str, Counter] = defaultdict(Counter)
+    X: np.ndarray
+    current: dict[str, set[str]]
+    first_seen: dict[tuple[str, str], datetime | None]
+    last_seen: dict[tuple[str, str], datetime | None]
+    reason_patients: np.ndarray
+    reason_events: np.ndarray
+    pair_reasons: dict[tuple[str, str], dict[int, int]]
+
+
+def _item_displays(events: list[TreatmentEvent]) -> dict[str, str]:
+    """Item key -> its most frequent display text."""
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
     for t in events:
-        display_votes[item_key(t)][t.display] += 1
-    items = sorted(display_votes)
-    item_display = {k: v.most_common(1)[0][0] for k, v in display_votes.items()}
-    i_index = {k: i for i, k in enumerate(items)}
+        votes[item_key(t)][t.display] += 1
+    return {k: v.most_common(1)[0][0] for k, v in votes.items()}
 
-    cond_votes: dict[str, Counter] = defaultdict(Counter)
+
+def _condition_displays(records: RecordSet, events: list[TreatmentEvent]) -> dict[str, str]:
+    """Condition code -> display: the most frequent Condition display, else the reason's."""
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
     for c in records.conditions:
-        cond_votes[c.code][c.display] += 1
+        votes[c.code][c.display] += 1
     for t in events:
         if t.reason_code:
-            cond_votes[t.reason_code][t.reason_display] += 0  # known code, display from conditions
-    conditions = sorted(cond_votes)
-    condition_display = {
-        k: (v.most_common(1)[0][0] if sum(v.values()) else "") for k, v in cond_votes.items()
-    }
+            votes[t.reason_code][t.reason_display] += 0  # known code, display from conditions
+    display = {k: (v.most_common(1)[0][0] if sum(v.values()) else "") for k, v in votes.items()}
     for t in events:  # reasons that never appear as a Condition: use the reason's display
-        if t.reason_code and not condition_display.get(t.reason_code):
-            condition_display[t.reason_code] = t.reason_display or t.reason_code
-    c_index = {c: i for i, c in enumerate(conditions)}
+        if t.reason_code and not display.get(t.reason_code):
+            display[t.reason_code] = t.reason_display or t.reason_code
+    return display
 
-    X = np.zeros((len(patients), len(items)), np.float32)
+
+def _usage(
+    events: list[TreatmentEvent],
+    p_index: dict[str, int],
+    i_index: dict[str, int],
+    c_index: dict[str, int],
+) -> _Usage:
+    """The patient x item matrix, current items, first/last dates and reason counts."""
+    X = np.zeros((len(p_index), len(i_index)), np.float32)
     current: dict[str, set[str]] = defaultdict(set)
     first_seen: dict[tuple[str, str], datetime | None] = {}
     last_seen: dict[tuple[str, str], datetime | None] = {}
     reason_pairs: set[tuple[str, int, int]] = set()
     pair_reasons: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
-    reason_events = np.zeros((len(conditions), len(items)), np.int64)
+    reason_events = np.zeros((len(c_index), len(i_index)), np.int64)
     for t in events:
         k = item_key(t)
         X[p_index[t.patient_id], i_index[k]] = 1.0
@@ -184,9 +193,10 @@ def build_data(
             current[t.patient_id].add(k)
         key = (t.patient_id, k)
         if t.start is not None:
-            if first_seen.get(key) is None or t.start < first_seen[key]:
+            first, last = first_seen.get(key), last_seen.get(key)
+            if first is None or t.start < first:
                 first_seen[key] = t.start
-            if last_seen.get(key) is None or t.start > last_seen[key]:
+            if last is None or t.start > last:
                 last_seen[key] = t.start
         if t.reason_code:
             ci, ii = c_index[t.reason_code], i_index[k]
@@ -197,31 +207,55 @@ def build_data(
     reason_patients = np.zeros_like(reason_events)
     for _p, ci, ii in reason_pairs:
         reason_patients[ci, ii] += 1
+    return _Usage(X, current, first_seen, last_seen, reason_patients, reason_events, pair_reasons)
 
-    C = np.zeros((len(patients), len(conditions)), np.float32)
-    C_active = np.zeros((len(patients), len(conditions)), bool)
+
+def _condition_matrices(
+    records: RecordSet, p_index: dict[str, int], c_index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, C_active)``: conditions ever recorded, and those without an end date."""
+    C = np.zeros((len(p_index), len(c_index)), np.float32)
+    C_active = np.zeros((len(p_index), len(c_index)), bool)
     for c in records.conditions:
         pi, ci = p_index[c.patient_id], c_index[c.code]
         C[pi, ci] = 1.0
         if c.stop is None:
             C_active[pi, ci] = True
+    return C, C_active
 
-    # demographics and latest key labs
+
+def _last_record_times(records: RecordSet, events: list[TreatmentEvent]) -> dict[str, datetime]:
+    """Each patient's latest record time (the age reference for patients still alive)."""
     last_time: dict[str, datetime] = {}
-    for seq in (records.observations, records.conditions, events, records.encounters):
+    seqs: tuple[Sequence[Observation | Condition | TreatmentEvent | Encounter], ...] = (
+        records.observations,
+        records.conditions,
+        events,
+        records.encounters,
+    )
+    for seq in seqs:
         for r in seq:
-            t = getattr(r, "time", None) or getattr(r, "start", None)
-            if t is not None and (r.patient_id not in last_time or t > last_time[r.patient_id]):
-                last_time[r.patient_id] = t
+            when = getattr(r, "time", None) or getattr(r, "start", None)
+            pid = r.patient_id
+            if when is not None and (pid not in last_time or when > last_time[pid]):
+                last_time[pid] = when
+    return last_time
+
+
+def _features(
+    records: RecordSet, events: list[TreatmentEvent], p_index: dict[str, int]
+) -> tuple[np.ndarray, list[str]]:
+    """Demographic and latest-key-lab flags per patient, and their names."""
+    last_time = _last_record_times(records, events)
     latest_lab: dict[tuple[str, str], tuple[datetime, float]] = {}
     for o in records.observations:
         if o.code in KEY_LABS and o.value is not None and not o.unit_flag:
-            key2 = (o.patient_id, o.code)
-            if key2 not in latest_lab or o.time > latest_lab[key2][0]:
-                latest_lab[key2] = (o.time, o.value)
+            key = (o.patient_id, o.code)
+            if key not in latest_lab or o.time > latest_lab[key][0]:
+                latest_lab[key] = (o.time, o.value)
     feature_names = [f"age {b[2]}" for b in AGE_BANDS] + ["sex F", "sex M"]
     feature_names += [label for label, _ in KEY_LABS.values()]
-    F = np.zeros((len(patients), len(feature_names)), np.float32)
+    F = np.zeros((len(p_index), len(feature_names)), np.float32)
     for pid, pi in p_index.items():
         p = records.patients.get(pid)
         if p is not None:
@@ -235,27 +269,55 @@ def build_data(
             hit = latest_lab.get((pid, code))
             if hit is not None and hit[1] >= thr:
                 F[pi, feature_names.index(label)] = 1.0
+    return F, feature_names
 
+
+def build_data(
+    records: RecordSet,
+    exclude: Iterable[tuple[str, str]] = (),
+    kinds: Iterable[str] = KINDS,
+) -> TreatmentData:
+    """Build the matrices; ``exclude`` drops (patient, item key) pairs entirely (hold-out)."""
+    excluded = set(exclude)
+    kind_set = set(kinds)
+    events = [
+        t
+        for t in records.treatments
+        if t.kind in kind_set and (t.patient_id, item_key(t)) not in excluded
+    ]
+    pids = set(records.patients)
+    pids.update(t.patient_id for t in events)
+    pids.update(c.patient_id for c in records.conditions)
+    patients = sorted(pids)
+    item_display = _item_displays(events)
+    items = sorted(item_display)
+    condition_display = _condition_displays(records, events)
+    conditions = sorted(condition_display)
+    p_index = {p: i for i, p in enumerate(patients)}
+    i_index = {k: i for i, k in enumerate(items)}
+    c_index = {c: i for i, c in enumerate(conditions)}
+    usage = _usage(events, p_index, i_index, c_index)
+    C, C_active = _condition_matrices(records, p_index, c_index)
+    features, feature_names = _features(records, events, p_index)
     allergies: dict[str, list[Allergy]] = {}
     for a in records.allergies:
         allergies.setdefault(a.patient_id, []).append(a)
-
     return TreatmentData(
         patients=patients,
         items=items,
         item_display=item_display,
         conditions=conditions,
         condition_display=condition_display,
-        X=X,
+        X=usage.X,
         C=C,
         C_active=C_active,
-        reason_patients=reason_patients,
-        reason_events=reason_events,
-        features=F,
+        reason_patients=usage.reason_patients,
+        reason_events=usage.reason_events,
+        features=features,
         feature_names=feature_names,
-        current=dict(current),
-        first_seen=first_seen,
-        last_seen=last_seen,
-        pair_reasons=dict(pair_reasons),
+        current=dict(usage.current),
+        first_seen=usage.first_seen,
+        last_seen=usage.last_seen,
+        pair_reasons=dict(usage.pair_reasons),
         allergies=allergies,
     )

@@ -285,7 +285,7 @@ class Recommender:
             "popularity": prm.w_pop,
         }
         total = sum(weights.values()) or 1.0
-        blend = sum(weights[k] * parts[k] for k in parts) / total
+        blend = np.asarray(sum(weights[k] * parts[k] for k in parts) / total)
         idx = np.flatnonzero(cand)
         full_order = idx[np.lexsort((idx, -blend[idx]))]
         findings = self._findings(patient, working, full_order, support)
@@ -426,7 +426,9 @@ class Recommender:
         return res
 
     # ------------------------------------------------------------------ text
-    def _describe_patient(self, res: SuggestionResult, pi: int, working) -> None:
+    def _describe_patient(
+        self, res: SuggestionResult, pi: int, working: Sequence[tuple[str, str]]
+    ) -> None:
         d = self.data
         pid = d.patients[pi]
         for c in np.flatnonzero(d.C[pi]):

@@ -268,9 +268,9 @@ class SafetyChecker:
                     allergies.append((a.display, names))
         conds: list[tuple[str, str, bool]] = []
         if pi is not None:
-            for c in np.flatnonzero(d.C[pi]):
-                code = d.conditions[c]
-                conds.append((code, d.condition_display.get(code, ""), bool(d.C_active[pi, c])))
+            for ci in np.flatnonzero(d.C[pi]):
+                ccode = d.conditions[ci]
+                conds.append((ccode, d.condition_display.get(ccode, ""), bool(d.C_active[pi, ci])))
         for code in working:
             conds.append((code, d.condition_display.get(code, ""), True))
         return PatientSafety(current, past, classes, allergies, conds)

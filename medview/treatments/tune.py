@@ -13,6 +13,7 @@ import argparse
 import itertools
 import json
 from dataclasses import asdict, replace
+from typing import Any
 
 from medview.treatments.evaluate import evaluate_folds, prepare_folds
 from medview.treatments.recommender import Params
@@ -41,7 +42,8 @@ def tune(records_path: str, k: int = 5) -> dict:
     scored = []
     keys = list(GRID)
     for values in itertools.product(*(GRID[key] for key in keys)):
-        prm = replace(base, **dict(zip(keys, values, strict=True)))
+        overrides: dict[str, Any] = dict(zip(keys, values, strict=True))
+        prm = replace(base, **overrides)
         d = evaluate_folds(folds, k, prm).as_dict()
         scored.append((d["method"]["hit_rate"], d["method"]["ndcg"], prm, d))
     scored.sort(key=lambda t: (t[0], t[1]), reverse=True)
