@@ -1,0 +1,143 @@
+"""``medview sr``: a DICOM SR (TID 1500 Measurement Report) of a series' measurements and AI
+findings, or (``--import``) an SR's measurements back into the study database."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write a DICOM SR (TID 1500) of a series' measurements and AI findings, or import one"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", metavar="PATH", help="the series (file or folder); with --import, the SR"
+    )
+    parser.add_argument("--out", metavar="FILE.dcm", help="the SR file to write")
+    parser.add_argument("--series", metavar="UID", help="which series of PATH (default: the first)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="also run this AI model on the series and report its findings (repeatable)",
+    )
+    parser.add_argument("--device", default="auto", help="device for --model (auto, cpu, cuda)")
+    parser.add_argument(
+        "--import",
+        dest="import_",
+        action="store_true",
+        help="read the SR at PATH and store its measurements in the study database",
+    )
+    parser.add_argument("--db", metavar="FILE", help="study database (default: per-user)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from medview.commands._common import error, open_database
+
+    if not os.path.exists(args.path):
+        return error(f"{args.path}: no such file or folder")
+    from medview.results.sr import SRError
+
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:
+        return error(str(exc))
+    try:
+        if args.import_:
+            return _import(args, db)
+        if not args.out:
+            return error("--out FILE.dcm is required (or --import to read an SR)")
+        return _write(args, db)
+    except SRError as exc:
+        return error(str(exc))
+    finally:
+        db.close()
+
+
+def _import(args: argparse.Namespace, db) -> int:
+    from medview.commands._common import print_json
+    from medview.results.sr import import_sr, read_sr
+
+    contents = read_sr(args.path)
+    stored = import_sr(args.path, db)
+    if args.json:
+        print_json(contents.as_dict() | {"stored": stored})
+    else:
+        print(
+            f"{args.path}: {len(contents.measurements)} measurements ({stored} new stored), "
+            f"{len(contents.findings)} AI findings"
+        )
+    return 0
+
+
+def _write(args: argparse.Namespace, db) -> int:
+    import sys
+
+    from medview.commands._common import error, print_json
+    from medview.io import load_series, scan
+    from medview.results import audit
+    from medview.results.sr import build_sr, finding_from_result, image_refs, write_sr
+
+    res = scan(args.path)
+    series = [s for s in res.series if s.kind == "dicom"]
+    if args.series:
+        series = [s for s in series if s.series_uid == args.series]
+    if not series:
+        what = f"no series {args.series}" if args.series else "no DICOM series"
+        return error(f"{args.path}: {what}")
+    info = series[0]
+    paths = sorted({str(i.path) for i in info.instances})
+    refs = image_refs(paths)
+    rows = []
+    for inst in info.instances:
+        rows += db.measurements(inst.sop_uid)
+    findings = []
+    models = []
+    if args.model:
+        from medview.ai.inference import run_on_volume
+        from medview.errors import MedviewError
+
+        try:
+            vol = load_series(info)
+            results = run_on_volume(
+                vol, list(range(vol.array.shape[0])), args.model, device=args.device, heatmaps=False
+            )
+        except MedviewError as exc:
+            return error(str(exc))
+        findings = [finding_from_result(r) for r in results]
+        seen = set()
+        for f in findings:
+            if f.model not in seen:
+                seen.add(f.model)
+                models.append({"name": f.model, "version": f.version, "sha256": f.sha256})
+    sr = build_sr(refs, rows, findings)
+    try:
+        out = write_sr(sr, args.out)
+    except OSError as exc:
+        return error(f"{args.out}: cannot be written ({exc.strerror or exc})")
+    try:
+        audit.record(
+            "sr",
+            study_uid=info.study_uid,
+            series_uids=[info.series_uid],
+            model=models or None,
+            output=str(out.resolve()),
+            measurements=len(rows),
+            findings=len(findings),
+        )
+    except OSError as exc:
+        print(f"medview: audit log not written ({exc})", file=sys.stderr)
+    summary = {
+        "out": str(out),
+        "sop_instance_uid": str(sr.SOPInstanceUID),
+        "series_uid": info.series_uid,
+        "measurements": len(rows),
+        "findings": len(findings),
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{out}: SR with {len(rows)} measurements and {len(findings)} AI findings")
+    return 0
