@@ -1,0 +1,26 @@
+"""The Qt-free core type-checks: mypy with untyped defs disallowed (config in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_core_passes_mypy():
+    """``python3 -m mypy`` on everything in medview/ except medview/ui/ reports no error."""
+    pytest.importorskip("mypy")
+    p = subprocess.run(
+        [sys.executable, "-m", "mypy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = (p.stdout + p.stderr).strip()
+    assert p.returncode == 0, "mypy found errors in the core:\n" + report[-6000:]
+    assert "Success: no issues found" in report, report[-2000:]
