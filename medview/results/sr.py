@@ -290,6 +290,75 @@ def _ai_group(f: AIFinding, ref: ImageRef, n: int) -> Any:
     )
 
 
+def _roi_group(row: dict[str, Any], refs: dict[str, ImageRef], n: int) -> Any | None:
+    """The TID 1410 group of one stored measurement, or None when it cannot be placed."""
+    import highdicom as hd
+    import numpy as np
+    from highdicom.sr import (
+        ImageRegion,
+        PlanarROIMeasurementsAndQualitativeEvaluations,
+        SourceImageForRegion,
+        TrackingIdentifier,
+    )
+
+    ref = refs.get(str(row.get("sop_uid", "")))
+    data = row.get("data") or {}
+    if ref is None or data.get("plane", "axial") != "axial":
+        return None
+    kind = str(row.get("kind", ""))
+    points = [(float(x), float(y)) for x, y in data.get("points", [])]
+    if len(points) < (3 if kind == "angle" else 2):
+        return None
+    gtype, gdata = _region(kind, points)
+    frame = int(data.get("frame", 0) or 0)
+    source = SourceImageForRegion(
+        ref.sop_class,
+        ref.sop_uid,
+        referenced_frame_numbers=[frame + 1] if ref.frames > 1 else None,
+    )
+    region = ImageRegion(graphic_type=gtype, graphic_data=np.array(gdata), source_image=source)
+    ident = f"medview {kind} {row.get('id', n)}"
+    return PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
+        referenced_region=region,
+        measurements=_measurement_values(kind, data.get("stats") or {}, ref),
+    )
+
+
+def _observation_context(observer: str | None) -> Any:
+    """Person observer (the OS user unless given) and the device observer (medview)."""
+    import highdicom as hd
+    from highdicom.sr import (
+        DeviceObserverIdentifyingAttributes,
+        ObservationContext,
+        ObserverContext,
+        PersonObserverIdentifyingAttributes,
+    )
+
+    from medview import __version__
+
+    codes = _codes()
+    if observer is None:
+        from medview.results.audit import os_user
+
+        observer = os_user().replace("^", " ") + "^"  # PN: family name component
+    return ObservationContext(
+        observer_person_context=ObserverContext(
+            observer_type=codes.cid270.Person,
+            observer_identifying_attributes=PersonObserverIdentifyingAttributes(name=observer),
+        ),
+        observer_device_context=ObserverContext(
+            observer_type=codes.cid270.Device,
+            observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+                uid=hd.UID(),
+                name="medview",
+                manufacturer_name=MANUFACTURER,
+                model_name=f"medview {__version__}",
+            ),
+        ),
+    )
+
+
 def build_sr(
     refs: dict[str, ImageRef],
     measurements: list[dict[str, Any]],
@@ -304,83 +373,26 @@ def build_sr(
     (or drawn on a reformatted plane) are left out.
     """
     import highdicom as hd
-    from highdicom.sr import (
-        Comprehensive3DSR,
-        DeviceObserverIdentifyingAttributes,
-        ImageRegion,
-        MeasurementReport,
-        ObservationContext,
-        ObserverContext,
-        PersonObserverIdentifyingAttributes,
-        PlanarROIMeasurementsAndQualitativeEvaluations,
-        SourceImageForRegion,
-        TrackingIdentifier,
-    )
+    from highdicom.sr import Comprehensive3DSR, MeasurementReport
 
     from medview import __version__
 
-    codes = _codes()
     if not refs:
         raise SRError("no DICOM image to reference")
-    if observer is None:
-        from medview.results.audit import os_user
-
-        observer = os_user().replace("^", " ") + "^"  # PN: family name component
     groups: list[Any] = []
     for n, row in enumerate(measurements, start=1):
-        ref = refs.get(str(row.get("sop_uid", "")))
-        data = row.get("data") or {}
-        if ref is None or data.get("plane", "axial") != "axial":
-            continue
-        kind = str(row.get("kind", ""))
-        points = [(float(x), float(y)) for x, y in data.get("points", [])]
-        if len(points) < (3 if kind == "angle" else 2):
-            continue
-        gtype, gdata = _region(kind, points)
-        frame = int(data.get("frame", 0) or 0)
-        source = SourceImageForRegion(
-            ref.sop_class,
-            ref.sop_uid,
-            referenced_frame_numbers=[frame + 1] if ref.frames > 1 else None,
-        )
-        import numpy as np
-
-        region = ImageRegion(graphic_type=gtype, graphic_data=np.array(gdata), source_image=source)
-        ident = f"medview {kind} {row.get('id', n)}"
-        groups.append(
-            PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=ident),
-                referenced_region=region,
-                measurements=_measurement_values(kind, data.get("stats") or {}, ref),
-            )
-        )
+        group = _roi_group(row, refs, n)
+        if group is not None:
+            groups.append(group)
     for n, f in enumerate(findings or [], start=1):
         ref = refs.get(f.sop_uid)
         if ref is not None:
             groups.append(_ai_group(f, ref, n))
     if not groups:
         raise SRError("nothing to report: no stored measurement or AI result for these images")
-    device_uid = hd.UID()
-    context = ObservationContext(
-        observer_person_context=ObserverContext(
-            observer_type=codes.cid270.Person,
-            observer_identifying_attributes=PersonObserverIdentifyingAttributes(name=observer),
-        ),
-        observer_device_context=ObserverContext(
-            observer_type=codes.cid270.Device,
-            observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
-                uid=device_uid,
-                name="medview",
-                manufacturer_name=MANUFACTURER,
-                model_name=f"medview {__version__}",
-            ),
-        ),
-    )
     report = MeasurementReport(
-        observation_context=context,
-        procedure_reported=codes.LN.ImagingProcedure
-        if hasattr(codes.LN, "ImagingProcedure")
-        else _code("363679005", "SCT", "Imaging procedure"),
+        observation_context=_observation_context(observer),
+        procedure_reported=_code("363679005", "SCT", "Imaging procedure"),
         imaging_measurements=groups,
     )
     evidence = [r.header for r in refs.values()]
