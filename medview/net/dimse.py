@@ -147,7 +147,7 @@ def build_query(
 # -- associations -------------------------------------------------------------------
 
 
-def _make_ae(calling_aet: str, timeout: float) -> Any:
+def _make_ae(calling_aet: str, timeout: float, max_pdu: int = 1024 * 1024) -> Any:
     from pynetdicom import AE
 
     ae = AE(ae_title=check_aet(calling_aet, "calling AE title"))
@@ -155,7 +155,7 @@ def _make_ae(calling_aet: str, timeout: float) -> Any:
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    ae.maximum_pdu_size = 1024 * 1024
+    ae.maximum_pdu_size = max_pdu  # what we receive in; the sender's PDUs are its choice
     return ae
 
 
@@ -318,6 +318,7 @@ def get(
     store_dir: str | None = None,
     state: TaskState | None = None,
     retries: int = 0,
+    max_pdu: int = 1024 * 1024,
 ) -> dict[str, Any]:
     """C-GET a study (or one series) into the store and the study database.
 
@@ -332,7 +333,7 @@ def get(
 
     state = ensure_state(state)
     ident = _retrieve_identifier(study_uid, series_uid)
-    ae = _make_ae(calling_aet, timeout)
+    ae = _make_ae(calling_aet, timeout, max_pdu)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     roles = {}
     for sop_class, ts in get_storage_contexts():

@@ -15,6 +15,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -195,37 +196,35 @@ def parse_header(parts: list[bytes]) -> Any:
         ) from None
 
 
-def index_files(db: Any, arrivals: list[Arrival]) -> None:
+def index_files(db: Any, arrivals: list[Arrival], known: dict[str, set[str]] | None = None) -> None:
     """Index stored files into ``db`` (a StudyDatabase) in one transaction; sets
-    ``indexed``/``reason`` on each arrival. Series counts include files indexed earlier."""
+    ``indexed``/``reason`` on each arrival. A series' slice count includes its files
+    indexed earlier; ``known`` (series UID -> indexed paths) caches them between calls."""
     from medview.io import scan
 
     if not arrivals:
         return
+    known = known if known is not None else {}
     by_path = {os.path.abspath(a.path): a for a in arrivals}
     result = scan(list(by_path))
     for problem in result.errors:
         a = by_path.get(os.path.abspath(problem.path))
         if a is not None:
             a.reason = problem.reason
-    known: dict[str, set[str]] = {}
-    for s in result.series:
-        if s.kind != "dicom":
-            continue
-        if s.study_uid not in known:
-            known[s.study_uid] = set()
+    series = [s for s in result.series if s.kind == "dicom"]
+    for s in series:
+        if s.series_uid not in known:
             for row in db.series(s.study_uid):
-                known[s.study_uid].update(f"{row['series_uid']}|{p}" for p in row["files"])
+                known.setdefault(row["series_uid"], set()).update(row["files"])
+            known.setdefault(s.series_uid, set())
         if s.frames <= 1:
-            new = {f"{s.series_uid}|{os.path.abspath(i.path)}" for i in s.instances}
-            old = {k for k in known[s.study_uid] if k.startswith(s.series_uid + "|")}
-            s.slices = len(old | new)
+            s.slices = len(known[s.series_uid] | {os.path.abspath(i.path) for i in s.instances})
     db.add_series(result.series)
-    for s in result.series:
-        if s.kind != "dicom":
-            continue
+    for s in series:
         for inst in s.instances:
-            a = by_path.get(os.path.abspath(inst.path))
+            path = os.path.abspath(inst.path)
+            known[s.series_uid].add(path)
+            a = by_path.get(path)
             if a is not None:
                 a.indexed = True
 
@@ -238,6 +237,7 @@ class Indexer:
     ``arrival.indexed`` is False and ``arrival.reason`` says why)."""
 
     BATCH = 48  # under scan()'s process-pool threshold: headers are read in this thread
+    LINGER_S = 0.05  # gather arrivals this long into one transaction (fewer commits)
 
     def __init__(
         self,
@@ -252,6 +252,7 @@ class Indexer:
         self._cond = threading.Condition()
         self.indexed = 0
         self.failed = 0
+        self._known: dict[str, set[str]] = {}
 
     def start(self) -> Indexer:
         self._thread = threading.Thread(target=self._run, name="medview-net-indexer", daemon=True)
@@ -289,9 +290,10 @@ class Indexer:
                     done = True
                 else:
                     batch.append(item)
-                while len(batch) < self.BATCH:
+                linger = time.monotonic() + self.LINGER_S
+                while len(batch) < self.BATCH and not done:
                     try:
-                        nxt = self._queue.get_nowait()
+                        nxt = self._queue.get(timeout=max(0.0, linger - time.monotonic()))
                     except queue.Empty:
                         break
                     if nxt is None:
@@ -306,7 +308,7 @@ class Indexer:
         if not batch:
             return
         try:
-            index_files(db, batch)
+            index_files(db, batch, self._known)
         except Exception as exc:  # the files are stored; a rescan/import can index them later
             log.error("indexing %d instance(s) failed: %s", len(batch), one_line(exc))
             for a in batch:
