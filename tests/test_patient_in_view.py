@@ -247,7 +247,7 @@ class _QueueSlot:
     def __init__(self, queue: list) -> None:
         self.queue, self.current, self.closed = queue, None, False
 
-    def run(self, fn, *args, on_result, on_progress=None, on_error=None, on_busy=None, name=""):
+    def run(self, fn, *args, on_result, on_error=None, name="", **_callbacks):
         job = _Job(self, fn, args, on_result, on_error, name)
         self.queue.append(job)
         self.current = job
@@ -392,15 +392,15 @@ def _interleave(qtbot, monkeypatch, sequences: int, seed: int) -> tuple[int, int
     import random
 
     from medview.records import PatientRecords
-    from medview.ui.panels import forecast_panel, suggest_panel
+    from medview.ui.panels import base, forecast_panel, suggest_panel
 
     sets = _synthetic_sets()
     monkeypatch.setattr(forecast_panel, "_forecast", _fake_forecast)
     monkeypatch.setattr(suggest_panel, "_compute", _fake_suggest)
     monkeypatch.setattr(forecast_panel, "_load_path", lambda name, kind, state=None: sets[name])
     monkeypatch.setattr(suggest_panel, "_load_path", lambda name, state=None: sets[name])
-    monkeypatch.setattr(forecast_panel, "_load_saved", lambda state=None: sets["empty"])
-    monkeypatch.setattr(suggest_panel, "_load_saved", lambda state=None: sets["empty"])
+    # the saved records load once per shared context, by whichever panel asks first
+    monkeypatch.setattr(base, "_load_saved", lambda state=None: sets["empty"])
     queue: list[_Job] = []
     shared = PatientRecords()
     fc = forecast_panel.ForecastPanel(patients=shared)

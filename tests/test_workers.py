@@ -162,3 +162,24 @@ def test_the_runnable_lowers_the_worker_thread_priority(qtbot) -> None:
     assert nice >= NICE
     # the GUI thread keeps its priority
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == gui_before
+
+
+def test_a_deleted_owner_gets_nothing_more(qtbot) -> None:
+    """A panel deleted without shutdown(): its running task's end never reaches its widgets."""
+    import shiboken6
+    from PySide6.QtWidgets import QWidget
+
+    from medview.ui.workers import TaskSlot
+
+    owner, log = QWidget(), _Log()
+    slot = TaskSlot(owner)
+    gate = threading.Event()
+    handle = _run(slot, _count, 1, gate, log=log)
+    qtbot.waitUntil(lambda: bool(log.of("partial")), timeout=10000)
+    shiboken6.delete(owner)  # deletes the slot with it
+    assert slot.closed and handle.cancelled
+    gate.set()
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    qtbot.wait(50)
+    assert log.of("busy") == [(True, "job")]
+    assert log.of("result") == [] and log.of("finished") == []

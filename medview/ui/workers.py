@@ -194,6 +194,15 @@ class TaskSlot(QObject):
         super().__init__(parent)
         self.current: TaskHandle | None = None
         self.closed = False
+        # the owner (parent) may be deleted without close(): then nothing more is
+        # delivered to its (deleted) widgets either
+        self.destroyed.connect(lambda *_: self._owner_gone())
+
+    def _owner_gone(self) -> None:
+        self.closed = True
+        if self.current is not None:
+            self.current.cancel()
+            self.current = None
 
     def run(
         self,

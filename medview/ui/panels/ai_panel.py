@@ -3,9 +3,10 @@
 Follows :mod:`medview.ui.context`: ``set_study_context`` is called by the main
 window whenever the image in the active viewport changes; the panel emits
 ``notify(str)``, ``overlay_changed(Overlay | None)`` and ``finding(code, display)``.
-Inference runs on the worker pool through one :class:`~medview.ui.workers.TaskSlot`
-(never on the GUI thread); a new run cancels the old one, and cancel stops after
-the current batch. Results are cached per image and model version, so scrolling
+Inference runs on the worker pool through the panel's task slot
+(:class:`~medview.ui.panels.base.PanelTasks`; never on the GUI thread); a new run
+cancels the old one, and cancel stops after the current batch. The chosen device
+is kept in the settings store (:mod:`medview.ui.settings`, key ``ai/device``). Results are cached per image and model version, so scrolling
 back to an analysed slice shows its result and heat map at once. Every result and
 overlay carries "AI output, not for diagnostic use".
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -41,8 +42,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.ui import settings
 from medview.ui.context import Overlay, StudyContext
-from medview.ui.workers import TaskSlot
+from medview.ui.panels.base import PanelTasks
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def overlay_label(r: Any) -> str:
     return text if r.in_scope else text + " | OUTSIDE INTENDED USE"
 
 
-class AIPanel(QWidget):
+class AIPanel(QWidget, PanelTasks):
     """Dock panel running medview.ai models on the current image or series."""
 
     notify = Signal(str)
@@ -100,11 +102,10 @@ class AIPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.init_tasks()
         self.ctx = StudyContext()
-        self.slot = TaskSlot(self)
         self.cache: dict[tuple[str, str, str], Any] = {}  # (image key, model, version) -> AIResult
         self.models: list[Any] = []
-        self._settings = QSettings("medview", "medview")
         self._run_keys: list[str] = []
         self._build()
         self.reload_models()
@@ -125,12 +126,10 @@ class AIPanel(QWidget):
         form = QFormLayout()
         self.device_box = QComboBox(self)
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
-        saved = str(self._settings.value("ai/device", "auto"))
+        saved = settings.value("ai/device", "auto")
         if saved in ("auto", "cpu", "cuda", "mps"):
             self.device_box.setCurrentText(saved)
-        self.device_box.currentTextChanged.connect(
-            lambda t: self._settings.setValue("ai/device", t)
-        )
+        self.device_box.currentTextChanged.connect(lambda t: settings.set_value("ai/device", t))
         form.addRow("Device", self.device_box)
         lay.addLayout(form)
 
@@ -140,17 +139,15 @@ class AIPanel(QWidget):
         self.cancel_btn = QPushButton("Cancel", self)
         self.run_image_btn.clicked.connect(self.run_current)
         self.run_series_btn.clicked.connect(self.run_series)
-        self.cancel_btn.clicked.connect(self.cancel)
         for b in (self.run_image_btn, self.run_series_btn, self.cancel_btn):
             row.addWidget(b)
         lay.addLayout(row)
         self.progress = QProgressBar(self)
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
         lay.addWidget(self.progress)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.task_widgets(self.progress, self.cancel_btn, self.status, hide_when_idle=False)
 
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -310,9 +307,7 @@ class AIPanel(QWidget):
             self._show_current_rows()
             self.update_overlay()
             return
-        self.progress.setValue(0)
-        self.status.setText(f"Running {len(models)} model(s) on {len(todo)} image(s)...")
-        handle = self.slot.start(
+        self.run_task(
             run_on_volume,
             self.ctx.volume,
             todo,
@@ -320,32 +315,28 @@ class AIPanel(QWidget):
             device=self.device_box.currentText(),
             batch_size=16,
             heatmaps=True,
+            on_result=self._on_result,
+            on_partial=self._on_partial,
             name="ai-analyze",
         )
-        handle.progress.connect(self._on_progress)
-        handle.partial.connect(self._on_partial)
-        handle.result.connect(self._on_result)
-        handle.error.connect(self._on_error)
-        handle.finished.connect(self._on_finished)
-        self._update_buttons()
+        self.status.setText(f"Running {len(models)} model(s) on {len(todo)} image(s)...")
 
     def cancel(self) -> None:
         """Cancel the running analysis (it stops after the current batch)."""
-        if self.slot.busy:
-            self.slot.cancel()
+        if self.cancel_task():
             self.status.setText("Cancelled.")
         self.progress.setValue(0)
         self._update_buttons()
 
     def shutdown(self) -> None:
-        """Cancel the task; called when the application quits."""
-        self.slot.cancel()
+        """Cancel the task; nothing is delivered afterwards (the application quits)."""
+        self.close_tasks()
 
     # -------------------------------------------------------------- signals
-    def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        if message:
-            self.status.setText(message)
+    def on_task_busy(self, on: bool, what: str = "") -> None:
+        """Progress and buttons follow the task (the status line keeps its text)."""
+        super().on_task_busy(on)
+        self._update_buttons()
 
     def _on_partial(self, batch: list[Any]) -> None:
         for r in batch:
@@ -365,12 +356,9 @@ class AIPanel(QWidget):
         self.update_overlay()
         self.results_changed.emit()
 
-    def _on_error(self, message: str) -> None:
+    def on_task_error(self, message: str) -> None:
         self.status.setText(f"AI failed: {message}")
         self.notify.emit(f"AI: {message}")
-
-    def _on_finished(self) -> None:
-        self._update_buttons()
 
     # -------------------------------------------------------------- display
     def _show_current_rows(self) -> None:

@@ -29,16 +29,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from medview.disclaimers import FORECAST as DISCLAIMER
-from medview.records.patient_context import NO_PATIENT, PatientRecords, PatientView
-from medview.ui.context import StudyContext
-from medview.ui.workers import TaskSlot
+from medview.records.patient_context import PatientRecords, PatientView
+from medview.ui.panels.base import RecordsPanel
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ SPARSE_HORIZONS = [
 # -- worker functions (run on the pool; Qt-free) -------------------------------
 
 
-def _load_path(path: str, kind: str, state=None) -> Any:
+def _load_path(path: str, kind: str, state: Any = None) -> Any:
     if kind == "cgm":
         from medview.records.cgm import load_cgm_csv
 
@@ -64,14 +62,7 @@ def _load_path(path: str, kind: str, state=None) -> Any:
     return import_records(path, state=state)
 
 
-def _load_saved(state=None) -> Any:
-    """All records saved in the local database (shared with the suggestions panel)."""
-    from medview.records import load_saved_records
-
-    return load_saved_records()
-
-
-def _forecast(records, patient: str, code: str, horizon: int | None, state=None) -> Any:
+def _forecast(records: Any, patient: str, code: str, horizon: int | None, state: Any = None) -> Any:
     from medview.forecast.api import forecast_records
 
     return forecast_records(records, patient, code, horizon, state=state)
@@ -83,11 +74,12 @@ def _epoch(t: datetime) -> float:
     return t.timestamp()
 
 
-class ForecastPanel(QWidget):
+class ForecastPanel(RecordsPanel):
     """Dock panel; see the module docstring."""
 
-    notify = Signal(str)
     forecast_ready = Signal(object)  # the ForecastResult shown (tests, other panels)
+    COMPUTE_TASK = "forecast"
+    NO_SAVED_RECORDS = "no records in the local database; open records or a CGM CSV"
 
     def __init__(
         self,
@@ -95,18 +87,9 @@ class ForecastPanel(QWidget):
         records: Any | None = None,
         patients: PatientRecords | None = None,
     ) -> None:
-        super().__init__(parent)
-        self.result = None
-        self.patients = patients if patients is not None else PatientRecords()
-        self._view: PatientView = self.patients.view
-        self.shown: PatientView = self._view  # the snapshot the display was computed from
-        self._request = 0  # id of the forecast whose result may still be shown
-        self._slot = TaskSlot(self)
+        super().__init__(parent, patients)
         self._build()
-        self._apply_view(self.patients.view)
-        self.patients.subscribe(self._apply_view)
-        if records is not None:
-            self.set_records(records)
+        self.follow_patients(records)
 
     # -- layout --------------------------------------------------------------
     def _build(self) -> None:
@@ -114,21 +97,6 @@ class ForecastPanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        self.notice = QLabel(DISCLAIMER)
-        self.notice.setWordWrap(True)
-        self.notice.setStyleSheet(
-            "QLabel { background: #5a4a00; color: #fff3c4; padding: 4px; border-radius: 3px; }"
-        )
-        lay.addWidget(self.notice)
-        self.header = QLabel(NO_PATIENT)
-        self.header.setWordWrap(True)
-        self.header.setStyleSheet("QLabel { font-weight: bold; }")
-        self.header.setToolTip("the patient whose data this panel shows")
-        lay.addWidget(self.header)
-        top = QHBoxLayout()
-        self.patient_combo = QComboBox()
-        self.patient_combo.setToolTip("record patient (follows the study in view)")
-        self.patient_combo.currentIndexChanged.connect(self._patient_picked)
         open_rec = QPushButton("Records")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         menu = QMenu(open_rec)
@@ -137,15 +105,9 @@ class ForecastPanel(QWidget):
         open_rec.setMenu(menu)
         open_cgm = QPushButton("CGM CSV...")
         open_cgm.clicked.connect(self._open_cgm)
-        top.addWidget(QLabel("Patient"))
-        top.addWidget(self.patient_combo, 1)
-        top.addWidget(open_rec)
-        top.addWidget(open_cgm)
-        lay.addLayout(top)
-
-        self.link_label = QLabel("no records loaded")
-        self.link_label.setWordWrap(True)
-        lay.addWidget(self.link_label)
+        self.build_patient_rows(
+            lay, DISCLAIMER, "the patient whose data this panel shows", [open_rec, open_cgm]
+        )
 
         row = QHBoxLayout()
         self.code_combo = QComboBox()
@@ -158,17 +120,7 @@ class ForecastPanel(QWidget):
         row.addWidget(self.horizon_combo)
         lay.addLayout(row)
 
-        prog = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(True)
-        self.progress.setVisible(False)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        prog.addWidget(self.progress, 1)
-        prog.addWidget(self.cancel_button)
-        lay.addLayout(prog)
+        lay.addLayout(self.task_row())
 
         self.plot = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
         self.plot.setBackground("w")
@@ -207,68 +159,31 @@ class ForecastPanel(QWidget):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.summary)
 
-    # -- panel contract -------------------------------------------------------
-    def set_study_context(self, ctx: StudyContext) -> None:
-        """Follow the patient in view (cheap when only the slice changed)."""
-        self.patients.set_study(ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        if (ctx.patient_id or ctx.patient_name) and self.patients.claim_database_load():
-            self._run(_load_saved, on_result=self._saved_loaded, name="load saved records")
+    # -- records panel hooks ---------------------------------------------------
+    def _patient_items(self, records: Any) -> list[tuple[str, str]]:
+        counts: dict[str, int] = {}
+        for o in records.observations:
+            counts[o.patient_id] = counts.get(o.patient_id, 0) + 1
+        return [
+            (f"{p.name or pid}  ({counts.get(pid, 0)} observations)", pid)
+            for pid, p in sorted(records.patients.items())
+        ]
 
-    def shutdown(self) -> None:
-        self.patients.unsubscribe(self._apply_view)
-        self._slot.close()
-
-    def cancel(self) -> None:
-        self._request += 1
-        self._slot.cancel()
-        self._busy(False)
-        self.summary.setText("cancelled")
-
-    # -- records ---------------------------------------------------------------
-    @property
-    def records(self) -> Any:
-        """The record set shown (of the current snapshot), or None."""
-        return self._view.records
-
-    def set_records(self, records: Any) -> None:
-        """Use ``records`` (a :class:`~medview.records.RecordSet`) and follow the patient in view."""
-        self.patients.set_records(records)
-
-    def _saved_loaded(self, records: Any) -> None:
-        if self.patients.records is not None:
-            return  # records were opened meanwhile: they win
-        if records is not None and records.patients:
-            self.patients.set_records(records)
-        else:
-            self.link_label.setText("no records in the local database; open records or a CGM CSV")
-
-    def _apply_view(self, view: PatientView) -> None:
-        """Show ``view``: everything of the old patient goes, then the new one's pickers."""
-        if self._slot.closed:
-            return
-        self._view = view
-        self._request += 1  # results asked for under an older snapshot are dropped
-        self._stop_compute()
-        self._clear_plot()
-        self.shown = view
-        self.header.setText(view.header)
-        self.link_label.setText(self._link_text(view))
-        self.patient_combo.blockSignals(True)
-        self.patient_combo.clear()
-        rs = view.records
-        if rs is not None:
-            counts: dict[str, int] = {}
-            for o in rs.observations:
-                counts[o.patient_id] = counts.get(o.patient_id, 0) + 1
-            for pid, p in sorted(rs.patients.items()):
-                label = f"{p.name or pid}  ({counts.get(pid, 0)} observations)"
-                self.patient_combo.addItem(label, pid)
-        self.patient_combo.setCurrentIndex(self.patient_combo.findData(view.patient_id))
-        self.patient_combo.blockSignals(False)
+    def _view_applied(self) -> None:
         self._fill_codes()
 
-    @staticmethod
-    def _link_text(view: PatientView) -> str:
+    def _clear_results(self) -> None:
+        self._clear_plot()
+
+    def _show_message(self, text: str) -> None:
+        self.summary.setText(text)
+
+    def _show_error(self, message: str) -> None:
+        self.summary.setText(f"<b>no forecast:</b> {message}")
+        self._clear_plot(keep_summary=True)
+        self.notify.emit(message)
+
+    def _link_text(self, view: PatientView) -> str:
         rs = view.records
         if rs is None:
             return "no records loaded"
@@ -297,7 +212,7 @@ class ForecastPanel(QWidget):
 
     def open_path(self, path: str, kind: str = "records") -> None:
         """Load records (``kind="records"``) or a CGM CSV (``"cgm"``) on a worker."""
-        self._run(
+        self.run_task(
             _load_path,
             path,
             kind,
@@ -322,18 +237,8 @@ class ForecastPanel(QWidget):
 
     # -- selection -------------------------------------------------------------
     @property
-    def patient(self) -> str:
-        """Record patient id of the current snapshot ("" for none)."""
-        return self._view.patient_id
-
-    @property
     def code(self) -> str:
         return self.code_combo.currentData() or ""
-
-    def _patient_picked(self, index: int) -> None:
-        """The user picked a patient: the shared context changes, every panel follows."""
-        pid = self.patient_combo.itemData(index) if index >= 0 else ""
-        self.patients.select(pid or "")
 
     def _fill_codes(self) -> None:
         from medview.forecast.api import observation_summary
@@ -382,15 +287,15 @@ class ForecastPanel(QWidget):
     # -- forecasting -----------------------------------------------------------
     def start_forecast(self) -> None:
         """Forecast the selected code of the snapshot's patient on the worker."""
-        self._request += 1
-        view = self._view
-        if self._slot.closed or view.records is None or not view.patient_id or not self.code:
-            self._stop_compute()
-            self._clear_plot()
+        request = self.begin_request()
+        if request is None:
             return
+        if not self.code:
+            self.end_compute()
+            return
+        req, view = request
         horizon = self.horizon_combo.currentData()
-        req = self._request
-        self._run(
+        self.run_task(
             _forecast,
             view.records,
             view.patient_id,
@@ -400,51 +305,6 @@ class ForecastPanel(QWidget):
             on_error=lambda m, req=req: self._on_error(m, req),
             name="forecast",
         )
-
-    def _stop_compute(self) -> None:
-        """Cancel a running forecast (a records load in the slot goes on)."""
-        current = self._slot.current
-        if current is not None and current.name == "forecast":
-            self._slot.cancel()
-            self._busy(False)
-
-    def _current(self, req: int, view: PatientView | None = None) -> bool:
-        """May a result of request ``req`` (asked for under ``view``) still be shown?"""
-        if req != self._request or self._slot.closed:
-            return False
-        if view is None:
-            return True
-        return view is self._view and self.patients.is_current(view.generation, view.patient_id)
-
-    def _run(self, fn, *args, on_result, name: str, on_error=None) -> None:
-        self._slot.run(
-            fn,
-            *args,
-            on_result=on_result,
-            on_progress=self._on_progress,
-            on_error=on_error or self._on_error,
-            on_busy=self._busy,
-            name=name,
-        )
-
-    def _busy(self, on: bool, what: str = "") -> None:
-        self.progress.setVisible(on)
-        self.cancel_button.setEnabled(on)
-        if on:
-            self.progress.setValue(0)
-            self.progress.setFormat(f"{what}... %p%")
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(int(fraction * 1000))
-        if message:
-            self.progress.setFormat(f"{message} %p%")
-
-    def _on_error(self, message: str, req: int | None = None) -> None:
-        if req is not None and not self._current(req):
-            return
-        self.summary.setText(f"<b>no forecast:</b> {message}")
-        self._clear_plot(keep_summary=True)
-        self.notify.emit(message)
 
     def _clear_plot(self, keep_summary: bool = False) -> None:
         for curve in (self.history_curve, self.forecast_curve, self.lower_curve, self.upper_curve):
@@ -458,15 +318,8 @@ class ForecastPanel(QWidget):
         """Display forecast ``r`` if it is the latest one asked for the patient in view."""
         import numpy as np
 
-        view = view if view is not None else self._view
-        if req is not None and not self._current(req, view):
-            log.debug("dropped a forecast of an older request (%s)", r.patient)
+        if self.accept_result(req, view, r.patient, "a forecast") is None:
             return
-        if r.patient != view.patient_id:
-            log.warning("dropped a forecast of %s while %s is shown", r.patient, view.patient_id)
-            return
-        self.shown = view
-        self.header.setText(view.header)
         self.result = r
         hx = np.array([_epoch(t) for t in r.history_times])
         fx = np.array([_epoch(t) for t in r.times])

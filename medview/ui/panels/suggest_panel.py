@@ -26,7 +26,6 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -43,9 +42,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medview.records.patient_context import NO_PATIENT, PatientRecords, PatientView
-from medview.ui.context import StudyContext
-from medview.ui.workers import TaskSlot
+from medview.records.patient_context import PatientRecords, PatientView
+from medview.ui.panels.base import RecordsPanel
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +55,22 @@ KIND_LABELS = (
 
 
 # -- worker functions (run on the pool; Qt-free) -------------------------------
-def _load_path(path: str, state=None) -> Any:
+def _load_path(path: str, state: Any = None) -> Any:
     """Import records and keep them in the local database for the next session."""
     from medview.records import import_records
 
     return import_records(path, state=state)
 
 
-def _load_saved(state=None) -> Any:
-    from medview.records import load_saved_records
-
-    return load_saved_records()
-
-
-def _compute(records, recommender, patient: str, k: int, working, kinds, state=None) -> Any:
+def _compute(
+    records: Any,
+    recommender: Any,
+    patient: str,
+    k: int,
+    working: list[tuple[str, str]],
+    kinds: list[str],
+    state: Any = None,
+) -> Any:
     """(recommender, SuggestionResult); builds the recommender once per record set."""
     from medview.treatments import Recommender
 
@@ -107,11 +107,13 @@ def _removed_html(res: Any) -> str:
     return "\n".join(out)
 
 
-class SuggestionsPanel(QWidget):
+class SuggestionsPanel(RecordsPanel):
     """Dock panel; see the module docstring."""
 
-    notify = Signal(str)
     suggestions_ready = Signal(object)  # the SuggestionResult shown (tests, other panels)
+    COMPUTE_TASK = "treatment suggestions"
+    NO_SAVED_RECORDS = "no records loaded (use Records... to open an export)"
+    task_error_prefix = "Treatment suggestions: "
 
     def __init__(
         self,
@@ -119,21 +121,12 @@ class SuggestionsPanel(QWidget):
         records: Any | None = None,
         patients: PatientRecords | None = None,
     ) -> None:
-        super().__init__(parent)
-        self.result = None
+        super().__init__(parent, patients)
         self.working: list[tuple[str, str]] = []
-        self._recommender = None
+        self._recommender: Any = None
         self._recommender_records: Any = None  # the RecordSet _recommender was built from
-        self.patients = patients if patients is not None else PatientRecords()
-        self._view: PatientView = self.patients.view
-        self.shown: PatientView = self._view  # the snapshot the list was computed for
-        self._request = 0
-        self._slot = TaskSlot(self)
         self._build()
-        self._apply_view(self.patients.view)
-        self.patients.subscribe(self._apply_view)
-        if records is not None:
-            self.set_records(records)
+        self.follow_patients(records)
 
     # -- layout --------------------------------------------------------------
     def _build(self) -> None:
@@ -141,33 +134,10 @@ class SuggestionsPanel(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        self.notice = QLabel(NOTICE)
-        self.notice.setWordWrap(True)
-        self.notice.setStyleSheet(
-            "QLabel { background: #5a4a00; color: #fff3c4; padding: 4px; border-radius: 3px; }"
-        )
-        lay.addWidget(self.notice)
-        self.header = QLabel(NO_PATIENT)
-        self.header.setWordWrap(True)
-        self.header.setStyleSheet("QLabel { font-weight: bold; }")
-        self.header.setToolTip("the patient whose suggestions are listed")
-        lay.addWidget(self.header)
-
-        top = QHBoxLayout()
-        self.patient_combo = QComboBox()
-        self.patient_combo.setToolTip("record patient (follows the study in view)")
-        self.patient_combo.currentIndexChanged.connect(self._patient_picked)
         open_rec = QPushButton("Records...")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         open_rec.clicked.connect(self._open_records)
-        top.addWidget(QLabel("Patient"))
-        top.addWidget(self.patient_combo, 1)
-        top.addWidget(open_rec)
-        lay.addLayout(top)
-
-        self.link_label = QLabel("no records loaded")
-        self.link_label.setWordWrap(True)
-        lay.addWidget(self.link_label)
+        self.build_patient_rows(lay, NOTICE, "the patient whose suggestions are listed", [open_rec])
 
         filt = QHBoxLayout()
         self.kind_boxes: dict[str, QCheckBox] = {}
@@ -225,38 +195,11 @@ class SuggestionsPanel(QWidget):
         split.addWidget(self.tabs)
         lay.addWidget(split, 1)
 
-        bottom = QHBoxLayout()
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.setVisible(False)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setVisible(False)
-        self.cancel_btn.clicked.connect(self.cancel)
-        bottom.addWidget(self.status, 1)
-        bottom.addWidget(self.progress)
-        bottom.addWidget(self.cancel_btn)
-        lay.addLayout(bottom)
+        lay.addLayout(self.task_row(self.status))
 
-    # -- contract ------------------------------------------------------------
-    def set_study_context(self, ctx: StudyContext) -> None:
-        """Follow the imaging patient: link it to the records and show its suggestions."""
-        self.patients.set_study(ctx.patient_id, ctx.patient_name, ctx.birth_date)
-        if (ctx.patient_id or ctx.patient_name) and self.patients.claim_database_load():
-            self._run(_load_saved, on_result=self._saved_loaded, name="load saved records")
-
-    def shutdown(self) -> None:
-        """Cancel the task; nothing starts afterwards (widget teardown emits index changes)."""
-        self.patients.unsubscribe(self._apply_view)
-        self._slot.close()
-
-    def cancel(self) -> None:
-        self._request += 1
-        self._slot.cancel()
-        self._busy(False)
-        self.status.setText("cancelled")
-
+    # -- working conditions --------------------------------------------------
     def add_working_condition(self, code: str, display: str = "") -> None:
         """Add a working condition (by hand or from an AI finding) and refresh."""
         code = str(code).strip()
@@ -278,11 +221,6 @@ class SuggestionsPanel(QWidget):
             self.start()
 
     # -- records -------------------------------------------------------------
-    @property
-    def records(self) -> Any:
-        """The record set of the current snapshot, or None."""
-        return self._view.records
-
     def set_records(self, records: Any) -> None:
         """Use ``records`` (a RecordSet); the shared context relinks the patient in view."""
         if records is not None and records.problems:
@@ -292,14 +230,6 @@ class SuggestionsPanel(QWidget):
             )
         self.patients.set_records(records)
 
-    def _saved_loaded(self, records: Any) -> None:
-        if self.patients.records is not None:
-            return  # records were opened meanwhile: they win
-        if records is not None and records.patients:
-            self.set_records(records)
-        else:
-            self.link_label.setText("no records loaded (use Records... to open an export)")
-
     def _open_records(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Records folder (FHIR or Synthea CSV)")
         if not path:
@@ -308,39 +238,35 @@ class SuggestionsPanel(QWidget):
             self.open_path(path)
 
     def open_path(self, path: str) -> None:
-        self._run(_load_path, path, on_result=self.set_records, name="load records")
+        self.run_task(_load_path, path, on_result=self.set_records, name="load records")
 
-    def _apply_view(self, view: PatientView) -> None:
-        """Show ``view``: the old patient's list goes, then the new patient's is computed."""
-        if self._slot.closed:
-            return
+    # -- records panel hooks -------------------------------------------------
+    def _view_changing(self, view: PatientView) -> None:
         if view.study != self._view.study and self.working:
             # working conditions come from the study in view (an AI finding): not another's
             self.working.clear()
             self._show_working()
-        self._view = view
-        self._request += 1  # results asked for under an older snapshot are dropped
-        self._stop_compute()
         if view.records is not self._recommender_records:
             self._recommender, self._recommender_records = None, None
-        self._clear()
-        self.shown = view
-        self.header.setText(view.header)
+
+    def _patient_items(self, records: Any) -> list[tuple[str, str]]:
+        items = sorted(records.patients.items(), key=lambda kv: (kv[1].name, kv[0]))
+        return [
+            (f"{p.name or pid} ({p.birth_date.isoformat() if p.birth_date else '?'})", pid)
+            for pid, p in items
+        ]
+
+    def _view_applied(self) -> None:
         self.status.setText("")
-        self.link_label.setText(self._link_text(view))
-        self.patient_combo.blockSignals(True)
-        self.patient_combo.clear()
-        rs = view.records
-        if rs is not None:
-            for pid, p in sorted(rs.patients.items(), key=lambda kv: (kv[1].name, kv[0])):
-                born = p.birth_date.isoformat() if p.birth_date else "?"
-                self.patient_combo.addItem(f"{p.name or pid} ({born})", pid)
-        self.patient_combo.setCurrentIndex(self.patient_combo.findData(view.patient_id))
-        self.patient_combo.blockSignals(False)
         self.start()
 
-    @staticmethod
-    def _link_text(view: PatientView) -> str:
+    def _clear_results(self) -> None:
+        self._clear()
+
+    def _show_message(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _link_text(self, view: PatientView) -> str:
         rs = view.records
         if rs is None:
             return "no records loaded"
@@ -355,24 +281,11 @@ class SuggestionsPanel(QWidget):
             return f"{len(rs.patients)} record patients; no study in view - pick a patient"
         return f"{len(rs.patients)} record patients loaded; {view.reason}"
 
-    def select_patient(self, patient_id: str) -> None:
-        """Pick a record patient by hand (every panel sharing the context follows)."""
-        self.patients.select(patient_id)
-
-    def _patient_picked(self, index: int) -> None:
-        pid = self.patient_combo.itemData(index) if index >= 0 else ""
-        self.patients.select(str(pid or ""))
-
-    @property
-    def patient(self) -> str:
-        """Record patient id of the current snapshot ("" for none)."""
-        return self._view.patient_id
-
     def kinds(self) -> list[str]:
         return [k for k, box in self.kind_boxes.items() if box.isChecked()]
 
     # -- computation ---------------------------------------------------------
-    def _filters_changed(self, *_args) -> None:
+    def _filters_changed(self, *_args: Any) -> None:
         self.start()
 
     def _add_typed_condition(self) -> None:
@@ -387,20 +300,16 @@ class SuggestionsPanel(QWidget):
 
     def start(self) -> None:
         """Compute the suggestions of the snapshot's patient on the worker."""
-        self._request += 1
-        view = self._view
-        if self._slot.closed or view.records is None or not view.patient_id:
-            self._stop_compute()
-            self._clear()
+        request = self.begin_request()
+        if request is None:
             return
+        req, view = request
         kinds = self.kinds()
         if not kinds:
-            self._stop_compute()
-            self._clear()
+            self.end_compute()
             self.status.setText("no kind selected: tick medications, procedures or care plans")
             return
-        req = self._request
-        self._run(
+        self.run_task(
             _compute,
             view.records,
             self._recommender,
@@ -413,52 +322,6 @@ class SuggestionsPanel(QWidget):
             name="treatment suggestions",
         )
 
-    def _stop_compute(self) -> None:
-        """Cancel a running treatment suggestions (a records load in the slot goes on)."""
-        current = self._slot.current
-        if current is not None and current.name == "treatment suggestions":
-            self._slot.cancel()
-            self._busy(False)
-
-    def _current(self, req: int, view: PatientView | None = None) -> bool:
-        """May a result of request ``req`` (asked for under ``view``) still be shown?"""
-        if req != self._request or self._slot.closed:
-            return False
-        if view is None:
-            return True
-        return view is self._view and self.patients.is_current(view.generation, view.patient_id)
-
-    def _run(self, fn, *args, on_result, name: str, on_error=None) -> None:
-        self._slot.run(
-            fn,
-            *args,
-            on_result=on_result,
-            on_progress=self._on_progress,
-            on_error=on_error or self._on_error,
-            on_busy=self._busy,
-            name=name,
-        )
-
-    def _busy(self, on: bool, what: str = "") -> None:
-        self.progress.setVisible(on)
-        self.cancel_btn.setVisible(on)
-        if on:
-            self.progress.setValue(0)
-            self.status.setText(f"{what}...")
-
-    def _on_progress(self, fraction: float, message: str) -> None:
-        if self._slot.closed:
-            return
-        self.progress.setValue(int(round(100 * fraction)))
-        if message:
-            self.status.setText(message)
-
-    def _on_error(self, message: str, req: int | None = None) -> None:
-        if self._slot.closed or (req is not None and not self._current(req)):
-            return
-        self.status.setText(message)
-        self.notify.emit(f"Treatment suggestions: {message}")
-
     def _computed(
         self, value: Any, req: int | None = None, view: PatientView | None = None
     ) -> None:
@@ -466,16 +329,8 @@ class SuggestionsPanel(QWidget):
         view = view if view is not None else self._view
         if view.records is self._view.records and recommender is not None:
             self._recommender, self._recommender_records = recommender, view.records
-        if req is not None and not self._current(req, view):
-            log.debug("dropped suggestions of an older request (%s)", result.patient)
+        if self.accept_result(req, view, result.patient, "suggestions") is None:
             return
-        if result.patient != view.patient_id:
-            log.warning(
-                "dropped suggestions of %s while %s is shown", result.patient, view.patient_id
-            )
-            return
-        self.shown = view
-        self.header.setText(view.header)
         self._show(result)
 
     # -- display -------------------------------------------------------------
@@ -540,7 +395,7 @@ class SuggestionsPanel(QWidget):
             self.evidence.setHtml(f"<p>{html.escape(text)}</p>" + _removed_html(res))
         self.suggestions_ready.emit(res)
 
-    def _selection_changed(self, item: QTreeWidgetItem | None, _prev=None) -> None:
+    def _selection_changed(self, item: QTreeWidgetItem | None, _prev: Any = None) -> None:
         if item is None:
             return
         s = item.data(0, Qt.ItemDataRole.UserRole)

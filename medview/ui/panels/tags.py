@@ -45,11 +45,10 @@ NOT_DICOM = (
 TAG_RE = re.compile(r"^\(?\s*[0-9A-Fa-f]{4}\s*,?\s*[0-9A-Fa-f]{0,4}\s*\)?$")
 
 
-def _read(path: str, state=None) -> Any:
+def _read(path: str, state: Any = None) -> Any:
+    """Worker (at low priority, like every task): the data set and its formatted rows."""
     from medview.io import read_dataset
-    from medview.ui.background import lower_thread_priority
 
-    lower_thread_priority()
     ds = read_dataset(path)
     meta = getattr(ds, "file_meta", None)
     rows = element_rows(meta) if meta is not None and len(meta) else []
@@ -154,9 +153,13 @@ class TagBrowser(QWidget):
         if path.lower().endswith(NOT_DICOM):
             self.set_dataset(None, f"{path}: not a DICOM file (no tags)")
             return
-        handle = self._slot.start(_read, path, name="tags")
-        handle.result.connect(lambda value, p=path: self._loaded(p, *value))
-        handle.error.connect(lambda msg, p=path: self._failed(p, msg))
+        self._slot.run(
+            _read,
+            path,
+            on_result=lambda value, p=path: self._loaded(p, *value),
+            on_error=lambda msg, p=path: self._failed(p, msg),
+            name="tags",
+        )
 
     def _loaded(self, path: str, ds: Any, rows: list) -> None:
         if path == self.path:
