@@ -131,10 +131,17 @@ def prepare_folds(
     return folds
 
 
-def evaluate_folds(folds: list[Fold], k: int = 5, params: Params | None = None) -> EvalResult:
-    """Score the method and popularity on prepared folds."""
+def evaluate_folds(
+    folds: list[Fold],
+    k: int = 5,
+    params: Params | None = None,
+    state: TaskState | None = None,
+) -> EvalResult:
+    """Score the method and popularity on prepared folds (progress once per fold)."""
+    state = ensure_state(state)
     result = EvalResult(k, min_support=(params or Params()).min_support)
-    for fold in folds:
+    for n, fold in enumerate(folds):
+        state.progress(n / len(folds), f"evaluating patient {n + 1}/{len(folds)}")
         pid, hidden, data = fold.patient, fold.hidden, fold.data
         ii = data.i_index.get(hidden)
         if ii is None or not data.X[:, ii].any():  # nobody else ever had it
@@ -175,6 +182,6 @@ def leave_one_out(
     """Run the evaluation described in the module docstring."""
     state = ensure_state(state)
     folds = prepare_folds(records, patients, state)
-    result = evaluate_folds(folds, k, params)
+    result = evaluate_folds(folds, k, params, state)
     state.progress(1.0, "evaluation done")
     return result

@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
+from medview.tasks import TaskState, ensure_state
 from medview.treatments.evaluate import evaluate_folds, prepare_folds
 from medview.treatments.recommender import Params
 
@@ -34,14 +35,19 @@ ABLATIONS = {
 }
 
 
-def tune(records_path: str, k: int = 5) -> dict:
+def tune(records_path: str, k: int = 5, state: TaskState | None = None) -> dict:
+    """Evaluate every parameter combination of :data:`GRID`; the best, defaults and ablations."""
     from medview.records import load_records
 
-    folds = prepare_folds(load_records(records_path))
+    state = ensure_state(state)
+    state.check()
+    folds = prepare_folds(load_records(records_path, state), state=state)
     base = Params()
     scored = []
     keys = list(GRID)
-    for values in itertools.product(*(GRID[key] for key in keys)):
+    combos = list(itertools.product(*(GRID[key] for key in keys)))
+    for n, values in enumerate(combos):
+        state.progress(n / len(combos), f"parameter set {n + 1}/{len(combos)}")
         overrides: dict[str, Any] = dict(zip(keys, values, strict=True))
         prm = replace(base, **overrides)
         d = evaluate_folds(folds, k, prm).as_dict()
