@@ -513,3 +513,37 @@ def test_out_of_scope_images_carry_warnings(ct_dir, xray_dir):
     for r in (mono1[0], mono2[0]):
         assert not r.in_scope
         assert "patient age 62 y outside intended use (1-5 y)" in r.warnings
+
+
+@pytest.mark.parametrize("target", ["classifier", "autoencoder"])
+def test_training_split_is_reproducible_and_writes_one_schema_cards(tmp_path, target, monkeypatch):
+    """medview.ai.training: 1 epoch on a real 80-image PneumoniaMNIST slice, twice, seed 0."""
+    pytest.importorskip("torch")
+    from medview.ai import training
+    from medview.modelcards import read_card, sha256_file
+    from tests.conftest import PNEUMONIAMNIST, need
+
+    monkeypatch.setenv("MEDVIEW_TRAIN_THREADS", "1")
+    with np.load(need(PNEUMONIAMNIST)) as d:
+        tr = np.concatenate([np.flatnonzero(d["train_labels"][:, 0] == c)[:24] for c in (0, 1)])
+        va = np.concatenate([np.flatnonzero(d["val_labels"][:, 0] == c)[:16] for c in (0, 1)])
+        npz = tmp_path / "tiny.npz"
+        np.savez(
+            npz,
+            train_images=d["train_images"][tr],
+            train_labels=d["train_labels"][tr],
+            val_images=d["val_images"][va],
+            val_labels=d["val_labels"][va],
+        )
+    fn = training.train_classifier if target == "classifier" else training.train_autoencoder
+    lines: list[str] = []
+    metas = [fn(npz, tmp_path / f"r{k}", epochs=1, log=lines.append) for k in (0, 1)]
+    shas = [sha256_file(tmp_path / f"r{k}" / "model.safetensors") for k in (0, 1)]
+    assert shas[0] == shas[1] == metas[0]["weights"]["sha256"]
+    assert metas[0]["validation"] == metas[1]["validation"]
+    assert metas[0]["validation"]["n"] == 32
+    assert lines and lines[0].startswith(f"[{target}] epoch 1/1 ")
+    card = read_card(tmp_path / "r0")
+    assert card.is_image_model and card.verify() == shas[0]
+    assert card.meta["intended_use_scope"]["modalities"] == ["CR", "DX"]
+    assert "# " + card.name in (tmp_path / "r0" / "README.md").read_text()

@@ -103,10 +103,6 @@ SIZE_ALLOWED = {
     "medview/ui/viewport.py",  # ui split into ui/viewport/ (issue 11 item 5)
     "medview/ui/viewport/canvas.py",  # the same module, moved there first, split next
     "medview/ui/panels/suggest_panel.py::_build",  # ui split (issue 11 item 5)
-    "medview/ai/train.py",  # ai/train.py split by job (issue 11 item 5)
-    "medview/ai/train.py::train_classifier",
-    "medview/ai/train.py::finish_classifier",
-    "medview/ai/train.py::train_autoencoder",
     "medview/commands/analyze.py::run",
     "medview/selftest.py",  # self-test CLI code moves to the commands (issue 11 item 5)
 }

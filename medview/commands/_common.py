@@ -9,15 +9,39 @@ from collections import Counter
 from typing import Any
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=None, default=str)
+def print_json(obj: Any, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON to stdout (one line unless ``indent``); unknown types as str."""
+    json.dump(obj, sys.stdout, indent=indent, default=str)
     sys.stdout.write("\n")
 
 
-def error(message: str) -> int:
-    """Print one line to stderr and return exit status 2 (bad input)."""
-    print(f"medview: {' '.join(str(message).split())}", file=sys.stderr)
-    return 2
+def error(
+    path: str | os.PathLike[str] | BaseException | None,
+    reason: str | None = None,
+    *,
+    prog: str = "medview",
+    status: int = 2,
+) -> int:
+    """Print ONE line ``prog: path: reason`` to stderr and return ``status`` (2: bad input).
+
+    The one error exit of every command. ``error(path, reason)`` names the file;
+    ``error(exc)`` takes both from a :class:`~medview.errors.MedviewError` (any other
+    exception: its one-line description); ``error("message")`` prints the message.
+    """
+    from medview.errors import MedviewError, one_line
+
+    if isinstance(path, MedviewError):
+        text = str(path) if reason is None else f"{path}: {reason}"
+    elif isinstance(path, BaseException):
+        text = one_line(path) if reason is None else f"{one_line(path)}: {reason}"
+    elif reason is None:
+        text = str(path)
+    elif path is None or str(path) == "":
+        text = reason
+    else:
+        text = f"{os.fspath(path)}: {reason}"
+    print(f"{prog}: {' '.join(text.split())}", file=sys.stderr)
+    return status
 
 
 def parse_window(text: str | None) -> tuple[float, float] | None:

@@ -1,4 +1,4 @@
-"""``medview train glucose-lstm``: reproducible training of the bundled glucose LSTM.
+"""Reproducible training of the bundled glucose LSTM.
 
 Recipe (all seeded):
 
@@ -250,9 +250,13 @@ def train(
     epochs: int = EPOCHS,
     device: str = "cpu",
     state: TaskState | None = None,
-    log: Callable[[str], Any] = print,
+    log: Callable[[str], Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole recipe; returns the metadata written next to the weights."""
+    """Run the whole recipe; returns the metadata written next to the weights.
+
+    ``log`` receives one progress line per step (the CLI prints them; default silent).
+    """
+    log = log or (lambda _msg: None)
     state = ensure_state(state)
     t0 = time.monotonic()
     workers = min(2, os.cpu_count() or 1)

@@ -169,7 +169,7 @@ def main() -> int:
     print(json.dumps(result, indent=2))
     if args.update_cards:
         from medview.ai.registry import discover
-        from medview.ai.train import write_card_readme
+        from medview.ai.training import write_card_readme
 
         for info in discover().values():
             if info.source != "bundled":

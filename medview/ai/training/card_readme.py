@@ -1,0 +1,107 @@
+"""The README.md of a model folder, rendered from its card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medview.disclaimers import AI_MODEL_CARD
+from medview.modelcards import METADATA_FILE
+
+
+def _scope_lines(meta: dict[str, Any]) -> list[str]:
+    """The card's structured intended use (and retraining origin) as Markdown lines."""
+    sc = meta.get("intended_use_scope") or {}
+    lines: list[str] = []
+    if sc:
+        age = sc.get("age_years") or {}
+        lines += [
+            f"- modalities: {', '.join(sc.get('modalities', [])) or 'any'}",
+            f"- body parts: {', '.join(sc.get('body_parts', [])) or 'any'}",
+            f"- projections: {', '.join(sc.get('projections', [])) or 'any'}",
+            f"- patient age: {age.get('min', 0)}-{age.get('max', '')} years" if age else "",
+            "",
+            str(sc.get("note", "")),
+            "",
+        ]
+    rf = meta.get("retrained_from")
+    if rf:
+        lines += [
+            f"Retrained from {rf.get('name')} {rf.get('version')} "
+            f"(weights sha256 `{rf.get('sha256')}`): these weights differ from the bundled model.",
+            "",
+        ]
+    return [x for x in lines if x is not None]
+
+
+def write_card_readme(folder: str | Path) -> Path:
+    """Render ``README.md`` of a model folder from its metadata.json."""
+    folder = Path(folder)
+    meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    v = meta.get("validation", {})
+    lines = [
+        f"# {meta['name']} {meta['version']} (model card)",
+        "",
+        f"**{meta.get('disclaimer', AI_MODEL_CARD)}**",
+        "",
+        meta.get("description", ""),
+        "",
+        "## Intended use",
+        "",
+        meta.get("intended_use", ""),
+        "",
+        *_scope_lines(meta),
+        "## Limitations",
+        "",
+        *[f"- {x}" for x in meta.get("limitations", [])],
+        "",
+        "## Input",
+        "",
+        "```json",
+        json.dumps(meta["input"], indent=2),
+        "```",
+        "",
+        "## Output",
+        "",
+        "```json",
+        json.dumps(meta["output"], indent=2),
+        "```",
+        "",
+        "## Validation (official PneumoniaMNIST val split)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {val} |" for k, val in v.items() if not isinstance(val, dict)],
+        "",
+    ]
+    perf = meta.get("performance")
+    if perf:
+        lines += ["## Performance", "", "```json", json.dumps(perf, indent=2), "```", ""]
+    tr = meta.get("training", {})
+    lines += [
+        "## Training",
+        "",
+        f"- data: {tr.get('data')}",
+        f"- command: `{tr.get('command')}`",
+        f"- seed {tr.get('seed')}, {tr.get('epochs')} epochs, batch {tr.get('batch_size')}, "
+        f"{tr.get('train_seconds')} s on {tr.get('device')} "
+        f"({tr.get('environment', {}).get('threads')} threads)",
+        f"- optimiser: {tr.get('optimizer')}; loss: {tr.get('loss')}",
+        f"- augmentation: {tr.get('augmentation')}",
+        "",
+        "## Weights",
+        "",
+        f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
+        f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
+        "",
+        "## License and citations",
+        "",
+        *[f"- {k}: {val}" for k, val in meta.get("license", {}).items()],
+        "",
+        *[f"- {c}" for c in meta.get("citations", [])],
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
