@@ -1,0 +1,87 @@
+"""``medview report``: a PDF report of a series (header, key images with measurements, AI)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write a PDF report of a series: header, key images with measurements, AI findings"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="the series (file or folder)")
+    parser.add_argument("--out", required=True, metavar="FILE.pdf", help="the PDF to write")
+    parser.add_argument("--series", metavar="UID", help="which series of PATH (default: the first)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="run this AI model and report it (repeatable)",
+    )
+    parser.add_argument("--device", default="auto", help="device for --model (auto, cpu, cuda)")
+    parser.add_argument(
+        "--key", type=int, action="append", metavar="N", help="slice N (1-based) is a key image"
+    )
+    parser.add_argument("--db", metavar="FILE", help="study database (default: per-user)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from medview.commands._common import error, open_database, print_json
+
+    if not os.path.exists(args.path):
+        return error(f"{args.path}: no such file or folder")
+    from medview.errors import MedviewError
+    from medview.io import scan
+    from medview.results import audit
+    from medview.results.report import build_report, gather, key_images
+
+    res = scan(args.path)
+    series = [s for s in res.series if not args.series or s.series_uid == args.series]
+    if not series:
+        reason = res.errors[0].reason if res.errors else "no image series"
+        return error(f"{args.path}: {reason}")
+    info = series[0]
+    try:
+        db = open_database(args.db)
+    except ValueError as exc:
+        return error(str(exc))
+    try:
+        inp = gather(info, db, args.model, device=args.device)
+    except MedviewError as exc:
+        return error(str(exc))
+    finally:
+        db.close()
+    inp.key_indices = [k - 1 for k in args.key or []]
+    try:
+        out = build_report(inp, args.out)
+    except OSError as exc:
+        return error(f"{args.out}: cannot be written ({exc.strerror or exc})")
+    models = sorted({(r.model, r.version) for r in inp.ai_results})
+    try:
+        audit.record(
+            "report",
+            study_uid=info.study_uid or None,
+            series_uids=[info.series_uid],
+            model=[audit.model_info(n, v) for n, v in models] or None,
+            output=str(out.resolve()),
+        )
+    except OSError as exc:
+        print(f"medview: audit log not written ({exc})", file=sys.stderr)
+    summary = {
+        "out": str(out),
+        "series_uid": info.series_uid,
+        "key_images": [k + 1 for k in key_images(inp)],
+        "measurements": len(inp.measurements),
+        "ai_results": len(inp.ai_results),
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"{out}: report with {len(summary['key_images'])} key images, "
+            f"{len(inp.measurements)} measurements, {len(inp.ai_results)} AI results"
+        )
+    return 0
