@@ -1,0 +1,124 @@
+"""PDF report (medview.results.report): rasterised with pdftoppm, text checked with pdftotext."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medview.cli import main as cli_main
+from medview.io import scan
+from medview.io.database import StudyDatabase
+from medview.results import audit
+from medview.results.report import build_report, draw_image, gather, key_images
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"needs {name} (apt-get install poppler-utils)")
+    return path
+
+
+def pages_text(pdf: Path) -> list[str]:
+    text = subprocess.run(
+        [_tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True
+    )
+    assert text.returncode == 0
+    return [p for p in text.stdout.split("\f") if p.strip()]
+
+
+@pytest.fixture()
+def cr_with_measurements(xray_dir: Path, tmp_path: Path):
+    path = xray_dir / "cr_chest_pa_jpeg_baseline.dcm"
+    info = scan(str(path)).series[0]
+    db = StudyDatabase(tmp_path / "db.sqlite")
+    sop = info.instances[0].sop_uid
+    db.save_measurement(
+        sop, "ruler", {"points": [[100.5, 200.5], [600.5, 200.5]], "plane": "axial", "frame": 0}
+    )
+    db.save_measurement(
+        sop, "ellipse", {"points": [[300, 300], [500, 420]], "plane": "axial", "frame": 0}
+    )
+    return path, info, db
+
+
+def test_report_pages_images_and_disclaimer(tmp_path: Path, cr_with_measurements) -> None:
+    from medview import disclaimers
+
+    path, info, db = cr_with_measurements
+    inp = gather(info, db, ["pneumonia_cnn"], device="cpu")
+    out = build_report(inp, tmp_path / "r.pdf")
+    pages = pages_text(out)
+    assert len(pages) >= 2
+    for page in pages:  # the disclaimer on every page
+        assert disclaimers.APP in " ".join(page.split())
+    first = " ".join(pages[0].split())
+    assert "Key images" in first and "Measurements" in first and "ruler" in first
+    whole = " ".join(" ".join(pages).split())
+    assert "pneumonia_cnn 1.0.0" in whole and "Intended use:" in whole and "AUC" in whole
+    # rasterised: the page shows the X-ray (a large grey area) and the coloured overlay
+    subprocess.run(
+        [
+            _tool("pdftoppm"),
+            "-r",
+            "50",
+            "-png",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            str(out),
+            str(tmp_path / "p"),
+        ],
+        check=True,
+    )
+    page = np.asarray(Image.open(next(tmp_path.glob("p*.png"))).convert("RGB")).astype(int)
+    grey = (np.abs(page[..., 0] - page[..., 1]) < 8) & (page[..., 0] < 200) & (page[..., 0] > 30)
+    assert grey.mean() > 0.10
+    orange = (
+        (page[..., 0] > 200) & (page[..., 1] > 80) & (page[..., 1] < 160) & (page[..., 2] < 110)
+    )
+    assert orange.sum() > 20
+
+
+def test_drawn_image_is_render_slice_plus_overlay(cr_with_measurements) -> None:
+    from medview.imaging.display import render_slice
+
+    path, info, db = cr_with_measurements
+    inp = gather(info, db)
+    drawn = np.asarray(draw_image(inp, 0))
+    base = render_slice(inp.volume, 0, aspect=False)
+    assert drawn.shape[:2] == base.shape[:2]
+    changed = np.any(drawn != np.repeat(base[..., None], 3, axis=2), axis=2)
+    assert 0 < changed.mean() < 0.1  # the measurements, and nothing else, were drawn
+    # the ruler runs along row 200 from column 100 to 600
+    assert changed[200, 150:550].mean() > 0.9
+
+
+def test_key_images_flagged_first(cr_with_measurements, ct_dir: Path) -> None:
+    info = scan(str(ct_dir)).series[0]
+    inp = gather(info, None)
+    assert key_images(inp) == [inp.volume.array.shape[0] // 2]
+    inp.key_indices = [3, 7]
+    assert key_images(inp) == [3, 7]
+
+
+def test_cli_report_json_audit_and_errors(
+    tmp_path: Path, ct_dir: Path, medview_home, capsys
+) -> None:
+    out = tmp_path / "ct.pdf"
+    assert cli_main(["report", str(ct_dir), "--out", str(out), "--key", "5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["key_images"] == [5] and out.stat().st_size > 10_000
+    ev = audit.read().events[-1]
+    assert ev["action"] == "report" and ev["output"] == str(out.resolve())
+    (tmp_path / "notes.txt").write_text("x")
+    assert cli_main(["report", str(tmp_path / "notes.txt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "notes.txt" in err and len(err.splitlines()) == 1
