@@ -282,7 +282,8 @@ def test_settings_layout_and_recent_persist(make_window, qtbot, ct_dir):
 
 
 def test_shortcuts_are_unique_and_listed(make_window):
-    from medview.ui.main_window import MOUSE_HELP, SHORTCUTS, ShortcutsDialog
+    from medview.ui.actions import MOUSE_HELP, SHORTCUTS
+    from medview.ui.layout import ShortcutsDialog
 
     win = make_window()
     keys = [k for _, k, _ in SHORTCUTS]
@@ -324,7 +325,7 @@ def test_command_line_preset_reaches_every_ct_viewport_only(make_window, qtbot, 
 
 
 def test_sample_study_opens(make_window, qtbot):
-    from medview.ui.main_window import sample_studies
+    from medview.viewer.session import sample_studies
 
     if not sample_studies():
         pytest.skip("pydicom test files not installed")
@@ -342,7 +343,7 @@ def test_database_import_and_browse(make_window, qtbot, ct_dir):
     qtbot.waitUntil(lambda: any(k.startswith("db:") for k in win.browser.items), timeout=TIMEOUT)
     idle(qtbot, win)
     key = next(k for k in win.browser.items if k.startswith("db:"))
-    assert len(win.browser.series[key]["files"]) == 20
+    assert len(win.browser.series[key].instances) == 20  # a SeriesInfo, like opened series
     qtbot.waitUntil(lambda: key in win.browser.thumbs, timeout=TIMEOUT)  # from its files
     win.load_into(win.active, key)
     idle(qtbot, win)
@@ -378,7 +379,7 @@ def test_side_panels_dock_lazily_and_overlay_reaches_viewport(
             pass
 
     class FakeSuggest(FakeAI):
-        def __init__(self, parent=None):
+        def __init__(self, parent=None, patients=None):  # shares the records (PanelSpec)
             super().__init__(parent)
             self.conditions = []
 
@@ -472,20 +473,19 @@ def test_start_up_is_light():
 
 def test_thumbnails_of_compressed_series_render_in_decoder_processes(monkeypatch, ct_dir):
     """A JPEG 2000 thumbnail decoded on a thread would hold the GIL (GUI stall)."""
-    from medview.io import scan
-    from medview.io import volume as core
+    from medview.imaging import thumbnails as thumbs
+    from medview.io import decoders, scan
     from medview.tasks import TaskState
-    from medview.ui import thumbs
 
     series = scan(str(ct_dir)).series[0]
     expected = thumbs.render_thumbnail(series)  # in this process
     monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
     got = []
     try:
-        assert thumbs._decoder_pool() is not None
+        assert decoders.decoder_pool() is not None
         n = thumbs.make_thumbnails([("k", series)], TaskState(on_partial=got.append))
     finally:
-        core.shutdown_decoders()
+        decoders.shutdown()
     assert n == 1 and got[0][0] == "k"
     assert got[0][1].shape == expected.shape and max(expected.shape) <= thumbs.SIZE
     assert np.array_equal(got[0][1], expected)
@@ -513,7 +513,7 @@ def test_drop_files_and_series_onto_a_viewport(make_window, qtbot, ct_dir):
 
 
 def test_measurement_shows_in_every_viewport_of_the_series(make_window, qtbot, ct_dir):
-    from medview.ui.measure import Measurement
+    from medview.imaging.measure import Measurement
 
     win = make_window()
     win.set_layout("1x2")

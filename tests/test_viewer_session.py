@@ -260,3 +260,31 @@ def test_crosshair_and_window_follow_within_one_volume_in_mpr_only():
     assert not mpr.scroll_moves_crosshair("1x1", 0, True)
     assert mpr.center_crosshair((20, 512, 511)) == (255.0, 256.0, 10.0)
     assert mpr.MPR_PLANES == ("axial", "coronal", "sagittal")
+
+
+# ------------------------------------------------------------------ what is shown
+def test_hu_presets_are_refused_on_images_that_are_not_ct(ct_dir, xray_dir):
+    from medview.io import load_path
+    from medview.viewer.session import hu_preset_verdict
+
+    ct = load_path(ct_dir)
+    assert hu_preset_verdict(ct, "lung") == (False, "")
+    xray = load_path(xray_dir / "nih_00000001_000.png")
+    refused, warning = hu_preset_verdict(xray, "bone")
+    assert refused and "Hounsfield" in warning and warning.endswith("(not applied)")
+    assert hu_preset_verdict(xray, "auto") == (False, "")  # not a CT window: any image
+    assert hu_preset_verdict(None, "lung") == (False, "")
+
+
+def test_shown_file_and_window_title(ct_dir):
+    from medview.io import load_path
+    from medview.viewer.session import shown_file, window_title
+
+    vol = load_path(ct_dir)
+    assert shown_file(vol, "axial", 5, None) == vol.instances[5].path
+    assert shown_file(vol, "coronal", 300, None) == vol.instances[10].path  # the middle slice
+    assert shown_file(None, "axial", 0, vol.series) == vol.series.instances[0].path
+    assert shown_file(None, "axial", 0, None) == ""
+    info = SimpleNamespace(patient_name="Doe^Jane", modality="CT", description="chest")
+    assert window_title(info) == "medview \N{EM DASH} Doe Jane, CT chest"
+    assert window_title(None) == "medview"

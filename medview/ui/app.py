@@ -188,6 +188,8 @@ def _startup_probe(app, win) -> None:
 
 
 def _stop_decoders() -> None:
-    mod = sys.modules.get("medview.io.volume")
-    if mod is not None and hasattr(mod, "shutdown_decoders"):
-        mod.shutdown_decoders()
+    """Stop the decoder processes if this run started any (no import otherwise)."""
+    if "medview.io.decoders" in sys.modules:
+        from medview.io import decoders
+
+        decoders.shutdown()

@@ -47,3 +47,25 @@ class Overlay:
     colormap: str = "jet"  # "jet" | "hot" | "viridis"
     label: str = "AI output, not for diagnostic use"
     index: int | None = None  # slice it belongs to (None: the current 2D image)
+
+
+def context_for(volume: Any | None, plane: str, index: int, image_key: str) -> StudyContext:
+    """What the panels get for the image in view (an empty context when nothing is).
+
+    An axial view hands over its slice and image key; another plane hands over
+    slice 0 and no key (the panels work on acquired images, not reformats).
+    """
+    if volume is None:
+        return StudyContext()
+    from medview.records.patient_context import parse_dicom_date
+
+    info = volume.series or (volume.instances[0] if volume.instances else None)
+    axial = plane == "axial"
+    return StudyContext(
+        volume=volume,
+        index=index if axial else 0,
+        patient_id=str(getattr(info, "patient_id", "") or ""),
+        patient_name=str(getattr(info, "patient_name", "") or ""),
+        birth_date=parse_dicom_date(getattr(info, "patient_birth_date", "")),
+        image_key=image_key if axial else "",
+    )

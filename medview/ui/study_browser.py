@@ -4,7 +4,9 @@ Series rows carry a thumbnail (the middle image, rendered with the core's
 ``render_slice`` on a worker) and can be opened by double-click, Enter or by
 dragging them onto a viewport. The search box filters by patient name or ID,
 study or series description, accession, modality and date; the database part is
-queried again with the same text (``StudyDatabase.studies(text=...)``).
+queried again with the same text (:func:`medview.viewer.session.query_database`).
+Opened and database series are both :class:`~medview.io.SeriesInfo`; their keys
+(``open:`` / ``db:``) say where they came from.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medview.ui.thumbs import SIZE as THUMB
-from medview.ui.thumbs import make_thumbnails
+from medview.imaging.thumbnails import SIZE as THUMB
+from medview.tasks import TaskState, ensure_state
 from medview.ui.workers import TaskSlot
+from medview.viewer.session import DATABASE_PREFIX, OPENED_PREFIX, is_database_key
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +45,30 @@ def _fmt_date(d: str) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
 
 
-def query_database(text: str = "", modality: str = "", state=None) -> list[dict]:
-    """Worker: studies (with their series) from the local database."""
-    from medview.io.database import StudyDatabase
+def make_browser_thumbnails(batch: list[tuple[str, Any]], state: TaskState | None = None) -> int:
+    """Worker: thumbnails of ``(key, SeriesInfo)`` pairs, ``state.partial((key, image))`` each.
 
-    db = StudyDatabase()
-    try:
-        studies = db.studies(text=text or None, modality=modality or None)
-        for st in studies:
-            if state is not None:
-                state.check()
-            st["_series"] = db.series(st["study_uid"])
-        return studies
-    finally:
-        close = getattr(db, "close", None)
-        if close is not None:
-            close()
+    A database series is scanned first (its middle file only); the rendering itself
+    is :func:`medview.imaging.thumbnails.make_thumbnails` (decoder processes for
+    compressed files).
+    """
+    from medview.imaging.thumbnails import make_thumbnails
+    from medview.viewer.session import middle_image_series
+
+    state = ensure_state(state)
+    done = 0
+    for key, series in batch:
+        state.check()
+        if is_database_key(key):
+            try:
+                series = middle_image_series(series)
+            except Exception as exc:  # a thumbnail is optional
+                log.info("no thumbnail for %s: %s", key, exc)
+                continue
+            if series is None:
+                continue
+        done += make_thumbnails([(key, series)], state=state)
+    return done
 
 
 class SeriesTree(QTreeWidget):
@@ -82,7 +93,7 @@ class StudyBrowser(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.series: dict[str, Any] = {}  # key -> SeriesInfo (opened) or db series dict
+        self.series: dict[str, Any] = {}  # key -> SeriesInfo (opened or from the database)
         self.items: dict[str, QTreeWidgetItem] = {}
         self.thumbs: dict[str, QIcon] = {}
         self._thumb_slot = TaskSlot(self)
@@ -131,37 +142,12 @@ class StudyBrowser(QWidget):
         thumbnails come from the loaded volume (:meth:`set_thumbnail`), not a decode."""
         keys = []
         for s in series_list:
-            key = f"open:{s.series_uid}"
+            key = f"{OPENED_PREFIX}{s.series_uid}"
             self.series[key] = s
             if key in self.items:
                 keys.append(key)
                 continue
-            patient = self._child(
-                self.opened_root,
-                *_patient_node(
-                    s.patient_id,
-                    s.patient_name,
-                    s.patient_birth_date,
-                    s.study_uid or s.series_uid,
-                    s.description if s.kind != "dicom" else "",
-                ),
-            )
-            study = self._child(
-                patient,
-                f"s:{s.study_uid}",
-                " ".join(x for x in (_fmt_date(s.study_date), s.study_description) if x)
-                or "(study)",
-            )
-            n = s.slices if s.slices > 1 else s.frames
-            label = " ".join(x for x in (s.modality, s.description) if x) or "(series)"
-            if s.kind != "dicom" and s.instances:
-                label = f"{label} {s.instances[0].path.rsplit('/', 1)[-1]}".strip()
-            item = QTreeWidgetItem([label, str(n)])
-            item.setData(0, ROLE_KEY, key)
-            item.setData(0, ROLE_TEXT, _search_text(s))
-            item.setToolTip(0, f"{s.rows}x{s.columns}, {n} image(s), {s.transfer_syntax or s.kind}")
-            study.addChild(item)
-            self.items[key] = item
+            self._add_series(self.opened_root, key, s)
             keys.append(key)
             if len(keys) > shown and key not in self.thumbs:
                 self._thumb_queue.append((key, s))
@@ -174,6 +160,40 @@ class StudyBrowser(QWidget):
         self._filter_changed(refresh_db=False)
         self._start_thumbnails()
         return keys
+
+    def _add_series(self, root: QTreeWidgetItem, key: str, s: Any) -> QTreeWidgetItem:
+        """The series row under its patient and study (made when missing) below ``root``."""
+        opened = root is self.opened_root
+        patient = self._child(
+            root,
+            *_patient_node(
+                s.patient_id,
+                s.patient_name,
+                s.patient_birth_date,
+                s.study_uid or s.series_uid,
+                s.description if opened and s.kind != "dicom" else "",
+            ),
+        )
+        study = self._child(
+            patient,
+            f"s:{s.study_uid}",
+            " ".join(x for x in (_fmt_date(s.study_date), s.study_description) if x) or "(study)",
+        )
+        label = " ".join(x for x in (s.modality, s.description) if x) or "(series)"
+        if opened:
+            n = s.slices if s.slices > 1 else s.frames
+            if s.kind != "dicom" and s.instances:
+                label = f"{label} {s.instances[0].path.rsplit('/', 1)[-1]}".strip()
+        else:
+            n = len(s.instances) or s.slices
+        item = QTreeWidgetItem([label, str(n)])
+        item.setData(0, ROLE_KEY, key)
+        item.setData(0, ROLE_TEXT, _search_text(s))
+        if opened:
+            item.setToolTip(0, f"{s.rows}x{s.columns}, {n} image(s), {s.transfer_syntax or s.kind}")
+        study.addChild(item)
+        self.items[key] = item
+        return item
 
     def _child(self, parent: QTreeWidgetItem, tag: str, label: str) -> QTreeWidgetItem:
         for i in range(parent.childCount()):
@@ -191,9 +211,13 @@ class StudyBrowser(QWidget):
         if self._thumb_slot.busy or not self._thumb_queue:
             return
         batch, self._thumb_queue = self._thumb_queue, []
-        h = self._thumb_slot.start(make_thumbnails, batch, name="thumbnails")
-        h.partial.connect(self._thumb_arrived)
-        h.finished.connect(self._start_thumbnails)
+        self._thumb_slot.run(
+            make_browser_thumbnails,
+            batch,
+            name="thumbnails",
+            on_partial=self._thumb_arrived,
+            on_finished=lambda _h: self._start_thumbnails(),
+        )
 
     def _thumb_arrived(self, value) -> None:
         key, arr = value
@@ -211,7 +235,7 @@ class StudyBrowser(QWidget):
         """Thumbnail of a series from its loaded volume (no extra decode)."""
         if key in self.thumbs:
             return
-        from medview.ui.thumbs import from_volume
+        from medview.imaging.thumbnails import from_volume
 
         try:
             self._thumb_arrived((key, from_volume(vol)))
@@ -226,9 +250,16 @@ class StudyBrowser(QWidget):
     def refresh_database(self) -> None:
         text = self.search.text().strip()
         mod = self.modality.currentText()
-        h = self._db_slot.start(query_database, text, "" if mod == "All" else mod, name="database")
-        h.result.connect(self._db_loaded)
-        h.error.connect(self._db_failed)
+        from medview.viewer.session import query_database
+
+        self._db_slot.run(
+            query_database,
+            text,
+            "" if mod == "All" else mod,
+            name="database",
+            on_result=self._db_loaded,
+            on_error=self._db_failed,
+        )
 
     def _db_failed(self, msg: str) -> None:
         self._clear_db()
@@ -236,72 +267,27 @@ class StudyBrowser(QWidget):
         self.db_root.addChild(QTreeWidgetItem([f"(database unavailable: {msg})", ""]))
 
     def _clear_db(self) -> None:
-        for key in [k for k in self.items if k.startswith("db:")]:
+        for key in [k for k in self.items if is_database_key(k)]:
             self.items.pop(key)
             self.series.pop(key, None)
         self.db_root.takeChildren()
 
-    def _db_loaded(self, studies: list[dict]) -> None:
+    def _db_loaded(self, found: list[Any]) -> None:
+        """Show the database's series (SeriesInfo, newest study first)."""
         self._clear_db()
-        if not studies:
+        if not found:
             self.db_root.addChild(
                 QTreeWidgetItem(["(no studies; File > Import into database)", ""])
             )
             return
-        for st in studies:
-            patient = self._child(
-                self.db_root,
-                *_patient_node(
-                    st.get("patient_id", ""),
-                    st.get("patient_name", ""),
-                    st.get("birth_date", ""),
-                    st.get("study_uid", ""),
-                ),
-            )
-            study = self._child(
-                patient,
-                f"s:{st.get('study_uid', '')}",
-                " ".join(x for x in (_fmt_date(st.get("study_date", "")), _study_desc(st)) if x)
-                or "(study)",
-            )
-            for se in st.get("_series", []):
-                key = f"db:{se.get('series_uid', '')}"
-                files = se.get("files") or []
-                n = len(files) or se.get("slices") or 0
-                label = " ".join(
-                    x
-                    for x in (
-                        se.get("modality", ""),
-                        se.get("description", "") or se.get("series_description", ""),
-                    )
-                    if x
-                )
-                item = QTreeWidgetItem([label or "(series)", str(n)])
-                item.setData(0, ROLE_KEY, key)
-                item.setData(
-                    0,
-                    ROLE_TEXT,
-                    " ".join(
-                        str(x)
-                        for x in (
-                            st.get("patient_name", ""),
-                            st.get("patient_id", ""),
-                            _study_desc(st),
-                            st.get("study_date", ""),
-                            st.get("accession", "") or st.get("accession_number", ""),
-                            label,
-                        )
-                    ).lower(),
-                )
-                se = dict(se)
-                se.setdefault("study_uid", st.get("study_uid", ""))
-                self.series[key] = se
-                self.items[key] = item
-                if key in self.thumbs:
-                    item.setIcon(0, self.thumbs[key])
-                elif files:
-                    self._thumb_queue.append((key, se))
-                study.addChild(item)
+        for s in found:
+            key = f"{DATABASE_PREFIX}{s.series_uid}"
+            self.series[key] = s
+            item = self._add_series(self.db_root, key, s)
+            if key in self.thumbs:
+                item.setIcon(0, self.thumbs[key])
+            elif s.instances:
+                self._thumb_queue.append((key, s))
         self.db_root.setExpanded(True)
         self._filter_changed(refresh_db=False)
         self._start_thumbnails()
@@ -358,10 +344,6 @@ class StudyBrowser(QWidget):
         self._thumb_queue.clear()
         self._thumb_slot.cancel()
         self._db_slot.cancel()
-
-
-def _study_desc(st: dict) -> str:
-    return str(st.get("study_description") or st.get("description") or "")
 
 
 def _patient_label(name: str, pid: str) -> str:

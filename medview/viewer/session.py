@@ -280,6 +280,53 @@ def plan_open(slices: Sequence[int], visible: int, mpr: bool, start: int = 0) ->
     return OpenPlan(0, visible, loads)
 
 
+# ---------------------------------------------------------------- what is shown
+def hu_preset_verdict(volume: Volume | None, name: object) -> tuple[bool, str]:
+    """Whether window preset ``name`` is refused on ``volume``, and the warning to show.
+
+    A built-in CT preset is in Hounsfield units: on an image that is not CT in HU it
+    would show noise or a blank, so it is refused (``(True, warning)``); where it
+    applies with a caveat the caveat is the warning (``(False, warning)``). Other
+    presets ("file", "auto", the user's own) apply to any image: ``(False, "")``.
+    """
+    if not isinstance(name, str) or volume is None:
+        return False, ""
+    from medview.imaging.display import ct_preset, hu_preset_problem
+
+    if ct_preset(name.replace("_", " ")) is None and ct_preset(name) is None:
+        return False, ""
+    applies, note = hu_preset_problem(volume)
+    if applies and not note:
+        return False, ""
+    what = getattr(volume.series, "description", "") or "this image"
+    verdict = "not applied" if not applies else "applied"
+    return not applies, f"{what}: {name} is a CT window in Hounsfield units; {note} ({verdict})"
+
+
+def shown_file(volume: Volume | None, plane: str, index: int, pending: Any = None) -> str:
+    """The file whose tags describe what a viewport shows ("" when none).
+
+    An axial view shows its slice's file; a reformatted plane the middle slice's;
+    while a series is still loading, its first file (``pending``: its SeriesInfo).
+    """
+    if volume is not None and volume.instances:
+        k = index if plane == "axial" else volume.shape[0] // 2
+        inst = volume.instance_at(min(k, volume.shape[0] - 1))
+        return inst.path if inst is not None else ""
+    if pending is not None and getattr(pending, "instances", None):
+        return str(pending.instances[0].path)
+    return ""
+
+
+def window_title(info: Any) -> str:
+    """The main window's title for a series: "medview - patient, modality description"."""
+    name = str(getattr(info, "patient_name", "") or "").replace("^", " ").strip()
+    what = (getattr(info, "modality", ""), getattr(info, "description", ""))
+    desc = " ".join(str(x) for x in what if x)
+    parts = [p for p in (name, desc) if p]
+    return "medview" + (" \N{EM DASH} " + ", ".join(parts) if parts else "")
+
+
 # ---------------------------------------------------------------- cache
 def cache_limit_from_env() -> int:
     """The volume cache bound in bytes (``MEDVIEW_CACHE_MB``, default 2048 MB)."""
