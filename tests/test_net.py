@@ -865,3 +865,102 @@ def _no_tmp_leak():
     yield
     after = set(os.listdir(tempfile.gettempdir()))
     assert not [n for n in after - before if n.endswith(".dcm")]
+
+
+def _make_certs(d: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (openssl CLI)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    ext = d / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=d)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=medview test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return d / "ca.pem", d / "srv.pem", d / "srv.key"
+
+
+def test_dicom_tls_echo_and_store(capsys, tmp_path, ct_copy, home):
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    ca, cert, key = _make_certs(tmp_path)
+    db = tmp_path / "tls.sqlite"
+    cfg = ReceiverConfig(
+        port=0,
+        db_path=str(db),
+        store_dir=str(tmp_path / "st"),
+        tls_cert=str(cert),
+        tls_key=str(key),
+    )
+    with Receiver(cfg) as r:
+        target = ["--host", "127.0.0.1", "--port", str(r.port), "--aet", "MEDVIEW"]
+        code, _, err = cli(capsys, "pacs", "echo", *target, "--tls-ca", str(ca))
+        assert code == 0, err
+        code, _, err = cli(
+            capsys,
+            "pacs",
+            "send",
+            *target,
+            "--tls-ca",
+            str(ca),
+            str(sorted(ct_copy.glob("*.dcm"))[0]),
+        )
+        assert code == 0, err
+        # plain DICOM against the TLS port: no association, exit 2
+        code, _, err = cli(capsys, "pacs", "echo", *target, "--timeout", "5")
+        assert code == 2 and err.count("\n") == 1
+        # a CA that did not sign the server certificate: refused, exit 2
+        (tmp_path / "other").mkdir()
+        other, _, _ = _make_certs(tmp_path / "other")
+        code, _, err = cli(
+            capsys, "pacs", "echo", *target, "--tls-ca", str(other), "--timeout", "5"
+        )
+        assert code == 2
+        assert r.flush(10)
+    assert len(db_instances(db)) == 1
+    integrity_ok(db)

@@ -16,6 +16,10 @@ def _target(p: argparse.ArgumentParser) -> None:
     g.add_argument("--port", type=int, help="DIMSE peer port")
     g.add_argument("--aet", help="DIMSE peer (called) AE title")
     g.add_argument("--dicomweb", metavar="URL", help="DICOMweb service root URL")
+    t = p.add_argument_group("DICOM TLS (DIMSE)")
+    t.add_argument("--tls-ca", metavar="PEM", help="use TLS; verify the peer with this CA")
+    t.add_argument("--tls-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    t.add_argument("--tls-key", metavar="PEM", help="client private key")
     p.add_argument(
         "--calling-aet", default="MEDVIEW", help="our AE title on the association (default MEDVIEW)"
     )
@@ -76,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--aet", default="")
     p.add_argument("--dicomweb", metavar="URL", default="")
+    p.add_argument("--tls-ca", metavar="PEM", default="")
+    p.add_argument("--tls-cert", metavar="PEM", default="")
+    p.add_argument("--tls-key", metavar="PEM", default="")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -91,12 +98,23 @@ def _node(args: argparse.Namespace):
     if sum(given) != 1:
         raise BadRequest(f"give exactly one remote node: {_TARGET_HELP}")
     if args.node:
-        return get_node(args.node).validate()
+        node = get_node(args.node)
+        node.tls_ca = args.tls_ca or node.tls_ca
+        node.tls_cert = args.tls_cert or node.tls_cert
+        node.tls_key = args.tls_key or node.tls_key
+        return node.validate()
     if args.dicomweb:
         return Node(url=args.dicomweb).validate()
     if not (args.host and args.port and args.aet):
         raise BadRequest("--host, --port and --aet go together")
-    return Node(host=args.host, port=args.port, aet=args.aet).validate()
+    return Node(
+        host=args.host,
+        port=args.port,
+        aet=args.aet,
+        tls_ca=args.tls_ca or "",
+        tls_cert=args.tls_cert or "",
+        tls_key=args.tls_key or "",
+    ).validate()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -336,7 +354,14 @@ def _nodes(args: argparse.Namespace) -> int:
         if not args.name:
             raise BadRequest("nodes add NAME (--host H --port P --aet AET | --dicomweb URL)")
         node = Node(
-            name=args.name, host=args.host or "", port=args.port, aet=args.aet, url=args.dicomweb
+            name=args.name,
+            host=args.host or "",
+            port=args.port,
+            aet=args.aet,
+            url=args.dicomweb,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         )
         add_node(node)
         print(f"added {node.describe()} to {nodes_path()}")

@@ -172,12 +172,17 @@ def _associate(
         raise BadRequest("this node is a DICOMweb service; DIMSE needs host, port and AE title")
     attempt = 0
     while True:
+        try:
+            ctx = node.ssl_context()
+        except (OSError, ValueError) as exc:
+            raise BadRequest(f"cannot load the TLS files ({one_line(exc)})") from None
         assoc = ae.associate(
             node.host,
             int(node.port),
             ae_title=node.aet,
             ext_neg=ext_neg,
             evt_handlers=evt_handlers,
+            tls_args=(ctx, node.host) if ctx is not None else None,
         )
         if assoc.is_established:
             return assoc

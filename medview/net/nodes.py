@@ -26,6 +26,9 @@ class Node:
     port: int = 0
     aet: str = ""
     url: str = ""
+    tls_ca: str = ""  # DIMSE over TLS: verify the peer with this CA bundle (PEM)
+    tls_cert: str = ""  # optional client certificate and key (PEM) for mutual TLS
+    tls_key: str = ""
 
     @property
     def is_dicomweb(self) -> bool:
@@ -49,7 +52,23 @@ class Node:
         if not 0 < int(self.port) < 65536:
             raise BadRequest(f"port {self.port} is not between 1 and 65535")
         check_aet(self.aet, "called AE title")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise BadRequest("TLS client certificate and key go together")
+        for path in (self.tls_ca, self.tls_cert, self.tls_key):
+            if path and not os.path.isfile(path):
+                raise BadRequest("TLS file not found", path)
         return self
+
+    def ssl_context(self) -> object | None:
+        """A client TLS context when ``tls_ca`` is set (hostname checked), else None."""
+        if not self.tls_ca:
+            return None
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -93,7 +112,8 @@ def load_nodes() -> list[Node]:
     out = []
     for item in _read()["nodes"]:
         if isinstance(item, dict):
-            fields = {k: item[k] for k in ("name", "host", "port", "aet", "url") if k in item}
+            keys = ("name", "host", "port", "aet", "url", "tls_ca", "tls_cert", "tls_key")
+            fields = {k: item[k] for k in keys if k in item}
             out.append(Node(**fields))
     return out
 
