@@ -1,17 +1,30 @@
-"""Window/level presets and the persisted GUI settings (QSettings in an INI file).
+"""Window/level presets: the built-in table, the user's own, and name resolution.
 
 Presets are (center, width) in modality units (HU for CT). The built-in table
 follows common radiology practice; users can add their own from the viewport
-("Save W/L as preset"), which are kept in the settings file next to the
-database (``MEDVIEW_HOME``), so tests and portable installs stay isolated.
+("Save W/L as preset"), which are kept in the one settings store
+(:mod:`medview.ui.settings`: plain JSON next to the database, ``MEDVIEW_HOME``),
+so tests and portable installs stay isolated. Qt-free.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
-
 from medview.imaging.display import CT_PRESETS, PRESET_ALIASES
-from medview.paths import user_data_dir
+from medview.ui.settings import add_recent, recent_paths, save_preset, saved_presets, settings
+
+# the main window reaches the store through this module too
+__all__ = [
+    "ALIASES",
+    "BUILTIN_PRESETS",
+    "SPECIAL",
+    "add_recent",
+    "all_presets",
+    "recent_paths",
+    "resolve_preset",
+    "save_user_preset",
+    "settings",
+    "user_presets",
+]
 
 _LABELS = {"mediastinum": "Mediastinum / soft tissue"}
 #: name -> (center, width, label) from the core's table; shortcuts F2..F7 follow this order
@@ -23,34 +36,18 @@ ALIASES = PRESET_ALIASES
 SPECIAL = ("file", "auto")
 
 
-def settings() -> QSettings:
-    """The application settings (INI file under the per-user data folder)."""
-    return QSettings(str(user_data_dir() / "settings.ini"), QSettings.Format.IniFormat)
-
-
 def user_presets() -> dict[str, tuple[float, float, str]]:
     """Presets the user saved, name -> (center, width, label)."""
-    s = settings()
-    out: dict[str, tuple[float, float, str]] = {}
-    s.beginGroup("presets")
-    for name in s.childKeys():
-        try:
-            c, w = (float(v) for v in str(s.value(name)).split(","))
-        except ValueError:
-            continue
-        if w > 0:
-            out[name] = (c, w, name)
-    s.endGroup()
-    return out
+    return {name: (c, w, name) for name, (c, w) in saved_presets().items()}
 
 
 def save_user_preset(name: str, center: float, width: float) -> None:
-    s = settings()
-    s.setValue(f"presets/{name}", f"{center:g},{width:g}")
-    s.sync()
+    """Keep the window (center, width) as a preset called ``name``."""
+    save_preset(name, center, width)
 
 
 def all_presets() -> dict[str, tuple[float, float, str]]:
+    """The built-in presets, then the user's (a user preset may replace a built-in one)."""
     out = dict(BUILTIN_PRESETS)
     out.update(user_presets())
     return out
@@ -74,20 +71,3 @@ def resolve_preset(name: str) -> str | tuple[float, float] | None:
         if _norm(k) == key:
             return (c, w)
     return None
-
-
-def recent_paths() -> list[str]:
-    value = settings().value("recent", [])
-    if isinstance(value, str):
-        value = [value]
-    return [str(v) for v in (value or [])]
-
-
-def add_recent(path: str, limit: int = 10) -> list[str]:
-    items = [p for p in recent_paths() if p != path]
-    items.insert(0, path)
-    items = items[:limit]
-    s = settings()
-    s.setValue("recent", items)
-    s.sync()
-    return items

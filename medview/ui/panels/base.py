@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -320,23 +321,31 @@ def _load_saved(state: Any = None) -> RecordSet | None:
 class RecordsPanel(QWidget, PanelTasks):
     """A panel that shows one record patient of a shared :class:`PatientRecords`.
 
-    A subclass builds its widgets in ``__init__`` after calling this ``__init__``
-    (:meth:`build_patient_rows` makes the notice, the header, the patient picker and
-    the link line), then calls :meth:`follow_patients`. It implements
-    :meth:`_patient_items`, :meth:`_link_text`, :meth:`_clear_results`,
-    :meth:`_view_applied` (start its computation for the new snapshot) and
-    :meth:`_show_message`. Computations go through :meth:`begin_request` and their
+    Constructed as ``Panel(parent, records=None, patients=None)``: a subclass builds
+    its widgets in :meth:`_build` (:meth:`build_patient_rows` makes the notice, the
+    header, the patient picker and the link line), after which the panel follows
+    ``patients``. It sets :attr:`message_label` and implements
+    :meth:`_patient_items`, :meth:`_no_match_text`, :meth:`_loaded_text`,
+    :meth:`_clear_results` and :meth:`_view_applied` (start its computation for the
+    new snapshot). Computations go through :meth:`begin_request` and their
     results through :meth:`accept_result`, which drops a result asked for under an
     older snapshot or for another patient.
     """
 
     notify = Signal(str)
+    #: where :meth:`_show_message` writes (set by ``_build``)
+    message_label: QLabel
     #: name of the panel's computation task (cancelled when the patient changes)
     COMPUTE_TASK = "compute"
     #: what the link line says when the database holds no records
     NO_SAVED_RECORDS = "no records loaded"
 
-    def __init__(self, parent: QWidget | None, patients: PatientRecords | None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        records: RecordSet | None = None,
+        patients: PatientRecords | None = None,
+    ) -> None:
         super().__init__(parent)
         self.init_tasks()
         self.result: Any = None
@@ -344,6 +353,10 @@ class RecordsPanel(QWidget, PanelTasks):
         self._view: PatientView = self.patients.view
         self.shown: PatientView = self._view  # the snapshot the display was computed for
         self._request = 0  # id of the request whose result may still be shown
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self._build(lay)
+        self._follow_patients(records)
 
     def build_patient_rows(
         self, lay: QBoxLayout, notice: str, header_tip: str, buttons: list[QWidget]
@@ -371,7 +384,7 @@ class RecordsPanel(QWidget, PanelTasks):
         self.link_label.setWordWrap(True)
         lay.addWidget(self.link_label)
 
-    def follow_patients(self, records: RecordSet | None = None) -> None:
+    def _follow_patients(self, records: RecordSet | None) -> None:
         """Show the context's snapshot and follow it from now on (end of ``__init__``)."""
         self._apply_view(self.patients.view)
         self.patients.subscribe(self._apply_view)
@@ -510,7 +523,26 @@ class RecordsPanel(QWidget, PanelTasks):
         raise NotImplementedError
 
     def _link_text(self, view: PatientView) -> str:
-        """The line saying how the record patient was found."""
+        """The line saying how the record patient was found (or why none was)."""
+        rs = view.records
+        if rs is None:
+            return "no records loaded"
+        if view.how == "link":
+            return view.reason
+        if view.link is not None and not view.selected:
+            return self._no_match_text(view)
+        return self._loaded_text(view, rs)
+
+    def _build(self, lay: QVBoxLayout) -> None:
+        """Create the panel's widgets in ``lay``."""
+        raise NotImplementedError
+
+    def _no_match_text(self, view: PatientView) -> str:
+        """The link line when the study's patient is not in the records."""
+        raise NotImplementedError
+
+    def _loaded_text(self, view: PatientView, records: RecordSet) -> str:
+        """The link line otherwise (records loaded, a patient picked or none)."""
         raise NotImplementedError
 
     def _clear_results(self) -> None:
@@ -522,8 +554,8 @@ class RecordsPanel(QWidget, PanelTasks):
         raise NotImplementedError
 
     def _show_message(self, text: str) -> None:
-        """Show a short status line."""
-        raise NotImplementedError
+        """Show a short status line (in :attr:`message_label`)."""
+        self.message_label.setText(text)
 
     def _show_error(self, message: str) -> None:
         """Show a task's one-line error (and notify)."""

@@ -31,11 +31,10 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from medview.disclaimers import FORECAST as DISCLAIMER
-from medview.records.patient_context import PatientRecords, PatientView
+from medview.records.patient_context import PatientView
 from medview.ui.panels.base import RecordsPanel
 
 log = logging.getLogger(__name__)
@@ -81,22 +80,10 @@ class ForecastPanel(RecordsPanel):
     COMPUTE_TASK = "forecast"
     NO_SAVED_RECORDS = "no records in the local database; open records or a CGM CSV"
 
-    def __init__(
-        self,
-        parent: QWidget | None = None,
-        records: Any | None = None,
-        patients: PatientRecords | None = None,
-    ) -> None:
-        super().__init__(parent, patients)
-        self._build()
-        self.follow_patients(records)
-
     # -- layout --------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self, lay: QVBoxLayout) -> None:
         import pyqtgraph as pg
 
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
         open_rec = QPushButton("Records")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         menu = QMenu(open_rec)
@@ -158,6 +145,7 @@ class ForecastPanel(RecordsPanel):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.summary)
+        self.message_label = self.summary
 
     # -- records panel hooks ---------------------------------------------------
     def _patient_items(self, records: Any) -> list[tuple[str, str]]:
@@ -172,28 +160,18 @@ class ForecastPanel(RecordsPanel):
     def _view_applied(self) -> None:
         self._fill_codes()
 
-    def _clear_results(self) -> None:
-        self._clear_plot()
-
-    def _show_message(self, text: str) -> None:
-        self.summary.setText(text)
-
     def _show_error(self, message: str) -> None:
         self.summary.setText(f"<b>no forecast:</b> {message}")
-        self._clear_plot(keep_summary=True)
+        self._clear_results(keep_summary=True)
         self.notify.emit(message)
 
-    def _link_text(self, view: PatientView) -> str:
-        rs = view.records
-        if rs is None:
-            return "no records loaded"
-        if view.how == "link":
-            return view.reason
-        if view.link is not None and not view.selected:
-            who = view.study.label
-            msg = view.link.message or "no PatientID or name + birth date match"
-            return f"<b>no record match</b> for the patient in view ({who}): {msg}"
-        return f"{len(rs.patients)} record patient(s) loaded; {view.reason}"
+    def _no_match_text(self, view: PatientView) -> str:
+        msg = view.link.message if view.link is not None else ""
+        msg = msg or "no PatientID or name + birth date match"
+        return f"<b>no record match</b> for the patient in view ({view.study.label}): {msg}"
+
+    def _loaded_text(self, view: PatientView, records: Any) -> str:
+        return f"{len(records.patients)} record patient(s) loaded; {view.reason}"
 
     def _open_records_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Records folder (Synthea CSV or FHIR)")
@@ -258,7 +236,7 @@ class ForecastPanel(RecordsPanel):
         self._code_changed(self.code_combo.currentIndex())
 
     def _code_changed(self, _index: int) -> None:
-        self._clear_plot()  # another observation: its own forecast is on the way
+        self._clear_results()  # another observation: its own forecast is on the way
         dense = self._is_dense()
         options = DENSE_HORIZONS if dense else SPARSE_HORIZONS
         self.horizon_combo.blockSignals(True)
@@ -306,7 +284,7 @@ class ForecastPanel(RecordsPanel):
             name="forecast",
         )
 
-    def _clear_plot(self, keep_summary: bool = False) -> None:
+    def _clear_results(self, keep_summary: bool = False) -> None:
         for curve in (self.history_curve, self.forecast_curve, self.lower_curve, self.upper_curve):
             curve.setData([], [])
         self.ref_region.setVisible(False)

@@ -39,10 +39,9 @@ from PySide6.QtWidgets import (
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
-from medview.records.patient_context import PatientRecords, PatientView
+from medview.records.patient_context import PatientView
 from medview.ui.panels.base import RecordsPanel
 
 log = logging.getLogger(__name__)
@@ -115,25 +114,13 @@ class SuggestionsPanel(RecordsPanel):
     NO_SAVED_RECORDS = "no records loaded (use Records... to open an export)"
     task_error_prefix = "Treatment suggestions: "
 
-    def __init__(
-        self,
-        parent: QWidget | None = None,
-        records: Any | None = None,
-        patients: PatientRecords | None = None,
-    ) -> None:
-        super().__init__(parent, patients)
+    # -- layout --------------------------------------------------------------
+    def _build(self, lay: QVBoxLayout) -> None:
+        from medview.treatments.recommender import NOTICE
+
         self.working: list[tuple[str, str]] = []
         self._recommender: Any = None
         self._recommender_records: Any = None  # the RecordSet _recommender was built from
-        self._build()
-        self.follow_patients(records)
-
-    # -- layout --------------------------------------------------------------
-    def _build(self) -> None:
-        from medview.treatments.recommender import NOTICE
-
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
         open_rec = QPushButton("Records...")
         open_rec.setToolTip("open FHIR JSON/NDJSON or a Synthea CSV folder")
         open_rec.clicked.connect(self._open_records)
@@ -198,6 +185,7 @@ class SuggestionsPanel(RecordsPanel):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addLayout(self.task_row(self.status))
+        self.message_label = self.status
 
     # -- working conditions --------------------------------------------------
     def add_working_condition(self, code: str, display: str = "") -> None:
@@ -260,26 +248,17 @@ class SuggestionsPanel(RecordsPanel):
         self.status.setText("")
         self.start()
 
-    def _clear_results(self) -> None:
-        self._clear()
+    def _no_match_text(self, view: PatientView) -> str:
+        msg = view.link.message if view.link is not None else ""
+        return (
+            f"No match: the study's patient is not in these records ({msg}). "
+            "Pick a patient by hand."
+        )
 
-    def _show_message(self, text: str) -> None:
-        self.status.setText(text)
-
-    def _link_text(self, view: PatientView) -> str:
-        rs = view.records
-        if rs is None:
-            return "no records loaded"
-        if view.how == "link":
-            return view.reason
-        if view.link is not None and not view.selected:
-            return (
-                f"No match: the study's patient is not in these records ({view.link.message}). "
-                "Pick a patient by hand."
-            )
+    def _loaded_text(self, view: PatientView, records: Any) -> str:
         if view.study.empty and not view.selected:
-            return f"{len(rs.patients)} record patients; no study in view - pick a patient"
-        return f"{len(rs.patients)} record patients loaded; {view.reason}"
+            return f"{len(records.patients)} record patients; no study in view - pick a patient"
+        return f"{len(records.patients)} record patients loaded; {view.reason}"
 
     def kinds(self) -> list[str]:
         return [k for k, box in self.kind_boxes.items() if box.isChecked()]
@@ -334,7 +313,7 @@ class SuggestionsPanel(RecordsPanel):
         self._show(result)
 
     # -- display -------------------------------------------------------------
-    def _clear(self) -> None:
+    def _clear_results(self) -> None:
         self.result = None
         self.tree.clear()
         self.why.clear()
@@ -349,7 +328,7 @@ class SuggestionsPanel(RecordsPanel):
         self.working_label.setText(f"Working conditions: {names}")
 
     def _show(self, res: Any) -> None:
-        self._clear()
+        self._clear_results()
         self.result = res
         for s in res.suggestions:
             flags = getattr(s, "flags", [])  # safety warnings: "! " marks the row
