@@ -267,12 +267,6 @@ class TaskSlot(QObject):
         self.current = _start_task(fn, *args, name=name, **kwargs)
         return self.current
 
-    def start(
-        self, fn: Callable[..., Any], *args: Any, name: str = "", **kwargs: Any
-    ) -> TaskHandle:
-        """Deprecated: use :meth:`run` (kept until the last callers have moved)."""
-        return self._start(fn, *args, name=name, **kwargs)
-
     def cancel(self) -> None:
         """Cancel the current task (its late results are dropped)."""
         if self.current is not None and self.current.running:
