@@ -182,3 +182,17 @@ def test_cli_sr_writes_audits_and_fails_cleanly(tmp_path: Path, ct_dir: Path, me
     assert cli_main(["sr", str(ct_dir), "--out", str(out), "--db", str(empty / "d.sqlite")]) == 2
     err = capsys.readouterr().err.strip()
     assert "nothing to report" in err and len(err.splitlines()) == 1
+
+
+def test_analyze_sr_out_one_sr_per_series(tmp_path: Path, xray_dir: Path, medview_home, capsys):
+    out = tmp_path / "srs"
+    path = xray_dir / "cr_chest_pa_jpeg_baseline.dcm"
+    assert cli_main(["analyze", str(path), "--model", "pneumonia_cnn", "--sr-out", str(out)]) == 0
+    (sr_file,) = sorted(out.glob("*.dcm"))
+    assert dciodvfy_errors(sr_file) == []
+    (finding,) = read_sr(sr_file).findings
+    info = scan(str(path)).series[0]
+    assert finding["sop_uids"] == [info.instances[0].sop_uid]
+    assert finding["model"] == "pneumonia_cnn"
+    ev = audit.read().events[-1]
+    assert ev["action"] == "analyze" and ev["model"][0]["name"] == "pneumonia_cnn"

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--colormap", default="jet", choices=["jet", "hot", "viridis"], help="heat-map colours"
     )
+    parser.add_argument(
+        "--sr-out",
+        metavar="DIR",
+        help="write one DICOM SR (TID 1500) per analysed DICOM series into DIR",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument(
         "--list-models", action="store_true", help="list registered models as JSON and exit"
@@ -103,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     want_maps = bool(args.heatmap_out)
+    collected: list = []  # results for --sr-out
     n_images = 0
     n_errors = 0
     if not args.json:
@@ -118,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # noqa: BLE001 - a model failing is reported, not fatal
                 print(f"medview analyze: {lm.info.name}: {exc}", file=sys.stderr)
                 continue
+            if args.sr_out:
+                collected.extend(results)
             for src, res in zip(batch, results, strict=True):
                 if args.json:
                     print(json.dumps(res.as_json()), flush=True)
@@ -178,4 +186,12 @@ def run(args: argparse.Namespace) -> int:
     if n_images == 0:
         print(f"medview analyze: {args.path}: no image could be analysed", file=sys.stderr)
         return 2
+    if args.sr_out:
+        from medview.results.sr_analysis import write_analysis_srs
+
+        written, problems = write_analysis_srs(collected, args.path, args.sr_out)
+        for line in problems:
+            print(f"medview analyze: {line}", file=sys.stderr)
+        if not args.json:
+            print(f"# {len(written)} SR file(s) written to {args.sr_out}")
     return 0
