@@ -21,7 +21,6 @@ from PySide6.QtCore import QMimeData, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from medview.imaging.measure import Measurement
 from medview.ui import actions
 from medview.ui import layout as layout_helpers
 from medview.ui import presets as P
@@ -425,16 +424,7 @@ class MainWindow(QMainWindow):
         if vp.volume is not vol or not rows:
             return
         known = {m.db_id for m in vp.measurements}
-        for s in session.measurements_to_restore(vol, rows, known):
-            m = Measurement(
-                kind=s.kind,
-                points=list(s.points),
-                index=s.index,
-                plane=s.plane,
-                image_key=s.image_key,
-                frame=s.frame,
-                db_id=s.db_id,
-            )
+        for m in session.measurements_to_restore(vol, rows, known):
             vp.add_measurement(m, emit=False)
 
     # ================================================================ misc

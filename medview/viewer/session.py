@@ -15,7 +15,8 @@ tested without a ``QApplication``:
 * :class:`VolumeCache` - loaded volumes, least recently used first out, bounded
   in bytes;
 * :class:`MeasurementStore` - measurements saved, replaced and deleted per
-  SOPInstanceUID in the local study database, and :func:`measurements_to_restore`.
+  SOPInstanceUID in the local study database, and :func:`measurements_to_restore`
+  (stored rows back as :class:`~medview.imaging.measure.Measurement` objects).
 
 The readers (pydicom) are imported inside the functions: importing this module
 costs nothing at start-up.
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from medview.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
+    from medview.imaging.measure import Measurement
     from medview.io import ScanResult, SeriesInfo, Volume
     from medview.io.database import ImportReport, StudyDatabase
 
@@ -386,7 +388,7 @@ class VolumeCache:
 
 # ---------------------------------------------------------------- measurements
 class StorableMeasurement(Protocol):
-    """What the store needs of a measurement (:class:`medview.ui.measure.Measurement`)."""
+    """What the store needs of a measurement (:class:`medview.imaging.measure.Measurement`)."""
 
     kind: str
     image_key: str
@@ -492,28 +494,17 @@ class MeasurementStore:
             self._db = None
 
 
-@dataclass(frozen=True)
-class StoredMeasurement:
-    """A measurement read back from the database, placed on a slice of a volume."""
-
-    kind: str
-    points: list[tuple[float, float]]
-    index: int
-    image_key: str
-    frame: int
-    db_id: int | None
-    plane: str = "axial"
-
-
 def measurements_to_restore(
     vol: Volume, rows: dict[str, list[dict[str, Any]]], known_ids: set[int | None]
-) -> list[StoredMeasurement]:
+) -> list[Measurement]:
     """Stored rows (from :func:`read_measurements`) that belong on ``vol``'s axial slices.
 
     A single-file multi-frame volume places a row by its frame; otherwise by the
     slice of its SOP instance. Rows already shown (``known_ids``) and rows outside
     the volume are left out.
     """
+    from medview.imaging.measure import Measurement
+
     multi = len(vol.instances) != vol.shape[0]
     index_of = {inst.sop_uid: n for n, inst in enumerate(vol.instances)}
     out = []
@@ -527,10 +518,11 @@ def measurements_to_restore(
             if k is None or not 0 <= k < vol.shape[0]:
                 continue
             out.append(
-                StoredMeasurement(
+                Measurement(
                     kind=str(row.get("kind", "ruler")),
                     points=[(float(x), float(y)) for x, y in data.get("points", [])],
                     index=k,
+                    plane="axial",
                     image_key=key,
                     frame=frame,
                     db_id=row.get("id"),
