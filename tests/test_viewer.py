@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from medview.ui.measure import Measurement, roi_mask  # noqa: E402
+from medview.imaging.measure import Measurement, roi_mask  # noqa: E402
 from medview.ui.viewport import Viewport, pixel_to_voxel, voxel_to_pixel  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -263,7 +263,7 @@ def test_unknown_spacing_is_said(qtbot):
     v.resize(256, 256)
     v.set_volume(vol)
     v.add_measurement(Measurement("ruler", [(0, 0), (10, 0)]))
-    from medview.ui import measure
+    from medview.imaging import measure
 
     lines = measure.label(v.measurements[0], v.unit(), v.spacing_known())
     assert lines == ["10.0 px (spacing unknown)"]

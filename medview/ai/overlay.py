@@ -1,4 +1,8 @@
-"""Heat-map colouring and blending (numpy + Pillow; used by the CLI and the GUI)."""
+"""Heat-map PNGs of ``medview analyze --heatmap-out`` (numpy + Pillow).
+
+Colours and the alpha rule come from :mod:`medview.imaging.colormap`, shared with the
+viewer, so the PNG shows what the viewer shows.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +12,23 @@ from typing import Any
 import numpy as np
 
 from medview.ai.inference import DISCLAIMER
+from medview.imaging import colormap
 
-# anchor colours (position, r, g, b) of the colour maps, interpolated linearly
-_ANCHORS: dict[str, list[tuple[float, int, int, int]]] = {
-    "jet": [
-        (0.0, 0, 0, 128),
-        (0.125, 0, 0, 255),
-        (0.375, 0, 255, 255),
-        (0.625, 255, 255, 0),
-        (0.875, 255, 0, 0),
-        (1.0, 128, 0, 0),
-    ],
-    "hot": [(0.0, 0, 0, 0), (0.375, 255, 0, 0), (0.75, 255, 255, 0), (1.0, 255, 255, 255)],
-    "viridis": [
-        (0.0, 68, 1, 84),
-        (0.25, 59, 82, 139),
-        (0.5, 33, 145, 140),
-        (0.75, 94, 201, 98),
-        (1.0, 253, 231, 37),
-    ],
-}
-COLORMAPS = tuple(_ANCHORS)
-
-
-def colormap_lut(name: str = "jet") -> np.ndarray:
-    """A (256, 3) uint8 lookup table for ``name`` (jet, hot, viridis)."""
-    if name not in _ANCHORS:
-        raise ValueError(f"unknown colour map {name!r} (choose from {', '.join(COLORMAPS)})")
-    a = np.asarray(_ANCHORS[name], dtype=np.float64)
-    x = np.linspace(0.0, 1.0, 256)
-    lut = np.stack([np.interp(x, a[:, 0], a[:, c]) for c in (1, 2, 3)], axis=1)
-    return np.clip(np.rint(lut), 0, 255).astype(np.uint8)
-
-
-def colorize(heat: np.ndarray, name: str = "jet") -> np.ndarray:
-    """Heat map in [0, 1] (H, W) -> RGB uint8 (H, W, 3)."""
-    idx = np.clip(np.rint(np.asarray(heat, np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return colormap_lut(name)[idx]
+COLORMAPS = colormap.COLORMAPS
+# the one colour map table and colouring of medview.imaging.colormap (the viewer's too)
+colormap_lut = colormap.colormap_lut
+colorize = colormap.colorize
 
 
 def blend(
     gray: np.ndarray, heat: np.ndarray, opacity: float = 0.4, cmap: str = "jet"
 ) -> np.ndarray:
-    """Blend a heat map over an 8-bit grey image; weight grows with the heat value."""
-    g = np.asarray(gray)
-    base = np.repeat(g[..., None], 3, axis=2).astype(np.float32) if g.ndim == 2 else g
-    col = colorize(heat, cmap).astype(np.float32)
-    alpha = (float(opacity) * np.clip(np.asarray(heat, np.float32), 0.0, 1.0))[..., None]
-    # keep some colour even where the map is low, so the map's extent stays visible
-    alpha = np.maximum(alpha, float(opacity) * 0.25)
-    out = base * (1.0 - alpha) + col * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """Blend a heat map over an 8-bit grey (or RGB) image with the viewer's alpha rule.
+
+    :func:`medview.imaging.colormap.heat_rgba` composited "over" the image: what the
+    viewer paints for the same map, opacity and colour map.
+    """
+    return colormap.composite(gray, colormap.heat_rgba(heat, cmap, opacity))
 
 
 def save_overlay_png(
