@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from medview import __version__
 
@@ -38,18 +39,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _load(name: str):
+def _load(name: str) -> ModuleType:
+    """The module of command ``name`` (a missing one raises: a broken install)."""
     return importlib.import_module(f"medview.commands.{COMMANDS[name]}")
-
-
-def _available_commands() -> dict[str, object]:
-    mods = {}
-    for name in COMMANDS:
-        try:
-            mods[name] = _load(name)
-        except ModuleNotFoundError:  # a command not built yet in this checkout
-            continue
-    return mods
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"medview {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in _available_commands().items():
+    for name in COMMANDS:
+        mod = _load(name)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -99,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # decoder worker processes in a frozen (PyInstaller) app
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and (args_list[0] in COMMANDS or args_list[0] in ("-h", "--help")):
-        parser = build_parser()
+        try:
+            parser = build_parser()
+        except ModuleNotFoundError as exc:  # a command module missing from the install
+            print(f"medview: broken install: {exc}", file=sys.stderr)
+            return 1
         args = parser.parse_args(args_list)
         if not getattr(args, "command", None):
             parser.print_help()
@@ -111,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     args = build_gui_parser().parse_args(args_list)
     if args.self_test:
-        from medview.selftest import run_self_test
+        from medview.commands.selftest import run_self_test
 
         return run_self_test()
     from medview.ui.app import run_gui
