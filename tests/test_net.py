@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -497,6 +498,33 @@ def test_move_from_orthanc_to_our_scp(capsys, orthanc, study_uid, home, tmp_path
     assert code == 1 and err.count("\n") == 1
 
 
+def test_move_to_a_running_receiver(capsys, orthanc, study_uid, home, tmp_path):
+    """'medview receive' already runs where the PACS sends MEDVIEW's moves: the move
+    command reports what the PACS stored there."""
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "running.sqlite"
+    cfg = ReceiverConfig(port=orthanc.move_port, db_path=str(db), store_dir=str(tmp_path / "st"))
+    with Receiver(cfg) as r:
+        code, out, err = cli(
+            capsys,
+            "pacs",
+            "move",
+            *_remote(orthanc),
+            "--study",
+            study_uid,
+            "--dest",
+            "MEDVIEW",
+            "--json",
+        )
+        assert code == 0, err
+        assert r.flush(30)
+    res = json.loads(out)
+    assert res["stored"] == 20 and res["received_here"] is False
+    assert len(db_instances(db)) == 20
+    integrity_ok(db)
+
+
 # -- sending ----------------------------------------------------------------------------
 
 
@@ -797,7 +825,9 @@ def test_hostile_datasets_are_refused(tmp_path, ct_copy, home):
     base.decompress(generate_instance_uid=False)
     cases = []
     ds = base.copy()
-    ds.StudyInstanceUID = "../../../../tmp/evil"
+    with warnings.catch_warnings():  # pydicom warns about the invalid UI value itself
+        warnings.simplefilter("ignore")
+        ds.StudyInstanceUID = "../../../../tmp/evil"
     cases.append((ds, 0xC000))
     ds = base.copy()
     del ds.StudyInstanceUID
@@ -805,10 +835,24 @@ def test_hostile_datasets_are_refused(tmp_path, ct_copy, home):
     with Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(store))) as r:
         ae = AE(ae_title="HOSTILE")
         ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        ae.add_requested_context("1.2.840.10008.1.1")  # Verification
         assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
         assert assoc.is_established
         for ds, status in cases:
             assert assoc.send_c_store(ds).Status == status
+        # a file whose dataset after the meta is garbage: pynetdicom sends it raw
+        junk = tmp_path / "junk.dcm"
+        from medview.net.store import file_meta_bytes
+
+        junk.write_bytes(
+            file_meta_bytes("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", "1.2.840.10008.1.2.1")
+            + b"\x08\x00\x16\x00UI\x1a\x001.2.840.10008.5.1.4.1.1.2\x00"
+            + b"\x08\x00\x18\x00UI\x08\x001.2.3.4\x00"
+            + b"\x10\x00\x10\x00PN\x00\xff"
+            + os.urandom(64)  # a patient name 65280 bytes long that stops after 64
+        )
+        assert assoc.send_c_store(junk).Status == 0xC000
+        assert assoc.send_c_echo().Status == 0  # the association (and listener) lives on
         assoc.release()
         assert r.flush(10)
     full = ReceiverConfig(port=0, db_path=str(db), store_dir=str(store), min_free_bytes=1 << 62)

@@ -25,15 +25,13 @@ def error(
     """Print ONE line ``prog: path: reason`` to stderr and return ``status`` (2: bad input).
 
     The one error exit of every command. ``error(path, reason)`` names the file;
-    ``error(exc)`` takes both from a :class:`~medview.errors.MedviewError` (any other
-    exception: its one-line description); ``error("message")`` prints the message.
+    ``error(exc)`` prints the exception's message (a
+    :class:`~medview.errors.MedviewError` reads ``path: reason``);
+    ``error("message")`` prints the message.
     """
-    from medview.errors import MedviewError, one_line
-
-    if isinstance(path, MedviewError):
-        text = str(path) if reason is None else f"{path}: {reason}"
-    elif isinstance(path, BaseException):
-        text = one_line(path) if reason is None else f"{one_line(path)}: {reason}"
+    if isinstance(path, BaseException):  # MedviewError: "path: reason" already
+        said = str(path).strip() or type(path).__name__
+        text = said if reason is None else f"{said}: {reason}"
     elif reason is None:
         text = str(path)
     elif path is None or str(path) == "":

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from medview.commands._common import error, print_json
+from medview.disclaimers import AI as DISCLAIMER
+
+PROG = "medview analyze"
 
 HELP = "run local AI models (pneumonia classifier, anomaly autoencoder) on images"
 
 EPILOG = (
-    "AI output, not for diagnostic use. Each --json line: "
+    f"{DISCLAIMER}. Each --json line: "
     '{"path", "index" (0-based), "slice" (1-based), "model", "version", "device", "probabilities", "predicted", '
     '"threshold", "anomaly_score", "elapsed_ms", "disclaimer", "warnings", "in_scope", '
     '"scope_reasons", "heatmap_label"} (null where not applicable). in_scope is false when a known DICOM value '
@@ -54,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _overlay_name(res, index_in_series: bool) -> str:
+def _overlay_name(res: Any, index_in_series: bool) -> str:
     from pathlib import Path
 
     stem = Path(res.path).name.replace(".", "_") or "image"
@@ -62,112 +68,132 @@ def _overlay_name(res, index_in_series: bool) -> str:
     return f"{stem}{frame}_{res.model}_{res.heatmap_kind}.png"
 
 
-def run(args: argparse.Namespace) -> int:
-    import json
+def _fail(reason: Any) -> int:
+    """One line on stderr, exit 2 (the common CLI error helper)."""
+    return error(reason, prog=PROG)
 
-    from medview.ai.registry import ModelError, default_models, discover, get_model
-    from medview.errors import MedviewError
 
-    if args.list_models:
-        errors: list[str] = []
-        models = discover(errors)
-        for m in sorted(models.values(), key=lambda m: m.name):
-            print(json.dumps(m.summary()))
-        for e in errors:
-            print(f"medview analyze: {e}", file=sys.stderr)
-        return 0
-    if not args.path:
-        print("medview analyze: PATH is required", file=sys.stderr)
-        return 2
+def _list_models() -> int:
+    """``--list-models``: one JSON line per image model (its task included); broken cards."""
+    from medview.ai.registry import discover
+
+    errors: list[str] = []
+    models = discover(errors)
+    for m in sorted(models.values(), key=lambda m: m.name):
+        print_json(m.summary())
+    for e in errors:
+        _fail(e)
+    return 0
+
+
+def _load_models(args: argparse.Namespace) -> list[Any] | int:
+    """The loaded models (every sha256 verified), or the exit status of a bad input."""
     from pathlib import Path
 
+    from medview.ai.registry import ModelError, default_models, get_model
+
+    if not args.path:
+        return _fail("PATH is required")
     if not Path(args.path).exists():
-        print(f"medview analyze: {args.path}: no such file or folder", file=sys.stderr)
-        return 2
+        return error(args.path, "no such file or folder", prog=PROG)
     if args.batch_size < 1:
-        print("medview analyze: --batch-size must be at least 1", file=sys.stderr)
-        return 2
+        return _fail("--batch-size must be at least 1")
     try:
         infos = [get_model(n) for n in args.model] if args.model else default_models()
     except ModelError as exc:
-        print(f"medview analyze: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     if not infos:
-        print(
-            "medview analyze: no models found (models/ or the user models folder)", file=sys.stderr
-        )
-        return 2
-
-    from medview.ai.inference import DISCLAIMER, load_model, run_batch
-    from medview.ai.preprocess import iter_path_images
+        return _fail("no models found (models/ or the user models folder)")
+    from medview.ai.inference import load_model
 
     try:
-        loaded = [load_model(m, args.device) for m in infos]  # verifies every sha256
+        return [load_model(m, args.device) for m in infos]  # verifies every sha256
     except (ModelError, ValueError) as exc:
-        print(f"medview analyze: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
 
-    want_maps = bool(args.heatmap_out)
-    collected: list = []  # results for --sr-out
-    n_images = 0
-    n_errors = 0
-    if not args.json:
-        print(f"# {DISCLAIMER}")
 
-    def emit(batch) -> None:
-        nonlocal n_images
-        n_images += len(batch)
+def _text_line(res: Any, multi: bool) -> str:
+    """One result as the plain-text line (values, verdict on intended use)."""
+    if res.probabilities is not None:
+        probs = " ".join(f"{k}={v:.3f}" for k, v in res.probabilities.items())
+        what = f"{probs} -> {res.predicted} (threshold {res.threshold})"
+    else:
+        what = (
+            f"anomaly_score={res.anomaly_score:.4f} -> {res.predicted} (threshold {res.threshold})"
+        )
+    idx = f" [slice {res.index + 1}]" if multi else ""  # 1-based, as the viewer
+    other = [w for w in res.warnings if w not in res.scope_reasons]
+    if other:
+        what += "  (" + "; ".join(other) + ")"
+    verdict = "in intended use" if res.in_scope else "OUTSIDE INTENDED USE"
+    if res.scope_reasons:
+        verdict += ": " + "; ".join(res.scope_reasons)
+    return (
+        f"{res.path}{idx}  {res.model} {res.version}  {what}  "
+        f"{res.device} {res.elapsed_ms:.1f} ms  [{verdict}]"
+    )
+
+
+def _save_heatmap(args: argparse.Namespace, src: Any, res: Any) -> None:
+    """The heat-map overlay PNG of one result (caption: map label, scope verdict first)."""
+    from pathlib import Path
+
+    from medview.ai.overlay import save_overlay_png
+
+    heat = res.overlay_heatmap()
+    out = Path(args.heatmap_out) / _overlay_name(res, src.key != src.path)
+    cap = f"{res.model}: {res.heatmap_label or res.heatmap_kind}"
+    if not res.in_scope:
+        cap = "OUTSIDE INTENDED USE | " + cap
+    save_overlay_png(out, src.image, heat, cmap=args.colormap, caption=cap)
+
+
+class _Emitter:
+    """Runs every model on a batch and prints (and saves) what comes out."""
+
+    def __init__(self, args: argparse.Namespace, loaded: list[Any]) -> None:
+        self.args = args
+        self.loaded = loaded
+        self.want_maps = bool(args.heatmap_out)
+        self.collected: list[Any] = []  # results for --sr-out
+        self.n_images = 0
+
+    def __call__(self, batch: list[Any]) -> None:
+        import json
+
+        from medview.ai.inference import run_batch
+
+        self.n_images += len(batch)
         multi = any(s.index > 0 for s in batch) or len({s.path for s in batch}) < len(batch)
-        for lm in loaded:
+        for lm in self.loaded:
             try:
-                results = run_batch(lm, batch, heatmaps=want_maps)
+                results = run_batch(lm, batch, heatmaps=self.want_maps)
             except Exception as exc:  # noqa: BLE001 - a model failing is reported, not fatal
-                print(f"medview analyze: {lm.info.name}: {exc}", file=sys.stderr)
+                error(lm.info.name, str(exc), prog=PROG)
                 continue
-            if args.sr_out:
-                collected.extend(results)
+            if self.args.sr_out:
+                self.collected.extend(results)
             for src, res in zip(batch, results, strict=True):
-                if args.json:
+                if self.args.json:
                     print(json.dumps(res.as_json()), flush=True)
                 else:
-                    if res.probabilities is not None:
-                        probs = " ".join(f"{k}={v:.3f}" for k, v in res.probabilities.items())
-                        what = f"{probs} -> {res.predicted} (threshold {res.threshold})"
-                    else:
-                        what = (
-                            f"anomaly_score={res.anomaly_score:.4f} -> {res.predicted} "
-                            f"(threshold {res.threshold})"
-                        )
-                    idx = f" [slice {res.index + 1}]" if multi else ""  # 1-based, as the viewer
-                    other = [w for w in res.warnings if w not in res.scope_reasons]
-                    if other:
-                        what += "  (" + "; ".join(other) + ")"
-                    verdict = "in intended use" if res.in_scope else "OUTSIDE INTENDED USE"
-                    if res.scope_reasons:
-                        verdict += ": " + "; ".join(res.scope_reasons)
-                    print(
-                        f"{res.path}{idx}  {res.model} {res.version}  {what}  "
-                        f"{res.device} {res.elapsed_ms:.1f} ms  [{verdict}]",
-                        flush=True,
-                    )
-                if want_maps and res.heatmap is not None:
-                    from pathlib import Path
+                    print(_text_line(res, multi), flush=True)
+                if self.want_maps and res.heatmap is not None:
+                    _save_heatmap(self.args, src, res)
 
-                    from medview.ai.overlay import save_overlay_png
 
-                    heat = res.overlay_heatmap()
-                    out = Path(args.heatmap_out) / _overlay_name(res, src.key != src.path)
-                    cap = f"{res.model}: {res.heatmap_label or res.heatmap_kind}"
-                    if not res.in_scope:
-                        cap = "OUTSIDE INTENDED USE | " + cap
-                    save_overlay_png(out, src.image, heat, cmap=args.colormap, caption=cap)
+def _analyse_all(args: argparse.Namespace, emit: _Emitter) -> int | None:
+    """Feed the images of PATH to ``emit`` in batches; an exit status when it must stop."""
+    import os
+
+    from medview.ai.preprocess import iter_path_images
+    from medview.errors import MedviewError
 
     batch = []
     try:
         for item in iter_path_images(args.path):
             if isinstance(item, Exception):
-                n_errors += 1
-                print(f"medview analyze: {item}", file=sys.stderr)
+                _fail(item)
                 continue
             batch.append(item)
             if len(batch) >= args.batch_size:
@@ -176,22 +202,33 @@ def run(args: argparse.Namespace) -> int:
         if batch:
             emit(batch)
     except MedviewError as exc:
-        print(f"medview analyze: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    if n_images == 0:
-        print(f"medview analyze: {args.path}: no image could be analysed", file=sys.stderr)
-        return 2
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_models:
+        return _list_models()
+    loaded = _load_models(args)
+    if isinstance(loaded, int):
+        return loaded
+    if not args.json:
+        print(f"# {DISCLAIMER}")
+    emit = _Emitter(args, loaded)
+    stop = _analyse_all(args, emit)
+    if stop is not None:
+        return stop
+    if emit.n_images == 0:
+        return error(args.path, "no image could be analysed", prog=PROG)
     if args.sr_out:
         from medview.results.sr_analysis import write_analysis_srs
 
-        written, problems = write_analysis_srs(collected, args.path, args.sr_out)
+        written, problems = write_analysis_srs(emit.collected, args.path, args.sr_out)
         for line in problems:
-            print(f"medview analyze: {line}", file=sys.stderr)
+            _fail(line)
         if not args.json:
             print(f"# {len(written)} SR file(s) written to {args.sr_out}")
     return 0

@@ -284,18 +284,21 @@ def _move(args: argparse.Namespace) -> int:
         if receiver is not None:
             receiver.flush(60)
             receiver.stop()
-    stored = sum(1 for a in got if a.indexed) if receiver is not None else res.get("completed", 0)
+    # the remote may send to another receiver (e.g. 'medview receive' on the port it knows
+    # for that AE title): then its completed count is what was stored there
+    here = bool(got)
+    stored = sum(1 for a in got if a.indexed) if here else res.get("completed", 0)
     out = {
         "stored": stored,
         "completed": res.get("completed", 0),
         "failed": res.get("failed", 0),
         "warning": res.get("warning", 0),
-        "received_here": receiver is not None,
+        "received_here": here,
         "database": db_path,
     }
     if args.json:
         print_json(out)
-    elif receiver is not None:
+    elif here:
         print(f"stored {stored} instance(s) moved from {node.describe()} into {db_path}")
     else:
         print(f"stored {stored} instance(s): {node.describe()} moved them to {args.dest}")

@@ -127,11 +127,22 @@ def _setup_logging(prefix: str) -> None:
     import logging
     import sys
 
+    class _Stderr(logging.Handler):
+        """Writes to the current ``sys.stderr`` (which tests and wrappers may swap)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sys.stderr.write(self.format(record) + "\n")
+                sys.stderr.flush()
+            except Exception:
+                self.handleError(record)
+
     net = logging.getLogger("medview.net")
-    if not net.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    handler = next((h for h in net.handlers if type(h).__name__ == "_Stderr"), None)
+    if handler is None:
+        handler = _Stderr()
         net.addHandler(handler)
-        net.setLevel(logging.WARNING)
-        net.propagate = False
+    handler.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    net.setLevel(logging.WARNING)
+    net.propagate = False
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL + 1)
