@@ -545,3 +545,64 @@ def test_patient_records_context_rules() -> None:
     assert not ctx.claim_database_load()  # records are there
     assert parse_dicom_date("19710516") == date(1971, 5, 16)
     assert parse_dicom_date("19711332") is None and parse_dicom_date("") is None
+
+
+def test_saved_records_load_once_for_both_panels(qtbot, monkeypatch, medview_home) -> None:
+    """Records follow the patient once: one database load serves both panels."""
+    from medview.records import PatientRecords
+    from medview.ui import workers
+    from medview.ui.panels import base, forecast_panel, suggest_panel
+    from medview.ui.panels.forecast_panel import ForecastPanel
+    from medview.ui.panels.suggest_panel import SuggestionsPanel
+
+    sets = _synthetic_sets()
+    loads: list[int] = []
+
+    def load_saved(state=None):
+        loads.append(1)
+        return sets["csv"]
+
+    monkeypatch.setattr(base, "_load_saved", load_saved)
+    monkeypatch.setattr(forecast_panel, "_forecast", _fake_forecast)
+    monkeypatch.setattr(suggest_panel, "_compute", _fake_suggest)
+    shared = PatientRecords()
+    panels = [ForecastPanel(patients=shared), SuggestionsPanel(patients=shared)]
+    for w in panels:
+        qtbot.addWidget(w)
+    for ctx in (StudyContext(patient_id="MRN-A1"), StudyContext(patient_id="MRN-B2")):
+        for w in panels:
+            w.set_study_context(ctx)
+    qtbot.waitUntil(lambda: shared.records is not None, timeout=30000)
+    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+    assert loads == [1]
+    assert all(w.records is sets["csv"] for w in panels)
+    assert all(w.patient == "" for w in panels)  # MRN-B2 is not in these records
+    for w in panels:
+        w.shutdown()
+
+
+def test_the_docked_panels_meet_the_side_panel_protocol(qtbot) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from medview.records import PatientRecords
+    from medview.ui.panels.base import (
+        PANEL_SPECS,
+        FindingSink,
+        FindingSource,
+        OverlaySource,
+        SidePanel,
+        create_panel,
+    )
+
+    parent, shared = QWidget(), PatientRecords()
+    qtbot.addWidget(parent)
+    panels = {s.key: create_panel(s, parent, shared) for s in PANEL_SPECS}
+    assert all(isinstance(p, SidePanel) for p in panels.values())
+    assert isinstance(panels["ai"], OverlaySource) and isinstance(panels["ai"], FindingSource)
+    assert isinstance(panels["suggest"], FindingSink)
+    assert not isinstance(panels["forecast"], OverlaySource)
+    # the records panels share the one context given
+    assert panels["forecast"].patients is shared and panels["suggest"].patients is shared
+    assert not isinstance(QWidget(), SidePanel)
+    for p in panels.values():
+        p.shutdown()
