@@ -313,7 +313,7 @@ def main() -> None:
         )
         print(
             f"         bare pynetdicom SCP storing nothing {f:6.2f} s ({mb / f:6.1f} MB/s): "
-            f"{d / f:.2f}x dcmtk at best"
+            f"ratio {d / f:.2f}x"
         )
 
         from tests.test_net import OrthancServer
