@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from medview.ui import presets as P
+from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def fill_samples(win: MainWindow) -> None:
 def fill_recent(win: MainWindow) -> None:
     """File > Open recent."""
     win.recent_menu.clear()
-    items = P.recent_paths()
+    items = user_settings.recent_paths()
     for path in items:
         win.recent_menu.addAction(path, lambda p=path: win.open_paths([p]))
     win.recent_menu.setEnabled(bool(items))
@@ -341,14 +342,14 @@ def show_about(win: MainWindow) -> None:
 
 # ---------------------------------------------------------------- dialogs
 def _last_folder() -> str:
-    return str(P.settings().value("last_folder", os.path.expanduser("~")))
+    return str(user_settings.value("last_folder", os.path.expanduser("~")))
 
 
 def open_file_dialog(win: MainWindow) -> None:
     """File > Open file(s)."""
     files, _ = QFileDialog.getOpenFileNames(win, "Open images", _last_folder(), IMAGE_FILTER)
     if files:
-        P.settings().setValue("last_folder", os.path.dirname(files[0]))
+        user_settings.set_value("last_folder", os.path.dirname(files[0]))
         win.open_paths(files)
 
 
@@ -356,7 +357,7 @@ def open_folder_dialog(win: MainWindow) -> None:
     """File > Open folder."""
     folder = QFileDialog.getExistingDirectory(win, "Open folder", _last_folder())
     if folder:
-        P.settings().setValue("last_folder", folder)
+        user_settings.set_value("last_folder", folder)
         win.open_paths([folder])
 
 
@@ -366,7 +367,7 @@ def open_dicomdir_dialog(win: MainWindow) -> None:
         win, "Open DICOMDIR", _last_folder(), "DICOMDIR (DICOMDIR dicomdir *.dir);;All files (*)"
     )
     if path:
-        P.settings().setValue("last_folder", os.path.dirname(path))
+        user_settings.set_value("last_folder", os.path.dirname(path))
         win.open_paths([path])
 
 

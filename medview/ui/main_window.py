@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 from medview.ui import actions
 from medview.ui import layout as layout_helpers
 from medview.ui import presets as P
+from medview.ui import settings as user_settings
 from medview.ui.layout import LAYOUTS, ViewportArea
 from medview.ui.notifications import Notifier
 from medview.ui.viewport import Viewport
@@ -75,7 +76,7 @@ class MainWindow(QMainWindow):
 
         self._ctx_timer = self._timer(150, self.push_context)
         self._tags_timer = self._timer(120, self._show_tags_now)
-        layout = str(P.settings().value("layout", "1x1"))
+        layout = str(user_settings.value("layout", "1x1"))
         self.set_layout(layout if layout in LAYOUTS else "1x1")
         self.set_active(self.area.viewports[0])
         if load_panels:
@@ -163,7 +164,7 @@ class MainWindow(QMainWindow):
         act = self.actions_by_id.get(f"layout_{name}")
         if act is not None and not act.isChecked():
             act.setChecked(True)
-        P.settings().setValue("layout", name)
+        user_settings.set_value("layout", name)
         if name == mpr.MPR_LAYOUT and old != mpr.MPR_LAYOUT:
             key = self.series_of.get(self.active) or self.series_of.get(vps[0])
             if self.active is not vps[0] and key:
@@ -214,7 +215,7 @@ class MainWindow(QMainWindow):
         if not paths:
             return None
         for p in paths:
-            P.add_recent(os.path.abspath(p))
+            user_settings.add_recent(os.path.abspath(p))
         actions.fill_recent(self)
         target = target or self.active
         title = os.path.basename(paths[0].rstrip("/")) or paths[0]
@@ -482,6 +483,6 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.browser_dock, self.tags_dock], [290, 400], Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        P.settings().setValue("layout", self.area.layout_name)
+        user_settings.set_value("layout", self.area.layout_name)
         self.shutdown()
         super().closeEvent(event)
