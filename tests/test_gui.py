@@ -265,14 +265,14 @@ def test_tag_browser_search_and_copy(qtbot, in_process_decoding):
 
 
 def test_settings_layout_and_recent_persist(make_window, qtbot, ct_dir):
-    from medview.ui import presets
+    from medview.ui import presets, settings
 
     win = make_window()
     win.set_layout("2x2")
     win.open_paths([str(ct_dir)])
     idle(qtbot, win)
     win.close()
-    assert presets.recent_paths()[0] == os.path.abspath(str(ct_dir))
+    assert settings.recent_paths()[0] == os.path.abspath(str(ct_dir))
     win2 = make_window()
     assert win2.area.layout_name == "2x2"
     assert len(win2.area.visible_viewports()) == 4

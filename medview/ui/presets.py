@@ -10,21 +10,7 @@ so tests and portable installs stay isolated. Qt-free.
 from __future__ import annotations
 
 from medview.imaging.display import CT_PRESETS, PRESET_ALIASES
-from medview.ui.settings import add_recent, recent_paths, save_preset, saved_presets, settings
-
-# the main window reaches the store through this module too
-__all__ = [
-    "ALIASES",
-    "BUILTIN_PRESETS",
-    "SPECIAL",
-    "add_recent",
-    "all_presets",
-    "recent_paths",
-    "resolve_preset",
-    "save_user_preset",
-    "settings",
-    "user_presets",
-]
+from medview.ui.settings import save_preset, saved_presets
 
 _LABELS = {"mediastinum": "Mediastinum / soft tissue"}
 #: name -> (center, width, label) from the core's table; shortcuts F2..F7 follow this order

@@ -248,9 +248,6 @@ class Settings:
         self.data[key] = value
         self._write()
 
-    #: the QSettings spelling, for call sites written against QSettings
-    setValue = set_value
-
     def remove(self, key: str) -> None:
         """Forget ``key`` and save."""
         if self.data.pop(key, None) is not None:
