@@ -33,7 +33,9 @@ def test_error_helper_prints_one_line_naming_the_file(capsys):
     assert error(MedviewError("bad card", "/m/metadata.json"), prog="medview analyze") == 2
     assert capsys.readouterr().err == "medview analyze: /m/metadata.json: bad card\n"
     assert error(ValueError("CUDA requested but not available"), status=1) == 1
-    assert capsys.readouterr().err == "medview: ValueError: CUDA requested but not available\n"
+    assert capsys.readouterr().err == "medview: CUDA requested but not available\n"
+    assert error(KeyError()) == 2
+    assert capsys.readouterr().err == "medview: KeyError\n"
     assert error("PATH is required") == 2
     assert capsys.readouterr().err == "medview: PATH is required\n"
 

@@ -44,9 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="glucose LSTM folder (default: bundled)")
 
 
-def _fail(msg: str) -> int:
-    print(f"medview forecast: {msg}", file=sys.stderr)
-    return 2
+def _fail(msg: object) -> int:
+    """One line on stderr, exit 2 (the common CLI error helper)."""
+    from medview.commands._common import error
+
+    return error(str(msg), prog="medview forecast")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -51,9 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _err(msg: str) -> int:
-    print(f"medview notes: {' '.join(str(msg).split())}", file=sys.stderr)
-    return 2
+def _err(msg: object) -> int:
+    """One line on stderr, exit 2 (the common CLI error helper)."""
+    from medview.commands._common import error
+
+    return error(str(msg), prog="medview notes")
 
 
 def _print_eval(d: dict) -> None:

@@ -54,9 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _err(msg: str) -> int:
-    print(f"medview suggest: {msg}", file=sys.stderr)
-    return 2
+def _err(msg: object) -> int:
+    """One line on stderr, exit 2 (the common CLI error helper)."""
+    from medview.commands._common import error
+
+    return error(str(msg), prog="medview suggest")
 
 
 def _print_eval(d: dict) -> None:
