@@ -352,7 +352,9 @@ class Deidentifier:
 
 def _element_vr(ds: Any, tag: int) -> str:
     """The VR of an element without decoding its value (dictionary VR for implicit VR)."""
-    raw = ds.get_item(tag)
+    from medview.results.splice import raw_item
+
+    raw = raw_item(ds, tag)
     vr = getattr(raw, "VR", None)
     if vr and vr != "UN":
         return str(vr)

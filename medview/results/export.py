@@ -27,6 +27,7 @@ from medview.results.deid import (
     ProfileOptions,
     burned_in_warning,
 )
+from medview.results.splice import element_starts, file_bytes, raw_item, splice_dataset
 from medview.tasks import TaskState, ensure_state
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -124,7 +125,7 @@ def _pixel_tail(ds: Any, path: str, ts: str) -> int | None:
         return None
     if any(int(t) > 0x7FE00010 for t in ds.keys()):
         return None
-    raw = ds.get_item(0x7FE00010)
+    raw = raw_item(ds, 0x7FE00010)
     tell = getattr(raw, "value_tell", None)
     if tell is None:
         return None
@@ -137,13 +138,25 @@ def _pixel_tail(ds: Any, path: str, ts: str) -> int | None:
     return start if head == expect else None
 
 
+def _encoding(ds: Any, ts: str) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of the transfer syntax when the dataset was read that way;
+    None for deflate, unknown syntaxes and mislabelled files."""
+    from pydicom.uid import UID
+
+    uid = UID(ts)
+    if not uid.is_transfer_syntax or uid.is_deflated:
+        return None
+    enc = (bool(uid.is_implicit_VR), bool(uid.is_little_endian))
+    return enc if tuple(getattr(ds, "original_encoding", ())) == enc else None
+
+
 def check_complete(ds: Any, path: str) -> None:
     """ValueError when the file ends inside its last element (pydicom reads such files
     silently, short): the pixel data or the header were cut off."""
     keys = list(ds.keys())
     if not keys:
         raise ValueError("not a DICOM file")
-    raw = ds.get_item(keys[-1])
+    raw = raw_item(ds, keys[-1])
     tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
     if tell is None or length is None or length == 0xFFFFFFFF:
         if 0x7FE00010 in ds and not getattr(raw, "is_raw", True):
@@ -193,13 +206,15 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
     from pydicom.dataset import FileMetaDataset
 
     ds = read_dicom(path)
+    ts = _transfer_syntax(ds)
+    encoding = _encoding(ds, ts)
+    starts = element_starts(ds, encoding[0]) if encoding is not None else None
     meta_in = getattr(ds, "file_meta", None)
     if str(ds.get("SOPClassUID", "")) == DICOMDIR_CLASS or (
         meta_in is not None and str(meta_in.get("MediaStorageSOPClassUID", "")) == DICOMDIR_CLASS
     ):
         raise ValueError("DICOMDIR not exported (its records name the patient; rebuild it)")
     check_complete(ds, path)
-    ts = _transfer_syntax(ds)
     tail = _pixel_tail(ds, path, ts)
     if tail is not None:
         del ds[0x7FE00010]
@@ -228,6 +243,10 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
     meta.ImplementationClassUID = IMPLEMENTATION_UID
     meta.ImplementationVersionName = "MEDVIEW"
     ds.file_meta = meta
+    if tail is not None and starts is not None and encoding is not None:
+        data = splice_dataset(ds, path, starts, tail, *encoding)
+        if data is not None:
+            return file_bytes(meta, data), tail, ds, source
     buf = io.BytesIO()
     try:
         ds.save_as(buf, enforce_file_format=True)
