@@ -288,3 +288,24 @@ def test_shown_file_and_window_title(ct_dir):
     info = SimpleNamespace(patient_name="Doe^Jane", modality="CT", description="chest")
     assert window_title(info) == "medview \N{EM DASH} Doe Jane, CT chest"
     assert window_title(None) == "medview"
+
+
+def test_browser_thumbnails_of_opened_and_database_series(medview_home, ct_dir, tmp_path):
+    from medview.imaging.thumbnails import SIZE, render_thumbnail
+    from medview.viewer.session import browser_thumbnails
+
+    scanned = scan_paths([str(ct_dir)]).series[0]
+    import_into_db(str(ct_dir))
+    (db_series,) = query_database()
+    gone = series_from_database({"study_uid": "9"}, {"series_uid": "9.1", "files": []})
+    got: list = []
+    n = browser_thumbnails(
+        [("open:a", scanned), ("db:b", db_series), ("db:gone", gone)],
+        TaskState(on_partial=got.append),
+    )
+    assert n == 2 and [k for k, _ in got] == ["open:a", "db:b"]
+    assert np.array_equal(got[0][1], render_thumbnail(scanned))  # its middle slice
+    assert max(got[0][1].shape) <= SIZE
+    # the database series: its middle file in instance-number order
+    middle = scan_paths([db_series.instances[10].path]).series[0]
+    assert np.array_equal(got[1][1], render_thumbnail(middle))

@@ -29,9 +29,13 @@ from PySide6.QtWidgets import (
 )
 
 from medview.imaging.thumbnails import SIZE as THUMB
-from medview.tasks import TaskState, ensure_state
 from medview.ui.workers import TaskSlot
-from medview.viewer.session import DATABASE_PREFIX, OPENED_PREFIX, is_database_key
+from medview.viewer.session import (
+    DATABASE_PREFIX,
+    OPENED_PREFIX,
+    browser_thumbnails,
+    is_database_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +47,6 @@ ROLE_TEXT = Qt.ItemDataRole.UserRole + 2
 def _fmt_date(d: str) -> str:
     d = str(d or "")
     return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
-
-
-def make_browser_thumbnails(batch: list[tuple[str, Any]], state: TaskState | None = None) -> int:
-    """Worker: thumbnails of ``(key, SeriesInfo)`` pairs, ``state.partial((key, image))`` each.
-
-    A database series is scanned first (its middle file only); the rendering itself
-    is :func:`medview.imaging.thumbnails.make_thumbnails` (decoder processes for
-    compressed files).
-    """
-    from medview.imaging.thumbnails import make_thumbnails
-    from medview.viewer.session import middle_image_series
-
-    state = ensure_state(state)
-    done = 0
-    for key, series in batch:
-        state.check()
-        if is_database_key(key):
-            try:
-                series = middle_image_series(series)
-            except Exception as exc:  # a thumbnail is optional
-                log.info("no thumbnail for %s: %s", key, exc)
-                continue
-            if series is None:
-                continue
-        done += make_thumbnails([(key, series)], state=state)
-    return done
 
 
 class SeriesTree(QTreeWidget):
@@ -212,7 +190,7 @@ class StudyBrowser(QWidget):
             return
         batch, self._thumb_queue = self._thumb_queue, []
         self._thumb_slot.run(
-            make_browser_thumbnails,
+            browser_thumbnails,
             batch,
             name="thumbnails",
             on_partial=self._thumb_arrived,

@@ -9,7 +9,7 @@ tested without a ``QApplication``:
   :func:`read_measurements`, :func:`import_into_db`, :func:`warm_up`;
 * database series as the same :class:`~medview.io.SeriesInfo` type as scanned
   ones (:func:`series_from_database`), told apart by their browser key
-  (:data:`DATABASE_PREFIX`);
+  (:data:`DATABASE_PREFIX`), and their thumbnails (:func:`browser_thumbnails`);
 * :func:`sample_studies` (pydicom's test files) and :func:`plan_open` (which
   scanned series go to which viewport);
 * :class:`VolumeCache` - loaded volumes, least recently used first out, bounded
@@ -222,6 +222,32 @@ def middle_image_series(series: SeriesInfo) -> SeriesInfo | None:
         return None
     found = scan([files[len(files) // 2]]).series
     return found[0] if found else None
+
+
+def browser_thumbnails(batch: list[tuple[str, SeriesInfo]], state: TaskState | None = None) -> int:
+    """Worker: thumbnails of ``(browser key, series)`` pairs; ``state.partial((key, image))`` each.
+
+    A database series is scanned first (its middle file only); the rendering is
+    :func:`medview.imaging.thumbnails.make_thumbnails` (decoder processes for
+    compressed files). A series without a thumbnail is skipped. Returns how many
+    thumbnails were made.
+    """
+    from medview.imaging.thumbnails import make_thumbnails
+
+    state = ensure_state(state)
+    done = 0
+    for key, series in batch:
+        state.check()
+        found: SeriesInfo | None = series
+        if is_database_key(key):
+            try:
+                found = middle_image_series(series)
+            except Exception as exc:  # a thumbnail is optional
+                log.info("no thumbnail for %s: %s", key, exc)
+                continue
+        if found is not None:
+            done += make_thumbnails([(key, found)], state=state)
+    return done
 
 
 def sample_studies() -> list[tuple[str, str]]:
