@@ -25,9 +25,8 @@ import numpy as np
 
 from medview.ai.preprocess import InputSpec, SourceImage, center_crop, prepare
 from medview.ai.registry import ModelError, ModelInfo, get_model
+from medview.disclaimers import AI as DISCLAIMER
 from medview.tasks import TaskState, ensure_state
-
-DISCLAIMER = "AI output, not for diagnostic use"
 
 
 @dataclass(eq=False)
@@ -265,11 +264,6 @@ def load_model(model: str | ModelInfo, device: str = "auto") -> LoadedModel:
         with _cache_lock:
             _loaded[key] = lm
     return lm
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _loaded.clear()
 
 
 # -- running over images -------------------------------------------------------------

@@ -128,14 +128,6 @@ def apply_window(
     return out.astype(np.uint8)
 
 
-def apply_window_sigmoid(arr: np.ndarray, center: float, width: float) -> np.ndarray:
-    """ "SIGMOID" VOI LUT Function of PS3.3 C.11.2.1.3.1, to uint8."""
-    width = max(float(width), 1.0)
-    x = np.asarray(arr, dtype=np.float32)
-    out = 255.0 / (1.0 + np.exp(-4.0 * (x - np.float32(center)) / np.float32(width)))
-    return out.astype(np.uint8)
-
-
 def scale_to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map [lo, hi] linearly to 0..255 (used after a VOI LUT table)."""
     span = max(float(hi) - float(lo), 1e-6)

@@ -165,12 +165,6 @@ class Converted:
     flag: str  # "" when converted (or already canonical / unknown code)
 
 
-def canonical_unit(code: str) -> str | None:
-    """The canonical unit of a LOINC code, or None when medview has none for it."""
-    q = CANONICAL.get(code)
-    return q.unit if q else None
-
-
 def to_canonical(code: str, value: float | None, unit: str) -> Converted:
     """Convert ``value`` in ``unit`` to the canonical unit of LOINC ``code``.
 

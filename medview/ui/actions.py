@@ -332,12 +332,9 @@ def show_shortcuts(win: MainWindow) -> None:
 def show_about(win: MainWindow) -> None:
     """Help > About: the version and what medview is not."""
     from medview import __version__
+    from medview.disclaimers import APP
 
-    win.notify(
-        f"medview {__version__}: offline imaging workstation. Not a medical device; "
-        "AI output is not for diagnostic use.",
-        "info",
-    )
+    win.notify(f"medview {__version__}: offline imaging workstation. {APP}", "info")
 
 
 # ---------------------------------------------------------------- dialogs

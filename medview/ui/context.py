@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from medview import disclaimers
+
 
 @dataclass
 class StudyContext:
@@ -45,7 +47,7 @@ class Overlay:
     heatmap: np.ndarray
     opacity: float = 0.4
     colormap: str = "jet"  # "jet" | "hot" | "viridis"
-    label: str = "AI output, not for diagnostic use"
+    label: str = disclaimers.AI
     index: int | None = None  # slice it belongs to (None: the current 2D image)
 
 

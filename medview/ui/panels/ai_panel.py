@@ -42,13 +42,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.disclaimers import AI as DISCLAIMER
 from medview.ui import settings
 from medview.ui.context import Overlay, StudyContext
 from medview.ui.panels.base import PanelTasks
 
 log = logging.getLogger(__name__)
 
-DISCLAIMER = "AI output, not for diagnostic use"
 PNEUMONIA_SNOMED = ("233604007", "Pneumonia")
 COLUMNS = [
     "Slice",

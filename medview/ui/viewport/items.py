@@ -24,6 +24,7 @@ from PySide6.QtGui import (
     QTransform,
 )
 
+from medview.disclaimers import AI as AI_DEFAULT_LABEL
 from medview.imaging import colormap, measure
 from medview.imaging.geometry import orientation_letters, plane_axes_lps, voxel_to_pixel
 from medview.imaging.measure import Measurement
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from medview.ui.viewport.canvas import Viewport
 
 TEXT = QColor(230, 230, 230)
-AI_DEFAULT_LABEL = "AI output, not for diagnostic use"
 PLANE_COLORS = {
     "axial": QColor(255, 80, 80),
     "coronal": QColor(80, 200, 80),
