@@ -404,3 +404,38 @@ def test_deidentifier_uid_is_valid_and_stable() -> None:
     assert u == d.uid("1.2.3.4") and u != d.uid("1.2.3.5")
     assert u.startswith("2.25.") and len(u) <= 64
     assert pydicom.uid.UID(u).is_valid
+
+
+def test_spliced_header_equals_a_full_pydicom_write(monkeypatch) -> None:
+    """The fast path (untouched elements copied byte for byte) gives the same dataset as
+    pydicom encoding the whole de-identified dataset."""
+    import io
+
+    import medview.results.export as ex
+
+    files = [get_testdata_file(f) for f in SAMPLE] + corpus_files()[-3:]
+    deid = Deidentifier(secret=b"s" * 32)
+    real = ex.splice_dataset
+    used = []
+
+    def counting(*a, **k):
+        out = real(*a, **k)
+        used.append(out is not None)
+        return out
+
+    for f in files:
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(ex, "splice_dataset", counting)
+                head, tail, _ds, _src = ex.anonymize_file(f, deid)
+        except ValueError:
+            continue
+        with monkeypatch.context() as m:
+            m.setattr(ex, "splice_dataset", lambda *a, **k: None)
+            full, tail2, _ds2, _src2 = ex.anonymize_file(f, deid)
+        assert tail == tail2
+        rest = Path(f).read_bytes()[tail:] if tail is not None else b""
+        a = pydicom.dcmread(io.BytesIO(head + rest))
+        b = pydicom.dcmread(io.BytesIO(full + rest))
+        assert a == b and a.file_meta == b.file_meta, f
+    assert sum(used) >= 5  # the fast path was taken
