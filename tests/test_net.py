@@ -810,6 +810,52 @@ def test_whitelist_refusal(tmp_path, ct_copy, home):
     assert r.counters.get("stored") == 1
     assert len(db_instances(db)) == 1
     integrity_ok(db)
+    # an address allow list without 127.0.0.1: the connection is dropped, exit 2
+    cfg = ReceiverConfig(
+        port=0, db_path=str(db), store_dir=str(tmp_path / "st"), allow_ips=["192.0.2.1"]
+    )
+    with Receiver(cfg) as r:
+        p = subprocess.run(
+            [dcmtk("echoscu"), "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+            capture_output=True,
+            timeout=30,
+        )
+        assert p.returncode != 0
+
+
+def test_instance_size_cap(tmp_path, ct_copy, home):
+    """An instance over --max-instance-mb is refused (A700) or its association aborted;
+    nothing is stored either way, and a small one still goes through."""
+    from pynetdicom import AE
+
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    db = tmp_path / "cap.sqlite"
+    store = tmp_path / "st"
+    big = pydicom.dcmread(sorted(ct_copy.glob("*.dcm"))[0])
+    big.decompress(generate_instance_uid=False)  # 512 KiB of pixels
+    cfg = ReceiverConfig(port=0, db_path=str(db), store_dir=str(store), max_instance_bytes=200_000)
+    with Receiver(cfg) as r:
+        ae = AE(ae_title="BIG")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        status = assoc.send_c_store(big)
+        assert assoc.is_aborted or status.Status == 0xA700
+        if assoc.is_established:
+            assoc.release()
+        # the JPEG 2000 original is under the cap
+        small = sorted(ct_copy.glob("*.dcm"))[1]
+        assert small.stat().st_size < 200_000
+        p = subprocess.run(
+            [dcmtk("storescu"), "-aec", "MEDVIEW", "-xv", "127.0.0.1", str(r.port), str(small)],
+            capture_output=True,
+            timeout=60,
+        )
+        assert p.returncode == 0
+        assert r.flush(10)
+    assert len(db_instances(db)) == 1
+    assert len(list(store.rglob("*.dcm"))) == 1
+    integrity_ok(db)
 
 
 def test_hostile_datasets_are_refused(tmp_path, ct_copy, home):

@@ -6,7 +6,7 @@
 
 Security on an untrusted LAN: binds to loopback unless ``host`` says otherwise; with
 ``allow_aets`` only those calling AE titles are associated (others get A-ASSOCIATE-RJ);
-with ``allow_ips`` connections from other addresses are aborted; storage is refused
+with ``allow_ips`` connections from other addresses are closed unread; storage is refused
 (status A700) when free disk would fall below ``min_free_bytes``; PDUs over ``max_pdu``
 (plus framing) and instances over ``max_instance_bytes`` abort the association; datasets
 that do not parse, or whose UIDs are invalid, are refused (C000) with a one-line log and
@@ -124,6 +124,24 @@ def _peer(assoc: Any) -> str:
         return "?"
 
 
+def _server_class() -> type:
+    """pynetdicom's threaded server that closes connections from addresses outside
+    ``allow_ips`` (when set) before any DICOM is read."""
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    class _Server(ThreadedAssociationServer):
+        allow_ips: set[str] = set()
+
+        def verify_request(self, request: Any, client_address: Any) -> bool:
+            ip = str(client_address[0])
+            if self.allow_ips and ip not in self.allow_ips:
+                log.warning("refused connection from %s: address not in the allow list", ip)
+                return False
+            return True
+
+    return _Server
+
+
 def storage_contexts() -> list[tuple[str, list[str]]]:
     """(SOP class, transfer syntaxes) for every storage SOP class pynetdicom knows."""
     from pynetdicom import AllStoragePresentationContexts
@@ -182,7 +200,6 @@ class Receiver:
             ae.add_supported_context(sop_class, ts)
         handlers = [
             (evt.EVT_C_STORE, make_store_handler(self.store, self._stored, self.counters)),
-            (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_RELEASED, self._on_done),
             (evt.EVT_ABORTED, self._on_done),
@@ -190,17 +207,25 @@ class Receiver:
         ]
         self._indexer.start()
         try:
-            self._server = ae.start_server(
+            server = ae.make_server(
                 (cfg.host, int(cfg.port)),
-                block=False,
                 evt_handlers=handlers,
                 ssl_context=self._ssl_context(),
+                server_class=_server_class(),
             )
         except OSError as exc:
             self._indexer.stop()
             raise BadRequest(
                 f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or one_line(exc)})"
             ) from None
+        server.allow_ips = set(cfg.allow_ips)
+        # what AE.start_server(block=False) does, with our server class; shutdown() expects
+        # the server in the AE's list
+        ae._servers.append(server)
+        threading.Thread(
+            target=server.serve_forever, name="medview-net-listener", daemon=True
+        ).start()
+        self._server = server
         self._ae = ae
         self.port = int(self._server.server_address[1])
         log.info("listening on %s:%d as %s", cfg.host, self.port, cfg.aet)
@@ -279,12 +304,6 @@ class Receiver:
     def _indexed(self, arrival: Arrival) -> None:
         if self.on_arrival is not None:
             self.on_arrival(arrival)
-
-    def _on_conn_open(self, event: Any) -> None:
-        ip = str(event.address[0])
-        if self.config.allow_ips and ip not in self.config.allow_ips:
-            log.warning("refused connection from %s: address not in the allow list", ip)
-            event.assoc.abort()
 
     def _on_rejected(self, event: Any) -> None:
         log.warning(
