@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medview.disclaimers import AI as DISCLAIMER
+
 #: private coding scheme of this project (PS3.16 8.2: "99" prefix) for what no standard code has
 SCHEME = "99MEDVIEW"
-DISCLAIMER = "AI output, not for diagnostic use"
 MANUFACTURER = "medview"
 
 #: SNOMED CT codes of predicted labels; other labels use the private scheme
