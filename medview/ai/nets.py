@@ -98,6 +98,9 @@ class ConvAutoencoder(nn.Module):
     similar-image search; the per-pixel reconstruction error is the anomaly map.
     """
 
+    latent_mean: torch.Tensor  # buffers (register_buffer), typed for the checker
+    latent_precision: torch.Tensor
+
     def __init__(
         self,
         in_channels: int = 1,

@@ -172,15 +172,16 @@ def volume_scope_meta(vol: Any) -> dict[str, Any]:
         meta["modality"] = modality
     instances = list(getattr(vol, "instances", None) or [])
     series = getattr(vol, "series", None)
-    inst = instances[0] if instances else None
+    inst: Any = instances[0] if instances else None
     if inst is None and series is not None and getattr(series, "instances", None):
         inst = series.instances[0]
     if inst is None:
         return meta
     if getattr(inst, "body_part", ""):
         meta["body_part"] = str(inst.body_part)
-    if not meta.get("modality") and getattr(inst, "modality", ""):
-        meta["modality"] = str(inst.modality)
+    inst_modality = str(getattr(inst, "modality", "") or "")
+    if not meta.get("modality") and inst_modality:
+        meta["modality"] = inst_modality
     kind = str(getattr(series, "kind", "dicom") or "dicom") if series is not None else "dicom"
     tags = _read_header_tags(str(inst.path)) if kind == "dicom" and inst.path else {}
     if tags.get("ViewPosition"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from medview.disclaimers import FORECAST as DISCLAIMER
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_records(path: str, unit: str):
+def _load_records(path: str, unit: str) -> Any:
     """FHIR / Synthea via ``load_records``; a plain timestamp,value CSV as CGM."""
     from pathlib import Path
 
@@ -123,7 +124,7 @@ def _load_records(path: str, unit: str):
     return records
 
 
-def _print_text(r) -> None:
+def _print_text(r: Any) -> None:
     print(
         f"patient {r.patient}  LOINC {r.code} {r.display}  ({len(r.history_values)} points, {r.unit})"
     )
@@ -140,7 +141,7 @@ def _print_text(r) -> None:
     print(f"NOTE: {DISCLAIMER}")
 
 
-def _print_evaluation(args, series, bt) -> int:
+def _print_evaluation(args: argparse.Namespace, series: Any, bt: dict[str, Any]) -> int:
     if args.json:
         out = {
             "patient": series.patient,

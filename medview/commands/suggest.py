@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 HELP = (
     "suggest treatments for a patient from local records (similar patients + "
@@ -80,7 +81,7 @@ def _print_eval(d: dict) -> None:
         )
 
 
-def _print_result(res, records) -> None:
+def _print_result(res: Any, records: Any) -> None:
     p = records.patients.get(res.patient)
     if p is not None:
         born = p.birth_date.isoformat() if p.birth_date else "?"
@@ -173,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     rec = Recommender.from_records(records, params)
     names = rec.data.condition_display
     working = [(code, names.get(code, "")) for code in args.condition]
-    res = rec.suggest(link.record_patient_id, k=args.k, working=working, kinds=args.kind or None)
+    pid = link.record_patient_id or args.patient
+    res = rec.suggest(pid, k=args.k, working=working, kinds=args.kind or None)
     if args.json:
         print(json.dumps(res.as_dict(), indent=2))
     else:

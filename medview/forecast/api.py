@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +41,10 @@ from medview.forecast.sparse import (
     gp_forecast,
 )
 from medview.tasks import TaskState, ensure_state
+
+if TYPE_CHECKING:
+    from medview.forecast.lstm import GlucoseLSTM
+    from medview.records import RecordSet
 
 GLUCOSE_CODES = ("99504-3", "2339-0", "2345-7", "41653-7", "14749-6", "15074-8")
 DENSE_MAX_STEP_MIN = 15.0
@@ -71,7 +77,7 @@ class ForecastResult:
     notes: list[str] = field(default_factory=list)
     reference: tuple[float, float, str] | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The CLI JSON (issue 5 shape, plus ``winner``, ``backtest_what`` and ``notes``)."""
         return {
             "patient": self.patient,
@@ -111,12 +117,12 @@ def is_dense(series: Series) -> bool:
 
 
 def forecast_records(
-    records,
+    records: RecordSet,
     patient: str,
     code: str,
     horizon_min: int | None = None,
     state: TaskState | None = None,
-    model_dir=None,
+    model_dir: str | Path | None = None,
 ) -> ForecastResult:
     """Forecast ``code`` for ``patient`` of a :class:`~medview.records.RecordSet`."""
     if patient not in records.patients and not any(
@@ -133,7 +139,7 @@ def forecast_series(
     series: Series,
     horizon_min: int | None = None,
     state: TaskState | None = None,
-    model_dir=None,
+    model_dir: str | Path | None = None,
     backtest_origins: int | None = FORECAST_BACKTEST_ORIGINS,
 ) -> ForecastResult:
     """Forecast, interval and backtest for one series (task function)."""
@@ -154,7 +160,13 @@ def _grid_of(series: Series) -> tuple[np.ndarray, np.ndarray]:
     return to_grid(series.seconds, series.values)
 
 
-def _forecast_dense(series, horizon_min, state, model_dir, backtest_origins) -> ForecastResult:
+def _forecast_dense(
+    series: Series,
+    horizon_min: int,
+    state: TaskState,
+    model_dir: str | Path | None,
+    backtest_origins: int | None,
+) -> ForecastResult:
     from medview.forecast.lstm import WINDOW, load_model
 
     if horizon_min > MAX_DENSE_HORIZON:
@@ -213,13 +225,13 @@ def _winner(table: dict[str, dict[str, float]]) -> str:
 
 def backtest_dense(
     grid_values: np.ndarray,
-    model=None,
+    model: GlucoseLSTM | None = None,
     horizons: tuple[int, ...] = (30, 60),
     max_origins: int | None = None,
     folds: int = 3,
     state: TaskState | None = None,
-    model_dir=None,
-) -> dict:
+    model_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Rolling-origin backtest of the LSTM and the baselines on one gridded series.
 
     The origins are split in time into an initial 40 % and ``folds`` later
@@ -236,7 +248,7 @@ def backtest_dense(
         model = load_model(model_dir)
     x, y, origin = baselines.make_windows(grid_values, WINDOW, HORIZON_STEPS)
     notes: list[str] = []
-    result = {"origins": 0, "methods": [], "per_horizon": {}, "notes": notes}
+    result: dict[str, Any] = {"origins": 0, "methods": [], "per_horizon": {}, "notes": notes}
     if len(x) < 20:
         notes.append("too little continuous CGM for a backtest (needs about 4 h)")
         return result
@@ -358,7 +370,7 @@ def _forecast_sparse(series: Series, horizon_min: int, state: TaskState) -> Fore
     )
 
 
-def observation_summary(records, patient: str) -> list[tuple[str, str, int, str]]:
+def observation_summary(records: RecordSet, patient: str) -> list[tuple[str, str, int, str]]:
     """``(code, display, numeric count, unit)`` for one patient, most frequent first."""
     counts: dict[str, list] = {}
     for o in records.observations:
