@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         print(
-            f"{out}: report with {len(summary['key_images'])} key images, "
+            f"{out}: report with {len(key_images(inp))} key images, "
             f"{len(inp.measurements)} measurements, {len(inp.ai_results)} AI results"
         )
     return 0

@@ -4,6 +4,7 @@ findings, or (``--import``) an SR's measurements back into the study database.""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "write a DICOM SR (TID 1500) of a series' measurements and AI findings, or import one"
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         db.close()
 
 
-def _import(args: argparse.Namespace, db) -> int:
+def _import(args: argparse.Namespace, db: Any) -> int:
     from medview.commands._common import print_json
     from medview.results.sr import import_sr, read_sr
 
@@ -72,7 +73,7 @@ def _import(args: argparse.Namespace, db) -> int:
     return 0
 
 
-def _write(args: argparse.Namespace, db) -> int:
+def _write(args: argparse.Namespace, db: Any) -> int:
     import sys
 
     from medview.commands._common import error, print_json

@@ -204,6 +204,7 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
     when the header bytes are the whole file, the de-identified dataset, the source's study and
     series UIDs and burned-in-text warning). Raises ValueError with a one-line reason."""
     from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
 
     ds = read_dicom(path)
     ts = _transfer_syntax(ds)
@@ -238,9 +239,9 @@ def anonymize_file(path: str, deid: Deidentifier) -> tuple[bytes, int | None, An
     if ds.get("SOPInstanceUID"):
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     elif meta_in is not None and meta_in.get("MediaStorageSOPInstanceUID"):
-        meta.MediaStorageSOPInstanceUID = deid.uid(str(meta_in.MediaStorageSOPInstanceUID))
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.MediaStorageSOPInstanceUID = UID(deid.uid(str(meta_in.MediaStorageSOPInstanceUID)))
+    meta.TransferSyntaxUID = UID(ts)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = "MEDVIEW"
     ds.file_meta = meta
     if tail is not None and starts is not None and encoding is not None:

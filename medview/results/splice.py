@@ -9,7 +9,7 @@ caller writes the dataset with pydicom as a whole.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 #: explicit-VR value representations with a 4-byte length (element header of 12 bytes)
 LONG_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
@@ -41,7 +41,7 @@ def element_starts(ds: Any, implicit: bool) -> dict[int, tuple[int, int | None]]
 
 
 def _tag_bytes(tag: int, little: bool) -> bytes:
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     return (tag >> 16).to_bytes(2, order) + (tag & 0xFFFF).to_bytes(2, order)
 
 

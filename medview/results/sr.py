@@ -486,7 +486,7 @@ def read_sr(path: str | Path) -> SRContents:
             f"{path}: not a readable measurement report ({' '.join(str(exc).split())[:100]})"
         ) from None
     out = SRContents(str(path), str(sr.StudyInstanceUID))
-    content = sr.content
+    content: Any = sr.content  # a MeasurementReport (highdicom types it as ContentSequence)
     for group in content.get_planar_roi_measurement_groups():
         roi = group.roi
         if roi is None:
@@ -522,8 +522,8 @@ def read_sr(path: str | Path) -> SRContents:
     for group in content.get_image_measurement_groups():
         texts = _group_texts(group)
         finding: dict[str, Any] = {
-            "model": (texts.get("111001") or [None])[0],
-            "version": (texts.get("111003") or [None])[0],
+            "model": next(iter(texts.get("111001", [])), None),
+            "version": next(iter(texts.get("111003", [])), None),
             "parameters": texts.get("111002", []),
             "sop_uids": [str(s.referenced_sop_instance_uid) for s in group.source_images],
         }
