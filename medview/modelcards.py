@@ -23,8 +23,9 @@ Card keys (JSON object):
 
 Validation refuses, with a one-line :class:`ModelError` naming the file: a card that
 is not a JSON object, missing keys, an unknown task, a weights path outside the model
-folder (absolute or with ``..``), labels that do not match the number of outputs, and
-a normalisation ``std`` that is not positive.
+folder (absolute, with ``..`` or a link out), labels that do not match the number of
+outputs, a normalisation ``std`` that is not positive, and an input size or channel
+count that is not a sane positive whole number.
 """
 
 from __future__ import annotations
@@ -218,6 +219,32 @@ def _check_std(meta: dict[str, Any], where: Path) -> None:
         raise ModelError(f"input.std must be positive, not {std!r}", where)
 
 
+MAX_SIDE = 8192  # pixels: a larger declared input is a broken (or hostile) card
+MAX_CHANNELS = 16
+
+
+def _check_sizes(meta: dict[str, Any], where: Path) -> None:
+    """Declared input size and channels must be sane positive integers."""
+    inp = meta["input"]
+    if "size" in inp:
+        size = inp["size"]
+        sides = size if isinstance(size, list) else [size]
+        ok = bool(sides) and len(sides) <= 3
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in sides)
+        if not ok or not all(1 <= v <= MAX_SIDE for v in sides):
+            raise ModelError(
+                f"input.size must be 1 to 3 whole numbers from 1 to {MAX_SIDE}, not {size!r}",
+                where,
+            )
+    if "channels" in inp:
+        ch = inp["channels"]
+        if not (isinstance(ch, int) and not isinstance(ch, bool) and 1 <= ch <= MAX_CHANNELS):
+            raise ModelError(
+                f"input.channels must be a whole number from 1 to {MAX_CHANNELS}, not {ch!r}",
+                where,
+            )
+
+
 def validate(meta: Any, folder: str | Path) -> ModelCard:
     """Check a card's structure (not the weights: see :meth:`ModelCard.verify`)."""
     folder = Path(folder)
@@ -236,6 +263,7 @@ def validate(meta: Any, folder: str | Path) -> ModelCard:
     _weights_inside(folder, weights.file, where)
     _check_labels(meta, where)
     _check_std(meta, where)
+    _check_sizes(meta, where)
     return ModelCard(folder=folder, meta=meta, weights=weights)
 
 
