@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from medview.errors import FileProblem
 from medview.notes.model import LABELS, STATUSES, Document, NoteAnalysis
+from medview.tasks import TaskState, ensure_state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS note_documents (
@@ -172,3 +175,55 @@ def load_patient_documents(
         parsed = {k: [tuple(x) for x in v] for k, v in json.loads(codes or "{}").items()}
         docs.append(Document(doc_id, text, source, kind, pid, day, title or "", parsed))
     return docs
+
+
+def patient_analyses(
+    patient: str, db_path: str | PathLike[str] | None = None, state: TaskState | None = None
+) -> list[NoteAnalysis]:
+    """Worker: a patient's stored documents, analysed, in date order (undated last)."""
+    from medview.notes.analysis import analyze
+
+    state = ensure_state(state)
+    out = []
+    for doc in load_patient_documents(patient, db_path):
+        state.check()
+        out.append(analyze(doc))
+    return out
+
+
+@dataclass
+class NotesImport:
+    """What :func:`import_notes` read and saved, and the files it could not read."""
+
+    analyses: list[NoteAnalysis] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+    saved: int = 0
+    attached: int = 0  # documents without a patient that were given ``patient``
+
+
+def import_notes(
+    paths: Iterable[str | PathLike[str]],
+    patient: str | None = None,
+    db_path: str | PathLike[str] | None = None,
+    state: TaskState | None = None,
+) -> NotesImport:
+    """Worker: read reports/notes, analyse them and keep them in the database.
+
+    A document that names no patient (a plain text file) is kept under ``patient``
+    when one is given (the patient shown when the user opened it), else without one.
+    """
+    from medview.notes.analysis import analyze
+    from medview.notes.readers import read_documents
+
+    state = ensure_state(state)
+    res = read_documents(paths, state=state)
+    out = NotesImport(problems=list(res.problems))
+    for doc in res.documents:
+        state.check()
+        if doc.patient is None and patient:
+            doc.patient = patient
+            out.attached += 1
+        out.analyses.append(analyze(doc))
+    if out.analyses:
+        out.saved = save_analyses(out.analyses, db_path)
+    return out
