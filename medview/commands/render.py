@@ -1,17 +1,29 @@
-"""``medview render PATH --out FILE.png``: one slice through the viewer's display pipeline."""
+"""``medview render PATH --out FILE.png``: one slice, a slab projection (MIP, MinIP,
+average) or a cine loop (GIF/MP4) through the viewer's display pipeline."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-HELP = "render one slice to PNG exactly as the viewer shows it"
+HELP = "render one slice, a MIP/MinIP/average slab or a cine loop exactly as the viewer shows it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="file, folder or DICOMDIR")
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="PNG to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.png",
+        help="PNG (or .jpg) to write; with --cine a .gif or .mp4",
+    )
     parser.add_argument("--series", metavar="UID", help="series to render (default: the first)")
-    parser.add_argument("--index", type=int, help="slice index in the plane (default: the middle)")
+    parser.add_argument(
+        "--index",
+        type=int,
+        help="slice index in the plane, 0-based (default: the middle); with --slab the "
+        "slab's centre slice",
+    )
     parser.add_argument("--plane", default="axial", choices=["axial", "coronal", "sagittal"])
     parser.add_argument(
         "--window", metavar="CENTER,WIDTH", help="window (default: from file, else auto)"
@@ -21,6 +33,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CT window preset (Hounsfield units; refused for images that are not CT): "
         "lung, mediastinum, soft tissue, bone, brain, abdomen, liver",
     )
+    parser.add_argument(
+        "--projection",
+        choices=["mip", "minip", "avg"],
+        help="maximum, minimum or average intensity over a slab (default: one slice)",
+    )
+    parser.add_argument(
+        "--slab",
+        type=float,
+        metavar="MM",
+        help="slab thickness in mm centred on --index (with --projection; default: the "
+        "whole volume)",
+    )
+    parser.add_argument(
+        "--cine",
+        action="store_true",
+        help="write every slice of the plane, in order, as an animated GIF or an MP4",
+    )
+    parser.add_argument("--fps", type=float, default=10.0, help="cine frame rate (default 10)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         window = parse_window(args.window)
     except ValueError as exc:
         return error(str(exc))
+    problem = _option_problem(args)
+    if problem:
+        return error(problem)
     preset = None
     if args.preset:
         preset = ct_preset(args.preset)
@@ -63,20 +96,87 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(f"medview: {args.path}: {note}", file=sys.stderr)
             window = preset
+        if args.cine:
+            return _cine(args, vol, window)
         n = plane_size(vol, args.plane)
         index = n // 2 if args.index is None else args.index
         if not 0 <= index < n:
             return error(
                 f"{args.path}: --index {index} out of range 0..{n - 1} for the {args.plane} plane"
             )
-        img = render_slice(vol, index, args.plane, window=window)
+        if args.projection:
+            from medview.imaging.projection import render_projection, slab_range
+
+            if vol.is_color:
+                return error(args.path, "a projection needs a greyscale image, not colour")
+            img = render_projection(vol, index, args.plane, args.projection, args.slab, window)
+            slab = slab_range(vol, args.plane, index, args.slab)
+            what = (
+                f"{args.projection} of {args.plane} slices {slab.first}..{slab.last} "
+                f"({slab.thickness_mm:g} mm) of {n}"
+            )
+        else:
+            img = render_slice(vol, index, args.plane, window=window)
+            what = f"{args.plane} slice {index} of {n}"
     except MedviewError as exc:
         return error(nothing_found(exc.path, exc.reason) if exc.path else str(exc))
-    from medview.imaging.png import write_png
-
     try:
-        write_png(args.out, img)
+        _write_image(args.out, img)
     except OSError as exc:
         return error(f"{args.out}: cannot write ({exc.strerror or exc})")
-    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}, {args.plane} slice {index} of {n})")
+    print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]}, {what})")
+    return 0
+
+
+def _option_problem(args: argparse.Namespace) -> str:
+    """Why the options do not go together ("" when they do)."""
+    import os
+
+    suffix = os.path.splitext(args.out)[1].lower()
+    if args.slab is not None and not args.projection:
+        return "--slab needs --projection mip|minip|avg"
+    if args.slab is not None and not args.slab > 0:
+        return f"--slab must be a thickness in mm above 0, not {args.slab:g}"
+    if args.cine:
+        if suffix not in (".gif", ".mp4"):
+            return f"{args.out}: a cine is written as .gif or .mp4"
+        if args.index is not None:
+            return "--cine writes every slice; leave out --index"
+        if not 0 < args.fps <= 120:
+            return f"--fps must be above 0 and at most 120, not {args.fps:g}"
+    elif suffix not in (".png", ".jpg", ".jpeg"):
+        return f"{args.out}: an image is written as .png or .jpg (a cine needs --cine)"
+    return ""
+
+
+def _write_image(path: str, img: object) -> None:
+    import numpy as np
+
+    arr = np.asarray(img)
+    if path.lower().endswith(".png"):
+        from medview.imaging.png import write_png
+
+        write_png(path, arr)
+    else:
+        from medview.viewer.export import write_image
+
+        write_image(path, arr)
+
+
+def _cine(args: argparse.Namespace, vol: Any, window: tuple[float, float] | None) -> int:
+    """``--cine``: every slice of the plane, in order, written as GIF or MP4."""
+    from medview.commands._common import error
+    from medview.viewer import export
+
+    if args.out.lower().endswith(".mp4") and not export.mp4_available():
+        return error(f"{args.out}: MP4 needs the imageio-ffmpeg package; write a .gif instead")
+    try:
+        frames = list(export.cine_frames(vol, args.plane, window, args.projection, args.slab))
+        count = export.write_cine(args.out, frames, args.fps)
+    except ValueError as exc:
+        return error(f"{args.out}: {exc}")
+    except OSError as exc:
+        return error(f"{args.out}: cannot write ({exc.strerror or exc})")
+    h, w = frames[0].shape[:2]
+    print(f"wrote {args.out} ({count} frames, {w}x{h}, {args.plane}, {args.fps:g} fps)")
     return 0
