@@ -85,7 +85,7 @@ def _reduce(block: np.ndarray, axis: int, projection: str) -> np.ndarray:
     if projection == "minip":
         return np.min(block, axis=axis)
     # float32 accumulation through numpy's buffered reduction: no float copy of the block
-    return np.mean(block, axis=axis, dtype=np.float32)
+    return np.asarray(np.mean(block, axis=axis, dtype=np.float32))
 
 
 def project_slab(
