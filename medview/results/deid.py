@@ -253,8 +253,15 @@ class Deidentifier:
         return date + value[8:] if date else ""
 
     # -- datasets ---------------------------------------------------------------
-    def dataset(self, ds: Any, top: bool = True) -> None:
-        """De-identify ``ds`` in place (recursing into sequences)."""
+    def dataset(self, ds: Any, top: bool = True) -> bool:
+        """De-identify ``ds`` in place (recursing into sequences); True when anything changed.
+
+        An element decoded only to be looked at (a UID that is kept, a sequence with nothing to
+        change inside) is put back as it was read, so it is written back byte for byte.
+        """
+        from medview.results.splice import raw_item
+
+        changed = False
         if top:
             pid = str(ds.get("PatientID", "") or "")
             pname = str(ds.get("PatientName", "") or "")
@@ -266,46 +273,52 @@ class Deidentifier:
             group = tag >> 16
             if group % 2 == 1 or (tag & 0xFFFF) == 0:  # private, group length
                 del ds[tag]
+                changed = True
                 continue
             action = resolve_action(rule_for(tag), "", self.options) or EXTRA_RULES.get(tag, "")
             if action in ("", "K") and _element_vr(ds, tag) not in ("UI", "PN", "SQ"):
                 continue  # kept as read (raw elements are written back without decoding)
-            self._element(ds, ds[tag], action)
+            raw = raw_item(ds, tag)
+            if self._element(ds, ds[tag], action):
+                changed = True
+            elif getattr(raw, "is_raw", False) and isinstance(getattr(ds, "_dict", None), dict):
+                ds._dict[key] = raw  # unchanged: back to the bytes as read
         if top:
             ds.PatientName = pseud
             ds.PatientID = pseud
             self._mark(ds)
+        return changed or top
 
-    def _element(self, ds: Any, elem: Any, action: str) -> None:
+    def _element(self, ds: Any, elem: Any, action: str) -> bool:
+        """Apply ``action`` to one element; True when it changed (or was removed)."""
         tag, vr = int(elem.tag), elem.VR
         if action == "X":
             del ds[tag]
-            return
+            return True
         if action == "K" and vr != "SQ":
-            return
+            return False
         if vr == "SQ":
             if action == "Z":
                 elem.value = []
-                return
+                return True
+            changed = False
             for item in elem.value:  # D, U, K, C or unlisted: keep the structure, clean the items
-                self.dataset(item, top=False)
-            return
+                changed = self.dataset(item, top=False) or changed
+            return changed
         if action == "Z":
             elem.value = b"" if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN") else ""
-            return
+            return True
         if action == "C":
-            self._clean_date(elem)
-            return
+            return self._clean_date(elem)
         if action == "U" or (action in ("", "D") and vr == "UI"):
-            self._uids(elem, force=action == "U")
-            return
+            return self._uids(elem, force=action == "U")
         if action == "D" or (action == "" and vr == "PN"):
             dummy = _DUMMY.get(vr)
             elem.value = dummy if dummy is not None else b""
-            return
-        # not in the table and not a UI/PN: kept (the profile retains unlisted attributes)
+            return True
+        return False  # not in the table and not a UI/PN: kept (the profile retains them)
 
-    def _uids(self, elem: Any, force: bool) -> None:
+    def _uids(self, elem: Any, force: bool) -> bool:
         values = elem.value if elem.VM > 1 else [elem.value]
         kw = elem.keyword or ""
         new = []
@@ -315,9 +328,12 @@ class Deidentifier:
                 new.append(s)
             else:
                 new.append(self.uid(s))
+        if new == [str(v or "") for v in values]:
+            return False
         elem.value = new if elem.VM > 1 else new[0]
+        return True
 
-    def _clean_date(self, elem: Any) -> None:
+    def _clean_date(self, elem: Any) -> bool:
         vr = elem.VR
         values = elem.value if elem.VM > 1 else [elem.value]
         if vr == "DA":
@@ -325,11 +341,12 @@ class Deidentifier:
         elif vr == "DT":
             new = [self.shift_datetime(str(v)) if v else "" for v in values]
         elif vr == "TM":
-            return  # a whole-day shift keeps the time of day
+            return False  # a whole-day shift keeps the time of day
         else:
             elem.value = ""
-            return
+            return True
         elem.value = new if len(new) > 1 else new[0]
+        return True
 
     def _mark(self, ds: Any) -> None:
         from pydicom.dataset import Dataset
