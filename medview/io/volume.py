@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from medview.errors import FileProblem, MedviewError, ReadError
-from medview.io import decoders
+from medview.io import cache as pixel_cache
+from medview.io import decoders, gpu
 from medview.io.dicom import decode_file, read_native_frames
 from medview.io.model import InstanceInfo, SeriesInfo, Volume
 from medview.tasks import TaskState, ensure_state
@@ -99,6 +100,7 @@ def load_series(
 
 
 Job = tuple[int, InstanceInfo]  # (first slice index in the volume, instance)
+_Place = Callable[[int, InstanceInfo, np.ndarray, dict[str, Any]], None]
 
 
 def _new_volume(series: SeriesInfo, dtype: np.dtype, to_hu: bool, color: bool) -> Volume:
@@ -206,18 +208,30 @@ class _SeriesFill:
     def decode(self, coded: list[Job], total: int, processes: bool | None) -> None:
         """Compressed (or unusual) files: pydicom + plugins, in worker processes when
         worthwhile; in this process for what the pool could not do."""
+        cached = pixel_cache.load_session(coded)  # decoded-pixel cache (io/cache.py)
+        if cached is None:
+            self._decode(coded, total, processes, self.place)
+            return
+        try:
+            coded = cached.read_hits(coded, self.place, self.state)
+            self._decode(coded, total, processes, cached.storing(self.place))
+        finally:
+            cached.finish()
+
+    def _decode(self, coded: list[Job], total: int, processes: bool | None, place: _Place) -> None:
+        coded = gpu.decode_jobs(coded, place, self.state)  # no-op without a CUDA decoder
         remaining = coded
         use_pool = (len(coded) >= 4) if processes is None else processes
         pool = decoders.decoder_pool() if use_pool else None
         if pool is not None:
             remaining = _decode_in_pool(
-                pool, coded, self.place, self.fail, self.state, total, lambda: self.done
+                pool, coded, place, self.fail, self.state, total, lambda: self.done
             )
         for k, info in remaining:
             self.state.check()
             try:
                 arr, extra = decode_file(info.path)
-                self.place(k, info, arr, extra)
+                place(k, info, arr, extra)
             except MedviewError as exc:
                 self.fail(k, info, exc.reason)
             self.state.progress(self.done / total, f"decoding {self.done}/{total}")

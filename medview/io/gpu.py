@@ -1,0 +1,168 @@
+"""Optional GPU decoding of lossless JPEG 2000 / HTJ2K frames with NVIDIA nvImageCodec.
+
+Used only when all of these hold; otherwise :func:`decode_jobs` returns every job
+untouched and the CPU path (pydicom's plugins in the decoder processes) decodes:
+
+* the ``nvidia.nvimgcodec`` package imports (``pip install nvidia-nvimgcodec-cu12``),
+* the CUDA driver reports at least one device (``cuInit`` / ``cuDeviceGetCount``
+  through ``libcuda``; no torch needed),
+* ``MEDVIEW_GPU_DECODE`` is not ``0``,
+* the instance is lossless JPEG 2000 or HTJ2K (1.2.840.10008.1.2.4.90, .201, .202),
+  one sample per pixel, MONOCHROME1/2, 8 or 16 bits allocated, no LUT sequences.
+
+Frames are sent to the GPU in batches of :data:`BATCH` files. The first file a
+process decodes on the GPU is also decoded on the CPU and compared: if the two
+differ by one bit, the GPU path is switched off for the rest of the process (so a
+decoder difference can never show other pixels than the CPU path would).
+
+Not measured: no machine with a GPU was available when this was written; see
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from medview.io.model import InstanceInfo
+from medview.tasks import TaskState
+
+#: files sent to the GPU per decode call
+BATCH = 32
+LOSSLESS_J2K = frozenset(
+    {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"}
+)
+Place = Callable[[int, InstanceInfo, np.ndarray, dict[str, Any]], None]
+Job = tuple[int, InstanceInfo]
+
+_state: dict[str, Any] = {"available": None, "verified": False, "decoder": None}
+
+
+def _cuda_devices() -> int:
+    """CUDA devices the driver reports (0 without a driver)."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    return 0
+
+
+def available() -> bool:
+    """Whether the GPU path can be used in this process (checked once)."""
+    if os.environ.get("MEDVIEW_GPU_DECODE", "").strip() == "0":
+        return False
+    if _state["available"] is None:
+        ok = False
+        try:
+            from nvidia import nvimgcodec  # type: ignore[import-not-found]
+
+            if _cuda_devices() > 0:
+                _state["decoder"] = nvimgcodec.Decoder()
+                ok = True
+        except Exception:  # not installed, no driver, or the decoder would not start
+            ok = False
+        _state["available"] = ok
+    return bool(_state["available"])
+
+
+def suitable(info: InstanceInfo) -> bool:
+    """Whether this instance's pixels may be decoded on the GPU."""
+    return (
+        info.transfer_syntax in LOSSLESS_J2K
+        and info.samples_per_pixel == 1
+        and info.photometric.upper() in ("MONOCHROME1", "MONOCHROME2")
+        and info.bits_allocated in (8, 16)
+        and not info.has_modality_lut
+        and not info.has_voi_lut
+        and not info.pixel_problem
+    )
+
+
+def _stored(arr: np.ndarray, info: InstanceInfo) -> np.ndarray:
+    """A decoded frame as pydicom gives it: the stored type, unused high bits handled."""
+    from medview.io.dicom import _mask_bits, _stored_dtype
+
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    dtype = _stored_dtype(info)
+    if arr.dtype.itemsize != dtype.itemsize:
+        arr = arr.astype(dtype)
+    return _mask_bits(np.ascontiguousarray(arr).view(dtype), info)
+
+
+def _frames(info: InstanceInfo) -> list[bytes]:
+    import pydicom
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(info.path, force=True)
+    return list(generate_frames(ds.PixelData, number_of_frames=info.frames))
+
+
+def decode_files(infos: list[InstanceInfo]) -> list[np.ndarray]:
+    """Decode the files' frames on the GPU: (frames, rows, cols) each, in the stored type."""
+    from nvidia import nvimgcodec
+
+    streams: list[bytes] = []
+    counts: list[int] = []
+    for info in infos:
+        frames = _frames(info)
+        streams.extend(frames)
+        counts.append(len(frames))
+    params = nvimgcodec.DecodeParams(
+        color_spec=nvimgcodec.ColorSpec.UNCHANGED, allow_any_depth=True
+    )
+    images = _state["decoder"].decode(streams, params=params)
+    out: list[np.ndarray] = []
+    pos = 0
+    for info, n in zip(infos, counts, strict=True):
+        imgs = images[pos : pos + n]
+        pos += n
+        if any(img is None for img in imgs):
+            raise ValueError(f"{info.path}: GPU decode failed")
+        out.append(np.stack([_stored(np.asarray(img.cpu()), info) for img in imgs]))
+    return out
+
+
+def _verify(info: InstanceInfo, gpu_frames: np.ndarray) -> bool:
+    """Compare the process's first GPU decode with the CPU decode, bit for bit."""
+    from medview.io.dicom import decode_file
+
+    cpu, _ = decode_file(info.path)
+    same = cpu.dtype == gpu_frames.dtype and np.array_equal(cpu, gpu_frames)
+    _state["verified"] = same
+    _state["available"] = same
+    return same
+
+
+def decode_jobs(jobs: list[Job], place: Place, state: TaskState) -> list[Job]:
+    """Decode the GPU-suitable jobs in batches and place them; returns the jobs left
+    for the CPU (all of them when there is no GPU decoder)."""
+    if not jobs or not available():
+        return jobs
+    todo = [job for job in jobs if suitable(job[1])]
+    left = [job for job in jobs if not suitable(job[1])]
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start : start + BATCH]
+        state.check()
+        try:
+            decoded = decode_files([info for _, info in batch])
+        except Exception:
+            left.extend(todo[start:])  # the CPU path reports what is really wrong
+            break
+        if not _state["verified"] and not _verify(batch[0][1], decoded[0]):
+            left.extend(todo[start:])
+            break
+        for (k, info), arr in zip(batch, decoded, strict=True):
+            place(k, info, arr, {})
+    left.sort(key=lambda job: job[0])
+    return left
