@@ -181,7 +181,7 @@ def write_entry(
     """Write one entry atomically (temporary file + rename); returns its size in bytes."""
     arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
     header = _encode_header(sop_uid, fingerprint, arr, extra)
-    payload = memoryview(arr).cast("B") if arr.size else memoryview(b"")
+    payload = arr.data.cast("B") if arr.size else memoryview(b"")
     crc = zlib.crc32(payload, zlib.crc32(header))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -225,7 +225,7 @@ def read_entry(path: Path, sop_uid: str, fingerprint: str) -> tuple[np.ndarray, 
         if header.get("sop") != sop_uid or header.get("fp") != fingerprint:
             raise CacheEntryError("entry of another instance or source")
         arr = np.empty(shape, dtype=dtype)
-        view = memoryview(arr).cast("B") if arr.size else memoryview(bytearray())
+        view = arr.data.cast("B") if arr.size else memoryview(bytearray())
         got = f.readinto(view) if arr.size else 0
         if got != arr.nbytes or f.read(1):
             raise CacheEntryError("size differs from the header")
@@ -241,7 +241,8 @@ def map_entry(path: Path) -> np.ndarray:
         _, dtype, shape = _parse_header(raw)
         offset = _PREFIX.size + len(raw)
     arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-    if zlib.crc32(memoryview(arr).cast("B"), zlib.crc32(raw)) != crc:
+    payload = arr.data.cast("B") if arr.size else memoryview(b"")
+    if zlib.crc32(payload, zlib.crc32(raw)) != crc:
         raise CacheEntryError("checksum mismatch")
     return arr
 
@@ -480,7 +481,7 @@ def warm(instances: list[InstanceInfo], state: TaskState | None = None) -> tuple
         batch = todo[start : start + window]
         if pool is not None:
             futs = [pool.submit(decode_file, info.path) for info, _ in batch]
-            results = []
+            results: list[tuple[np.ndarray, dict[str, Any]] | None] = []
             for f in futs:
                 try:
                     results.append(f.result())
