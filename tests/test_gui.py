@@ -396,7 +396,7 @@ def test_side_panels_dock_lazily_and_overlay_reaches_viewport(
     monkeypatch.setitem(sys.modules, "medview.ui.panels.forecast_panel", broken)
     win = make_window(load_panels=True)
     qtbot.waitUntil(lambda: "ai" in win.panels, timeout=5000)
-    assert set(win.panels) == {"ai", "suggest"}
+    assert set(win.panels) == {"ai", "suggest", "notes"}
     win.open_paths([str(ct_dir)])
     idle(qtbot, win)
     ai = win.panels["ai"]
@@ -442,6 +442,22 @@ def test_screenshot_command(tmp_path, ct_dir):
         img.pixelColor(x, y).lightness() for x in range(300, 900, 20) for y in range(200, 800, 20)
     ]
     assert max(grey) > 150 and np.std(grey) > 20
+    # FILE.json beside it says what each viewport shows (docs/viewer.md)
+    import json
+
+    from medview.io import scan
+
+    shot = json.loads(out.with_suffix(".json").read_text())
+    series = scan(str(ct_dir)).series[0]  # the UID `medview info` reports
+    assert shot["layout"] == "mpr" and shot["active"] == 0 and shot["maximized"] is None
+    vps = shot["viewports"]
+    assert [v["plane"] for v in vps] == ["axial", "coronal", "sagittal"]
+    assert {v["series_uid"] for v in vps} == {series.series_uid}
+    assert [v["count"] for v in vps] == [series.slices, series.rows, series.columns]
+    for v in vps:  # the middle slice, 1-based as shown and 0-based
+        assert v["index"] == v["index0"] + 1 and v["index0"] == v["count"] // 2
+        assert (v["window_center"], v["window_width"]) == (-600.0, 1500.0)  # --preset lung
+        assert v["projection"] is None and v["slab"] is None and v["zoom"] > 0
 
 
 def test_screenshot_reports_bad_path(tmp_path):

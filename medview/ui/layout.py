@@ -4,7 +4,7 @@ measurement sync), the docks, the status-bar progress and the shortcuts dialog."
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -328,6 +328,15 @@ def build_status(win: MainWindow) -> None:
         vp.cursor_info.connect(win.cursor_label.setText)
 
 
+def open_database_series(win: MainWindow, series: Any) -> None:
+    """Show a local-database series (a SeriesInfo) in the active viewport."""
+    from medview.viewer.session import DATABASE_PREFIX
+
+    key = f"{DATABASE_PREFIX}{series.series_uid}"
+    win.browser.series.setdefault(key, series)
+    win.load_into(win.active, key)
+
+
 def dock_side_panels(win: MainWindow) -> None:
     """Dock the AI / forecast / suggestion panels that import (lazily), tabbed with the tags.
 
@@ -356,4 +365,10 @@ def dock_side_panels(win: MainWindow) -> None:
         ai.overlay_changed.connect(win.set_ai_overlay)
     if isinstance(ai, base.FindingSource) and isinstance(sug, base.FindingSink):
         ai.finding.connect(sug.add_working_condition)
+    notes = win.panels.get("notes")
+    if isinstance(notes, base.ReportHolder):  # AI vs report, flagged on both panels
+        if isinstance(ai, base.AIResultSource):
+            ai.report_result.connect(notes.set_ai_result)
+            notes.discordance_changed.connect(ai.set_discordance)
+        notes.open_series.connect(lambda s: open_database_series(win, s))
     win.push_context()

@@ -99,6 +99,7 @@ class AIPanel(QWidget, PanelTasks):
     overlay_changed = Signal(object)
     finding = Signal(str, str)
     results_changed = Signal()  # for tests and other listeners
+    report_result = Signal(object)  # latest classifier result of the image in view (or None)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,6 +108,7 @@ class AIPanel(QWidget, PanelTasks):
         self.cache: dict[tuple[str, str, str], Any] = {}  # (image key, model, version) -> AIResult
         self.models: list[Any] = []
         self._run_keys: list[str] = []
+        self._report_result: Any = None  # what report_result last sent
         self._build()
         self.reload_models()
 
@@ -166,6 +168,14 @@ class AIPanel(QWidget, PanelTasks):
         self.scope_label = QLabel("", self)
         self.scope_label.setWordWrap(True)
         lay.addWidget(self.scope_label)
+        # AI vs report (set by the Reports & notes panel: set_discordance)
+        self.discordance_label = QLabel("", self)
+        self.discordance_label.setWordWrap(True)
+        self.discordance_label.setStyleSheet(
+            "QLabel { background: #7a0000; color: white; font-weight: bold; padding: 4px; }"
+        )
+        self.discordance_label.setVisible(False)
+        lay.addWidget(self.discordance_label)
 
         ov = QFormLayout()
         self.overlay_check = QCheckBox("Show heat map on the viewport", self)
@@ -421,6 +431,21 @@ class AIPanel(QWidget, PanelTasks):
                 self.table.setItem(i, j, item)
         self._show_scope_line()
         self._update_buttons()
+        self._send_report_result()
+
+    def _send_report_result(self) -> None:
+        """Tell the notes panel the latest classifier result of the image in view."""
+        current = self._results_for(int(self.ctx.index)) if self.ctx.volume is not None else []
+        latest = next((r for r in reversed(current) if r.probabilities), None)
+        if latest is not self._report_result:
+            self._report_result = latest
+            self.report_result.emit(latest)
+
+    def set_discordance(self, items: list[Any]) -> None:
+        """Show (or hide) the flag: the report disagrees with the AI result in view."""
+        text = "; ".join(d.message for d in items)
+        self.discordance_label.setText(f"\u26a0 Report disagrees: {text}" if text else "")
+        self.discordance_label.setVisible(bool(text))
 
     def _show_scope_line(self) -> None:
         """One line under the table: the intended-use verdict of the slice in view."""

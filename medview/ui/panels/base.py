@@ -104,6 +104,32 @@ class FindingSink(Protocol):
         ...
 
 
+@runtime_checkable
+class AIResultSource(Protocol):
+    """A panel with AI results that shows whether a report disagrees (the AI panel)."""
+
+    #: ``Signal(object)``: its latest classifier result for the image in view, or None
+    report_result: SignalInstance
+
+    def set_discordance(self, items: list[Any]) -> None:
+        """Show the discordances with the report (empty: hide the flag)."""
+        ...
+
+
+@runtime_checkable
+class ReportHolder(Protocol):
+    """A panel with the patient's reports (Reports & notes)."""
+
+    #: ``Signal(object)``: the list of discordances between AI result and report
+    discordance_changed: SignalInstance
+    #: ``Signal(object)``: a local-database series to open (a cohort search hit)
+    open_series: SignalInstance
+
+    def set_ai_result(self, result: Any) -> None:
+        """The AI panel's latest result for the image in view (or None)."""
+        ...
+
+
 @dataclass(frozen=True)
 class PanelSpec:
     """One dock panel: ``key`` in ``MainWindow.panels``, where its class lives, its title."""
@@ -127,6 +153,7 @@ PANEL_SPECS: tuple[PanelSpec, ...] = (
         "Treatment suggestions",
         True,
     ),
+    PanelSpec("notes", "medview.ui.panels.notes_panel", "NotesPanel", "Reports & notes", True),
 )
 
 

@@ -1,0 +1,230 @@
+"""Reports & notes panel (pytest-qt): follows the patient, highlights by status, jumps to
+the sentence, flags AI-vs-report discordance on both panels, cohort search opens studies."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from medview.records import load_records  # noqa: E402
+from medview.ui.context import StudyContext  # noqa: E402
+
+REPORTS = {
+    "p1": [
+        (
+            "2019-04-02",
+            "FINDINGS: Mild cardiomegaly. No pleural effusion.\nIMPRESSION: Possible "
+            "left lower lobe pneumonia.",
+        ),
+        (
+            "2021-06-30",
+            "FINDINGS: No focal consolidation or opacity.\nIMPRESSION: No pneumonia. "
+            "No acute disease.",
+        ),
+    ],
+    "p2": [("2020-01-15", "IMPRESSION: Right lower lobe pneumonia. 6 mm nodule.")],
+}
+NAMES = {"p1": ("Ann", "Able"), "p2": ("Bob", "Baker")}
+
+
+def _bundle(path: Path) -> Path:
+    entries = []
+    for pid, (given, family) in NAMES.items():
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": pid,
+                    "name": [{"given": [given], "family": family}],
+                    "birthDate": "1950-01-01",
+                }
+            }
+        )
+        for i, (day, text) in enumerate(REPORTS[pid]):
+            data = base64.b64encode(text.encode()).decode()
+            entries.append(
+                {
+                    "resource": {
+                        "resourceType": "DiagnosticReport",
+                        "id": f"{pid}-r{i}",
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "effectiveDateTime": day,
+                        "presentedForm": [{"contentType": "text/plain", "data": data}],
+                    }
+                }
+            )
+    path.write_text(json.dumps({"resourceType": "Bundle", "entry": entries}))
+    return path
+
+
+@pytest.fixture()
+def panel(qtbot, tmp_path, medview_home):
+    from medview.ui.panels.notes_panel import NotesPanel
+
+    records = load_records(_bundle(tmp_path / "bundle.json"))
+    w = NotesPanel(records=records)
+
+    def before_close(widget) -> None:
+        from medview.ui import workers
+
+        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+        widget.shutdown()
+
+    qtbot.addWidget(w, before_close_func=before_close)
+    return w
+
+
+def _show(qtbot, panel, pid: str):
+    with qtbot.waitSignal(panel.documents_shown, timeout=30000) as blocker:
+        panel.set_study_context(StudyContext(patient_id=pid))
+    return blocker.args[0]
+
+
+def _format_at(panel, pos: int):
+    from PySide6.QtGui import QTextCursor
+
+    cur = QTextCursor(panel.text.document())
+    cur.setPosition(pos + 1)
+    return cur.charFormat()
+
+
+def test_follows_the_patient_in_date_order_with_highlights(qtbot, panel) -> None:
+    shown = _show(qtbot, panel, "p1")
+    assert panel.header.text().startswith("Patient: Ann Able") and panel.shown_patient == "p1"
+    assert [a.document.date for a in shown] == ["2019-04-02", "2021-06-30"]
+    assert panel.doc_list.topLevelItemCount() == 2
+    assert panel.doc_list.topLevelItem(0).text(0) == "2019-04-02"
+    rows = [panel.findings.topLevelItem(i) for i in range(panel.findings.topLevelItemCount())]
+    assert {(r.text(1), r.text(2)) for r in rows} == {
+        ("cardiomegaly", "present"),
+        ("pleural_effusion", "absent"),
+        ("pneumonia", "uncertain"),
+        ("consolidation", "absent"),
+        ("lung_opacity", "absent"),
+        ("pneumonia", "absent"),
+    }
+    # the first document: each status in its own style, not colour alone
+    panel.show_document(0)
+    a = shown[0]
+    by = {f.label: f for f in a.findings}
+    present = _format_at(panel, by["cardiomegaly"].start)
+    assert present.fontWeight() >= 700 and present.fontUnderline()
+    absent = _format_at(panel, by["pleural_effusion"].start)
+    assert absent.fontStrikeOut() and not absent.fontUnderline()
+    unc = _format_at(panel, by["pneumonia"].start)
+    assert unc.fontItalic() and unc.underlineStyle().name == "DotLine"
+    plain = _format_at(panel, 0)
+    assert not (plain.fontStrikeOut() or plain.fontItalic() or plain.fontUnderline())
+    # another patient: the old documents go, the header names the new one
+    shown = _show(qtbot, panel, "p2")
+    assert panel.header.text().startswith("Patient: Bob Baker") and len(shown) == 1
+    assert panel.doc_list.topLevelItemCount() == 1
+    assert "Mild cardiomegaly" not in panel.text.toPlainText()
+    # back to p1: shown from memory, at once (no worker)
+    panel.set_study_context(StudyContext(patient_id="p1"))
+    assert panel.shown_patient == "p1" and panel.doc_list.topLevelItemCount() == 2
+
+
+def test_click_a_finding_selects_its_sentence(qtbot, panel) -> None:
+    shown = _show(qtbot, panel, "p1")
+    rows = [panel.findings.topLevelItem(i) for i in range(panel.findings.topLevelItemCount())]
+    (row,) = [r for r in rows if (r.text(1), r.text(2)) == ("pleural_effusion", "absent")]
+    panel.findings.itemClicked.emit(row, 0)
+    assert panel.text.toPlainText() == shown[0].document.text
+    assert panel.text.textCursor().selectedText() == "No pleural effusion."
+    (row,) = [r for r in rows if r.text(1) == "lung_opacity"]
+    panel.findings.itemClicked.emit(row, 0)
+    assert panel.text.toPlainText() == shown[1].document.text
+    assert panel.text.textCursor().selectedText() == "No focal consolidation or opacity."
+
+
+def test_discordance_on_both_panels_and_out_of_scope_ignored(qtbot, panel) -> None:
+    from medview.ui.panels.ai_panel import AIPanel
+
+    ai = AIPanel()
+    qtbot.addWidget(ai, before_close_func=lambda w: w.shutdown())
+    panel.discordance_changed.connect(ai.set_discordance)
+    _show(qtbot, panel, "p1")
+    result = SimpleNamespace(
+        probabilities={"normal": 0.08, "pneumonia": 0.92},
+        threshold=0.5,
+        in_scope=True,
+        model="pneumonia_cnn",
+    )
+    with qtbot.waitSignal(panel.discordance_changed) as blocker:
+        panel.set_ai_result(result)
+    (d,) = blocker.args[0]
+    assert d.kind == "ai-positive-report-negative"  # the newest report negates pneumonia
+    assert not panel.flag.isHidden() and "disagree" in panel.flag.text()
+    assert not ai.discordance_label.isHidden() and "pneumonia" in ai.discordance_label.text()
+    panel.show_discordance_evidence()
+    assert panel.text.textCursor().selectedText() in (
+        "No focal consolidation or opacity.",
+        "No pneumonia.",
+    )
+    # out of the model's intended use: never discordant evidence
+    panel.set_ai_result(SimpleNamespace(**{**vars(result), "in_scope": False}))
+    assert panel.discordances == [] and ai.discordance_label.isHidden()
+    assert "outside its intended use" in panel.flag.text()
+    # the reverse: AI negative, the report of p2 states pneumonia
+    panel.set_ai_result(SimpleNamespace(**{**vars(result), "probabilities": {"pneumonia": 0.1}}))
+    assert panel.discordances == []  # p1's newest report negates it: they agree
+    _show(qtbot, panel, "p2")
+    assert [d.kind for d in panel.discordances] == ["ai-negative-report-positive"]
+    panel.set_ai_result(None)
+    assert panel.flag.isHidden() and ai.discordance_label.isHidden()
+
+
+def test_ai_panel_sends_its_latest_result(qtbot) -> None:
+    from medview.ui.panels.ai_panel import AIPanel
+
+    ai = AIPanel()
+    qtbot.addWidget(ai, before_close_func=lambda w: w.shutdown())
+    got = []
+    ai.report_result.connect(got.append)
+    ai._show_current_rows()  # nothing in view: nothing new to send
+    assert got == []
+
+
+def test_cohort_search_opens_the_local_study(qtbot, panel, xray_dir, tmp_path) -> None:
+    from medview.io.database import StudyDatabase
+
+    db = StudyDatabase()
+    try:
+        db.import_path(str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"))
+        (study,) = db.studies()
+    finally:
+        db.close()
+    pid = study["patient_id"]
+    # a study patient without records: documents stored under its PatientID are shown
+    _show(qtbot, panel, pid)
+    assert f"PatientID {pid}" in panel.header.text() and panel.doc_list.topLevelItemCount() == 0
+    note = tmp_path / "cxr.txt"
+    note.write_text("FINDINGS: 6 mm nodule in the right upper lobe.\nIMPRESSION: Nodule.\n")
+    with qtbot.waitSignal(panel.documents_shown, timeout=30000) as blocker:
+        panel.open_paths([str(note)])
+    (a,) = blocker.args[0]
+    assert a.document.patient == pid and a.label_status() == {"nodule": "present"}
+    _show(qtbot, panel, "p1")  # stores p1's notes from the records' bundle (done above)
+    panel.search_label.setCurrentText("nodule")
+    with qtbot.waitSignal(panel.search_done, timeout=30000) as blocker:
+        panel.search()
+    hits = blocker.args[0]
+    assert sorted(h["patient"] for h in hits) == sorted(["p2", pid])
+    rows = {panel.results.topLevelItem(i).text(1): panel.results.topLevelItem(i) for i in range(2)}
+    assert rows["p2"].text(3) == "none"
+    panel.open_hit(rows["p2"])
+    assert "no study in the local database" in panel.search_info.text()
+    with qtbot.waitSignal(panel.open_series, timeout=30000) as blocker:
+        panel.results.itemDoubleClicked.emit(rows[pid], 0)
+    series = blocker.args[0]
+    assert series.study_uid == study["study_uid"] and series.instances
+    panel.search_since.setText("not a date")
+    panel.search()
+    assert "not a date" in panel.search_info.text()
