@@ -74,7 +74,8 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--screenshot",
         metavar="FILE.png",
-        help="open the window, wait until loading finished, save a screenshot, exit",
+        help="open the window, wait until loading finished, save a screenshot (and FILE.json: "
+        "layout, and per viewport series, plane, index, projection, slab, window, zoom), exit",
     )
     parser.add_argument("--layout", choices=["1x1", "1x2", "2x2", "mpr"], help="viewport layout")
     parser.add_argument("--preset", help="window preset, e.g. lung, bone, brain")

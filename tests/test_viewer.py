@@ -321,7 +321,7 @@ def test_cine_runs_through_frames(qtbot):
     assert v.overlay_lines()["bl"][0].startswith("Fr: 1/10")
     seen = set()
     v.index_changed.connect(seen.add)
-    v.start_cine(50)
+    v.cine.play(50)
     qtbot.waitUntil(lambda: len(seen) >= 5, timeout=3000)
     v.stop_cine()
     assert not v.cine.isActive()
@@ -333,3 +333,32 @@ def test_orientation_letters_follow_rotation(vp):
     col, row = plane_axes_lps(vp.volume, "axial")
     assert orientation_letters(col) == "L" and orientation_letters(row) == "P"
     assert orientation_letters(-col) == "R"
+
+
+def test_slab_projection_in_the_viewport(vp, ct_volume):
+    from medview.imaging.projection import render_projection
+    from medview.viewer.snapshot import ViewportFacts, viewport_record
+
+    vp.set_window(40, 400)
+    plain = vp.rendered().copy()
+    vp.set_projection("mip", 20.0)
+    shown = vp.rendered()
+    ref = render_projection(ct_volume, 10, "axial", "mip", 20.0, window=(40, 400), aspect=False)
+    np.testing.assert_array_equal(shown, ref)
+    assert (shown >= plain).all() and (shown > plain).any()
+    assert "MIP 20 mm: 7-16" in vp.overlay_lines()["bl"]  # 1-based, 0-based 6..15
+    vp.scroll(5)  # the slab follows the slice, kept inside the volume
+    assert "MIP 20 mm: 11-20" in vp.overlay_lines()["bl"]
+    rec = viewport_record(0, ViewportFacts(vp.view, vp.volume))
+    assert (rec["projection"], rec["slab"], rec["slab_first0"], rec["slab_last0"]) == (
+        "mip",
+        20.0,
+        10,
+        19,
+    )
+    assert (rec["index"], rec["index0"]) == (16, 15)
+    vp.set_projection("minip", None)  # the whole volume
+    assert "MinIP whole volume: 1-20" in vp.overlay_lines()["bl"]
+    vp.set_projection(None)
+    np.testing.assert_array_equal(vp.rendered(), vp.view.render(ct_volume, False))
+    assert not any("MIP" in line for line in vp.overlay_lines()["bl"])

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from medview.ui import presets as P
+from medview.ui import reading
 from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
 
@@ -69,6 +70,11 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("reset", "Ctrl+Shift+R", "Reset view (zoom, pan, rotation, flips, window)"),
     ("overlays", "O", "Show / hide the corner overlays"),
     ("cine", "Space", "Cine play / pause"),
+    ("proj_mip", "Shift+M", "Slab: maximum intensity projection (MIP)"),
+    ("proj_minip", "Shift+N", "Slab: minimum intensity projection (MinIP)"),
+    ("proj_avg", "Shift+G", "Slab: average intensity"),
+    ("proj_none", "Shift+X", "Slab off: the single slice"),
+    ("copy_image", "Ctrl+Shift+C", "Copy the viewport image"),
     ("fps_down", "[", "Cine slower"),
     ("fps_up", "]", "Cine faster"),
     ("search", "Ctrl+F", "Search studies"),
@@ -113,7 +119,16 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("open_dicomdir", f"Open DICOMDIR{ELLIPSIS}", lambda: open_dicomdir_dialog(win))
     add("sample", "Open sample study", win.open_sample)
     add("import", f"Import into database{ELLIPSIS}", lambda: import_dialog(win))
-    add("save_png", f"Save viewport as PNG{ELLIPSIS}", lambda: save_viewport_png(win))
+    add("save_png", f"Save viewport image{ELLIPSIS}", lambda: reading.save_viewport_dialog(win))
+    add(
+        "save_bare",
+        f"Save image without overlays{ELLIPSIS}",
+        lambda: reading.save_viewport_dialog(win, overlays=False),
+    )
+    add("copy_image", "Copy viewport image", lambda: reading.copy_viewport(win))
+    add("export_cine", f"Export cine (GIF/MP4){ELLIPSIS}", lambda: reading.export_cine_dialog(win))
+    for proj, label in (("mip", "MIP"), ("minip", "MinIP"), ("avg", "Average"), ("none", "Off")):
+        add(f"proj_{proj}", f"Slab {label}", lambda _=False, p=proj: _projection(win, p))
     add("quit", "Quit", win.close)
     win.layout_group = QActionGroup(win)
     for name in layouts:
@@ -163,7 +178,8 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
     fill_recent(win)
     f.addSeparator()
     f.addAction(a["import"])
-    f.addAction(a["save_png"])
+    for k in ("save_png", "save_bare", "copy_image", "export_cine"):
+        f.addAction(a[k])
     f.addSeparator()
     f.addAction(a["quit"])
     v = mb.addMenu("&View")
@@ -173,6 +189,9 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
     view_ids = ("fit", "one_to_one", "rotate_cw", "rotate_ccw", "flip_h", "flip_v")
     for k in (*view_ids, "invert", "reset", "overlays", "cine"):
         v.addAction(a[k])
+    proj = v.addMenu("Slab projection")
+    for k in ("proj_mip", "proj_minip", "proj_avg", "proj_none"):
+        proj.addAction(a[k])
     v.addSeparator()
     win.panels_menu = v.addMenu("Panels")
     for dock in (win.browser_dock, win.tags_dock, win.messages_dock):
@@ -274,8 +293,10 @@ def build_toolbar(win: MainWindow, layouts: tuple[str, ...]) -> QDoubleSpinBox:
     fps.setSuffix(" fps")
     fps.setValue(10.0)
     fps.setToolTip("Cine frame rate")
-    fps.valueChanged.connect(lambda v: win.active.set_fps(v))
+    fps.valueChanged.connect(lambda v: win.active.cine.set_fps(v))
     tb.addWidget(fps)
+    tb.addSeparator()
+    reading.build_projection_controls(win, tb)
     return fps
 
 
@@ -291,6 +312,12 @@ def reset_view(win: MainWindow) -> None:
     vp.update()
 
 
+def _projection(win: MainWindow, proj: str) -> None:
+    """View > Slab projection: the chosen one over the toolbar's slab thickness."""
+    slab = win.slab_box.value() if hasattr(win, "slab_box") else reading.DEFAULT_SLAB_MM
+    reading.apply_projection(win, None if proj == "none" else proj, slab)
+
+
 def toggle_overlays(win: MainWindow) -> None:
     """Show or hide the corner text of every viewport."""
     on = win.actions_by_id["overlays"].isChecked()
@@ -302,8 +329,8 @@ def toggle_overlays(win: MainWindow) -> None:
 def toggle_cine(win: MainWindow) -> None:
     """Play or pause the active viewport's cine at the toolbar's frame rate."""
     vp = win.active
-    vp.set_fps(win.fps_spin.value())
-    win.actions_by_id["cine"].setChecked(vp.toggle_cine())
+    vp.cine.set_fps(win.fps_spin.value())
+    win.actions_by_id["cine"].setChecked(vp.cine.toggle())
 
 
 def clear_measurements(win: MainWindow) -> None:
@@ -374,13 +401,6 @@ def import_dialog(win: MainWindow) -> None:
     folder = QFileDialog.getExistingDirectory(win, title, _last_folder())
     if folder:
         win.import_path(folder)
-
-
-def save_viewport_png(win: MainWindow) -> None:
-    """File > Save viewport as PNG (what the active viewport shows)."""
-    path, _ = QFileDialog.getSaveFileName(win, "Save viewport", "viewport.png", "PNG (*.png)")
-    if path:
-        win.active.grab().save(path, "PNG")
 
 
 def save_preset(win: MainWindow) -> None:

@@ -1,5 +1,7 @@
 """GUI entry point: ``medview [PATH ...] [--screenshot FILE.png] [--layout L] [--preset P]``.
 
+``--screenshot FILE.png`` also writes ``FILE.json`` (:mod:`medview.viewer.snapshot`).
+
 Kept light on purpose: only Qt and the window modules are imported before the
 window is on screen; readers, torch and SimpleITK load when first needed.
 """
@@ -119,6 +121,19 @@ def save_screenshot(win, path: str) -> bool:
     return bool(pix.save(path, "PNG"))
 
 
+def _save_screenshot_json(win, shot: str) -> bool:
+    """``FILE.json`` beside ``FILE.png``: layout and per viewport what it shows
+    (:mod:`medview.viewer.snapshot`); a one-line reason when it cannot be written."""
+    from medview.ui.reading import json_path_for, write_screenshot_json
+
+    try:
+        write_screenshot_json(win, shot)
+    except OSError as exc:
+        print(f"{json_path_for(shot)}: could not write ({exc.strerror or exc})", file=sys.stderr)
+        return False
+    return True
+
+
 def run_gui(args: Any) -> int:
     """Start the workstation; with ``--screenshot`` save the window and exit.
 
@@ -149,6 +164,8 @@ def run_gui(args: Any) -> int:
                 file=sys.stderr,
             )
         ok = save_screenshot(win, shot)
+        if ok:
+            ok = _save_screenshot_json(win, shot)
         for err in win.errors:
             print(f"medview: {err}", file=sys.stderr)
         win.close()

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 from medview.ui import actions
 from medview.ui import layout as layout_helpers
 from medview.ui import presets as P
+from medview.ui import reading
 from medview.ui import settings as user_settings
 from medview.ui.layout import LAYOUTS, ViewportArea
 from medview.ui.notifications import Notifier
@@ -136,7 +137,8 @@ class MainWindow(QMainWindow):
         self.active = vp
         vp.active = True
         vp.update()
-        self.fps_spin.setValue(vp.fps)
+        self.fps_spin.setValue(vp.cine.fps)
+        reading.sync_projection_controls(self, vp)
         self.update_tags()
         self._update_title()
         self._ctx_timer.start()

@@ -140,6 +140,21 @@ def write_cine(path: str, frames: list[np.ndarray], fps: float = 10.0) -> int:
     return len(frames)
 
 
+def write_cine_of(
+    path: str,
+    volume: Volume,
+    plane: str = "axial",
+    window: tuple[float, float] | None = None,
+    projection: str | None = None,
+    slab_mm: float | None = None,
+    fps: float = 10.0,
+    state: TaskState | None = None,
+) -> int:
+    """:func:`cine_frames` of ``volume`` written by :func:`write_cine` (a worker function)."""
+    frames = list(cine_frames(volume, plane, window, projection, slab_mm, state))
+    return write_cine(path, frames, fps)
+
+
 def write_image(path: str, image: np.ndarray, quality: int = 92) -> None:
     """Write a uint8 (H, W), (H, W, 3) or (H, W, 4) image as PNG or JPEG (by suffix)."""
     from PIL import Image
@@ -162,5 +177,6 @@ __all__ = [
     "cine_frames",
     "mp4_available",
     "write_cine",
+    "write_cine_of",
     "write_image",
 ]

@@ -15,8 +15,12 @@ of the viewport. Image coordinates: ``x`` along columns, ``y`` along rows
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medview.io.model import Volume
 
 Point = tuple[float, float]
 Size = tuple[float, float]  # (width, height)
@@ -42,6 +46,8 @@ class ViewState:
     flip_v: bool = False
     fit_mode: bool = True  # the zoom follows the viewport size
     crosshair: tuple[float, float, float] | None = None  # voxel (i, j, k)
+    projection: str | None = None  # None: one slice; "mip", "minip" or "avg" over a slab
+    slab_mm: float | None = None  # slab thickness centred on ``index``; None: whole volume
 
     # ------------------------------------------------------------- geometry
     def orientation_matrix(self) -> np.ndarray:
@@ -155,6 +161,39 @@ class ViewState:
     def clamp_index(self, index: int, count: int) -> int:
         """``index`` limited to 0..count-1 (0 when there are no slices)."""
         return int(min(max(int(index), 0), max(count, 1) - 1))
+
+    def set_projection(self, projection: str | None, slab_mm: float | None) -> None:
+        """Show a slab projection (``"mip"``, ``"minip"``, ``"avg"``; ``slab_mm`` None or
+        not above 0: the whole volume), or one slice again (``projection`` None)."""
+        if projection is not None:
+            from medview.imaging.projection import check_projection
+
+            check_projection(projection)
+        self.projection = projection
+        self.slab_mm = float(slab_mm) if projection and slab_mm and slab_mm > 0 else None
+
+    def render(self, volume: Volume, invert: bool, aspect: bool = False) -> np.ndarray:
+        """What this view shows of ``volume`` as uint8: the slice, or its slab projection
+        (:func:`medview.imaging.projection.render_projection`; colour images and volumes
+        still loading show the slice)."""
+        from medview.imaging import display
+
+        if self.projection and not volume.is_color and volume.ready is None:
+            from medview.imaging.projection import render_projection
+
+            return render_projection(
+                volume,
+                self.index,
+                self.plane,
+                self.projection,
+                self.slab_mm,
+                window=self.window,
+                invert=invert,
+                aspect=aspect,
+            )
+        return display.render_slice(
+            volume, self.index, self.plane, window=self.window, invert=invert, aspect=aspect
+        )
 
 
 __all__ = ["ViewState"]

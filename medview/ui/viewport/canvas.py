@@ -253,6 +253,13 @@ class Viewport(QWidget):
     def scroll(self, delta: int) -> None:
         self.set_index(self.index + delta)
 
+    def set_projection(self, projection: str | None, slab_mm: float | None = None) -> None:
+        """Show a MIP / MinIP / average slab centred on the slice (None: the slice alone)."""
+        self.view.set_projection(projection, slab_mm)
+        self._invalidate(values=False)
+        self.update()
+        self.image_changed.emit()
+
     def set_plane(self, plane: str) -> None:
         self.plane = plane
         if self.volume is not None:
@@ -270,17 +277,17 @@ class Viewport(QWidget):
 
     def rendered(self) -> np.ndarray | None:
         """The current slice as uint8 (what is drawn), rendering it if needed."""
-        key = (id(self.volume), self.plane, self.index, self.window, self.effective_invert())
+        v = self.view
+        key = (id(self.volume), v.plane, v.index, v.window, self.effective_invert(), v.projection)
+        key += (v.slab_mm, self.loaded)
         if self._cache_key == key and self.qimg is not None:
             return self.qimg._keep  # noqa: SLF001
         t0 = time.perf_counter()
-        vol, idx, plane = self.volume, self.index, self.plane
+        vol = self.volume
         if vol is None:
             return None
         try:
-            out = display.render_slice(
-                vol, idx, plane, window=self.window, invert=self.effective_invert(), aspect=False
-            )
+            out = self.view.render(vol, self.effective_invert())
         except Exception as exc:  # a broken slice must not break painting
             log.warning("render failed: %s", exc)
             self.message = f"cannot render slice {self.index + 1}: {exc}"
@@ -419,21 +426,9 @@ class Viewport(QWidget):
         self.update()
 
     # ----------------------------------------------------------------- cine
-    def start_cine(self, fps: float | None = None) -> None:
-        self.cine.play(fps)
-
     def stop_cine(self) -> None:
+        """Stop the cine (play, toggle and the frame rate: :attr:`cine`)."""
         self.cine.stop()
-
-    def toggle_cine(self) -> bool:
-        return self.cine.toggle()
-
-    def set_fps(self, fps: float) -> None:
-        self.cine.set_fps(fps)
-
-    @property
-    def fps(self) -> float:
-        return self.cine.fps
 
     # --------------------------------------------------------- overlays/AI
     def set_ai_overlay(self, overlay: Any | None) -> None:

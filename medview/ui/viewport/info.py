@@ -122,6 +122,18 @@ def _patient_lines(info: Any) -> tuple[list[str], list[str]]:
     return tl, [x for x in tr if x]
 
 
+def slab_text(vp: Viewport) -> str:
+    """``"MIP 20 mm: 16-25"`` while a slab projection is shown (1-based slices), else ``""``."""
+    view, vol = vp.view, vp.volume
+    if not view.projection or vol is None or vol.is_color or vol.ready is not None:
+        return ""
+    from medview.imaging.projection import LABELS, slab_range
+
+    slab = slab_range(vol, view.plane, view.index, view.slab_mm)
+    size = "whole volume" if view.slab_mm is None else f"{slab.thickness_mm:.0f} mm"
+    return f"{LABELS[view.projection]} {size}: {slab.first + 1}-{slab.last + 1}"
+
+
 def corner_lines(vp: Viewport) -> dict[str, list[str]]:
     """Corner texts of the viewport: keys tl, tr, bl, br."""
     header = series_info(vp)
@@ -135,6 +147,9 @@ def corner_lines(vp: Viewport) -> dict[str, list[str]]:
     if n:
         word = "Fr" if vp.is_multiframe() else "Im"
         bl.append(f"{vp.title + '  ' if vp.title else ''}{word}: {vp.index + 1}/{n}")
+    slab = slab_text(vp)
+    if slab:
+        bl.append(slab)
     pos = vp.slice_position() if vp.spacing_known() else None
     if pos is not None:
         bl.append(f"Pos: {pos:.1f} mm")
