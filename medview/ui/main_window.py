@@ -21,10 +21,9 @@ from PySide6.QtCore import QMimeData, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from medview.ui import actions
+from medview.ui import actions, reading
 from medview.ui import layout as layout_helpers
 from medview.ui import presets as P
-from medview.ui import reading
 from medview.ui import settings as user_settings
 from medview.ui.layout import LAYOUTS, ViewportArea
 from medview.ui.notifications import Notifier
