@@ -188,8 +188,22 @@ def test_analyze_sr_out_one_sr_per_series(tmp_path: Path, xray_dir: Path, medvie
     out = tmp_path / "srs"
     path = xray_dir / "cr_chest_pa_jpeg_baseline.dcm"
     assert cli_main(["analyze", str(path), "--model", "pneumonia_cnn", "--sr-out", str(out)]) == 0
-    (sr_file,) = sorted(out.glob("*.dcm"))
+    (sr_file,) = [f for f in out.glob("*.dcm") if "_map" not in f.name]
     assert dciodvfy_errors(sr_file) == []
+    # the Grad-CAM map as a Secondary Capture: valid, in the same study, disclaimer burnt in
+    (map_file,) = sorted(out.glob("*_map*.dcm"))
+    assert dciodvfy_errors(map_file) == []
+    sc = pydicom.dcmread(map_file)
+    src = pydicom.dcmread(path, stop_before_pixels=True)
+    assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and sc.BurnedInAnnotation == "YES"
+    assert sc.StudyInstanceUID == src.StudyInstanceUID
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    assert "not for diagnostic use" in sc.ImageComments
+    rgb = sc.pixel_array
+    assert rgb.shape == (int(src.Rows), int(src.Columns), 3)
+    bottom = rgb[-rgb.shape[0] // 30 :]  # the caption strip: yellow text on black
+    yellow = (bottom[..., 0] > 200) & (bottom[..., 1] > 200) & (bottom[..., 2] < 80)
+    assert yellow.sum() > 100
     (finding,) = read_sr(sr_file).findings
     info = scan(str(path)).series[0]
     assert finding["sop_uids"] == [info.instances[0].sop_uid]

@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sr-out",
         metavar="DIR",
-        help="write one DICOM SR (TID 1500) per analysed DICOM series into DIR",
+        help="write one DICOM SR (TID 1500) per analysed DICOM series and each heat map as a "
+        "Secondary Capture (disclaimer burnt in) into DIR",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument(
@@ -154,8 +155,9 @@ class _Emitter:
     def __init__(self, args: argparse.Namespace, loaded: list[Any]) -> None:
         self.args = args
         self.loaded = loaded
-        self.want_maps = bool(args.heatmap_out)
+        self.want_maps = bool(args.heatmap_out or args.sr_out)
         self.collected: list[Any] = []  # results for --sr-out
+        self.images: dict[int, Any] = {}  # id(result) -> display image, for --sr-out maps
         self.n_images = 0
 
     def __call__(self, batch: list[Any]) -> None:
@@ -173,12 +175,13 @@ class _Emitter:
                 continue
             if self.args.sr_out:
                 self.collected.extend(results)
+                self.images.update({id(r): s.image for s, r in zip(batch, results, strict=True)})
             for src, res in zip(batch, results, strict=True):
                 if self.args.json:
                     print(json.dumps(res.as_json()), flush=True)
                 else:
                     print(_text_line(res, multi), flush=True)
-                if self.want_maps and res.heatmap is not None:
+                if self.args.heatmap_out and res.heatmap is not None:
                     _save_heatmap(self.args, src, res)
 
 
@@ -226,9 +229,13 @@ def run(args: argparse.Namespace) -> int:
     if args.sr_out:
         from medview.results.sr_analysis import write_analysis_srs
 
-        written, problems = write_analysis_srs(emit.collected, args.path, args.sr_out)
+        written, problems = write_analysis_srs(
+            emit.collected, args.path, args.sr_out, images=emit.images
+        )
         for line in problems:
             _fail(line)
         if not args.json:
-            print(f"# {len(written)} SR file(s) written to {args.sr_out}")
+            print(
+                f"# {len(written)} DICOM file(s) (SRs, heat-map captures) written to {args.sr_out}"
+            )
     return 0

@@ -1,5 +1,6 @@
-"""One SR per analysed series (``medview analyze --sr-out DIR``): the AI findings of the
-series' images, plus the measurements stored for them, as a TID 1500 Measurement Report."""
+"""DICOM output of ``medview analyze --sr-out DIR``: per analysed DICOM series one SR (TID 1500:
+the AI findings plus the measurements stored for its images) and, for results that carry a heat
+map, one Secondary Capture per map with the disclaimer burnt in (:mod:`medview.results.sc`)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,14 @@ from typing import Any
 from medview.results.sr import SRError, build_sr, finding_from_result, image_refs, write_sr
 
 
-def write_analysis_srs(
-    results: list[Any], path: str, out_dir: str, db: Any | None = None
-) -> tuple[list[str], list[str]]:
-    """Write ``<out_dir>/<series UID>.dcm`` (other characters than digits, letters and dots
-    as ``_``) for every DICOM series of ``path`` with results.
+def _safe(uid: str) -> str:
+    return re.sub(r"[^0-9A-Za-z.]", "_", uid)
 
-    Returns (written files, one-line problems). Results of non-DICOM images (PNG...) have no SOP
-    instance to reference and are reported as a problem, not written.
-    """
+
+def _group(results: list[Any], path: str) -> tuple[dict[str, list[Any]], dict[str, Any], set[str]]:
+    """Results per DICOM series (``key`` set to ``SOP`` or ``SOP#frame``), the series, and the
+    paths of results that are not DICOM images."""
     from medview.io import scan
-    from medview.results import audit
 
     by_path: dict[str, tuple[Any, Any]] = {}
     for s in scan(path).series:
@@ -29,7 +27,6 @@ def write_analysis_srs(
             by_path[os.path.abspath(str(inst.path))] = (s, inst)
     per_series: dict[str, list[Any]] = {}
     series_of: dict[str, Any] = {}
-    problems: list[str] = []
     not_dicom: set[str] = set()
     for r in results:
         hit = by_path.get(os.path.abspath(r.path))
@@ -40,6 +37,60 @@ def write_analysis_srs(
         r.key = f"{inst.sop_uid}#{r.index}" if s.frames > 1 else inst.sop_uid
         per_series.setdefault(s.series_uid, []).append(r)
         series_of[s.series_uid] = s
+    return per_series, series_of, not_dicom
+
+
+def _write_maps(
+    rs: list[Any], refs: dict[str, Any], images: dict[int, Any], out_dir: str, uid: str
+) -> tuple[list[str], list[str]]:
+    """Secondary Captures of the results' heat maps (one new series per analysed series)."""
+    import highdicom as hd
+
+    from medview.results.sc import heatmap_sc
+
+    written: list[str] = []
+    problems: list[str] = []
+    sc_series = hd.UID()
+    n = 0
+    for r in rs:
+        gray = images.get(id(r))
+        ref = refs.get(r.key.partition("#")[0])
+        if r.heatmap is None or gray is None or ref is None:
+            continue
+        n += 1
+        caption = f"{r.model}: {r.heatmap_label or r.heatmap_kind}"
+        if not r.in_scope:
+            caption = "OUTSIDE INTENDED USE | " + caption
+        try:
+            sc = heatmap_sc(ref.header, gray, r.overlay_heatmap(), caption, sc_series, n)
+            out = Path(out_dir) / f"{_safe(uid)}_map{n:04d}.dcm"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sc.save_as(out, enforce_file_format=True)
+        except (ValueError, OSError) as exc:
+            problems.append(f"{r.path}: heat map not written as DICOM ({exc})")
+            continue
+        written.append(str(out))
+    return written, problems
+
+
+def write_analysis_srs(
+    results: list[Any],
+    path: str,
+    out_dir: str,
+    db: Any | None = None,
+    images: dict[int, Any] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Write ``<out_dir>/<series UID>.dcm`` (characters other than digits, letters and dots as
+    ``_``) for every DICOM series of ``path`` with results, and ``<series UID>_mapNNNN.dcm`` for
+    each result with a heat map when ``images`` maps ``id(result)`` to its display image.
+
+    Returns (written files, one-line problems). Results of non-DICOM images (PNG...) have no SOP
+    instance to reference and are reported as a problem, not written.
+    """
+    from medview.results import audit
+
+    per_series, series_of, not_dicom = _group(results, path)
+    problems: list[str] = []
     if not_dicom:
         problems.append(
             f"{len(not_dicom)} image(s) not DICOM (e.g. {sorted(not_dicom)[0]}): no SOP instance "
@@ -54,13 +105,14 @@ def write_analysis_srs(
                 rows += db.measurements(inst.sop_uid)
         try:
             findings = [finding_from_result(r) for r in rs]
-            sr = build_sr(image_refs([str(i.path) for i in s.instances]), rows, findings)
-            name = re.sub(r"[^0-9A-Za-z.]", "_", uid)
-            out = write_sr(sr, Path(out_dir) / f"{name}.dcm")
+            refs = image_refs([str(i.path) for i in s.instances])
+            out = write_sr(build_sr(refs, rows, findings), Path(out_dir) / f"{_safe(uid)}.dcm")
         except (SRError, OSError) as exc:
             problems.append(f"series {uid}: SR not written ({exc})")
             continue
-        written.append(str(out))
+        maps, map_problems = _write_maps(rs, refs, images or {}, out_dir, uid)
+        problems += map_problems
+        written += [str(out)] + maps
         models = {(f.model, f.version, f.sha256) for f in findings}
         try:
             audit.record(
@@ -70,6 +122,7 @@ def write_analysis_srs(
                 model=[{"name": n, "version": v, "sha256": h} for n, v, h in sorted(models)],
                 output=str(out.resolve()),
                 findings=len(findings),
+                maps=maps,
             )
         except OSError as exc:
             problems.append(f"audit log not written ({exc})")
