@@ -90,7 +90,7 @@ def heatmap_sc(
             transfer_syntax_uid="1.2.840.10008.1.2.1",
         )
     if orientation is None:  # Patient Orientation is type 2: empty rather than guessed
-        sc.PatientOrientation = ""
+        sc.PatientOrientation = []
     if "Laterality" not in sc:  # type 2C of the General Series module: empty, not guessed
         sc.Laterality = ""
     sc.BurnedInAnnotation = "YES"
