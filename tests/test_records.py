@@ -83,7 +83,7 @@ def test_synthea_fields(csv_records: RecordSet, csv_dir: Path) -> None:
     assert p.birth_date == date.fromisoformat(row["BIRTHDATE"])
     assert p.name == f"{row['FIRST']} {row['LAST']}"
     assert p.sex == row["GENDER"]
-    assert row["SSN"] in p.identifiers
+    assert row["SSN"] and row["SSN"] not in p.identifiers  # national identifiers not kept
     meds = _csv_rows(csv_dir / "medications.csv")
     with_reason = sum(1 for r in meds if r["REASONCODE"])
     got = sum(1 for t in csv_records.treatments if t.kind == "medication" and t.reason_code)
@@ -399,8 +399,8 @@ def test_link_by_patient_id_and_identifier(csv_records: RecordSet, csv_dir: Path
     row = _csv_rows(csv_dir / "patients.csv")[1]
     res = link_patient(csv_records, row["Id"], "", None)
     assert res.matched and res.record_patient_id == row["Id"] and res.method == "patient_id"
-    res = link_patient(csv_records, row["SSN"], "", None)
-    assert res.matched and res.record_patient_id == row["Id"]
+    res = link_patient(csv_records, row["SSN"], "", None)  # SSNs are not kept (privacy)
+    assert not res.matched
 
 
 def test_link_by_name_and_birth_date(csv_records: RecordSet, csv_dir: Path) -> None:

@@ -11,8 +11,9 @@ from medview.records.units import to_canonical
 def parse_time(text: str | None) -> datetime | None:
     """ISO date or date-time -> naive UTC datetime; None for empty input.
 
-    Raises ValueError for text that is not a date. Partial FHIR dates ("2020",
-    "2020-05") become the first day of the period.
+    Raises ValueError for text that is not a date, or one that leaves the datetime
+    range once converted to UTC. Partial FHIR dates ("2020", "2020-05") become the
+    first day of the period.
     """
     if text is None:
         return None
@@ -25,9 +26,12 @@ def parse_time(text: str | None) -> datetime | None:
         return datetime(int(s[:4]), int(s[5:7]), 1)
     if s.endswith("Z"):
         s = s[:-1] + "+00:00"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    try:
+        dt = datetime.fromisoformat(s)
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59-05:00 lies past year 9999 in UTC
+        raise ValueError("time out of range once converted to UTC") from exc
     return dt
 
 

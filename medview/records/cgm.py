@@ -1,7 +1,12 @@
 """Plain CSV import of continuous glucose monitoring (CGM) exports.
 
 Accepted layout: one reading per row, ``timestamp, value[, unit]``, with or
-without a header line, separated by commas, semicolons or tabs. With a header,
+without a header line, separated by commas, semicolons or tabs; a header may name a
+subject id column (``id,time,gl`` as in the iglu collection: one patient per id).
+The file is read as UTF-8 (with or without a byte-order mark) or UTF-16 with a
+byte-order mark; lines that are not UTF-8, hold a NUL byte or open a quote that is
+never closed are reported with their line and skipped (see
+:mod:`medview.records._text`). With a header,
 the columns are found by name (``time``/``date``/``timestamp``; ``glucose``/
 ``value``/``sgv``/``bg``/``cgm``; ``unit``/``units``); a unit in the value column's
 name (e.g. ``Glucose (mmol/L)``) applies to every row without a unit column.
@@ -22,13 +27,13 @@ both codes as glucose.
 
 from __future__ import annotations
 
-import csv
-import io
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from medview.records._text import csv_records, decode_lines, read_bytes, show
 from medview.records.model import Observation, Patient, RecordProblem, RecordSet
 
 CGM_LOINC = "99504-3"
@@ -47,8 +52,9 @@ _UNITS = {
     "mmoll": ("mmol/L", MMOL_TO_MGDL),
 }
 _TIME_NAMES = ("timestamp", "time", "date", "datetime", "zeit", "datum")
-_VALUE_NAMES = ("glucose", "value", "sgv", "bg", "cgm", "reading", "glukose")
+_VALUE_NAMES = ("glucose", "value", "sgv", "bg", "cgm", "reading", "glukose", "gl")
 _UNIT_NAMES = ("unit", "units", "uom")
+_ID_NAMES = ("id", "subject", "patient", "patient_id", "subject_id")  # exact names only
 _FORMATS = (
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M",
@@ -94,7 +100,10 @@ def _number(text: str) -> float:
     s = text.strip().strip('"')
     if re.fullmatch(r"-?\d+,\d+", s):  # decimal comma (European exports)
         s = s.replace(",", ".")
-    return float(s)
+    value = float(s)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number {s[:20]!r}")
+    return value
 
 
 def _unit_in_name(name: str) -> str:
@@ -122,6 +131,7 @@ class _Layout:
     v_col: int = 1
     u_col: int | None = None
     header_unit: str = ""  # a unit named in the value column's header, e.g. "Glucose (mmol/L)"
+    id_col: int | None = None  # a subject id column ("id", "subject"...): one patient per id
     start: int = 0  # index of the first data row
 
     @property
@@ -129,20 +139,19 @@ class _Layout:
         return bool(self.header_unit) or self.u_col is not None
 
 
-def _read_rows(path: Path) -> list[list[str]]:
-    """The file's rows, the delimiter (comma, semicolon or tab) guessed from its first lines."""
-    from medview.errors import ReadError
-
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise ReadError(f"cannot read: {exc.strerror or exc}", path) from exc
-    lines = text.splitlines()
-    sample = "\n".join(lines[:20])
+def _read_rows(path: Path, problems: list[RecordProblem]) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of the file's records, the delimiter (comma, semicolon or
+    tab) guessed from its first lines; undecodable lines and broken quotes -> problems."""
+    lines, bad = decode_lines(read_bytes(path), path)
+    problems.extend(bad)
+    sample = "\n".join(ln for ln in lines[:20] if ln is not None)
     delimiter = max((",", ";", "\t"), key=sample.count) if sample else ","
     if delimiter == "," and sample.count(";") and not sample.count(","):
         delimiter = ";"
-    return list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    first = next((i for i, ln in enumerate(lines) if ln is not None and ln.strip()), 0)
+    head = lines[first] or ""
+    ncols = len(next(csv_records([head], path, delimiter, 0, 0, []), (0, []))[1])
+    return list(csv_records(lines, path, delimiter, ncols, 0, problems))
 
 
 def _detect_layout(rows: list[list[str]], path: Path) -> _Layout:
@@ -174,7 +183,11 @@ def _header_layout(head: list[str], index: int, path: Path) -> _Layout:
         t_col, v_col = 0, 1
     if u_col in (t_col, v_col):
         u_col = None
-    return _Layout(t_col, v_col, u_col, _unit_in_name(head[v_col]), index + 1)
+    low = [h.strip().lower() for h in head]
+    id_col = next((low.index(n) for n in _ID_NAMES if n in low), None)
+    if id_col in (t_col, v_col, u_col):
+        id_col = None
+    return _Layout(t_col, v_col, u_col, _unit_in_name(head[v_col]), id_col=id_col, start=index + 1)
 
 
 def _time_and_value(
@@ -194,7 +207,7 @@ def _time_and_value(
         value = _number(row[layout.v_col])
     except ValueError:
         problems.append(
-            RecordProblem(where, f"non-numeric glucose value {row[layout.v_col].strip()!r}")
+            RecordProblem(where, f"non-numeric glucose value {show(row[layout.v_col].strip())}")
         )
         return None
     return when, value
@@ -208,10 +221,23 @@ def _row_unit(row: list[str], layout: _Layout, default_unit: str) -> str:
     return layout.header_unit or default_unit
 
 
+def _row_patient(row: list[str], layout: _Layout, default: str) -> str:
+    """The row's subject id when the file has an id column and it is filled in."""
+    col = layout.id_col
+    if col is not None and col < len(row) and row[col].strip():
+        return row[col].strip()
+    return default
+
+
 def _naive_utc(when: datetime) -> datetime:
-    """Timestamps with an offset become naive UTC (like the FHIR importer's)."""
+    """Timestamps with an offset become naive UTC (like the FHIR importer's).
+
+    Raises ValueError when the time leaves the datetime range in UTC."""
     if when.tzinfo is not None:
-        return when.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            return when.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError as exc:
+            raise ValueError("timestamp out of range once converted to UTC") from exc
     return when
 
 
@@ -263,9 +289,11 @@ def load_cgm_csv(
     patient_id: str = "",
     default_unit: str = "mg/dL",
 ) -> RecordSet:
-    """Read a CGM CSV into a :class:`RecordSet` (one patient, LOINC 99504-3 in mg/dL).
+    """Read a CGM CSV into a :class:`RecordSet` (LOINC 99504-3 in mg/dL).
 
-    ``patient_id`` defaults to the file name without extension. ``default_unit``
+    One patient per file, ``patient_id`` (default: the file name without extension);
+    a file with a subject id column (``id``, ``subject``, ``patient``...) gives one
+    patient per id, rows without an id going to ``patient_id``. ``default_unit``
     applies only when the file names no unit at all (neither a unit column nor a
     unit in the header); a warning is added when the values then look like the
     other unit. Raises :class:`~medview.errors.ReadError` when the file cannot be
@@ -274,28 +302,29 @@ def load_cgm_csv(
     from medview.errors import ReadError
 
     path = Path(path)
-    rows = _read_rows(path)
-    layout = _detect_layout(rows, path)
-    pid = patient_id or path.stem
     out = RecordSet()
-    out.patients[pid] = Patient(id=pid)
-    seen: set[datetime] = set()
+    records = _read_rows(path, out.problems)
+    layout = _detect_layout([fields for _, fields in records], path)
+    default_pid = patient_id or path.stem
+    seen: set[tuple[str, datetime]] = set()
     numeric: list[float] = []
-    for i in range(layout.start, len(rows)):
-        row = rows[i]
-        # csv rows map to lines (no quoted newlines in CGM exports)
-        where = f"{path}:{i + 1}"
+    for line, row in records[layout.start :]:
+        where = f"{path}:{line}"
         if not any(c.strip() for c in row):
             continue
         parsed = _time_and_value(row, where, layout, out.problems)
         if parsed is None:
             continue
         numeric.append(parsed[1])
-        unit = _row_unit(row, layout, default_unit)
-        obs = _reading(pid, *parsed, unit, where, out.problems)
+        pid = _row_patient(row, layout, default_pid)
+        try:
+            obs = _reading(pid, *parsed, _row_unit(row, layout, default_unit), where, out.problems)
+        except ValueError as exc:
+            out.problems.append(RecordProblem(where, str(exc)))
+            continue
         if obs is None:
             continue
-        if obs.time in seen:
+        if (pid, obs.time) in seen:
             if not obs.unit_flag:  # a flagged duplicate is dropped silently (already flagged)
                 out.problems.append(
                     RecordProblem(
@@ -303,12 +332,13 @@ def load_cgm_csv(
                     )
                 )
             continue
-        seen.add(obs.time)
+        seen.add((pid, obs.time))
+        out.patients.setdefault(pid, Patient(id=pid))
         out.observations.append(obs)
     if not layout.units_given:
         _check_unit_guess(numeric, default_unit, path)
     if not out.observations:
         reasons = "; ".join(str(p) for p in out.problems[:3])
         raise ReadError(f"no usable glucose readings{': ' + reasons if reasons else ''}", path)
-    out.observations.sort(key=lambda o: o.time)
+    out.observations.sort(key=lambda o: (o.patient_id, o.time))
     return out

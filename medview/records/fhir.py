@@ -9,20 +9,30 @@ ignored. Reasons given as ``reasonReference`` / ``addresses`` (references to a
 Condition) are resolved to the condition's SNOMED code after every file is read,
 so references across NDJSON files work.
 
-A malformed resource (missing subject, code or time, wrong types) is reported as a
-:class:`~medview.records.model.RecordProblem` naming the file, the line (NDJSON) and
-the resource id, and skipped; everything else is imported.
+A malformed resource (missing subject, code or time, wrong types, a non-string
+``resourceType``, a value that is not a finite number, a time out of range) is reported
+as a :class:`~medview.records.model.RecordProblem` naming the file, the line and the
+resource id, and skipped; everything else is imported. A Bundle that does not parse
+whole (truncated, one broken entry, nesting too deep for the parser, bytes that are
+not UTF-8) is read entry by entry. Files over ``_text.MAX_TEXT_BYTES`` are refused.
+
+``Patient.identifier`` entries that are national identifiers (SSN, passport,
+driving licence: :func:`is_national_identifier`) are dropped on import.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medview.errors import MedviewError, ReadError
 from medview.records._common import make_observation, parse_date, parse_time
+from medview.records._text import decode_lines, read_bytes, show
 from medview.records.model import (
     Allergy,
     Condition,
@@ -54,63 +64,178 @@ KNOWN_TYPES = {
 }
 
 
+# identifier types (HL7 v2 table 0203) and systems of national identifiers: never kept
+NATIONAL_ID_TYPES = {"SS", "SB", "DL", "PPN", "NI", "TAX", "CZ", "NNxxx"}
+NATIONAL_ID_SYSTEM_WORDS = ("us-ssn", "ssn", "passport", "driver", "licen", "2.16.840.1.113883.4.3")
+
+
+def is_national_identifier(identifier: dict) -> bool:
+    """True for a Patient.identifier holding an SSN, passport or driving-licence number."""
+    kind = identifier.get("type")
+    codings = kind.get("coding") if isinstance(kind, dict) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, dict) and str(coding.get("code") or "") in NATIONAL_ID_TYPES:
+            return True
+    system = str(identifier.get("system") or "").lower()
+    return any(word in system for word in NATIONAL_ID_SYSTEM_WORDS)
+
+
+def _label_id(rid: Any) -> str:
+    """A resource id for a problem label (escaped and shortened when odd)."""
+    if isinstance(rid, str) and rid.isprintable() and 0 < len(rid) <= 64:
+        return rid
+    return "?" if rid is None or rid == "" else show(rid)
+
+
 class _Malformed(Exception):
     """A resource lacks something required; message is the one-line reason."""
 
 
 # --------------------------------------------------------------------------- reading
-def _iter_json_resources(obj: Any) -> Iterator[dict]:
-    """Resources in a parsed JSON document: a Bundle (recursively), a list, or one resource."""
-    if isinstance(obj, list):
-        for item in obj:
-            yield from _iter_json_resources(item)
+MAX_NESTING = 8  # Bundles inside lists / Bundles
+_ENTRY_ARRAY = re.compile(r'"entry"\s*:\s*\[')
+_ENTRY_START = re.compile(r'\{\s*"(?:fullUrl|resource|request|search)"\s*:')
+
+
+def _iter_json_resources(obj: Any, where: str, problems: list[RecordProblem]) -> Iterator[dict]:
+    """Resources in a parsed JSON document: a Bundle (nested), a list, or one resource."""
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            problems.append(
+                RecordProblem(where, f"Bundles or lists nested over {MAX_NESTING} deep; skipped")
+            )
+            continue
+        if isinstance(node, list):
+            stack.extend((item, depth + 1) for item in reversed(node))
+        elif isinstance(node, dict) and node.get("resourceType") == "Bundle":
+            entries = node.get("entry")
+            resources = [
+                e["resource"]
+                for e in (entries if isinstance(entries, list) else [])
+                if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+            ]
+            stack.extend((r, depth + 1) for r in reversed(resources))
+        elif isinstance(node, dict):
+            yield node
+
+
+def _json_error(exc: Exception) -> str:
+    """One line for a JSON parse failure (no document text quoted)."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON ({exc.msg})"
+    return f"invalid JSON ({type(exc).__name__}: {str(exc)[:60]})"
+
+
+def _whole_file_problem(name: str, exc: Exception) -> RecordProblem:
+    """The problem for a JSON file that does not parse and has no entry to salvage."""
+    if isinstance(exc, json.JSONDecodeError):
+        return RecordProblem(name, f"invalid JSON at line {exc.lineno} ({exc.msg})")
+    return RecordProblem(name, _json_error(exc))
+
+
+def _has_bad_text(res: dict) -> bool:
+    """True when a string in ``res`` holds bytes that were not UTF-8 (surrogate escapes)."""
+    return "\\udc" in json.dumps(res)
+
+
+def _salvage_bundle(
+    text: str, name: str, problems: list[RecordProblem], exc: Exception
+) -> Iterator[tuple[str, Any]]:
+    """Entries of a Bundle that does not parse whole, decoded one by one."""
+    head = _ENTRY_ARRAY.search(text)
+    if head is None:
+        problems.append(_whole_file_problem(name, exc))
         return
-    if not isinstance(obj, dict):
-        return
-    if obj.get("resourceType") == "Bundle":
-        for entry in obj.get("entry") or []:
-            if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                yield from _iter_json_resources(entry["resource"])
-        return
-    yield obj
+    decoder = json.JSONDecoder()
+    pos, line, counted = head.end(), 1, 0
+    entry = 0
+    before = len(problems)
+    while True:
+        nxt = _ENTRY_START.search(text, pos)
+        if nxt is None:
+            if len(problems) == before:  # e.g. cut after the last whole entry
+                problems.append(_whole_file_problem(name, exc))
+            return
+        pos = nxt.start()
+        line += text.count("\n", counted, pos)
+        counted = pos
+        entry += 1
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError) as err:
+            problems.append(RecordProblem(f"{name}:{line}", f"entry {entry}: {_json_error(err)}"))
+            pos += 1
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("resource"), dict):
+            yield f"{name}:{line}", obj["resource"]
+
+
+def _decode_json_text(data: bytes, path: Path) -> tuple[str, bool]:
+    """(text, has undecodable bytes) of a JSON file: UTF-8 (BOM or not) or UTF-16 with a BOM."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), False
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"not valid UTF-16 text (byte {exc.start})", path) from exc
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "surrogateescape"), True
+
+
+def _iter_ndjson(path: Path, problems: list[RecordProblem]) -> Iterator[tuple[str, dict]]:
+    lines, bad = decode_lines(read_bytes(path), path)
+    problems.extend(bad)
+    for lineno, line in enumerate(lines, start=1):
+        if line is None or not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            problems.append(RecordProblem(where, _json_error(exc)))
+            continue
+        for res in _iter_json_resources(obj, where, problems):
+            yield where, res
+
+
+def _iter_json(path: Path, problems: list[RecordProblem]) -> Iterator[tuple[str, dict]]:
+    name = str(path)
+    text, dirty = _decode_json_text(read_bytes(path), path)
+    try:
+        docs: Iterable[tuple[str, Any]] = [(name, json.loads(text))]
+    except (ValueError, RecursionError) as exc:
+        docs = _salvage_bundle(text, name, problems, exc)
+    for where, obj in docs:
+        if isinstance(obj, dict) and "resourceType" not in obj:
+            problems.append(RecordProblem(where, "not a FHIR resource or Bundle (no resourceType)"))
+            continue
+        for res in _iter_json_resources(obj, where, problems):
+            if dirty and _has_bad_text(res):
+                problems.append(RecordProblem(where, "not UTF-8 text in a resource; skipped"))
+                continue
+            yield where, res
 
 
 def iter_fhir_file(path: Path, problems: list[RecordProblem]) -> Iterator[tuple[str, dict]]:
-    """(source label, resource) pairs from one .json / .ndjson file; bad lines -> problems."""
-    name = str(path)
-    if path.suffix.lower() == ".ndjson" or path.name.lower().endswith(".ndjson.txt"):
-        try:
-            fh = path.open(encoding="utf-8-sig")
-        except OSError as exc:
-            problems.append(RecordProblem(name, f"cannot read: {exc.strerror or exc}"))
-            return
-        with fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(RecordProblem(f"{name}:{lineno}", f"invalid JSON ({exc.msg})"))
-                    continue
-                for res in _iter_json_resources(obj):
-                    yield f"{name}:{lineno}", res
-        return
+    """(source label, resource) pairs from one .json / .ndjson file; bad parts -> problems.
+
+    A Bundle that does not parse whole (truncated, a broken entry, nesting too deep,
+    bytes that are not UTF-8) is read entry by entry: each broken entry is reported
+    with its line, the others are kept.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(RecordProblem(name, f"cannot read: {exc}"))
-        return
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problems.append(RecordProblem(name, f"invalid JSON at line {exc.lineno} ({exc.msg})"))
-        return
-    if isinstance(obj, dict) and "resourceType" not in obj:
-        problems.append(RecordProblem(name, "not a FHIR resource or Bundle (no resourceType)"))
-        return
-    for res in _iter_json_resources(obj):
-        yield name, res
+        if path.suffix.lower() == ".ndjson" or path.name.lower().endswith(".ndjson.txt"):
+            yield from _iter_ndjson(path, problems)
+        else:
+            yield from _iter_json(path, problems)
+    except MedviewError as exc:
+        problems.append(RecordProblem(str(path), f"{exc.reason}; file skipped"))
 
 
 # --------------------------------------------------------------------------- field helpers
@@ -166,7 +291,7 @@ def _time_or_none(res: dict, *fields: str) -> datetime | None:
         try:
             return parse_time(v)
         except (TypeError, ValueError) as exc:
-            raise _Malformed(f"bad {f} {v!r}") from exc
+            raise _Malformed(f"bad {f} {show(v)}") from exc
     return None
 
 
@@ -187,17 +312,20 @@ def _end(res: dict, *fields: str) -> datetime | None:
             try:
                 return parse_time(v)
             except (TypeError, ValueError) as exc:
-                raise _Malformed(f"bad {f} {v!r}") from exc
+                raise _Malformed(f"bad {f} {show(v)}") from exc
     return None
 
 
 def _number(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise _Malformed(f"{what} is not a number: {v!r}")
+        raise _Malformed(f"{what} is not a number: {show(v)}")
     try:
-        return float(v)
-    except ValueError as exc:
-        raise _Malformed(f"{what} is not a number: {v!r}") from exc
+        number = float(v)
+    except (ValueError, OverflowError) as exc:
+        raise _Malformed(f"{what} is not a finite number: {show(v)}") from exc
+    if not math.isfinite(number):
+        raise _Malformed(f"{what} is not a finite number: {show(v)}")
+    return number
 
 
 def _value(node: dict, what: str) -> tuple[float | None, str, str] | None:
@@ -236,9 +364,23 @@ class FhirImporter:
 
     # pass 1: index everything that others refer to
     def add(self, source: str, res: dict) -> None:
+        """Index one resource for the second pass; a broken one is reported and skipped."""
         rtype = res.get("resourceType")
+        if not isinstance(rtype, str):
+            self.records.problems.append(
+                RecordProblem(source, f"resourceType is not a string: {show(rtype)}; skipped")
+            )
+            return
         if rtype not in KNOWN_TYPES:
             return
+        try:
+            self._index(source, res, rtype)
+        except Exception as exc:  # noqa: BLE001 - one broken resource never stops the import
+            self.records.problems.append(
+                RecordProblem(f"{source} {rtype}", f"malformed resource ({type(exc).__name__})")
+            )
+
+    def _index(self, source: str, res: dict, rtype: str) -> None:
         rid = str(res.get("id") or "")
         if rtype == "Condition" and rid:
             self._conditions_by_id[rid] = _coding(res.get("code"), SNOMED)
@@ -261,14 +403,14 @@ class FhirImporter:
             if i % 2000 == 0:
                 state.progress(0.5 + 0.5 * i / n, "converting FHIR resources")
             rtype = res["resourceType"]
-            label = f"{source} {rtype}/{res.get('id') or '?'}"
+            label = f"{source} {rtype}/{_label_id(res.get('id'))}"
             try:
                 getattr(self, f"_do_{rtype}")(res)
             except _Malformed as exc:
                 self.records.problems.append(RecordProblem(label, str(exc)))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - one broken resource never stops the import
                 self.records.problems.append(
-                    RecordProblem(label, f"malformed resource ({type(exc).__name__}: {exc})")
+                    RecordProblem(label, f"malformed resource ({type(exc).__name__})")
                 )
         self._pending.clear()
         return self.records
@@ -294,7 +436,7 @@ class FhirImporter:
         idents = [
             str(i["value"])
             for i in res.get("identifier") or []
-            if isinstance(i, dict) and i.get("value")
+            if isinstance(i, dict) and i.get("value") and not is_national_identifier(i)
         ]
         self.records.patients[pid] = Patient(pid, text, birth, death, sex, idents)
 

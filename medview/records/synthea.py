@@ -3,18 +3,22 @@
 Files read when present: patients, observations, conditions, medications,
 procedures, careplans, encounters, allergies. A file missing a required column is reported
 once and skipped; a malformed row (bad date, missing patient or code, a numeric
-observation whose value is not a number) is reported with its file and line and
-skipped.
+observation whose value is not a finite number, the wrong number of fields, bytes that
+are not UTF-8, an unterminated quote) is reported with its file and line and skipped;
+the rest of the file is read (see :mod:`medview.records._text`). The national
+identifiers in patients.csv (SSN, DRIVERS, PASSPORT) are not read.
 """
 
 from __future__ import annotations
 
-import csv
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from medview.errors import MedviewError
 from medview.records._common import make_observation, parse_date, parse_time
+from medview.records._text import csv_records, decode_lines, read_bytes, show
 from medview.records.model import (
     Allergy,
     Condition,
@@ -71,7 +75,7 @@ def _time_or_none(row: dict[str, str], key: str) -> datetime | None:
     try:
         return parse_time(v)
     except ValueError as exc:
-        raise _BadRow(f"bad {key} {v!r}") from exc
+        raise _BadRow(f"bad {key} {show(v)}") from exc
 
 
 def _time(row: dict[str, str], key: str) -> datetime:
@@ -91,8 +95,8 @@ def _patient(row: dict[str, str], rs: RecordSet) -> None:
         raise _BadRow(f"bad BIRTHDATE/DEATHDATE ({exc})") from exc
     name = " ".join(p for p in (_get(row, "FIRST"), _get(row, "LAST")) if p)
     sex = _get(row, "GENDER").upper()[:1]
-    idents = [v for v in (_get(row, k) for k in ("SSN", "DRIVERS", "PASSPORT")) if v]
-    rs.patients[pid] = Patient(pid, name, birth, death, sex if sex in ("M", "F") else "", idents)
+    # SSN, DRIVERS and PASSPORT are national identifiers: never read, never stored
+    rs.patients[pid] = Patient(pid, name, birth, death, sex if sex in ("M", "F") else "")
 
 
 def _observation(row: dict[str, str], rs: RecordSet) -> None:
@@ -108,8 +112,10 @@ def _observation(row: dict[str, str], rs: RecordSet) -> None:
             value = float(raw)
         except ValueError as exc:
             if kind == "numeric":
-                raise _BadRow(f"VALUE {raw!r} is not a number") from exc
+                raise _BadRow(f"VALUE {show(raw)} is not a number") from exc
             text = raw
+        if value is not None and not math.isfinite(value):
+            raise _BadRow(f"VALUE {show(raw)} is not a finite number")
     else:
         text = raw
     unit = _get(row, "UNITS") if value is not None else ""
@@ -191,48 +197,53 @@ HANDLERS: dict[str, Callable[[dict[str, str], RecordSet], None]] = {
 }
 
 
+def _header(
+    lines: list[str | None], path: Path, name: str, rs: RecordSet
+) -> tuple[list[str], int] | None:
+    """The header's column names and the index of the first data line, or None (reported)."""
+    first = next((i for i, ln in enumerate(lines) if ln is not None and ln.strip()), None)
+    if first is None:
+        rs.problems.append(RecordProblem(str(path), "empty file; skipped"))
+        return None
+    header = next(csv_records(lines, path, ",", 0, first, rs.problems), (0, []))[1]
+    required = REQUIRED[name]
+    if name == "procedures":
+        required = required + (("START",) if "START" in header else ("DATE",))
+    missing = [c for c in required if c not in header]
+    if missing:
+        rs.problems.append(
+            RecordProblem(str(path), f"missing column(s) {', '.join(missing)}; file skipped")
+        )
+        return None
+    return header, first + 1
+
+
 def _read_csv(path: Path, name: str, rs: RecordSet, state: TaskState) -> None:
+    """Import one Synthea CSV file; bad rows are reported with their line and skipped."""
     handler = HANDLERS[name]
     try:
-        fh = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        rs.problems.append(RecordProblem(str(path), f"cannot read: {exc.strerror or exc}"))
+        lines, problems = decode_lines(read_bytes(path), path)
+    except MedviewError as exc:
+        rs.problems.append(RecordProblem(str(path), f"{exc.reason}; file skipped"))
         return
-    with fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        required = REQUIRED[name]
-        if name == "procedures":
-            required = required + (("START",) if "START" in header else ("DATE",))
-        missing = [c for c in required if c not in header]
-        if missing:
+    rs.problems.extend(problems)
+    found = _header(lines, path, name, rs)
+    if found is None:
+        return
+    header, start = found
+    ncols = len(header)
+    for k, (line, fields) in enumerate(csv_records(lines, path, ",", ncols, start, rs.problems)):
+        if len(fields) != ncols:
             rs.problems.append(
-                RecordProblem(str(path), f"missing column(s) {', '.join(missing)}; file skipped")
+                RecordProblem(f"{path}:{line}", f"{len(fields)} fields, expected {ncols}")
             )
-            return
-        ncols = len(header)
-        start_line = 2
+            continue
         try:
-            for row in reader:
-                line = start_line
-                start_line = reader.line_num + 1
-                if None in row or any(v is None for v in row.values()):
-                    if None in row:  # extra fields land under the key None
-                        got = ncols + len(row[None])
-                    else:  # missing fields are None
-                        got = sum(v is not None for v in row.values())
-                    rs.problems.append(
-                        RecordProblem(f"{path}:{line}", f"{got} fields, expected {ncols}")
-                    )
-                    continue
-                try:
-                    handler(row, rs)
-                except _BadRow as exc:
-                    rs.problems.append(RecordProblem(f"{path}:{line}", str(exc)))
-                if reader.line_num % 5000 == 0:
-                    state.check()
-        except csv.Error as exc:
-            rs.problems.append(RecordProblem(f"{path}:{reader.line_num}", f"CSV error: {exc}"))
+            handler(dict(zip(header, fields, strict=True)), rs)
+        except _BadRow as exc:
+            rs.problems.append(RecordProblem(f"{path}:{line}", str(exc)))
+        if k % 5000 == 4999:
+            state.check()
 
 
 def read_synthea_csv(folder: Path, state: TaskState | None = None) -> RecordSet:
