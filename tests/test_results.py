@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -360,13 +361,10 @@ def test_audit_survives_kill_9(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     p = subprocess.Popen([sys.executable, "-c", _WRITER, str(log), "k", "100000"], cwd=REPO)
     try:
-        for _ in range(200):  # wait until it is writing
-            if log.exists() and log.stat().st_size > 50_000:
-                break
-            p.wait(timeout=0.05) if p.poll() is not None else None
-            import time
-
-            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.exists() and log.stat().st_size > 50_000):
+            time.sleep(0.05)  # until it is busy writing
+        assert p.poll() is None  # killed in the middle of its run, not after it
     finally:
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
