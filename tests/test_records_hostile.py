@@ -11,6 +11,8 @@ entry. A fixed sample runs by default; the whole generator is ``slow``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import shutil
@@ -20,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from medview.cli import main
 from medview.errors import MedviewError
-from medview.records import load_records
+from medview.records import load_records, save_records
 from medview.records.cgm import load_cgm_csv
 from medview.records.model import RecordSet
 
@@ -30,6 +33,10 @@ CSV_KINDS = ("tz", "bignum", "latin1", "binary", "quote", "truncate", "types", "
 JSON_KINDS = ("rtype", "deep", "bignum", "tz", "types", "truncate", "binary", "quote", "enc")
 FHIR_FILE = "Delmar187_Spencer878_627bde6a-a31e-5566-6262-441262d4cc2c.json"
 CGM_ROWS = 3000
+PATIENTS = {  # one patient of each source, for the CLI runs
+    "synthea": "3edac2e3-d223-6fae-d515-daf96ef6bc76",
+    "fhir": "627bde6a-a31e-5566-6262-441262d4cc2c",
+}
 
 
 def _rows(rs: RecordSet) -> int:
@@ -249,11 +256,43 @@ class Outcome:
     refused: str = ""
 
 
-def run_case(case: Case) -> Outcome:
-    """Import one damaged case; a clean one-line refusal is not a traceback."""
+def _commands(case: Case) -> list[list[str]]:
+    """The CLI runs made on a case: forecast (and suggest for a records folder or file)."""
+    path = str(case.path)
+    if case.read is load_cgm_csv:
+        return [["forecast", "--cgm", path, "--json"]]
+    pid = PATIENTS["fhir" if case.name.startswith("fhir") else "synthea"]
+    return [
+        ["suggest", "--records", path, "--patient", pid, "--json"],
+        ["forecast", "--records", path, "--patient", pid, "--code", "8302-2"],
+    ]
+
+
+def run_cli(argv: list[str]) -> str:
+    """ "" when the command ended as the CLI promises; else what went wrong."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            rc = main(argv)
+    except SystemExit as exc:  # argparse
+        rc = exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:  # noqa: BLE001 - what this test counts
+        return f"medview {argv[0]}: traceback {type(exc).__name__}: {str(exc)[:200]}"
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    if rc not in (0, 1, 2) or "Traceback" in err.getvalue():
+        return f"medview {argv[0]}: exit {rc}: {err.getvalue()[-300:]}"
+    if rc and not lines:
+        return f"medview {argv[0]}: exit {rc} without a reason"
+    return ""
+
+
+def run_case(case: Case, db: Path, cli: bool = True) -> Outcome:
+    """Import one damaged case, store it, run the CLI on it; a clean one-line refusal is
+    not a traceback."""
     out = Outcome(case)
     try:
         rs = case.read(case.path)
+        save_records(rs, db)
     except MedviewError as exc:
         out.refused = str(exc)
         return out
@@ -262,6 +301,7 @@ def run_case(case: Case) -> Outcome:
         return out
     out.kept = _rows(rs) - (len(rs.patients) if case.read is load_cgm_csv else 0)
     out.problems = len(rs.problems)
+    out.traceback = "; ".join(m for m in map(run_cli, _commands(case) if cli else []) if m)
     return out
 
 
@@ -289,13 +329,44 @@ def shared_records(shared_data: Path) -> Path:
     return shared_data
 
 
-def test_damaged_records_sample(shared_records: Path, tmp_path: Path) -> None:
-    outcomes = [run_case(c) for c in generate(shared_records, tmp_path, range(1))]
+@pytest.fixture()
+def quiet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MEDVIEW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDVIEW_DB", raising=False)
+    return tmp_path / "db.sqlite"
+
+
+def test_damaged_records_sample(shared_records: Path, tmp_path: Path, quiet_home: Path) -> None:
+    outcomes = [run_case(c, quiet_home) for c in generate(shared_records, tmp_path, range(1))]
     assert len(outcomes) == 2 * len(CSV_KINDS) + len(JSON_KINDS)
     _check(outcomes)
 
 
+def test_unterminated_quote_reported_at_its_line(tmp_path: Path) -> None:
+    rows = [f"2020-01-01T{h:02d}:00:00Z,{h},{80 + h}" for h in range(24)]
+    rows[5] = '2020-01-01T05:00:00Z,"5,85'
+    path = tmp_path / "q.csv"
+    path.write_text("time,id,glucose\n" + "\n".join(rows) + "\n")
+    rs = load_cgm_csv(path)
+    assert len(rs.observations) == 23
+    assert [str(p) for p in rs.problems] == [f"{path}:7: unterminated quote; line skipped"]
+
+
+def test_encodings_detected_or_refused(tmp_path: Path) -> None:
+    text = "time,glucose\n" + "".join(f"2020-01-01 {h:02d}:00,{90 + h}\n" for h in range(10))
+    for i, data in enumerate(
+        [text.encode("utf-16"), b"\xef\xbb\xbf" + text.encode(), text.encode("utf-16-be")]
+    ):
+        path = tmp_path / f"e{i}.csv"
+        path.write_bytes(data)
+        if i < 2:
+            assert [o.value for o in load_cgm_csv(path).observations] == [90 + h for h in range(10)]
+        else:
+            with pytest.raises(MedviewError, match="not UTF-8 text.*UTF-16 without"):
+                load_cgm_csv(path)
+
+
 @pytest.mark.slow
-def test_damaged_records_full(shared_records: Path, tmp_path: Path) -> None:
-    outcomes = [run_case(c) for c in generate(shared_records, tmp_path, range(1, 9))]
+def test_damaged_records_full(shared_records: Path, tmp_path: Path, quiet_home: Path) -> None:
+    outcomes = [run_case(c, quiet_home) for c in generate(shared_records, tmp_path, range(1, 9))]
     _check(outcomes)
