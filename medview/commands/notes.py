@@ -6,6 +6,10 @@ import argparse
 import json
 import sqlite3
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medview.notes.model import NoteAnalysis
 
 HELP = (
     "read reports and notes (text, FHIR bundles, IU XML, DICOM SR, folders): chest findings "
@@ -72,7 +76,7 @@ def _print_eval(d: dict) -> None:
     print(f"{'macro F1':18s} {'':9s} {'':7s} {d['macro_f1']:6.3f}")
 
 
-def _print_doc(a) -> None:
+def _print_doc(a: NoteAnalysis) -> None:
     d = a.document
     head = (
         d.id + (f"  patient {d.patient}" if d.patient else "") + (f"  {d.date}" if d.date else "")

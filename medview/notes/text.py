@@ -110,7 +110,7 @@ def split_sentences(
             word = w.group(1).lower() if w else ""
             if word in _ABBREV or (len(word) == 1 and word.isalpha() and word != "x"):
                 continue
-            if word.isdigit() and len(word) <= 2 and text[s : w.start()].strip() == "":
+            if w and word.isdigit() and len(word) <= 2 and not text[s : w.start()].strip():
                 continue  # a list number "2." at the start of a sentence
         cut = m.start() + 1 if ch in ".!?;" else m.start()
         emit(s, cut)
