@@ -1,7 +1,9 @@
 """Per-user and bundled paths.
 
 * The per-user data folder (database, user models) comes from platformdirs and can
-  be overridden with the ``MEDVIEW_HOME`` environment variable (tests use it).
+  be overridden with the ``MEDVIEW_HOME`` environment variable (tests use it). It is
+  private: mode 0700 on POSIX (see ``docs/privacy.md``); :func:`private_file` gives
+  the database files mode 0600.
 * Bundled folders (``models/``, ``resources/``) are found next to the package in
   a source checkout, under ``<prefix>/share/medview`` after ``pip install .``, or
   under ``sys._MEIPASS`` in a PyInstaller build.
@@ -9,15 +11,54 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 
 APP_NAME = "medview"
 
 
+def _tighten(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` when group or others have any access (POSIX only);
+    a folder or file we cannot tighten (owned by someone else) gets a one-line warning."""
+    if os.name != "posix":
+        return
+    try:
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            os.chmod(path, mode)
+    except OSError as exc:
+        logging.getLogger("medview").warning(
+            "%s: cannot make it private (mode %o): %s", path, mode, exc.strerror or exc
+        )
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed; ``path`` itself ends up mode 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 if missing, else tighten it (and SQLite's
+    ``-wal``/``-shm``/``-journal`` files next to it) to 0600. The parent must exist."""
+    if os.name == "posix":
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return path  # unwritable: the caller's open reports it
+        os.close(fd)
+        for p in (path, *(Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal"))):
+            if p.exists():
+                _tighten(p, 0o600)
+    return path
+
+
 def user_data_dir() -> Path:
-    """Folder for the study database and user data (created on demand)."""
+    """Folder for the study database and user data (created on demand, mode 0700 on
+    POSIX; a wider existing folder is tightened, or a warning logged when it cannot be)."""
     override = os.environ.get("MEDVIEW_HOME")
     if override:
         path = Path(override)
@@ -25,8 +66,7 @@ def user_data_dir() -> Path:
         from platformdirs import user_data_path
 
         path = user_data_path(APP_NAME, appauthor=False)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(path)
 
 
 def database_path() -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 
 from medview.errors import FileProblem
 from medview.io.model import SeriesInfo
+from medview.paths import private_file
 from medview.tasks import TaskState, ensure_state
 
 SCHEMA_VERSION = 1
@@ -94,6 +95,7 @@ class StudyDatabase:
             path = database_path()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # mode 0600: the database names patients
         self._local = threading.local()
         with self._conn() as con:
             con.executescript(_SCHEMA)

@@ -3,7 +3,10 @@
 Tables are medview-records' own (prefixed ``rec_``), created with ``IF NOT EXISTS``.
 The schema version is kept in ``PRAGMA user_version``; :func:`connect` migrates an
 older database in place (version 2 added ``rec_allergies``; databases from before
-then simply gain the empty table).
+then simply gain the empty table; version 3 clears the patient identifiers stored
+before, which could hold SSN, passport and driving-licence numbers: re-import to get
+medical record numbers back). The file is created mode 0600 and opened with
+``secure_delete`` so replaced rows are zeroed, not left in free pages.
 Saving a patient replaces everything stored for that patient id, in one
 transaction, so importing the same export twice does not duplicate rows.
 """
@@ -17,6 +20,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medview.paths import private_file
 from medview.records.model import (
     Allergy,
     Condition,
@@ -66,7 +70,7 @@ CREATE TABLE IF NOT EXISTS rec_links (
 );
 """
 
-SCHEMA_VERSION = 2  # 1: first release; 2: rec_allergies
+SCHEMA_VERSION = 3  # 1: first release; 2: rec_allergies; 3: no national identifiers
 
 _TABLES = (
     "rec_observations",
@@ -103,7 +107,9 @@ def connect(db_path: str | PathLike[str] | None = None) -> sqlite3.Connection:
 
         db_path = database_path()
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    private_file(Path(db_path))  # mode 0600: the database names patients
     con = sqlite3.connect(str(db_path), timeout=10.0)
+    con.execute("PRAGMA secure_delete = ON")  # replaced and deleted rows are zeroed
     _migrate(con)
     return con
 
@@ -114,8 +120,12 @@ def _migrate(con: sqlite3.Connection) -> None:
     with con:
         # every step is idempotent: IF NOT EXISTS creates what an older version lacks
         con.executescript(SCHEMA)
+        if version < 3:  # identifiers stored before version 3 may hold SSNs, passports
+            con.execute("UPDATE rec_patients SET identifiers = '' WHERE identifiers != ''")
         if version < SCHEMA_VERSION:
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if version < 3:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no old page left in a WAL file
 
 
 Row = tuple[object, ...]
