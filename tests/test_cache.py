@@ -267,3 +267,146 @@ def test_gpu_hook_is_a_no_op_without_a_gpu(ct_dir):
     left = gpu.decode_jobs(jobs, lambda k, *a: placed.append(k), TaskState())
     assert left == jobs and placed == []
     assert all(gpu.suitable(i) for i in series.instances)  # lossless J2K, grayscale
+
+
+# ---------------------------------------------------------------- priors prefetch
+def _as_new_study(src: Path, out: Path, date: str) -> Path:
+    """The CT as another study of one patient (new study/series/SOP UIDs, J2K kept)."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    out.mkdir(parents=True)
+    study, series = generate_uid(), generate_uid()
+    for f in sorted(src.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.StudyDate = date
+        ds.PatientID, ds.PatientName = "PRIORS-001", "Prior^Test"  # the CT is anonymous
+        ds.save_as(out / f.name)
+    return out
+
+
+def test_prefetch_caches_the_priors_of_the_opened_patient(cache_home, ct_dir, tmp_path):
+    from medview.io.database import StudyDatabase
+    from medview.tasks import Cancelled, TaskState
+    from medview.viewer.prefetch import prefetch_priors
+
+    current = _as_new_study(ct_dir, tmp_path / "now", "20240301")
+    prior = _as_new_study(ct_dir, tmp_path / "prior", "20230301")
+    db = StudyDatabase(tmp_path / "db.sqlite")
+    try:
+        db.import_path([str(current), str(prior)])
+        opened = scan(current).series[0]
+        cancelled = TaskState()
+        cancelled.cancel()
+        with pytest.raises(Cancelled):
+            prefetch_priors(opened, cancelled, db=db)
+        assert cache.PixelCache().entries() == []
+        report = prefetch_priors(opened, db=db)
+        assert (report.studies, report.series, report.cached, report.written) == (1, 1, 0, 20)
+        again = prefetch_priors(opened, db=db)  # nothing left to do
+        assert (again.cached, again.written) == (20, 0)
+    finally:
+        db.close()
+    pc = cache.PixelCache()
+    prior_series = scan(prior).series[0]
+    for info in prior_series.instances:  # the prior's pixels, exactly as decoded
+        got = pc.get(info.sop_uid, cache.source_fingerprint(info.path))
+        assert got is not None
+        assert np.array_equal(got[0], decode_file(info.path)[0])
+    for info in opened.instances:  # the open study itself is not prefetched
+        assert pc.get(info.sop_uid, cache.source_fingerprint(info.path)) is None
+
+
+def test_prefetch_skips_other_patients(cache_home, ct_dir, tmp_path):
+    import pydicom
+
+    from medview.io.database import StudyDatabase
+    from medview.viewer.prefetch import prefetch_priors, prior_studies
+
+    current = _as_new_study(ct_dir, tmp_path / "now", "20240301")
+    other = _as_new_study(ct_dir, tmp_path / "other", "20230301")
+    for f in other.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PatientID = "SOMEONE-ELSE"
+        ds.save_as(f)
+    db = StudyDatabase(tmp_path / "db.sqlite")
+    try:
+        db.import_path([str(current), str(other)])
+        opened = scan(current).series[0]
+        assert prior_studies(db, opened) == []
+        assert prefetch_priors(opened, db=db).written == 0
+        anonymous = scan(current).series[0]  # no identity: nothing is known to be a prior
+        anonymous.patient_id = anonymous.patient_name = ""
+        assert prior_studies(db, anonymous) == []
+    finally:
+        db.close()
+
+
+class _FakeImage:
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = arr
+
+    def cpu(self) -> _FakeImage:
+        return self
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.arr
+
+
+def _fake_nvimgcodec(monkeypatch, offset: int = 0) -> list[int]:
+    """Stand-in for nvidia.nvimgcodec that decodes with OpenJPEG (+ ``offset``), as
+    (H, W, 1) images the way nvImageCodec returns them; records each batch size."""
+    import types
+
+    import openjpeg
+
+    from medview.io import gpu
+
+    batches: list[int] = []
+
+    class Decoder:
+        def decode(self, streams, params=None):
+            batches.append(len(streams))
+            return [_FakeImage((openjpeg.decode(bytes(s)) + offset)[..., None]) for s in streams]
+
+    mod = types.SimpleNamespace(
+        Decoder=Decoder,
+        DecodeParams=lambda **kw: kw,
+        ColorSpec=types.SimpleNamespace(UNCHANGED="unchanged"),
+    )
+    pkg = types.ModuleType("nvidia")
+    pkg.nvimgcodec = mod  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "nvidia", pkg)
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", mod)
+    monkeypatch.setattr(gpu, "_cuda_devices", lambda: 1)
+    monkeypatch.setattr(gpu, "_state", {"available": None, "verified": False, "decoder": None})
+    monkeypatch.setattr(gpu, "BATCH", 8)
+    monkeypatch.delenv("MEDVIEW_GPU_DECODE", raising=False)
+    return batches
+
+
+def test_gpu_path_batches_and_matches_the_cpu(medview_home, ct_dir, monkeypatch):
+    monkeypatch.setenv(cache.LIMIT_ENV, "0")
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+    cpu = _load(ct_dir)
+    batches = _fake_nvimgcodec(monkeypatch)
+    decoded = DecodeCounter(monkeypatch)
+    gpu_vol = _load(ct_dir)
+    assert batches == [8, 8, 4]  # 20 files in batches of 8
+    assert decoded.paths == []  # the loader's CPU path decoded nothing
+    assert np.array_equal(gpu_vol, cpu)
+
+
+def test_gpu_path_switches_off_when_it_differs_from_the_cpu(medview_home, ct_dir, monkeypatch):
+    from medview.io import gpu
+
+    monkeypatch.setenv(cache.LIMIT_ENV, "0")
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+    cpu = _load(ct_dir)
+    batches = _fake_nvimgcodec(monkeypatch, offset=1)  # a decoder one grey level off
+    gpu_vol = _load(ct_dir)
+    assert batches == [8]  # the first batch failed the check: no more GPU
+    assert np.array_equal(gpu_vol, cpu)  # what is shown is the CPU decode
+    assert gpu.available() is False

@@ -88,16 +88,27 @@ def suitable(info: InstanceInfo) -> bool:
 
 
 def _stored(arr: np.ndarray, info: InstanceInfo) -> np.ndarray:
-    """A decoded frame as pydicom gives it: the stored type, unused high bits handled."""
-    from medview.io.dicom import _mask_bits, _stored_dtype
-
+    """A decoded frame as the CPU path gives it: the stored type, with the bits above
+    BitsStored sign-extended (signed) or cleared (unsigned)."""
     arr = np.asarray(arr)
     if arr.ndim == 3:
         arr = arr[..., 0]
-    dtype = _stored_dtype(info)
+    signed = bool(info.pixel_representation)
+    if info.bits_allocated == 8:
+        dtype: np.dtype = np.dtype(np.int8 if signed else np.uint8)
+    else:
+        dtype = np.dtype("<i2" if signed else "<u2")
     if arr.dtype.itemsize != dtype.itemsize:
         arr = arr.astype(dtype)
-    return _mask_bits(np.ascontiguousarray(arr).view(dtype), info)
+    arr = np.ascontiguousarray(arr).view(dtype)
+    bits = info.bits_stored
+    if bits and bits < info.bits_allocated:
+        if signed:
+            shift = info.bits_allocated - bits
+            arr = ((arr.astype(np.int32) << shift) >> shift).astype(dtype)
+        else:
+            arr = arr & np.array((1 << bits) - 1, dtype=dtype)
+    return arr
 
 
 def _frames(info: InstanceInfo) -> list[bytes]:
