@@ -57,7 +57,10 @@ def pool_state(monkeypatch):
     monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
     monkeypatch.setattr(decoders, "_pool", None)
     monkeypatch.setattr(decoders, "_broken", False)
-    return monkeypatch
+    monkeypatch.setattr(decoders, "_breaks_without_success", 0)
+    monkeypatch.setattr(decoders, "_pool_ever_worked", False)
+    yield monkeypatch
+    decoders.shutdown()  # a replacement pool started by the test
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +91,10 @@ def test_scan_resumes_after_the_pool_breaks(pool_state, hundred_slices, ok_chunk
     assert not res.errors
     assert len(res.series) == 1
     assert not any("share" in w for w in res.series[0].warnings), res.series[0].warnings
-    # the broken pool is stopped and not used again
-    assert pool.shut_down and decoders.decoder_pool() is None
+    # the broken pool is stopped and replaced by a fresh one (issue 18: crash isolation)
+    assert pool.shut_down
+    fresh = decoders.decoder_pool()
+    assert fresh is not None and fresh is not pool
 
 
 def test_scan_through_a_working_pool_matches_in_process(pool_state, hundred_slices):
@@ -140,6 +145,7 @@ def test_decoder_pool_is_one_shared_pool(pool_state):
         assert again is not None and again is not pool
     finally:
         decoders.shutdown()
+    decoders.mark_broken()  # one break: replaced; two with no task finished: in-process
     decoders.mark_broken()
     assert decoders.decoder_pool() is None
 

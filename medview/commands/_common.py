@@ -38,7 +38,9 @@ def error(
         text = reason
     else:
         text = f"{os.fspath(path)}: {reason}"
-    print(f"{prog}: {' '.join(text.split())}", file=sys.stderr)
+    from medview.errors import printable  # control characters from a file never reach a terminal
+
+    print(f"{prog}: {printable(' '.join(text.split()))}", file=sys.stderr)
     return status
 
 

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         open_database,
         print_json,
     )
+    from medview.errors import json_safe, printable
     from medview.io import scan
 
     try:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     report.files += len(result.errors)
     skipped = [s for s in result.series if s.kind != "dicom"]
     if args.json:
-        print_json(report.as_dict() | {"database": str(db.path)})
+        print_json(json_safe(report.as_dict() | {"database": str(db.path)}))
     elif report.instances:
         print(
             f"indexed {report.instances} image(s) in {report.series} series of {report.studies} "
@@ -54,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
         lines.append(nothing_found(e.path, e.reason, "DICOM files"))
     if report.instances:
         for line in lines:
-            print(f"medview: {line}", file=sys.stderr)
+            print(f"medview: {printable(line)}", file=sys.stderr)
         return 0
     if len(lines) == 1:
         return error(lines[0])
     if not lines:
         return error(f"no DICOM files found under {', '.join(args.paths)}")
     for line in lines[:-1]:
-        print(f"medview: {line}", file=sys.stderr)
+        print(f"medview: {printable(line)}", file=sys.stderr)
     return error(f"nothing imported: {lines[-1]}")

@@ -18,25 +18,27 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from medview.commands._common import error, nothing_found, print_json
+    from medview.errors import json_safe
+    from medview.errors import printable as p
     from medview.io import scan
 
     result = scan(args.paths)
     if args.json:
-        print_json(result.as_dict())
+        print_json(json_safe(result.as_dict()))  # NaN/Infinity are not JSON: null
     else:
         for s in result.series:
             sp = ", ".join(f"{v:.4g}" for v in s.spacing)
-            print(f"{s.modality or '--'} {s.series_uid}")
+            print(f"{p(s.modality) or '--'} {p(s.series_uid)}")
             print(
-                f"  {s.description or '(no description)'} | patient {s.patient_id or '-'} | "
+                f"  {p(s.description) or '(no description)'} | patient {p(s.patient_id) or '-'} | "
                 f"{s.columns}x{s.rows} x {s.slices} slice(s), {s.frames} frame(s)/file | spacing {sp} mm"
             )
-            print(f"  {s.photometric or '-'} | transfer syntax {s.transfer_syntax or '-'}")
+            print(f"  {p(s.photometric) or '-'} | transfer syntax {p(s.transfer_syntax) or '-'}")
             for w in s.warnings:
-                print(f"  warning: {w}")
+                print(f"  warning: {p(w)}")
     for e in result.errors:
         # "empty" would be wrong for a folder of CSV/JSON records: say what it holds
-        print(f"medview: {nothing_found(e.path, e.reason)}", file=sys.stderr)
+        print(f"medview: {p(nothing_found(e.path, e.reason))}", file=sys.stderr)
     if not result.series and not result.errors:
         return error(f"no images found in {', '.join(args.paths)}")
     return 0 if result.series else 2

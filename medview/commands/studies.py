@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from medview.commands._common import error, open_database, print_json
+    from medview.errors import json_safe, printable
 
     try:
         db = open_database(args.db)
@@ -38,14 +39,16 @@ def run(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         return error(f"{args.db or 'the study database'}: cannot be read ({exc})")
     if args.json:
-        print_json({"studies": rows})
+        print_json(json_safe({"studies": rows}))
         return 0
     if not rows:
         print("no studies")
     for r in rows:
+        # names and descriptions come from files: escape control characters (issue 18)
+        t = {k: printable(v) if isinstance(v, str) else v for k, v in r.items()}
         print(
-            f"{r['study_date'] or '--------'}  {r['patient_name'] or '-':<28} {r['patient_id'] or '-':<14} "
-            f"{r['modalities'] or '-':<8} {r['series_count']} series, {r['instance_count']} images  "
-            f"{r['description'] or ''}  [{r['study_uid']}]"
+            f"{t['study_date'] or '--------'}  {t['patient_name'] or '-':<28} {t['patient_id'] or '-':<14} "
+            f"{t['modalities'] or '-':<8} {t['series_count']} series, {t['instance_count']} images  "
+            f"{t['description'] or ''}  [{t['study_uid']}]"
         )
     return 0

@@ -12,6 +12,7 @@ stored integer type.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -116,6 +117,8 @@ def apply_window(
     ``x <= c - w/2 -> 0``, ``x > c + w/2 -> out_max``, otherwise
     ``((x - c) / w + 0.5) * out_max``. ``width`` must be >= 1.
     """
+    if not (math.isfinite(float(center)) and math.isfinite(float(width))):
+        center, width = auto_window(arr)  # a NaN window would give a black image
     width = max(float(width), 1.0)
     c = float(center) - 0.5
     w = width - 1.0
@@ -124,15 +127,19 @@ def apply_window(
     scale = np.float32(out_max / w)
     offset = np.float32(out_max * (0.5 - c / w))
     out = np.asarray(arr, dtype=np.float32) * scale + offset
-    np.clip(out, 0, out_max, out=out)
+    np.clip(out, 0, out_max, out=out)  # +-inf to the ends
+    np.nan_to_num(out, copy=False, nan=0.0)  # NaN voxels (float volumes) shown black
     return out.astype(np.uint8)
 
 
 def scale_to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map [lo, hi] linearly to 0..255 (used after a VOI LUT table)."""
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        lo, hi = 0.0, 1.0
     span = max(float(hi) - float(lo), 1e-6)
     out = (np.asarray(arr, dtype=np.float32) - np.float32(lo)) * np.float32(255.0 / span)
     np.clip(out, 0, 255, out=out)
+    np.nan_to_num(out, copy=False, nan=0.0)
     return out.astype(np.uint8)
 
 
@@ -309,6 +316,11 @@ def render_slice(
     numpy.ndarray
         ``uint8`` array (H, W) or (H, W, 3).
     """
+    if not (math.isfinite(volume.rescale_slope) and math.isfinite(volume.rescale_intercept)):
+        from medview.errors import ReadError
+
+        where = volume.instances[0].path if volume.instances else None
+        raise ReadError("RescaleSlope/Intercept is not a finite number: cannot be shown", where)
     img, (row_sp, col_sp) = extract_plane(volume, index, plane)
     if volume.is_color:
         out = img if img.dtype == np.uint8 else scale_to_uint8(img, 0, float(img.max() or 1))

@@ -9,6 +9,7 @@ which lets volume assembly read the pixels with one ``numpy.fromfile`` per file.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medview.errors import ReadError, UnsupportedError
+from medview.io import limits, pixelcheck, reasons
 from medview.io.model import InstanceInfo
 
 # Transfer syntaxes whose pixel data is stored natively in little endian.
@@ -38,6 +40,7 @@ def _pydicom() -> ModuleType:
     import pydicom
 
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pixelcheck.prefer_raising_plugins()  # in every medview process, workers or not
     return pydicom
 
 
@@ -122,22 +125,31 @@ def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
         return default
 
 
-def _float(ds: Any, keyword: str, default: float | None = None) -> float | None:
+def _float(
+    ds: Any, keyword: str, default: float | None = None, finite: bool = True
+) -> float | None:
+    """The first value as a float; ``default`` when absent, unreadable or (``finite``)
+    NaN or infinite."""
     parts = _parts(ds, keyword)
     try:
-        return float(parts[0]) if parts and parts[0] else default
+        value = float(parts[0]) if parts and parts[0] else default
     except ValueError:
         return default
+    if finite and value is not None and not math.isfinite(value):
+        return default
+    return value
 
 
 def _floats(ds: Any, keyword: str, n: int) -> tuple[float, ...] | None:
+    """``n`` finite floats, or None."""
     parts = _parts(ds, keyword)
     if len(parts) != n:
         return None
     try:
-        return tuple(float(v) for v in parts)
+        values = tuple(float(v) for v in parts)
     except ValueError:
         return None
+    return values if all(math.isfinite(v) for v in values) else None
 
 
 def _functional(ds: Any, group: str, item: str) -> Any | None:
@@ -174,7 +186,7 @@ def window_from(ds: Any) -> tuple[float, float] | None:
             width = float(wid[0] if type(wid).__name__ == "MultiValue" else wid)
         except Exception:
             return None
-    if width is None or width <= 0:
+    if width is None or not width > 0 or not math.isfinite(center) or not math.isfinite(width):
         return None
     return float(center), float(width)
 
@@ -245,13 +257,13 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
         st = _functional(ds, "PixelMeasuresSequence", "SliceThickness")
         info.slice_thickness = float(st) if st not in (None, "") else None
     info.spacing_between_slices = _float(ds, "SpacingBetweenSlices")
-    slope = _float(ds, "RescaleSlope")
-    intercept = _float(ds, "RescaleIntercept")
+    slope = _float(ds, "RescaleSlope", finite=False)  # NaN/inf refused by pixelcheck
+    intercept = _float(ds, "RescaleIntercept", finite=False)
     if slope is None:
         slope = _functional(ds, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _functional(ds, "PixelValueTransformationSequence", "RescaleIntercept")
-    info.rescale_slope = float(slope) if slope not in (None, "") else 1.0
-    info.rescale_intercept = float(intercept) if intercept not in (None, "") else 0.0
+    info.rescale_slope = _as_float(slope, 1.0)
+    info.rescale_intercept = _as_float(intercept, 0.0)
     if info.rescale_slope == 0:
         info.rescale_slope = 1.0
     info.rescale_type = _str(ds, "RescaleType")
@@ -261,6 +273,13 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
     info.has_modality_lut = "ModalityLUTSequence" in ds
     _fill_missing_uids(info)
     return info
+
+
+def _as_float(value: Any, default: float) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
 
 
 def derived_uid(*parts: object) -> str:
@@ -303,7 +322,7 @@ def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
     pydicom = _pydicom()
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fp:
+        with limits.open_regular(path) as fp:
             head = fp.read(132)
             if len(head) < 132 or head[128:132] != b"DICM":
                 # no preamble: accept only what parses as a dataset with DICOM image keys
@@ -335,11 +354,14 @@ def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
         raise ReadError("permission denied", path) from exc
     except EOFError as exc:
         raise ReadError("truncated file (ends inside the header)", path) from exc
+    except RecursionError as exc:
+        raise ReadError("not a readable DICOM file (sequences nested too deep)", path) from exc
+    except MemoryError as exc:
+        raise ReadError(
+            "not a readable DICOM file (an element declares a huge length)", path
+        ) from exc
     except Exception as exc:  # pydicom raises many types for garbage input
-        text = " ".join(str(exc).split())[:160]
-        if "DICM" in text or "File is missing DICOM File Meta" in text or "preamble" in text:
-            raise ReadError("not a DICOM file", path) from exc
-        raise ReadError(f"not a readable DICOM file ({type(exc).__name__}: {text})", path) from exc
+        raise ReadError(reasons.parse_failure(exc), path) from exc
     return info
 
 
@@ -354,10 +376,16 @@ def _check_pixels(fp: Any, pos: int, info: InstanceInfo) -> None:
     if tag not in _PIXEL_TAGS:
         info.pixel_problem = "no pixel data"
         return
+    problem = pixelcheck.pixel_problem(fp, pos, info)
+    if problem:
+        info.pixel_problem = problem
+        return
     ts = info.transfer_syntax
     if ts and ts not in _NATIVE_LE and ts not in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
         if not decoder_available(ts):
-            info.pixel_problem = f"unsupported transfer syntax {_ts_name(ts)}: no installed decoder"
+            info.pixel_problem = (
+                f"unsupported transfer syntax {reasons.ts_name(ts)}: no installed decoder"
+            )
 
 
 _decoder_cache: dict[str, bool] = {}
@@ -423,7 +451,9 @@ def read_native_frames(info: InstanceInfo) -> np.ndarray:
     """Read native pixel data directly: (frames, rows, cols) in the stored type."""
     assert info.pixel_offset is not None
     count = info.rows * info.columns * info.frames
-    arr = np.fromfile(info.path, dtype=_stored_dtype(info), count=count, offset=info.pixel_offset)
+    with limits.open_regular(info.path) as fp:
+        fp.seek(info.pixel_offset)
+        arr = np.fromfile(fp, dtype=_stored_dtype(info), count=count)
     if arr.size != count:
         raise ReadError("truncated pixel data", info.path)
     arr = arr.reshape(info.frames, info.rows, info.columns)
@@ -442,40 +472,6 @@ def _mask_bits(arr: np.ndarray, info: InstanceInfo) -> np.ndarray:
     return arr & np.array((1 << bits) - 1, dtype=arr.dtype)
 
 
-def _describe_decode_error(exc: Exception, info: InstanceInfo) -> str:
-    text = " ".join(str(exc).split())
-    low = text.lower()
-    if "less than expected" in low or "truncat" in low or "end of file" in low:
-        return f"truncated or corrupt pixel data ({text[:100]})"
-    if "no pixel data" in low:
-        return "no pixel data"
-    if (
-        "unable to decode" in text.lower()
-        or "no available" in text.lower()
-        or "plugin" in text.lower()
-    ):
-        name = _ts_name(info.transfer_syntax)
-        return f"unsupported transfer syntax {name}: no installed decoder could read it"
-    if (
-        "buffer" in text.lower()
-        or "length" in text.lower()
-        or "short" in text.lower()
-        or "truncat" in text.lower()
-    ):
-        return f"truncated or corrupt pixel data ({text[:120]})"
-    return f"could not decode pixel data ({type(exc).__name__}: {text[:120]})"
-
-
-def _ts_name(uid: str) -> str:
-    try:
-        from pydicom.uid import UID
-
-        name = UID(uid).name
-        return f"{name} ({uid})" if name and name != uid else uid
-    except Exception:
-        return uid or "(none)"
-
-
 def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode every frame of a DICOM file.
 
@@ -489,24 +485,38 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     pydicom = _pydicom()
     from pydicom.pixels import apply_color_lut
 
+    pixelcheck.prefer_raising_plugins()
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with limits.open_regular(path) as fp, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:
-        raise ReadError(f"not a readable DICOM file ({type(exc).__name__})", path) from exc
+            ds = pydicom.dcmread(fp, force=True)
+    except ReadError:
+        raise
+    except (Exception, RecursionError) as exc:
+        raise ReadError(reasons.parse_failure(exc), path) from exc
     truncated = any("End of file" in str(w.message) for w in caught)
     info = header_from_dataset(ds, path)
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         if truncated:
             raise ReadError("truncated file: it ends inside the pixel data", path)
         raise ReadError("no pixel data", path)
+    float_bits = 32 if "FloatPixelData" in ds else 64 if "DoubleFloatPixelData" in ds else None
+    problem = pixelcheck.attribute_problem(info, float_bits) or pixelcheck.finite_problem(info)
+    if problem:
+        raise ReadError(problem, path)
+    limits.check_budget(pixelcheck.decoded_bytes(info), "Rows x Columns x frames", path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = ds.pixel_array
-    except Exception as exc:
-        raise ReadError(_describe_decode_error(exc, info), path) from exc
+    except (Exception, RecursionError) as exc:
+        raise ReadError(
+            reasons.decode_failure(exc, info, decoder_available(info.transfer_syntax)), path
+        ) from exc
+    except BaseException as exc:  # a Rust panic (pyo3 PanicException) is a BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ReadError(f"the pixel decoder failed ({type(exc).__name__})", path) from exc
     extra: dict[str, Any] = {}
     lut_warnings: list[str] = []
     photometric = info.photometric.upper()
@@ -539,7 +549,7 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
                 arr = np.asarray(pd_modality_lut(arr, ds)).astype(np.uint16)
             except Exception as exc:  # pydicom raises many types for a malformed sequence
                 lut_warnings.append(
-                    f"Modality LUT Sequence not applied ({_short_error(exc)}): "
+                    f"Modality LUT Sequence not applied ({reasons.short_error(exc)}): "
                     "values shown are stored values"
                 )
         if arr.dtype.kind == "f":
@@ -561,15 +571,9 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
                 extra["voi_lut"] = (first, table)
             except Exception as exc:
                 lut_warnings.append(
-                    f"VOI LUT Sequence not applied ({_short_error(exc)}): "
+                    f"VOI LUT Sequence not applied ({reasons.short_error(exc)}): "
                     "the window is used instead"
                 )
     if lut_warnings:
         extra["warnings"] = lut_warnings
     return np.ascontiguousarray(arr), extra
-
-
-def _short_error(exc: BaseException) -> str:
-    """``Type: message`` on one line, cut to a readable length."""
-    text = " ".join(str(exc).split())[:120]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -5,11 +5,47 @@ from __future__ import annotations
 import hashlib
 import os
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-from medview.errors import ReadError
+from medview.errors import MedviewError, ReadError
+from medview.io import decoders, limits
 from medview.io.model import InstanceInfo, SeriesInfo, Volume
+
+#: Largest ratio of decoded to stored bytes deflate (gzip, zlib) can reach (about 1032:1).
+DEFLATE_MAX_RATIO = 1100
+
+
+def _pillow() -> ModuleType:
+    """Pillow with its decompression-bomb limit set from the per-image memory budget
+    (4 bytes a pixel, RGBA); :func:`_open_image` turns its warning into an error."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max(1, limits.image_budget() // 4)
+    return Image
+
+
+def _open_image(path: str) -> Any:
+    """``Image.open`` of a regular file, a decompression bomb a one-line ReadError."""
+    import warnings
+
+    image = _pillow()
+    fp = limits.open_regular(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image.DecompressionBombWarning)
+            return image.open(fp)
+    except (image.DecompressionBombError, image.DecompressionBombWarning) as exc:
+        fp.close()
+        raise ReadError(
+            f"image too large: over {image.MAX_IMAGE_PIXELS} pixels, above the memory "
+            "budget (set MEDVIEW_MAX_IMAGE_MB to raise it)",
+            path,
+        ) from exc
+    except BaseException:
+        fp.close()
+        raise
 
 
 def _pseudo_uid(path: str) -> str:
@@ -18,11 +54,15 @@ def _pseudo_uid(path: str) -> str:
 
 
 def read_raster(path: str) -> np.ndarray:
-    """Decode a PNG/JPEG/TIFF/BMP to (H, W) uint8/uint16 or (H, W, 3) uint8."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode a PNG/JPEG/TIFF/BMP to (H, W) uint8/uint16 or (H, W, 3) uint8.
+
+    Runs in a decoder worker when called through :func:`load_raster` (Pillow's codecs
+    are native code); images over the per-image budget are refused before decoding.
+    """
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -44,11 +84,13 @@ def read_raster(path: str) -> np.ndarray:
                     arr = np.array(im.convert("L"))
             else:
                 arr = np.array(im.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise ReadError("file not found", path) from exc
+    except MedviewError:
+        raise
     except UnidentifiedImageError as exc:
         raise ReadError("not a readable image file", path) from exc
-    except OSError as exc:
+    except MemoryError as exc:
+        raise ReadError("image too large for the decoder's memory limit", path) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ReadError(
             f"truncated or corrupt image ({' '.join(str(exc).split())[:100]})", path
         ) from exc
@@ -63,16 +105,16 @@ def read_raster(path: str) -> np.ndarray:
 
 
 def raster_series(path: str) -> SeriesInfo:
-    """Header-like facts of a raster image (it is decoded to know its size)."""
-    from PIL import Image, UnidentifiedImageError
+    """Header-like facts of a raster image (its header only; bombs refused here)."""
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             width, height = im.size
             mode = im.mode
-    except FileNotFoundError as exc:
-        raise ReadError("file not found", path) from exc
-    except (UnidentifiedImageError, OSError) as exc:
+    except MedviewError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ReadError("not a readable image file", path) from exc
     uid = _pseudo_uid(path)
     inst = InstanceInfo(
@@ -105,8 +147,9 @@ def raster_series(path: str) -> SeriesInfo:
 
 
 def load_raster(series: SeriesInfo) -> Volume:
+    """A PNG/JPEG/TIFF/BMP as a one-slice volume (decoded in a decoder worker)."""
     path = series.instances[0].path
-    arr = read_raster(path)
+    arr = decoders.run_isolated(read_raster, path)
     if arr.ndim == 3:
         vol_arr = arr[np.newaxis]
         photometric = "RGB"
@@ -189,18 +232,33 @@ def _sitk() -> ModuleType:
     return sitk
 
 
-def volume_series(path: str) -> SeriesInfo:
-    """Facts of a NIfTI/MHA/NRRD volume from its header (SimpleITK ImageFileReader)."""
+VolumeHeader = tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...], int]
+
+
+def read_volume_header(path: str) -> VolumeHeader:
+    """(size, spacing, origin, direction, components) of a NIfTI/MHA/NRRD header, after
+    checking the declared size against the file (:func:`check_volume_size`).
+
+    SimpleITK is native code: :func:`volume_series` runs this in a decoder worker.
+    """
     sitk = _sitk()
+    if limits.special_file_reason(path):
+        raise ReadError(limits.special_file_reason(path) or "not a regular file", path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(path)
         reader.ReadImageInformation()
-        size = reader.GetSize()
-        spacing = reader.GetSpacing()
-        origin = reader.GetOrigin()
-        direction = reader.GetDirection()
-        comps = reader.GetNumberOfComponents()
+        size = tuple(int(v) for v in reader.GetSize())
+        comps = int(reader.GetNumberOfComponents())
+        probe = sitk.Image([1] * len(size), reader.GetPixelID(), max(1, comps))
+        check_volume_size(path, size, max(1, comps) * probe.GetSizeOfPixelComponent())
+        return (
+            size,
+            tuple(reader.GetSpacing()),
+            tuple(reader.GetOrigin()),
+            tuple(reader.GetDirection()),
+            comps,
+        )
     except RuntimeError as exc:
         msg = " ".join(str(exc).split())
         reason = (
@@ -209,9 +267,59 @@ def volume_series(path: str) -> SeriesInfo:
             else f"could not read volume ({msg[-100:]})"
         )
         raise ReadError(reason, path) from exc
+
+
+def _volume_storage(path: str) -> tuple[str, int]:
+    """("raw" | "deflate" | "unknown", bytes on disk) of a volume file's pixel data."""
+    low = path.lower()
+    size = os.path.getsize(path)
+    if low.endswith(".gz"):
+        return "deflate", size
+    if low.endswith((".nhdr", ".mhd")):
+        return "unknown", size  # pixel data in another file
+    if low.endswith((".nrrd", ".mha")):
+        with limits.open_regular(path) as fp:
+            head = fp.read(65536).decode("latin-1").lower()
+        if "compresseddata = true" in head or "encoding: gz" in head:
+            return "deflate", size
+        if "encoding: bz" in head or "compresseddata" in head and "false" not in head:
+            return "unknown", size
+    return "raw", size
+
+
+def check_volume_size(path: str, size: tuple[int, ...], pixel_bytes: int) -> None:
+    """Refuse a volume header whose declared voxels need more bytes than the file can
+    hold (raw: its size; deflate: about 1032 times its size) or than the budget."""
+    needed = pixel_bytes
+    for n in size:
+        if n <= 0:
+            raise ReadError(f"impossible volume size {'x'.join(map(str, size))}", path)
+        needed *= n
+    storage, on_disk = _volume_storage(path)
+    if storage == "raw" and needed > on_disk:
+        raise ReadError(
+            f"the header declares {limits.human_bytes(needed)} of voxels but the file "
+            f"holds {limits.human_bytes(on_disk)}",
+            path,
+        )
+    if storage == "deflate" and needed > on_disk * DEFLATE_MAX_RATIO:
+        raise ReadError(
+            f"the header declares {limits.human_bytes(needed)} of voxels, more than "
+            f"{limits.human_bytes(on_disk)} of compressed data can hold",
+            path,
+        )
+    limits.check_budget(needed, "the volume header", path)
+
+
+def volume_series(path: str) -> SeriesInfo:
+    """Facts of a NIfTI/MHA/NRRD volume from its header (SimpleITK ImageFileReader, in a
+    decoder worker)."""
+    size, spacing, origin, direction, comps = decoders.run_isolated(read_volume_header, path)
     uid = _pseudo_uid(path)
-    size3 = tuple(size) + (1,) * (3 - len(size))
-    sp3 = tuple(spacing) + (1.0,) * (3 - len(spacing))
+    sz = tuple(size) + (1,) * (3 - len(size))
+    sp = tuple(spacing) + (1.0,) * (3 - len(spacing))
+    size3 = (int(sz[0]), int(sz[1]), int(sz[2]))
+    sp3 = (float(sp[0]), float(sp[1]), float(sp[2]))
     if len(size) == 3 and len(direction) == 9 and len(origin) == 3:
         # what load_volume_file will show: the volume reoriented to LPS
         size3, sp3, origin, lps = lps_geometry(size3, sp3, origin, np.reshape(direction, (3, 3)))
@@ -247,16 +355,36 @@ def volume_series(path: str) -> SeriesInfo:
     return s
 
 
-def load_volume_file(series: SeriesInfo) -> Volume:
+VolumeData = tuple[np.ndarray, tuple[float, ...], tuple[float, ...], tuple[float, ...], int]
+
+
+def read_volume_data(path: str) -> VolumeData:
+    """(voxels (z, y, x[, c]), direction, spacing, origin, dimension) of a volume file;
+    runs in a decoder worker (SimpleITK is native code), its header checked again."""
     sitk = _sitk()
-    path = series.instances[0].path
+    read_volume_header(path)
     try:
         img = sitk.ReadImage(path)
     except RuntimeError as exc:
         raise ReadError(
             f"could not read volume ({' '.join(str(exc).split())[-100:]})", path
         ) from exc
-    arr = sitk.GetArrayViewFromImage(img)
+    except MemoryError as exc:
+        raise ReadError("volume too large for the decoder's memory limit", path) from exc
+    arr = np.array(sitk.GetArrayViewFromImage(img))
+    return (
+        arr,
+        tuple(img.GetDirection()),
+        tuple(img.GetSpacing()),
+        tuple(img.GetOrigin()),
+        int(img.GetDimension()),
+    )
+
+
+def load_volume_file(series: SeriesInfo) -> Volume:
+    """A NIfTI/MHA/NRRD volume, decoded in a decoder worker, reoriented to LPS."""
+    path = series.instances[0].path
+    arr, img_direction, img_spacing, img_origin, dim = decoders.run_isolated(read_volume_data, path)
     if arr.ndim == 2:
         arr = arr[np.newaxis]
     if arr.dtype.kind == "f":
@@ -272,17 +400,13 @@ def load_volume_file(series: SeriesInfo) -> Volume:
         lo, hi = int(arr.min()), int(arr.max())
         out = arr.astype(np.int16 if lo >= -32768 and hi <= 32767 else np.int32)
     else:
-        out = np.array(arr)
-    direction = (
-        np.array(img.GetDirection(), dtype=float).reshape(3, 3)
-        if img.GetDimension() == 3
-        else np.eye(3)
-    )
-    spacing = tuple(img.GetSpacing()) + (1.0,) * (3 - img.GetDimension())
-    origin = tuple(img.GetOrigin()) + (0.0,) * (3 - img.GetDimension())
-    if img.GetDimension() == 3:
+        out = arr
+    direction = np.array(img_direction, dtype=float).reshape(3, 3) if dim == 3 else np.eye(3)
+    spacing = tuple(img_spacing) + (1.0,) * (3 - dim)
+    origin = tuple(img_origin) + (0.0,) * (3 - dim)
+    if dim == 3:
         # show it like DICOM: axes to patient L, P, S (a NIfTI is usually stored RAS)
-        size3 = tuple(int(v) for v in img.GetSize())
+        size3 = (int(arr.shape[2]), int(arr.shape[1]), int(arr.shape[0]))
         out = reorient_array(out, direction)
         _, spacing, origin, direction = lps_geometry(size3, spacing, origin, direction)  # type: ignore[arg-type]
     return Volume(

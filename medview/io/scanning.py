@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from medview.errors import FileProblem, MedviewError, ReadError
-from medview.io import decoders
+from medview.io import decoders, limits
 from medview.io.dicom import read_header
 from medview.io.model import InstanceInfo, ScanResult, SeriesInfo
 from medview.tasks import TaskState, ensure_state
@@ -61,14 +61,16 @@ def is_dicomdir(path: str) -> bool:
     ).upper().startswith("DICOMDIR")
 
 
-def iter_files(root: str) -> Iterator[str]:
-    """All files below ``root`` (recursive, sorted, hidden files skipped)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or name.lower() in SKIP_NAMES:
-                continue
-            yield os.path.join(dirpath, name)
+def iter_files(root: str, notes: list[FileProblem] | None = None) -> Iterator[str]:
+    """All regular files below ``root`` (recursive, sorted, hidden files skipped).
+
+    FIFOs, devices, sockets, links to them or out of ``root``, and folder loops are
+    skipped, with a one-line note each in ``notes``
+    (:func:`medview.io.limits.walk_files`).
+    """
+    for path in limits.walk_files(root, notes if notes is not None else []):
+        if os.path.basename(path).lower() not in SKIP_NAMES:
+            yield path
 
 
 def dicomdir_files(path: str) -> list[str]:
@@ -83,14 +85,17 @@ def dicomdir_files(path: str) -> list[str]:
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
             fs = FileSet(ds)
-    except Exception as exc:
-        raise ReadError(f"not a readable DICOMDIR ({type(exc).__name__}: {exc})", path) from exc
+    except Exception as exc:  # pydicom's text can quote raw bytes: the type is enough
+        raise ReadError(f"not a readable DICOMDIR ({type(exc).__name__})", path) from exc
     files = []
+    top = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     for inst in fs:
         try:
-            files.append(os.fspath(inst.path))
+            ref = os.fspath(inst.path)
         except Exception:
             continue
+        if os.path.commonpath([top, os.path.realpath(ref)]) == top:
+            files.append(ref)  # a record pointing out of the medium's folder is ignored
     if not files and len(fs) == 0:
         raise ReadError("the DICOMDIR lists no images", path)
     return files
@@ -108,6 +113,10 @@ def _collect(
         if rp in seen:
             return
         seen.add(rp)
+        special = limits.special_file_reason(p)
+        if special is not None:
+            errors.append(FileProblem(p, special))
+            return
         ext = _ext(p)
         if ext in RASTER_EXTS:
             raster.append(p)
@@ -130,10 +139,10 @@ def _collect(
             top_dicomdir = os.path.join(path, "DICOMDIR")
             if os.path.isfile(top_dicomdir):
                 add(top_dicomdir, True)
-            for f in iter_files(path):
+            for f in iter_files(path, errors):
                 if not is_dicomdir(f):
                     add(f, False)
-        elif os.path.exists(path):
+        elif os.path.exists(path) or os.path.islink(path):
             add(path, True)
         else:
             errors.append(FileProblem(path, "no such file or folder"))

@@ -21,7 +21,7 @@ import numpy as np
 
 from medview.errors import FileProblem, MedviewError, ReadError
 from medview.io import cache as pixel_cache
-from medview.io import decoders, gpu
+from medview.io import decoders, gpu, limits
 from medview.io.dicom import decode_file, read_native_frames
 from medview.io.model import InstanceInfo, SeriesInfo, Volume
 from medview.tasks import TaskState, ensure_state
@@ -76,9 +76,9 @@ def load_series(
 
     While loading, ``volume.ready[k]`` turns True as slice ``k`` is decoded (slices
     arrive in order); it is None once the load finished. ``processes``: decode
-    compressed files in the worker processes (True: always, e.g. from a GUI thread,
-    where a decoder holding the GIL would stall the event loop; False: never; None:
-    when there are at least 4 files).
+    compressed files in the worker processes (True or None, the default: always, so
+    that a decoder that aborts or panics costs one file, not this process; False:
+    in this process, for callers that are themselves a disposable worker).
 
     Raises :class:`~medview.errors.ReadError` when no slice at all can be decoded;
     slices that fail are filled with the minimum value and reported in
@@ -110,6 +110,8 @@ def _new_volume(series: SeriesInfo, dtype: np.dtype, to_hu: bool, color: bool) -
     frames = first.frames
     nz = len(items) * frames if len(items) > 1 else frames
     shape = (nz, first.rows, first.columns) + ((3,) if color else ())
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    limits.check_budget(needed, f"the series ({nz} slices)", first.path, series=True)
     direction = np.array(series.direction, dtype=float).reshape(3, 3)
     vol = Volume(
         array=np.empty(shape, dtype=dtype),
@@ -186,9 +188,14 @@ class _SeriesFill:
             self.state.partial((vol, k))
 
     def fail(self, k: int, info: InstanceInfo, reason: str) -> None:
-        """Blank the slices of ``info`` (minimum value) and remember why."""
+        """Blank the slices of ``info`` (minimum value) and remember why.
+
+        A volume of one file is not blanked: its failure fails the load, and writing
+        the blank would touch every page of an array sized by a header that lied.
+        """
         out, frames = self.out, self.frames
-        out[k : k + frames] = np.iinfo(out.dtype).min if out.dtype.kind in "iu" else 0
+        if len(self.vol.instances) > 1:
+            out[k : k + frames] = np.iinfo(out.dtype).min if out.dtype.kind in "iu" else 0
         self.failures.append(FileProblem(info.path, reason))
         self.ready[k : k + frames] = True
         self.done += 1
@@ -221,8 +228,7 @@ class _SeriesFill:
     def _decode(self, coded: list[Job], total: int, processes: bool | None, place: _Place) -> None:
         coded = gpu.decode_jobs(coded, place, self.state)  # no-op without a CUDA decoder
         remaining = coded
-        use_pool = (len(coded) >= 4) if processes is None else processes
-        pool = decoders.decoder_pool() if use_pool else None
+        pool = decoders.decoder_pool() if processes is not False else None
         if pool is not None:
             remaining = _decode_in_pool(
                 pool, coded, place, self.fail, self.state, total, lambda: self.done
@@ -276,30 +282,54 @@ def _decode_in_pool(
     total: int,
     count: Callable[[], int],
 ) -> list[Job]:
-    """Decode on the process pool; returns the jobs left to decode in-process if it broke."""
+    """Decode on the process pool; returns the jobs left to decode in-process (only when
+    worker processes cannot run here at all).
+
+    When a worker dies (a decoder aborted or panicked, or hit the worker memory
+    limit) the pool is replaced and the files that were in flight are decoded again
+    one at a time: the one that kills its worker again is reported as a failure of
+    that file, and the rest of the series continues.
+    """
     from concurrent.futures.process import BrokenProcessPool
 
     window = 3 * max(2, decoders.decode_workers())
-    handled = 0
-    try:
-        for (k, info), fut in _windowed(
-            pool, lambda i: decode_file(i.path), coded, window, picklable=decode_file
-        ):
-            state.check()
-            try:
-                arr, extra = fut.result()
-            except MedviewError as exc:
-                fail(k, info, exc.reason)
-            else:
-                place(k, info, arr, extra)
-            del fut
-            handled += 1
-            if count() % 4 == 0:
-                state.progress(count() / total, f"decoding {count()}/{total}")
-    except BrokenProcessPool:
-        # e.g. __main__ cannot be re-imported by the workers: decode the rest here
-        decoders.mark_broken()
-        return coded[handled:]
+    todo = list(coded)
+    while todo:
+        handled = 0
+        try:
+            for (k, info), fut in _windowed(
+                pool, lambda i: decode_file(i.path), todo, window, picklable=decode_file
+            ):
+                state.check()
+                try:
+                    arr, extra = fut.result()
+                except MedviewError as exc:
+                    fail(k, info, exc.reason)
+                else:
+                    place(k, info, arr, extra)
+                decoders.mark_working()
+                del fut
+                handled += 1
+                if count() % 4 == 0:
+                    state.progress(count() / total, f"decoding {count()}/{total}")
+            return []
+        except BrokenProcessPool:
+            decoders.mark_broken()
+            suspects, todo = todo[handled : handled + window], todo[handled + window :]
+            if decoders.decoder_pool() is None:  # processes do not work here
+                return suspects + todo
+            for k, info in suspects:  # one at a time: find the file that kills a worker
+                state.check()
+                try:
+                    arr, extra = decoders.run_isolated(decode_file, info.path)
+                except MedviewError as exc:
+                    fail(k, info, exc.reason)
+                else:
+                    place(k, info, arr, extra)
+            next_pool = decoders.decoder_pool()
+            if next_pool is None:
+                return todo
+            pool = next_pool
     return []
 
 

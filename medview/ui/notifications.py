@@ -13,6 +13,8 @@ import time
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QListWidget, QVBoxLayout, QWidget
 
+from medview.errors import printable
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +32,7 @@ class _Toast(QFrame):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(10, 6, 10, 6)
         label = QLabel(text, self)
+        label.setTextFormat(Qt.TextFormat.PlainText)  # text from a file is never markup
         label.setWordWrap(True)
         label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(label)
@@ -62,7 +65,8 @@ class Notifier(QObject):
         host.installEventFilter(self)
 
     def notify(self, text: str, level: str = "error", seconds: float = 8.0) -> None:
-        text = " ".join(str(text).split())
+        # one line, control characters and escape sequences written out (issue 18)
+        text = printable(" ".join(str(text).split()), 2000)
         if not text:
             return
         self.history.append((time.time(), level, text))
