@@ -59,7 +59,8 @@ def decode_lines(data: bytes, path: Path) -> tuple[list[str | None], list[Record
     """The file's lines (index 0 = line 1); None for a line that could not be decoded."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16").splitlines(), []
+            text: list[str | None] = list(data.decode("utf-16").splitlines())
+            return text, []
         except UnicodeDecodeError as exc:
             raise ReadError(f"not valid UTF-16 text (byte {exc.start})", path) from exc
     if data.startswith(b"\xef\xbb\xbf"):
