@@ -83,15 +83,16 @@ def test_open_ct_first_slice_before_volume(make_window, qtbot, ct_dir):
     assert shown[0][1] and shown[0][2] >= 1 and shown[-1] == (True, False, None)
     assert vp.volume.shape == (20, 512, 512)
     assert not vp.loading and vp.loaded is None
-    assert vp.window == pytest.approx((40.0, 300.0))
+    # the CT protocol's soft-tissue window (CT_PRESETS["mediastinum"]), not the file's 40/300
+    assert vp.window == pytest.approx((50.0, 350.0)) and win.protocol_name == "CT"
     # browser lists patient / study / series with a thumbnail
     assert len([k for k in win.browser.items if k.startswith("open:")]) == 1
     key = next(k for k in win.browser.items if k.startswith("open:"))
     qtbot.waitUntil(lambda: key in win.browser.thumbs, timeout=TIMEOUT)
     assert not win.browser.items[key].icon(0).isNull()
     # tag browser follows the shown slice
-    qtbot.waitUntil(lambda: win.tags.dataset is not None, timeout=TIMEOUT)
-    assert win.tags.path == vp.volume.instances[vp.index].path
+    path = vp.volume.instances[vp.index].path  # debounced: the last slice shown wins
+    qtbot.waitUntil(lambda: win.tags.dataset is not None and win.tags.path == path, timeout=TIMEOUT)
     assert not win.errors
     assert not win.progress.isVisible()
 
@@ -274,8 +275,8 @@ def test_settings_layout_and_recent_persist(make_window, qtbot, ct_dir):
     win.close()
     assert settings.recent_paths()[0] == os.path.abspath(str(ct_dir))
     win2 = make_window()
-    assert win2.area.layout_name == "2x2"
-    assert len(win2.area.visible_viewports()) == 4
+    # the layout is no longer sticky: each study's hanging protocol picks it
+    assert win2.area.layout_name == "1x1"
     assert win2.recent_menu.actions()[0].text() == os.path.abspath(str(ct_dir))
     presets.save_user_preset("my lung", -500, 1400)
     assert presets.resolve_preset("my lung") == (-500.0, 1400.0)
@@ -532,9 +533,9 @@ def test_measurement_shows_in_every_viewport_of_the_series(make_window, qtbot, c
     from medview.imaging.measure import Measurement
 
     win = make_window()
-    win.set_layout("1x2")
     win.open_paths([str(ct_dir)])
     idle(qtbot, win)
+    win.set_layout("1x2")  # the CT opened in MPR (its protocol); two axial viewports now
     left, right = win.area.viewports[:2]
     key = next(k for k in win.browser.items if k.startswith("open:"))
     win.load_into(right, key)
@@ -609,3 +610,72 @@ def test_tag_browser_builds_huge_sequences_lazily(qtbot):
     tb.filter.setText("LAZY1")
     tb.apply_filter()
     assert tb.matching_keywords() == ["PatientID"]
+
+
+def test_hanging_protocol_ct_in_mpr_then_a_radiograph_opens_1x1(
+    make_window, qtbot, ct_dir, xray_dir
+):
+    """The layout of one study no longer leaks into the next (issue 16, item 1)."""
+    from medview.ui.reading import describe
+
+    win = make_window()
+    win.open_paths([str(ct_dir)])
+    idle(qtbot, win)
+    vps = win.area.viewports
+    qtbot.waitUntil(lambda: all(v.volume is not None for v in vps[:3]), timeout=TIMEOUT)
+    assert (win.area.layout_name, win.protocol_name) == ("mpr", "CT")
+    assert [v.plane for v in vps[:3]] == ["axial", "coronal", "sagittal"]
+    assert {v.window for v in vps[:3]} == {(50.0, 350.0)}  # soft tissue / mediastinum
+    win.open_paths([str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm")])
+    idle(qtbot, win)
+    shot = describe(win)
+    assert (shot["layout"], shot["protocol"]) == ("1x1", "Radiograph")
+    assert len(shot["viewports"]) == 1 and win.area.visible_viewports() == [vps[0]]
+    only = shot["viewports"][0]
+    assert (only["modality"], only["plane"], only["index"], only["count"]) == ("CR", "axial", 1, 1)
+    assert all(v.volume is None for v in vps[1:])  # no reformat left over from the CT
+
+
+def test_hanging_protocol_radiograph_beside_its_prior(make_window, qtbot, xray_dir, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from medview.viewer.session import import_into_db
+
+    cr = xray_dir / "cr_chest_pa_jpeg_baseline.dcm"
+    ds = pydicom.dcmread(cr)  # an earlier study of the same patient, in the database
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyDate = "18991231"
+    (tmp_path / "prior").mkdir()
+    ds.save_as(tmp_path / "prior" / "prior.dcm")
+    import_into_db(str(tmp_path / "prior"))
+    win = make_window()
+    win.open_paths([str(cr)])
+    idle(qtbot, win)
+    left, right = win.area.viewports[:2]
+    qtbot.waitUntil(lambda: right.volume is not None, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert (win.area.layout_name, win.protocol_name) == ("1x2", "Radiograph with prior")
+    assert left.volume.series.study_date == "19010101"
+    assert right.volume.series.study_uid == ds.StudyInstanceUID
+    assert any("1 prior study: 1899-12-31" in t for _, _, t in win.notifier.history)
+
+
+def test_layout_option_pins_the_layout(make_window, qtbot, xray_dir):
+    from medview.ui.app import create_window
+
+    win = create_window(
+        types.SimpleNamespace(
+            layout="2x2", preset=None, paths=[str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm")]
+        ),
+        load_panels=False,
+    )
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        idle(qtbot, win)
+        assert win.area.layout_name == "2x2" and win.protocol_name is None
+        assert win.area.viewports[0].volume is not None
+    finally:
+        win.close()

@@ -74,6 +74,10 @@ def test_user_protocol_round_trip_and_precedence(ct_series):
     data = mine.to_dict()
     import json
 
+    from medview.ui.settings import _plain  # what the settings store accepts
+
+    assert _plain(data) == ""
+
     back, problems = HP.user_protocols(json.loads(json.dumps([data, {"name": "x"}, 3])))
     assert back == [mine] and len(problems) == 2
     assert problems[0].startswith("hanging protocol 2: not a hanging protocol")

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
+from medview.ui import hanging, reading
 from medview.ui import presets as P
-from medview.ui import reading
 from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
 
@@ -75,6 +75,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("proj_avg", "Shift+G", "Slab: average intensity"),
     ("proj_none", "Shift+X", "Slab off: the single slice"),
     ("copy_image", "Ctrl+Shift+C", "Copy the viewport image"),
+    ("compare_prior", "Ctrl+Shift+P", "Compare with the latest prior study (1x2)"),
     ("fps_down", "[", "Cine slower"),
     ("fps_up", "]", "Cine faster"),
     ("search", "Ctrl+F", "Search studies"),
@@ -127,6 +128,12 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     )
     add("copy_image", "Copy viewport image", lambda: reading.copy_viewport(win))
     add("export_cine", f"Export cine (GIF/MP4){ELLIPSIS}", lambda: reading.export_cine_dialog(win))
+    add("compare_prior", "Compare with prior", lambda: hanging.compare_with_prior(win))
+    add(
+        "save_protocol",
+        f"Save current layout as protocol{ELLIPSIS}",
+        lambda: hanging.save_protocol_dialog(win),
+    )
     for proj, label in (("mip", "MIP"), ("minip", "MinIP"), ("avg", "Average"), ("none", "Off")):
         add(f"proj_{proj}", f"Slab {label}", lambda _=False, p=proj: _projection(win, p))
     add("quit", "Quit", win.close)
@@ -186,6 +193,9 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
     lay = v.addMenu("Layout")
     for name in layouts:
         lay.addAction(a[f"layout_{name}"])
+    lay.addSeparator()
+    lay.addAction(a["save_protocol"])
+    v.addAction(a["compare_prior"])
     view_ids = ("fit", "one_to_one", "rotate_cw", "rotate_ccw", "flip_h", "flip_v")
     for k in (*view_ids, "invert", "reset", "overlays", "cine"):
         v.addAction(a[k])

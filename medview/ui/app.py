@@ -65,6 +65,7 @@ def create_window(args: Any | None = None, load_panels: bool = True):
     win = MainWindow(load_panels=load_panels)
     layout = getattr(args, "layout", None)
     if layout:
+        win.pinned_layout = layout  # no hanging protocol: the layout asked for
         win.set_layout(layout)
     preset = getattr(args, "preset", None)
     if preset:

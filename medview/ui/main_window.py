@@ -21,7 +21,7 @@ from PySide6.QtCore import QMimeData, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from medview.ui import actions, reading
+from medview.ui import actions, hanging, reading
 from medview.ui import layout as layout_helpers
 from medview.ui import presets as P
 from medview.ui import settings as user_settings
@@ -76,8 +76,9 @@ class MainWindow(QMainWindow):
 
         self._ctx_timer = self._timer(150, self.push_context)
         self._tags_timer = self._timer(120, self._show_tags_now)
-        layout = str(user_settings.value("layout", "1x1"))
-        self.set_layout(layout if layout in LAYOUTS else "1x1")
+        self.pinned_layout: str | None = None  # `--layout`: no hanging protocol
+        self.protocol_name: str | None = None  # the protocol that hung the study shown
+        self.set_layout("1x1")  # each study's protocol picks its layout (medview.ui.hanging)
         self.set_active(self.area.viewports[0])
         if load_panels:
             self._deferred.append(lambda: layout_helpers.dock_side_panels(self))
@@ -165,7 +166,6 @@ class MainWindow(QMainWindow):
         act = self.actions_by_id.get(f"layout_{name}")
         if act is not None and not act.isChecked():
             act.setChecked(True)
-        user_settings.set_value("layout", name)
         if name == mpr.MPR_LAYOUT and old != mpr.MPR_LAYOUT:
             key = self.series_of.get(self.active) or self.series_of.get(vps[0])
             if self.active is not vps[0] and key:
@@ -218,6 +218,7 @@ class MainWindow(QMainWindow):
         for p in paths:
             user_settings.add_recent(os.path.abspath(p))
         actions.fill_recent(self)
+        hang = target is None  # opened as a study: its hanging protocol decides
         target = target or self.active
         title = os.path.basename(paths[0].rstrip("/")) or paths[0]
         if target.volume is None and not target.loading:
@@ -229,7 +230,7 @@ class MainWindow(QMainWindow):
             session.scan_paths,
             paths,
             name="scan",
-            on_result=lambda res, t=target: self._scanned(res, t),
+            on_result=lambda res, t=target, h=hang: self._scanned(res, t, h),
             on_error=lambda msg, t=target: self._scan_failed(msg, t),
             on_finished=lambda h, t=target: self._scan_ended(h, t),
         )
@@ -247,7 +248,7 @@ class MainWindow(QMainWindow):
             target.message = ""
             target.update()
 
-    def _scanned(self, res: Any, target: Viewport) -> None:
+    def _scanned(self, res: Any, target: Viewport, hang: bool = False) -> None:
         for problem in res.errors:
             self.notify(str(problem))
         if target.volume is None and not target.loading:
@@ -256,6 +257,8 @@ class MainWindow(QMainWindow):
         if not res.series:
             if not res.errors:
                 self.notify("nothing to open: no images found")
+            return
+        if hang and hanging.hang(self, res.series):
             return
         vis = self.area.visible_viewports()
         start = vis.index(target) if target in vis else 0
@@ -370,6 +373,7 @@ class MainWindow(QMainWindow):
         else:
             for t in targets:
                 t.set_volume(vol, keep_view=False)
+        hanging.after_show(self, targets, key)
         if self.requested_preset:
             # `--preset` applies to every viewport it loaded into; HU windows only to CT
             preset = P.resolve_preset(self.requested_preset)
@@ -484,6 +488,5 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.browser_dock, self.tags_dock], [290, 400], Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        user_settings.set_value("layout", self.area.layout_name)
         self.shutdown()
         super().closeEvent(event)

@@ -111,10 +111,21 @@ class Protocol:
     user: bool = False  # saved by the user (listed first)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (the user's settings store it)."""
+        """Plain JSON data (lists, no nulls: the user's settings store it)."""
         d = asdict(self)
         d.pop("user", None)
-        return d
+        out = _plain(d)
+        assert isinstance(out, dict)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, None entries of dicts left out (read back as the defaults)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
