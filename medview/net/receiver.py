@@ -205,12 +205,19 @@ class Receiver:
             (evt.EVT_ABORTED, self._on_done),
             (evt.EVT_PDU_RECV, self._on_pdu),
         ]
+        try:
+            ssl_context = self._ssl_context()
+        except (OSError, ValueError) as exc:
+            path = cfg.tls_cert if isinstance(exc, OSError) else None
+            raise BadRequest(
+                f"cannot load the TLS certificate/key ({one_line(exc)})", path
+            ) from None
         self._indexer.start()
         try:
             server = ae.make_server(
                 (cfg.host, int(cfg.port)),
                 evt_handlers=handlers,
-                ssl_context=self._ssl_context(),
+                ssl_context=ssl_context,
                 server_class=_server_class(),
             )
         except OSError as exc:
