@@ -40,6 +40,8 @@ PDU = [1024 * 1024, 16384]
 # with it on, every instance waits ~40 ms for a delayed ACK on loopback. --dcmtk-nagle keeps
 # that default; otherwise dcmtk runs at its best.
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+# getscu proposes native syntaxes only unless told; Orthanc cannot transcode JPEG 2000
+GETSCU_EXTRA: list[str] = []
 
 
 def dcmtk(name: str) -> str:
@@ -258,6 +260,7 @@ def bench_getscu(tmp: Path, orthanc, study_uid: str, n: int) -> float:
             "-S",
             "-od",
             str(out),
+            *GETSCU_EXTRA,
             "-k",
             "QueryRetrieveLevel=STUDY",
             "-k",
@@ -289,6 +292,8 @@ def main() -> None:
     )
     ap.add_argument("--dcmtk-nagle", action="store_true", help="dcmtk without TCP_NODELAY=1")
     args = ap.parse_args()
+    if args.compressed:
+        GETSCU_EXTRA.append("+xv")
     if args.dcmtk_nagle:
         DCMTK_ENV.pop("TCP_NODELAY", None)
     if args.pdu:
