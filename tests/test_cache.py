@@ -410,3 +410,33 @@ def test_gpu_path_switches_off_when_it_differs_from_the_cpu(medview_home, ct_dir
     assert batches == [8]  # the first batch failed the check: no more GPU
     assert np.array_equal(gpu_vol, cpu)  # what is shown is the CPU decode
     assert gpu.available() is False
+
+
+def test_import_with_cache_fills_the_cache(cache_home, ct_copy, tmp_path, capsys, monkeypatch):
+    import json
+
+    from medview import cli
+
+    rc = cli.main(
+        ["import", "--cache", "--json", "--db", str(tmp_path / "db.sqlite"), str(ct_copy)]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["instances"] == 20
+    assert out["cache"]["written"] == 20 and out["cache"]["already"] == 0
+    assert len(cache.PixelCache().entries()) == 20
+    decoded = DecodeCounter(monkeypatch)
+    _load(ct_copy)  # opening it after the import decodes nothing
+    assert decoded.paths == []
+    rc = cli.main(["import", "--cache", "--db", str(tmp_path / "db.sqlite"), str(ct_copy)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "pixel cache: 0 image(s) decoded, 20 already there" in text
+
+
+def test_database_import_caches_only_when_asked(cache_home, ct_copy, monkeypatch):
+    from medview.viewer import session
+
+    monkeypatch.setenv("MEDVIEW_DB", str(cache_home / "db.sqlite"))
+    report = session.import_into_db(str(ct_copy))
+    assert report.instances == 20 and cache.PixelCache().entries() == []
+    session.import_into_db(str(ct_copy), cache=True)
+    assert len(cache.PixelCache().entries()) == 20

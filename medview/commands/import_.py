@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medview.io import SeriesInfo
 
 HELP = "index files, folders or DICOMDIRs into the local study database"
 
@@ -13,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
     )
     parser.add_argument("--json", action="store_true", help="print the import report as JSON")
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="also decode the compressed images into the pixel cache, so they open fast "
+        "(bound: $MEDVIEW_PIXEL_CACHE_MB)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,13 +52,17 @@ def run(args: argparse.Namespace) -> int:
     report.errors = list(result.errors)
     report.files += len(result.errors)
     skipped = [s for s in result.series if s.kind != "dicom"]
+    cached = _fill_cache(result.series) if args.cache and report.instances else {}
     if args.json:
-        print_json(json_safe(report.as_dict() | {"database": str(db.path)}))
+        print_json(json_safe(report.as_dict() | {"database": str(db.path)} | cached))
     elif report.instances:
         print(
             f"indexed {report.instances} image(s) in {report.series} series of {report.studies} "
             f"study(ies) ({report.new_instances} new) into {db.path}"
         )
+        if cached:
+            c = cached["cache"]
+            print(f"pixel cache: {c['written']} image(s) decoded, {c['already']} already there")
     lines = [not_dicom_reason(s.instances[0].path, s.kind) for s in skipped if s.instances]
     for e in report.errors:
         # a folder of CSV/JSON records is not empty: say what it holds
@@ -64,3 +78,16 @@ def run(args: argparse.Namespace) -> int:
     for line in lines[:-1]:
         print(f"medview: {printable(line)}", file=sys.stderr)
     return error(f"nothing imported: {lines[-1]}")
+
+
+def _fill_cache(series: list[SeriesInfo]) -> dict[str, Any]:
+    """Decode the imported series' compressed images into the pixel cache."""
+    from medview.io import cache
+
+    have = written = 0
+    if cache.default_cache() is not None:
+        for s in series:
+            if s.kind == "dicom":
+                h, w = cache.warm(s.instances)
+                have, written = have + h, written + w
+    return {"cache": {"already": have, "written": written, "folder": str(cache.cache_dir())}}

@@ -106,3 +106,21 @@ def prefetch_priors(
         report.written += written
     state.progress(1.0, "priors cached")
     return report
+
+
+def cache_paths(paths: list[str], state: TaskState | None = None) -> tuple[int, int]:
+    """Worker: decode the compressed images found under ``paths`` into the pixel cache
+    (``medview import --cache``, and imports when the viewer's setting asks for it).
+    Returns ``(already cached, newly written)``; (0, 0) when the cache is off."""
+    from medview.io import cache, scan
+
+    state = ensure_state(state)
+    if cache.default_cache() is None:
+        return 0, 0
+    have = written = 0
+    for series in scan(paths).series:
+        state.check()
+        if series.kind == "dicom":
+            h, w = cache.warm(series.instances, state)
+            have, written = have + h, written + w
+    return have, written

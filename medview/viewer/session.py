@@ -147,10 +147,16 @@ def read_measurements(
     return out
 
 
-def import_into_db(path: str, state: TaskState | None = None) -> ImportReport:
-    """Worker: index ``path`` (headers only) into the local study database."""
+def import_into_db(path: str, state: TaskState | None = None, cache: bool = False) -> ImportReport:
+    """Worker: index ``path`` (headers only) into the local study database; with
+    ``cache``, then decode its compressed images into the pixel cache (io/cache.py)."""
     with _database() as db:
-        return db.import_path(path, state=state)
+        report = db.import_path(path, state=state)
+    if cache:
+        from medview.viewer.prefetch import cache_paths
+
+        cache_paths([path], state)
+    return report
 
 
 def query_database(
