@@ -21,8 +21,15 @@ Card keys (JSON object):
   ``training_data``, ``validation``, ``performance``, ``license``, ``authors``,
   ``citations``, ``disclaimer``, ``retrained_from``.
 
+Tamper evidence: ``manifest`` (``{"sha256": ..., "covers": ...}``) is ONE hash over
+the whole card (every key but ``manifest`` itself, canonical JSON) and, through the
+``weights.sha256`` the card holds, the weights bytes. :func:`read_card` checks the
+card part before anything else (so a swapped label, threshold or temperature is
+refused, never used), :meth:`ModelCard.verify` the weights part before loading.
+:func:`write_card` always writes a fresh manifest.
+
 Validation refuses, with a one-line :class:`ModelError` naming the file: a card that
-is not a JSON object, missing keys, an unknown task, a weights path outside the model
+is not a JSON object, a missing or mismatching manifest, missing keys, an unknown task, a weights path outside the model
 folder (absolute, with ``..`` or a link out), labels that do not match the number of
 outputs, a normalisation ``std`` that is not positive, and an input size or channel
 count that is not a sane positive whole number.
@@ -42,6 +49,11 @@ from medview.errors import MedviewError
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
 REQUIRED_KEYS = ("name", "version", "task", "architecture", "input", "output", "weights")
+MANIFEST_KEY = "manifest"
+MANIFEST_COVERS = (
+    "every key of metadata.json except manifest (canonical JSON: sorted keys, no spaces, "
+    "ASCII) and the weights file through weights.sha256"
+)
 IMAGE_TASKS = ("classification", "anomaly")
 FORECAST_TASKS = ("forecast",)
 TASKS = IMAGE_TASKS + FORECAST_TASKS
@@ -58,6 +70,53 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def manifest_hash(meta: dict[str, Any]) -> str:
+    """The one manifest sha256 of a card: canonical JSON of every key but ``manifest``.
+
+    The card holds ``weights.sha256``, so the hash covers the weights bytes too (checked
+    against the file by :meth:`ModelCard.verify`).
+    """
+    body = {k: v for k, v in meta.items() if k != MANIFEST_KEY}
+    try:
+        text = json.dumps(
+            body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model card is not plain JSON ({exc})") from None
+    return hashlib.sha256(b"medview-model-card-v1\n" + text.encode("ascii")).hexdigest()
+
+
+def with_manifest(meta: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``meta`` with a fresh ``manifest`` block (written last)."""
+    out = {k: v for k, v in meta.items() if k != MANIFEST_KEY}
+    out[MANIFEST_KEY] = {"sha256": manifest_hash(out), "covers": MANIFEST_COVERS}
+    return out
+
+
+def check_manifest(meta: dict[str, Any], where: Path) -> str:
+    """Refuse a card whose manifest is missing or does not match its content."""
+    block = meta.get(MANIFEST_KEY)
+    stated = str(block.get("sha256", "")).lower() if isinstance(block, dict) else ""
+    if not stated:
+        raise ModelError(
+            "model card has no manifest sha256 (card + weights); refusing to load an "
+            "unverifiable model (re-import it with 'medview models import')",
+            where,
+        )
+    try:
+        actual = manifest_hash(meta)
+    except ModelError as exc:
+        raise ModelError(exc.reason, where) from None
+    if actual != stated:
+        raise ModelError(
+            f"manifest sha256 {actual[:12]}... does not match the card ({stated[:12]}...): "
+            "metadata.json was edited after the model was written (labels, threshold or "
+            "other values may be wrong); refusing to load",
+            where,
+        )
+    return actual
 
 
 @dataclass(frozen=True)
@@ -142,8 +201,15 @@ class ModelCard:
     def metadata_path(self) -> Path:
         return self.folder / METADATA_FILE
 
+    @property
+    def manifest_sha256(self) -> str:
+        """The card's manifest hash (checked by :func:`validate`)."""
+        block = self.meta.get(MANIFEST_KEY)
+        return str(block.get("sha256", "")) if isinstance(block, dict) else ""
+
     def verify(self) -> str:
-        """Check the weights file exists and its sha256 matches the card; return it."""
+        """Check the manifest and that the weights' sha256 matches the card; return it."""
+        check_manifest(self.meta, self.metadata_path)
         wp = self.weights_path
         if not wp.is_file():
             raise ModelError("weights file is missing", wp)
@@ -245,8 +311,11 @@ def _check_sizes(meta: dict[str, Any], where: Path) -> None:
             )
 
 
-def validate(meta: Any, folder: str | Path) -> ModelCard:
-    """Check a card's structure (not the weights: see :meth:`ModelCard.verify`)."""
+def validate(meta: Any, folder: str | Path, check: bool = True) -> ModelCard:
+    """Check a card's structure and manifest (not the weights: :meth:`ModelCard.verify`).
+
+    ``check=False`` skips the manifest, for a card being built (import, training).
+    """
     folder = Path(folder)
     where = folder / METADATA_FILE
     if not isinstance(meta, dict):
@@ -264,6 +333,8 @@ def validate(meta: Any, folder: str | Path) -> ModelCard:
     _check_labels(meta, where)
     _check_std(meta, where)
     _check_sizes(meta, where)
+    if check:
+        check_manifest(meta, where)
     return ModelCard(folder=folder, meta=meta, weights=weights)
 
 
@@ -281,9 +352,9 @@ def read_card(folder: str | Path) -> ModelCard:
 
 
 def write_card(folder: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``meta`` as ``folder/metadata.json`` (indented, newline-terminated)."""
+    """Write ``meta`` with a fresh manifest as ``folder/metadata.json`` (indented)."""
     path = Path(folder) / METADATA_FILE
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(with_manifest(meta), indent=2) + "\n", encoding="utf-8")
     return path
 
 

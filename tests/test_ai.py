@@ -174,7 +174,9 @@ def test_missing_sha_and_bad_card_are_refused(tmp_path):
     folder = _tiny_model(tmp_path / "nosha")
     meta = json.loads((folder / "metadata.json").read_text())
     meta["weights"]["sha256"] = ""
-    (folder / "metadata.json").write_text(json.dumps(meta))
+    from medview.modelcards import write_card
+
+    write_card(folder, meta)  # a consistent manifest: the missing sha256 itself is refused
     with pytest.raises(ModelError, match="no weights sha256"):
         get_model(str(folder)).load_module("cpu")
     (folder / "metadata.json").write_text("{not json")
@@ -472,7 +474,9 @@ def test_discover_skips_other_subsystems_models_but_reports_broken_cards(tmp_pat
         "output": {"horizon_steps": 12},
         "weights": {"file": "model.safetensors", "sha256": "0" * 64},
     }
-    (root / "forecaster" / "metadata.json").write_text(json.dumps(forecast_card))
+    from medview.modelcards import write_card
+
+    write_card(root / "forecaster", forecast_card)  # with its manifest
     (root / "broken").mkdir()
     (root / "broken" / "metadata.json").write_text(json.dumps({"name": "b", "task": "anomaly"}))
     errors: list[str] = []
@@ -543,7 +547,8 @@ def test_training_split_is_reproducible_and_writes_one_schema_cards(tmp_path, ta
     assert metas[0]["validation"] == metas[1]["validation"]
     assert metas[0]["validation"]["n"] == 32
     assert lines and lines[0].startswith(f"[{target}] epoch 1/1 ")
-    card = read_card(tmp_path / "r0")
+    card = read_card(tmp_path / "r0")  # checks the manifest (card + weights) too
     assert card.is_image_model and card.verify() == shas[0]
+    assert card.manifest_sha256 == metas[0]["manifest"]["sha256"]
     assert card.meta["intended_use_scope"]["modalities"] == ["CR", "DX"]
     assert "# " + card.name in (tmp_path / "r0" / "README.md").read_text()

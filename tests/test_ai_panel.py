@@ -178,7 +178,9 @@ def test_panel_finding_signal_for_positive_result(qtbot, user_models):
     folder = user_models / "tiny_cls"
     meta = json.loads((folder / "metadata.json").read_text())
     meta["output"]["threshold"] = 0.0  # every image is "pneumonia" for this test model
-    (folder / "metadata.json").write_text(json.dumps(meta))
+    from medview.modelcards import write_card
+
+    write_card(folder, meta)  # re-hashed: a hand edit would be refused (manifest)
     panel = _panel(qtbot)
     panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
     assert not panel.finding_btn.isEnabled()

@@ -16,6 +16,8 @@ from medview.modelcards import (
     read_card,
     sha256_file,
     validate,
+    with_manifest,
+    write_card,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +36,7 @@ def _card(**over: object) -> dict:
         "weights": {"file": "model.safetensors", "sha256": "0" * 64},
     }
     card.update(over)
-    return card
+    return with_manifest(card)
 
 
 def test_one_model_error_is_a_medview_error():
@@ -104,12 +106,14 @@ def test_glucose_trainer_writes_the_committed_card_shape(tmp_path):
     }
     valid = {k: v for k, v in committed["validation"].items() if k != "note"}
     meta = train.model_card(run, np.zeros(train.HORIZON_STEPS), valid, wp, state)
-    assert list(meta) == list(committed)
+    assert list(meta) + ["manifest"] == list(committed)  # write_card adds the manifest
     for block in ("architecture", "input", "output", "weights", "training", "training_data"):
         assert list(meta[block]) == list(committed[block]), block
     assert meta["weights"]["parameters"] == committed["weights"]["parameters"]
     assert meta["weights"]["bytes"] == committed["weights"]["bytes"]
-    validate(meta, tmp_path)
+    validate(meta, tmp_path, check=False)  # structure; write_card then adds the manifest
+    write_card(tmp_path, meta)
+    assert read_card(tmp_path).manifest_sha256
 
 
 @pytest.mark.parametrize(
@@ -184,3 +188,162 @@ def test_tampered_glucose_weights_are_a_one_line_medview_error(tmp_path):
     with pytest.raises(MedviewError, match="does not match the model card") as err:
         load_model(folder)
     assert str(err.value).startswith(str(folder / "model.safetensors"))
+
+
+# -- issue 18 item 7: one manifest hash over card + weights ---------------------------
+
+
+def _copy(tmp_path: Path, name: str = "pneumonia_cnn") -> Path:
+    folder = tmp_path / name
+    shutil.copytree(MODELS / name, folder)
+    return folder
+
+
+def _edit(folder: Path, fn) -> None:
+    """Edit metadata.json by hand, as a tamperer would (the manifest is left as it was)."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    fn(meta)
+    (folder / "metadata.json").write_text(json.dumps(meta, indent=2))
+
+
+def _swap_labels(m: dict) -> None:
+    m["output"]["labels"] = list(reversed(m["output"]["labels"]))
+
+
+def _set(block: str, key: str, value: object):
+    def fn(m: dict) -> None:
+        m[block][key] = value
+
+    return fn
+
+
+def _replace_weights_and_their_sha(folder: Path):
+    """Other weights, and weights.sha256 updated to match them: only the manifest tells."""
+    other = MODELS / "pneumonia_ae" / "model.safetensors"
+    shutil.copy(other, folder / "model.safetensors")
+
+    def fn(m: dict) -> None:
+        m["weights"]["sha256"] = sha256_file(other)
+
+    return fn
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_bundled_card_carries_a_valid_manifest(name):
+    card = read_card(MODELS / name)
+    assert len(card.manifest_sha256) == 64
+    assert card.meta["manifest"]["sha256"] == with_manifest(card.meta)["manifest"]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _swap_labels,
+        _set("output", "threshold", 0.01),
+        _set("output", "temperature", 100.0),
+        _set("input", "mean", 0.4),
+        lambda m: m.pop("intended_use_scope"),
+        lambda m: m.pop("manifest"),
+        lambda m: m.update(manifest={"sha256": "0" * 64}),
+    ],
+    ids=["labels", "threshold", "temperature", "mean", "scope", "no-manifest", "zero-manifest"],
+)
+def test_card_edits_are_refused_loudly(tmp_path, tamper):
+    folder = _copy(tmp_path)
+    _edit(folder, tamper)
+    with pytest.raises(ModelError, match="manifest") as err:
+        read_card(folder)
+    assert str(err.value).startswith(str(folder / "metadata.json"))
+    assert "\n" not in str(err.value)
+
+
+def test_swapped_labels_never_reach_a_result(tmp_path, capsys):
+    """The issue's case: normal 0.98 must not become pneumonia 0.98; analyze exits 2."""
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from medview.cli import main
+
+    folder = _copy(tmp_path)
+    _edit(folder, _swap_labels)
+    png = tmp_path / "img.png"
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(png)
+    rc = main(["analyze", str(png), "--model", str(folder), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "manifest" in err
+
+
+def test_weights_swapped_with_their_sha_updated_are_refused(tmp_path):
+    folder = _copy(tmp_path)
+    _edit(folder, _replace_weights_and_their_sha(folder))
+    with pytest.raises(ModelError, match="manifest"):
+        read_card(folder)
+
+
+def test_tampered_glucose_card_is_refused(tmp_path):
+    from medview.forecast.lstm import load_model
+
+    folder = _copy(tmp_path, "glucose_lstm")
+    _edit(folder, _set("output", "conformal_mgdl", [0.0] * 12))
+    with pytest.raises(MedviewError, match="manifest"):
+        load_model(folder)
+
+
+@pytest.fixture()
+def user_root(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "user_models"
+    root.mkdir()
+    monkeypatch.setenv("MEDVIEW_MODELS", str(root))
+    return root
+
+
+@pytest.mark.parametrize("how", ["labels", "not-json", "weights"])
+def test_broken_user_model_is_never_replaced_by_the_bundled_one(user_root, tmp_path, how, capsys):
+    from medview.ai.registry import default_models, discover, get_model
+    from medview.cli import main
+
+    folder = _copy(user_root)  # the clinic's own "pneumonia_cnn"
+    if how == "labels":
+        _edit(folder, _swap_labels)
+    elif how == "not-json":
+        (folder / "metadata.json").write_text("{broken")
+    else:
+        (folder / "model.safetensors").write_bytes(b"not the weights")
+    errors: list[str] = []
+    if how != "weights":  # card problems are found at discovery
+        assert "pneumonia_cnn" not in discover(errors)
+        assert any(str(folder) in e for e in errors)
+        assert "pneumonia_cnn" not in [m.name for m in default_models()]
+        with pytest.raises(ModelError) as err:
+            get_model("pneumonia_cnn")
+        assert str(folder) in str(err.value)
+    else:  # the weights only when loaded: still the user's folder, refused
+        info = get_model("pneumonia_cnn")
+        assert info.folder == folder and info.source == "user"
+        with pytest.raises(ModelError, match="sha256"):
+            info.load_module("cpu")
+    png = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(png)
+    rc = main(["analyze", str(png), "--model", "pneumonia_cnn", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == "" and str(folder) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_default_run_names_the_refused_user_model(user_root, tmp_path, capsys):
+    from PIL import Image
+
+    from medview.cli import main
+
+    folder = _copy(user_root)
+    _edit(folder, _swap_labels)
+    png = tmp_path / "img.png"
+    Image.fromarray(np.full((28, 28), 128, np.uint8)).save(png)
+    rc = main(["analyze", str(png), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert [json.loads(line)["model"] for line in out.splitlines()] == ["pneumonia_ae"]
+    assert "manifest" in err and str(folder) in err

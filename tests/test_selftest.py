@@ -6,7 +6,6 @@ and starts decoder processes, which must not leak into the pytest process).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -114,7 +113,9 @@ def tiny_models(folder: Path) -> Path:
             "sha256": sha256_file(gdir / "model.safetensors"),
         },
     }
-    (gdir / "metadata.json").write_text(json.dumps(meta))
+    from medview.modelcards import write_card
+
+    write_card(gdir, meta)  # with the manifest hash (card + weights)
     assert np.isfinite(lstm.load_model(gdir).predict(np.full((1, lstm.WINDOW), 120.0))).all()
     return folder
 

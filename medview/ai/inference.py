@@ -256,7 +256,7 @@ def load_model(model: str | ModelInfo, device: str = "auto") -> LoadedModel:
     from medview.ai.devices import resolve_device
 
     dev = str(resolve_device(device))
-    key = (str(info.folder), info.version, str(info.meta["weights"].get("sha256")), dev)
+    key = (str(info.folder), info.version, info.manifest_sha256, dev)  # card + weights
     with _cache_lock:
         lm = _loaded.get(key)
     if lm is None:

@@ -4,7 +4,9 @@
 :func:`discover`, :func:`get_model` and :func:`default_models` only the models that
 analyse images. Models are discovered in the bundled ``models/`` folder and in the per-user models
 folder (``medview.paths.user_models_dir()``, ``MEDVIEW_MODELS``), where a clinic
-drops its own; a user model with the same name overrides the bundled one.
+drops its own; a user model with the same name overrides the bundled one, and a
+user model that fails validation is refused under its name (never replaced by the
+bundled model of that name).
 
 ``metadata.json`` is the model card in the one schema of :mod:`medview.modelcards`
 (name, version, task, description, intended
@@ -48,6 +50,7 @@ __all__ = [
     "discover_cards",
     "get_model",
     "read_model_folder",
+    "scan_models",
     "sha256_file",
     "write_model",
 ]
@@ -126,9 +129,29 @@ def model_dirs() -> list[tuple[str, Path]]:
     return [("bundled", paths.bundled_models_dir()), ("user", paths.user_models_dir())]
 
 
-def discover_cards(errors: list[str] | None = None) -> dict[str, ModelInfo]:
-    """Every usable model card by name (imaging and forecast); broken ones go to ``errors``."""
+def _names_of_broken(folder: Path) -> set[str]:
+    """Names a broken model folder claims: its folder name and, if readable, its card name."""
+    import json
+
+    names = {folder.name}
+    try:
+        meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return names
+    if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+        names.add(meta["name"])
+    return names
+
+
+def scan_models() -> tuple[dict[str, ModelInfo], dict[str, ModelError]]:
+    """Every usable card by name, and every name whose user model is broken.
+
+    A broken user model takes its name with it: the bundled model of the same name is
+    NOT used in its place (the clinic meant its own model; falling back silently would
+    give results from a different model). Its error is kept under that name.
+    """
     found: dict[str, ModelInfo] = {}
+    broken: dict[str, ModelError] = {}
     for source, root in model_dirs():
         if not root.is_dir():
             continue
@@ -138,10 +161,25 @@ def discover_cards(errors: list[str] | None = None) -> dict[str, ModelInfo]:
             try:
                 info = read_model_folder(folder, source)
             except ModelError as exc:
-                if errors is not None:
-                    errors.append(str(exc))
+                for name in _names_of_broken(folder):
+                    broken[name] = exc
+                    if source != "bundled":
+                        found.pop(name, None)
                 continue
+            broken.pop(info.name, None)
             found[info.name] = info
+    return found, broken
+
+
+def discover_cards(errors: list[str] | None = None) -> dict[str, ModelInfo]:
+    """Every usable model card by name (imaging and forecast); broken ones go to ``errors``."""
+    found, broken = scan_models()
+    if errors is not None:
+        seen: set[str] = set()
+        for exc in broken.values():
+            if str(exc) not in seen:
+                seen.add(str(exc))
+                errors.append(str(exc))
     return found
 
 
@@ -159,7 +197,9 @@ def get_model(name_or_path: str) -> ModelInfo:
     if p.is_dir() and (p / METADATA_FILE).exists():
         info = read_model_folder(p, "path")
     else:
-        cards = discover_cards()
+        cards, broken = scan_models()
+        if name_or_path in broken and name_or_path not in cards:
+            raise broken[name_or_path]
         if name_or_path not in cards or not cards[name_or_path].is_image_model:
             known = ", ".join(sorted(n for n, m in cards.items() if m.is_image_model)) or "none"
             raise ModelError(f"unknown model {name_or_path!r} (available: {known})")
@@ -169,9 +209,12 @@ def get_model(name_or_path: str) -> ModelInfo:
     return info
 
 
-def default_models() -> list[ModelInfo]:
-    """The models run when none is chosen: every discovered model, sorted by name."""
-    return [m for _, m in sorted(discover().items())]
+def default_models(errors: list[str] | None = None) -> list[ModelInfo]:
+    """The models run when none is chosen: every usable image model, sorted by name.
+
+    Broken models (a user model failing validation takes its name with it) go to ``errors``.
+    """
+    return [m for _, m in sorted(discover(errors).items())]
 
 
 def write_model(folder: str | Path, module: Any, meta: dict[str, Any]) -> ModelInfo:

@@ -99,10 +99,13 @@ def _load_models(args: argparse.Namespace) -> list[Any] | int:
         return error(args.path, "no such file or folder", prog=PROG)
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")
+    refused: list[str] = []
     try:
-        infos = [get_model(n) for n in args.model] if args.model else default_models()
+        infos = [get_model(n) for n in args.model] if args.model else default_models(refused)
     except ModelError as exc:
         return _fail(exc)
+    for line in refused:  # a broken (user) model is refused loudly, never replaced
+        _fail(line)
     if not infos:
         return _fail("no models found (models/ or the user models folder)")
     from medview.ai.inference import load_model

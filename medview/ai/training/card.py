@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from medview.disclaimers import AI_MODEL_CARD
-from medview.modelcards import METADATA_FILE, write_card
+from medview.modelcards import METADATA_FILE, with_manifest, write_card
 
 CLASSIFIER_NAME = "pneumonia_cnn"
 AUTOENCODER_NAME = "pneumonia_ae"
@@ -107,10 +107,10 @@ def write_versioned(out: str | Path, module: Any, meta: dict[str, Any]) -> dict[
     reference = reference_card(str(meta["name"]))  # read before ``out`` may overwrite it
     info = write_model(out, module, meta)
     final = version_retrained(info.meta, reference)
-    if final != info.meta:  # the sha256 covers the weights only: the card may change
+    if final != info.meta:  # a new version: write_card re-hashes the manifest
         write_card(out, final)
     write_card_readme(out)
-    return final
+    return with_manifest(final)
 
 
 def shared_blocks() -> dict[str, Any]:
