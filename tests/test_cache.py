@@ -440,3 +440,36 @@ def test_database_import_caches_only_when_asked(cache_home, ct_copy, monkeypatch
     assert report.instances == 20 and cache.PixelCache().entries() == []
     session.import_into_db(str(ct_copy), cache=True)
     assert len(cache.PixelCache().entries()) == 20
+
+
+def test_window_prefetches_priors_after_a_load_and_stops_on_another_study(
+    cache_home, ct_dir, tmp_path, qtbot, monkeypatch
+):
+    from PySide6.QtCore import QObject
+
+    from medview.io.database import StudyDatabase
+    from medview.ui import pixel_cache as pixel_cache_ui
+
+    monkeypatch.setenv("MEDVIEW_DB", str(tmp_path / "db.sqlite"))
+    current = _as_new_study(ct_dir, tmp_path / "now", "20240301")
+    prior = _as_new_study(ct_dir, tmp_path / "prior", "20230301")
+    db = StudyDatabase()
+    db.import_path([str(current), str(prior)])
+    db.close()
+    win = QObject()
+    opened = scan(current).series[0]
+    pixel_cache_ui.before_open(win, opened)
+    pixel_cache_ui.after_load(win, opened)
+    handle = win._prefetch_handle
+    qtbot.waitUntil(lambda: not handle.running, timeout=60_000)
+    assert len(cache.PixelCache().entries()) == 20  # the prior's 20 slices
+    # another patient's study opened while a prefetch runs: the prefetch is cancelled
+    cache.PixelCache().clear()
+    pixel_cache_ui.after_load(win, opened)
+    handle = win._prefetch_handle
+    other = scan(prior).series[0]
+    other.study_uid = "1.2.3.other"
+    pixel_cache_ui.before_open(win, other)
+    qtbot.waitUntil(lambda: not handle.running, timeout=60_000)
+    assert handle.cancelled
+    win.prefetch_slot.close()

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
 from medview.ui import actions, hanging, reading
 from medview.ui import layout as layout_helpers
+from medview.ui import pixel_cache as pixel_cache_ui
 from medview.ui import presets as P
 from medview.ui import settings as user_settings
 from medview.ui.layout import LAYOUTS, ViewportArea
@@ -302,6 +303,7 @@ class MainWindow(QMainWindow):
         for t in targets:
             self.slots[t].cancel()
             self.series_of[t] = key
+        pixel_cache_ui.before_open(self, series)  # priors prefetch of another study stops
         vol = self.cache.get(key)
         if vol is not None:
             self._show_volume(targets, key, vol)
@@ -355,6 +357,7 @@ class MainWindow(QMainWindow):
     def _loaded(self, targets: list[Viewport], key: str, vol: Any) -> None:
         self.cache.put(key, vol, in_use=set(self.series_of.values()))
         self.browser.set_thumbnail(key, vol)
+        pixel_cache_ui.after_load(self, vol.series)  # then its priors go to the pixel cache
         info = vol.series
         what = (getattr(info, "modality", ""), getattr(info, "description", ""))
         name = " ".join(x for x in what if x)
@@ -439,6 +442,7 @@ class MainWindow(QMainWindow):
         h = self.import_slot.run(
             session.import_into_db,
             path,
+            cache=pixel_cache_ui.cache_on_import(),
             name="import",
             on_result=self._imported,
             on_error=self.notify,
