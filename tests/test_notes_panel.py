@@ -228,3 +228,16 @@ def test_cohort_search_opens_the_local_study(qtbot, panel, xray_dir, tmp_path) -
     panel.search_since.setText("not a date")
     panel.search()
     assert "not a date" in panel.search_info.text()
+
+
+def test_record_patients_are_prefetched_so_a_change_is_instant(qtbot, panel) -> None:
+    _show(qtbot, panel, "p1")
+    qtbot.waitUntil(lambda: "p2" in panel._cache, timeout=30000)  # noqa: SLF001
+    got = []
+    panel.documents_shown.connect(got.append)
+    panel.select_patient("p2")  # served from memory: shown before select returns
+    assert len(got) == 1 and [a.document.patient for a in got[0]] == ["p2"]
+    assert panel.header.text().startswith("Patient: Bob Baker")
+    # stored documents change: what is in memory goes
+    panel._forget_documents()  # noqa: SLF001
+    assert panel._cache == {}  # noqa: SLF001

@@ -49,7 +49,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.notes.cohort import search_cohort
+from medview.notes.library import load_patient_notes, prefetch_patients, summary
 from medview.notes.model import LABELS, STATUSES
+from medview.notes.store import import_notes
 from medview.records.patient_context import PatientView
 from medview.ui.panels.base import RecordsPanel
 from medview.ui.workers import TaskSlot
@@ -95,32 +98,6 @@ def qt_positions(text: str) -> list[int] | None:
 
 
 # -- worker functions (run on the pool; Qt-free) -------------------------------
-def _load_notes(patient: str, sources: list[str], state: Any = None) -> tuple[Any, list[str]]:
-    """(patient's analyses, problems): first stores the notes of new FHIR record files."""
-    from medview.notes.store import import_notes, patient_analyses
-
-    problems: list[str] = []
-    if sources:
-        if state is not None:
-            state.progress(0.05, "reading the notes of the records")
-        res = import_notes(sources, state=state)
-        problems = [str(p) for p in res.problems]
-    return patient_analyses(patient, state=state), problems
-
-
-def _import(paths: list[str], patient: str, state: Any = None) -> Any:
-    """Read reports/notes and store them (documents without a patient go to ``patient``)."""
-    from medview.notes.store import import_notes
-
-    return import_notes(paths, patient=patient or None, state=state)
-
-
-def _cohort(label: str, status: str, since: date | None, state: Any = None) -> Any:
-    from medview.notes.cohort import search_cohort
-
-    return search_cohort(label, status, since, state=state)
-
-
 def _study_series(study_uid: str, state: Any = None) -> Any:
     """The largest series of a local-database study, as the browser's SeriesInfo."""
     from medview.io.database import StudyDatabase
@@ -135,17 +112,6 @@ def _study_series(study_uid: str, state: Any = None) -> Any:
     if study is None or not rows:
         return None
     return max((series_from_database(study, r) for r in rows), key=lambda s: s.slices)
-
-
-def _summary(a: Any) -> str:
-    counts: dict[str, int] = {}
-    for f in a.findings:
-        if f.experiencer == "patient":
-            counts[f.status] = counts.get(f.status, 0) + 1
-    parts = [f"{counts[s]} {s}" for s in STATUSES if counts.get(s)]
-    if a.normal:
-        parts.insert(0, "normal")
-    return ", ".join(parts) or "no chest findings"
 
 
 class NotesPanel(RecordsPanel):
@@ -169,6 +135,9 @@ class NotesPanel(RecordsPanel):
         self._study_date = ""
         self.discordances: list[Any] = []
         self._search_slot = TaskSlot(self)
+        self._prefetch_slot = TaskSlot(self)  # the record patients' documents, ahead
+        self._prefetched: Any = None  # the RecordSet whose patients were prefetched
+        self._cache_gen = 0  # bumped when stored documents change (prefetches then drop)
         self.hits: list[dict[str, Any]] = []
         open_btn = QPushButton("Reports...")
         open_btn.setToolTip("read reports or notes (text, FHIR, IU XML, DICOM SR, folder)")
@@ -304,10 +273,11 @@ class NotesPanel(RecordsPanel):
         sources = self._new_sources(view)
         if not sources and pid in self._cache:
             self._show(self._cache[pid], pid, header)
+            self._maybe_prefetch(view)
             return
         self.header.setText(header)
         self.run_task(
-            _load_notes,
+            load_patient_notes,
             pid,
             sources,
             on_result=lambda v, r=req, vw=view, p=pid, h=header, s=sources: self._loaded(
@@ -323,7 +293,7 @@ class NotesPanel(RecordsPanel):
         analyses, problems = value
         if sources:
             self._imported.update(sources)
-            self._cache.clear()
+            self._forget_documents()
         for p in problems[:3]:
             self.notify.emit(f"{self.task_error_prefix}skipped {p}")
         self._cache[pid] = analyses
@@ -334,6 +304,35 @@ class NotesPanel(RecordsPanel):
         if view.generation != self.patients.generation:
             return
         self._show(analyses, pid, header)
+        self._maybe_prefetch(view)
+
+    def _forget_documents(self) -> None:
+        """Stored documents changed: drop what is in memory (and a running prefetch)."""
+        self._cache.clear()
+        self._cache_gen += 1
+        self._prefetched = None
+        self._prefetch_slot.cancel()
+
+    def _maybe_prefetch(self, view: PatientView) -> None:
+        """Analyse every record patient's documents ahead, so a patient change is instant."""
+        rs = view.records
+        if rs is None or rs is self._prefetched or self.tasks_closed:
+            return
+        self._prefetched = rs
+        todo = [p for p in rs.patients if p not in self._cache]
+        gen = self._cache_gen
+        self._prefetch_slot.run(
+            prefetch_patients,
+            todo,
+            on_partial=lambda v, g=gen: self._prefetched_one(v, g),
+            on_error=lambda m: log.warning("notes prefetch failed: %s", m),
+            name="prefetch notes",
+        )
+
+    def _prefetched_one(self, value: tuple[str, list[Any]], gen: int) -> None:
+        pid, analyses = value
+        if gen == self._cache_gen:
+            self._cache.setdefault(pid, analyses)
 
     # -- display -------------------------------------------------------------
     def _clear_results(self) -> None:
@@ -352,7 +351,7 @@ class NotesPanel(RecordsPanel):
         self.header.setText(header)
         for i, a in enumerate(analyses):
             d = a.document
-            item = QTreeWidgetItem([d.date[:10] if d.date else "?", d.title or d.id, _summary(a)])
+            item = QTreeWidgetItem([d.date[:10] if d.date else "?", d.title or d.id, summary(a)])
             item.setToolTip(1, d.id)
             item.setData(0, ROLE, i)
             self.doc_list.addTopLevelItem(item)
@@ -477,12 +476,18 @@ class NotesPanel(RecordsPanel):
     def open_paths(self, paths: list[str]) -> None:
         """Read and store reports/notes; a document without a patient goes to the one shown."""
         pid, _header = self.notes_patient(self._view)
-        self.run_task(_import, list(paths), pid, on_result=self._imported_docs, name="read reports")
+        self.run_task(
+            import_notes,
+            list(paths),
+            pid or None,
+            on_result=self._imported_docs,
+            name="read reports",
+        )
 
     def _imported_docs(self, res: Any) -> None:
         for p in res.problems[:3]:
             self.notify.emit(f"{self.task_error_prefix}skipped {p}")
-        self._cache.clear()
+        self._forget_documents()
         self.notify.emit(
             f"Reports & notes: {res.saved} documents stored"
             + (f" ({res.attached} for the patient shown)" if res.attached else "")
@@ -503,7 +508,7 @@ class NotesPanel(RecordsPanel):
                 return
         self.search_info.setText("searching...")
         self._search_slot.run(
-            _cohort,
+            search_cohort,
             self.search_label.currentText(),
             self.search_status.currentText(),
             since,
@@ -559,3 +564,4 @@ class NotesPanel(RecordsPanel):
     def shutdown(self) -> None:
         super().shutdown()
         self._search_slot.close()
+        self._prefetch_slot.close()
