@@ -345,7 +345,7 @@ def test_echo_both_ways(capsys, orthanc, receiver):
 # -- storescu into `medview receive` ----------------------------------------------------
 
 
-def test_storescu_into_medview_receive(tmp_path, ct_copy, home):
+def test_storescu_into_medview_receive(capsys, tmp_path, ct_copy, home):
     port = free_port()
     db = tmp_path / "recv.sqlite"
     env = dict(os.environ, MEDVIEW_HOME=str(home))
@@ -406,8 +406,10 @@ def test_storescu_into_medview_receive(tmp_path, ct_copy, home):
         same_instance(f, by_sop[str(sent.SOPInstanceUID)])
     assert sorted(s for s, _ in db_instances(db)) == sorted(by_sop)
     integrity_ok(db)
-    code = main(["studies", "--json", "--db", str(db)])
-    assert code == 0
+    code, out, _ = cli(capsys, "studies", "--json", "--db", str(db))
+    (study,) = json.loads(out)["studies"]
+    assert code == 0 and study["instance_count"] == 20 and study["patient_id"] == PATIENT_ID
+    assert study["study_uid"] == lines[0]["study_uid"]
 
 
 # -- query/retrieve against Orthanc ---------------------------------------------------------
