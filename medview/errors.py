@@ -84,11 +84,15 @@ class FileProblem:
     path: str
     reason: str
 
+    def __post_init__(self) -> None:
+        # one line, escaped, bounded: a reason never carries kilobytes of a file's bytes
+        object.__setattr__(self, "reason", printable(" ".join(self.reason.split()), MAX_REASON))
+
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "reason": self.reason}
 
     def __str__(self) -> str:
-        return f"{printable(self.path)}: {printable(self.reason, MAX_REASON)}"
+        return f"{printable(self.path)}: {self.reason}"
 
 
 def one_line(exc: BaseException) -> str:

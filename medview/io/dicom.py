@@ -218,7 +218,7 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
     info.accession_number = _str(ds, "AccessionNumber")
     info.series_description = _str(ds, "SeriesDescription")
     info.series_number = _int(ds, "SeriesNumber")
-    info.modality = _str(ds, "Modality")
+    info.modality = _code(_str(ds, "Modality"))
     info.body_part = _str(ds, "BodyPartExamined")
     info.instance_number = _int(ds, "InstanceNumber")
     info.acquisition_number = _int(ds, "AcquisitionNumber")
@@ -273,6 +273,14 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
     info.has_modality_lut = "ModalityLUTSequence" in ds
     _fill_missing_uids(info)
     return info
+
+
+def _code(text: str) -> str:
+    """A Code String (CS: at most 16 of A-Z, 0-9, space, underscore), else "": a corrupt
+    length makes pydicom read kilobytes of other elements (names, IDs) as the value."""
+    if len(text) > 16 or any(not (c.isascii() and (c.isalnum() or c in " _")) for c in text):
+        return ""
+    return text
 
 
 def _as_float(value: Any, default: float) -> float:
