@@ -204,7 +204,11 @@ def test_cohort_search_opens_the_local_study(qtbot, panel, xray_dir, tmp_path) -
     pid = study["patient_id"]
     # a study patient without records: documents stored under its PatientID are shown
     _show(qtbot, panel, pid)
-    assert f"PatientID {pid}" in panel.header.text() and panel.doc_list.topLevelItemCount() == 0
+    assert (
+        pid in panel.header.text()
+        and "no linked records" in panel.header.text()
+        and panel.doc_list.topLevelItemCount() == 0
+    )
     note = tmp_path / "cxr.txt"
     note.write_text("FINDINGS: 6 mm nodule in the right upper lobe.\nIMPRESSION: Nodule.\n")
     with qtbot.waitSignal(panel.documents_shown, timeout=30000) as blocker:
@@ -241,3 +245,23 @@ def test_record_patients_are_prefetched_so_a_change_is_instant(qtbot, panel) -> 
     # stored documents change: what is in memory goes
     panel._forget_documents()  # noqa: SLF001
     assert panel._cache == {}  # noqa: SLF001
+
+
+def test_without_records_the_study_patients_documents_show(qtbot, medview_home, tmp_path) -> None:
+    """The saved-records load runs in the panel's slot: the documents still arrive."""
+    from medview.notes.store import import_notes
+    from medview.ui.panels.notes_panel import NotesPanel
+
+    note = tmp_path / "r.txt"
+    note.write_text("IMPRESSION: Small right pleural effusion.\n")
+    assert import_notes([note], patient="PID-7").saved == 1
+    w = NotesPanel()
+    qtbot.addWidget(w, before_close_func=lambda x: x.shutdown())
+    with qtbot.waitSignal(w.documents_shown, timeout=30000) as blocker:
+        w.set_study_context(StudyContext(patient_id="PID-7", patient_name="Doe^Jane"))
+    (a,) = blocker.args[0]
+    assert a.label_status() == {"pleural_effusion": "present"}
+    assert w.header.text() == "Patient: Doe Jane, PatientID PID-7 (no linked records)"
+    from medview.ui import workers
+
+    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)

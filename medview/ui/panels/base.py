@@ -153,7 +153,8 @@ PANEL_SPECS: tuple[PanelSpec, ...] = (
         "Treatment suggestions",
         True,
     ),
-    PanelSpec("notes", "medview.ui.panels.notes_panel", "NotesPanel", "Reports & notes", True),
+    # "&&": a lone "&" would be a mnemonic in the dock's title and tab
+    PanelSpec("notes", "medview.ui.panels.notes_panel", "NotesPanel", "Reports && notes", True),
 )
 
 

@@ -230,6 +230,14 @@ class NotesPanel(RecordsPanel):
             self._update_discordance()
         super().set_study_context(ctx)
 
+    def _saved_loaded(self, records: Any) -> None:
+        """The saved-records load ran in this panel's slot (cancelling its documents):
+        with no records to relink, load the documents again."""
+        generation = self.patients.generation
+        super()._saved_loaded(records)
+        if self.patients.generation == generation:
+            self.start()
+
     def _patient_items(self, records: Any) -> list[tuple[str, str]]:
         items = sorted(records.patients.items(), key=lambda kv: (kv[1].name, kv[0]))
         return [(f"{p.name or pid}", pid) for pid, p in items]
@@ -247,7 +255,8 @@ class NotesPanel(RecordsPanel):
             return view.patient_id, view.header
         pid = view.study.patient_id
         if pid:
-            return pid, f"Patient: {view.study.label} (PatientID {pid}; no linked records)"
+            who = f"{view.study.label}, PatientID {pid}" if view.study.label != pid else pid
+            return pid, f"Patient: {who} (no linked records)"
         return "", view.header
 
     def _new_sources(self, view: PatientView) -> list[str]:
