@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-free-mb",
         type=int,
-        default=512,
-        help="refuse storage when free disk would fall below this (default 512)",
+        default=256,
+        help="refuse storage when free disk would fall below this (default 256)",
     )
     parser.add_argument(
         "--max-instance-mb", type=int, default=2048, help="largest instance accepted (default 2048)"
