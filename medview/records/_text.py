@@ -59,7 +59,11 @@ def decode_lines(data: bytes, path: Path) -> tuple[list[str | None], list[Record
     """The file's lines (index 0 = line 1); None for a line that could not be decoded."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            text: list[str | None] = list(data.decode("utf-16").splitlines())
+            text: list[str | None] = [
+                ln.removesuffix("\r") for ln in data.decode("utf-16").split("\n")
+            ]
+            if text and text[-1] == "":
+                text.pop()
             return text, []
         except UnicodeDecodeError as exc:
             raise ReadError(f"not valid UTF-16 text (byte {exc.start})", path) from exc

@@ -22,6 +22,7 @@ from medview.records._text import decode_lines, read_bytes
 from medview.records.model import RecordProblem
 
 MAX_NESTING = 8  # Bundles inside lists / Bundles
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # bytes kept by errors="surrogateescape"
 _ENTRY_ARRAY = re.compile(r'"entry"\s*:\s*\[')
 _ENTRY_START = re.compile(r'\{\s*"(?:fullUrl|resource|request|search)"\s*:')
 
@@ -68,7 +69,7 @@ def _whole_file_problem(name: str, exc: Exception) -> RecordProblem:
 
 def _has_bad_text(res: dict) -> bool:
     """True when a string in ``res`` holds bytes that were not UTF-8 (surrogate escapes)."""
-    return "\\udc" in json.dumps(res)
+    return _ESCAPED_BYTE.search(json.dumps(res, ensure_ascii=False)) is not None
 
 
 def _salvage_bundle(
