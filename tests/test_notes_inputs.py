@@ -200,7 +200,7 @@ def test_discordance_against_the_study_report():
 
 
 # --------------------------------------------------------------------------- database
-def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xray_dir):
+def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xray_dir, capsys):
     from medview.io.database import StudyDatabase
     from medview.notes.cohort import nearest_study, search_cohort
 
@@ -223,6 +223,10 @@ def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xra
     res = import_notes([b], patient="other")
     assert res.saved == 1
     hits = search_cohort("nodule")
+    assert main(["notes", "--search", "nodule", "--json"]) == 0  # the CLI gives the same
+    assert json.loads(capsys.readouterr().out) == hits
+    assert main(["notes", "--search", "nodule"]) == 0
+    assert f"local study {day} {study['study_uid']}" in capsys.readouterr().out
     assert [h["patient"] for h in hits] == [pid]
     assert hits[0]["study"]["study_uid"] == study["study_uid"]
     assert hits[0]["text"].lower() == "nodule"

@@ -96,7 +96,7 @@ def _print_doc(a: NoteAnalysis) -> None:
 def _search(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from medview.notes.store import search
+    from medview.notes.cohort import search_cohort
 
     since = None
     if args.since:
@@ -105,7 +105,7 @@ def _search(args: argparse.Namespace) -> int:
         except ValueError:
             return _err(f"--since must be YYYY-MM-DD, not {args.since!r}")
     try:
-        hits = search(args.search, args.status, since, db_path=args.db)
+        hits = search_cohort(args.search, args.status, since, db_path=args.db)
     except ValueError as exc:
         return _err(str(exc))
     except (OSError, sqlite3.Error) as exc:
@@ -119,6 +119,9 @@ def _search(args: argparse.Namespace) -> int:
         hist = " (historical)" if h["historical"] else ""
         print(f"{h['date'] or '????-??-??'}  patient {h['patient'] or '-'}  {h['document']}")
         print(f"    {h['text']!r} [{h['section']}]{hist}")
+        st = h.get("study")
+        if st:
+            print(f"    local study {st['study_date'] or '?'} {st['study_uid']}")
     return 0
 
 
