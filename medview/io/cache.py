@@ -71,6 +71,8 @@ SUFFIX = ".mvpx"
 _PREFIX = struct.Struct("<8sII")  # magic, crc32(header + payload), header length
 _ALIGN = 64
 _CHUNK = 1 << 20
+#: cache reads in flight during a load (bounds the memory held by read-ahead)
+_READ_WINDOW = 8
 #: eviction leaves this fraction of the limit free, so every write does not rescan
 _HEADROOM = 0.1
 #: temporary files older than this are leftovers of a crashed writer
@@ -393,27 +395,48 @@ class LoadSession:
         return self.cache.get(info.sop_uid, fp)
 
     def read_hits(self, jobs: list[Job], place: Place, state: TaskState) -> list[Job]:
-        """Place cached instances; returns the jobs still to decode, in order."""
+        """Place cached instances; returns the jobs still to decode, in order.
+
+        Reads run on a few threads (file reads and CRC-32 release the GIL) with at most
+        :data:`_READ_WINDOW` entries in flight, so memory stays near the volume's size.
+        """
+        from collections import deque
+
         misses: list[Job] = []
+        inflight: deque[tuple[Job, Future[tuple[np.ndarray, dict[str, Any]] | None]]] = deque()
         with ThreadPoolExecutor(max_workers=min(4, max(1, len(jobs)))) as pool:
-            futures = [(job, pool.submit(self._lookup, job[1])) for job in jobs]
             try:
-                for (k, info), fut in futures:
-                    state.check()
-                    found = fut.result()
-                    if found is None:
-                        misses.append((k, info))
-                        continue
-                    try:
-                        place(k, info, found[0], found[1])
-                    except Exception:  # e.g. another size: the decode path says why
-                        misses.append((k, info))
-                    else:
-                        self.hits += 1
+                for job in jobs:
+                    inflight.append((job, pool.submit(self._lookup, job[1])))
+                    if len(inflight) >= _READ_WINDOW:
+                        self._place_hit(*inflight.popleft(), place, misses, state)
+                while inflight:
+                    self._place_hit(*inflight.popleft(), place, misses, state)
             finally:
-                for _, fut in futures:
+                for _, fut in inflight:
                     fut.cancel()
+        misses.sort(key=lambda job: job[0])
         return misses
+
+    def _place_hit(
+        self,
+        job: Job,
+        fut: Future[tuple[np.ndarray, dict[str, Any]] | None],
+        place: Place,
+        misses: list[Job],
+        state: TaskState,
+    ) -> None:
+        state.check()
+        found = fut.result()
+        if found is None:
+            misses.append(job)
+            return
+        try:
+            place(job[0], job[1], found[0], found[1])
+        except Exception:  # e.g. another size: the decode path says why
+            misses.append(job)
+        else:
+            self.hits += 1
 
     def storing(self, place: Place) -> Place:
         """``place`` that also writes each decoded instance to the cache."""
