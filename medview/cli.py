@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "train": "train",
     "forecast": "forecast",
+    "cgm": "cgm",
     "suggest": "suggest",
     "notes": "notes",
     "receive": "receive",
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
             "PATHs (files, folders, DICOMDIR). Commands run headless."
         ),
         epilog="GUI options: medview [PATH ...] [--screenshot FILE.png] [--layout L] "
-        "[--preset P] [--self-test]. Run 'medview COMMAND --help' for each command.",
+        "[--preset P] [--projection mip|minip|avg [--slab MM]] [--self-test]. Run 'medview COMMAND --help' for each command.",
     )
     parser.add_argument("--version", action="version", version=f"medview {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -79,6 +80,14 @@ def build_gui_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--layout", choices=["1x1", "1x2", "2x2", "mpr"], help="viewport layout")
     parser.add_argument("--preset", help="window preset, e.g. lung, bone, brain")
+    parser.add_argument(
+        "--projection",
+        choices=["mip", "minip", "avg"],
+        help="show a slab projection in every viewport the study opens in",
+    )
+    parser.add_argument(
+        "--slab", type=float, metavar="MM", help="slab thickness for --projection (default: whole)"
+    )
     parser.add_argument(
         "--self-test",
         action="store_true",

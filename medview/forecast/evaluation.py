@@ -1,0 +1,327 @@
+"""Judge the glucose forecasters on real patients: backtests, selection, intervals.
+
+For every patient (a 5-minute grid of its CGM, gaps up to 30 min interpolated,
+longer gaps never bridged) a rolling-origin backtest forecasts 5..60 minutes ahead
+from every origin of the last 60 % of the record with:
+
+* ``persistence`` (glucose stays where it is), ``linear`` (30-min trend),
+* ``ar``: the patient's own autoregression, refitted on the windows that ended
+  before each block (personalisation from the patient's own past only),
+* ``lstm``: the bundled network (trained on the simulator; it never saw these
+  patients),
+* ``selected``: what medview presents: the method with the lowest RMSE on the
+  first half of the patient's backtest origins, judged on the second half only
+  (so the choice never sees the points it is judged on); it may be persistence.
+
+Intervals: split-conformal with normalised scores ``|error| / scale`` where
+``scale`` = SD of the window's 5-minute changes + 1 mg/dL, Mondrian by the
+patient's variability (CV of the history >= :data:`GROUP_CV` % "high", else
+"low"): the 80 % quantile of the scores of OTHER patients of the same group
+(leave-patients-out) gives each held-out patient's interval. Clarke error grid
+zones and the time lag are reported per method and horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medview.forecast import baselines
+from medview.forecast.clarke import clarke_percentages, time_lag_steps
+from medview.forecast.series import STEP_MIN, Series, to_grid
+from medview.tasks import TaskState, ensure_state
+
+HORIZONS = (30, 60)
+GROUP_CV = 26.0  # % CV of the patient's history splitting the two calibration groups
+LEVEL = 0.8
+FOLDS = 3
+AR_MIN_WINDOWS = 100
+CANDIDATES = ("persistence", "linear", "ar", "lstm")
+
+
+@dataclass
+class PatientBacktest:
+    """One patient's backtest: inputs, targets and every method's forecasts."""
+
+    patient: str
+    group: str
+    grid: np.ndarray  # the 5-minute grid values (NaN in long gaps)
+    x: np.ndarray  # (N, WINDOW) input windows of the judged origins
+    y: np.ndarray  # (N, H) targets
+    origin: np.ndarray  # (N,) grid index of each origin's last reading
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (N, H)
+    notes: list[str] = field(default_factory=list)
+    choice: list[str] = field(default_factory=list)  # the selected method per horizon step
+
+
+def variability_group(values: np.ndarray) -> str:
+    """``"high"`` when the CV of ``values`` is >= :data:`GROUP_CV` %, else ``"low"``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if len(v) < 2 or v.mean() <= 0:
+        return "low"
+    return "high" if 100.0 * v.std() / v.mean() >= GROUP_CV else "low"
+
+
+def window_scale(x: np.ndarray) -> np.ndarray:
+    """The normalising scale of each window: SD of its 5-minute changes + 1 mg/dL."""
+    return np.std(np.diff(np.asarray(x, dtype=np.float64), axis=1), axis=1) + 1.0
+
+
+def patient_backtest(
+    series: Series, model: Any, max_origins: int | None = None
+) -> PatientBacktest | None:
+    """Rolling-origin backtest of every method on one patient (None: too little data)."""
+    from medview.forecast.lstm import HORIZON_STEPS, WINDOW
+
+    _, grid = to_grid(series.seconds, series.values)
+    x, y, origin = baselines.make_windows(grid, WINDOW, HORIZON_STEPS)
+    if len(x) < 20:
+        return None
+    start = int(len(x) * 0.4)
+    bounds = np.linspace(start, len(x), FOLDS + 1).astype(int)
+    keep: list[np.ndarray] = []
+    ar_parts: list[np.ndarray] = []
+    use_ar = True
+    for f in range(FOLDS):
+        lo, hi = bounds[f], bounds[f + 1]
+        if hi <= lo:
+            continue
+        idx = np.arange(lo, hi)
+        if max_origins is not None and len(idx) > max(1, max_origins // FOLDS):
+            idx = idx[np.linspace(0, len(idx) - 1, max(1, max_origins // FOLDS)).astype(int)]
+        keep.append(idx)
+        past = origin + HORIZON_STEPS <= origin[lo]
+        if use_ar and past.sum() >= AR_MIN_WINDOWS:
+            ar_parts.append(baselines.ARModel.fit(x[past], y[past]).predict(x[idx]))
+        else:
+            use_ar = False
+    idx = np.concatenate(keep)
+    bt = PatientBacktest(series.patient, variability_group(grid), grid, x[idx], y[idx], origin[idx])
+    bt.preds["persistence"] = baselines.persistence(bt.x, HORIZON_STEPS)
+    bt.preds["linear"] = baselines.linear(bt.x, HORIZON_STEPS)
+    bt.preds["lstm"] = model.raw(bt.x)[..., 1].astype(np.float64)
+    if use_ar:
+        bt.preds["ar"] = np.concatenate(ar_parts)
+    else:
+        bt.notes.append(f"AR left out: fewer than {AR_MIN_WINDOWS} past windows to fit it on")
+    _add_selected(bt)
+    return bt
+
+
+def _add_selected(bt: PatientBacktest) -> None:
+    """``selected``: per horizon, the best method on the first half of the origins.
+
+    Its forecasts exist only for the second half (NaN in the first)."""
+    n = len(bt.y)
+    half = n // 2
+    sel = np.full(bt.y.shape, np.nan)
+    choice: list[str] = []
+    for h in range(bt.y.shape[1]):
+        rmse = {
+            m: float(np.sqrt(np.mean((p[:half, h] - bt.y[:half, h]) ** 2)))
+            for m, p in bt.preds.items()
+            if m in CANDIDATES
+        }
+        best = min(rmse, key=lambda m: rmse[m]) if half else "persistence"
+        choice.append(best)
+        sel[half:, h] = bt.preds[best][half:, h]
+    bt.preds["selected"] = sel
+    bt.choice = choice
+    bt.notes.append(
+        "selected (chosen on the first half of the origins, judged on the second): "
+        + ", ".join(
+            f"{(h + 1) * STEP_MIN} min {c}" for h, c in enumerate(choice) if (h + 1) % 6 == 0
+        )
+    )
+
+
+def scores(bt: PatientBacktest, method: str) -> np.ndarray:
+    """Normalised conformity scores ``|error| / scale`` (N, H) of ``method``."""
+    return np.abs(bt.preds[method] - bt.y) / window_scale(bt.x)[:, None]
+
+
+def calibrate(
+    bts: list[PatientBacktest], methods: tuple[str, ...] = CANDIDATES, level: float = LEVEL
+) -> dict[str, dict[str, list[float]]]:
+    """``{method: {group: [score quantile per horizon]}}`` over the given patients.
+
+    Every patient weighs the same (each contributes its scores' quantile-level
+    distribution through an equal-size resample), so a long record does not
+    outvote the others."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for m in methods:
+        for group in ("high", "low"):
+            parts = [_equal_weight(scores(b, m)) for b in bts if m in b.preds and b.group == group]
+            parts = [p for p in parts if len(p)]
+            if not parts:
+                continue
+            q = np.quantile(np.concatenate(parts), level, axis=0)
+            table.setdefault(m, {})[group] = [round(float(v), 4) for v in q]
+    return table
+
+
+def _equal_weight(s: np.ndarray, n: int = 200) -> np.ndarray:
+    """``n`` rows of ``s`` at evenly spaced positions (NaN rows dropped)."""
+    s = s[~np.isnan(s).any(axis=1)]
+    if len(s) == 0:
+        return s
+    return s[np.linspace(0, len(s) - 1, n).astype(int)]
+
+
+def interval_half_width(
+    table: dict[str, dict[str, list[float]]], method: str, group: str, x: np.ndarray
+) -> np.ndarray | None:
+    """Half-width (N, H) of the 80 % interval of ``method`` for windows ``x``."""
+    q = table.get(method, {}).get(group)
+    if q is None:
+        return None
+    return window_scale(x)[:, None] * np.asarray(q, dtype=np.float64)[None, :]
+
+
+def summarize(
+    bt: PatientBacktest,
+    table: dict[str, dict[str, list[float]]],
+    horizons: tuple[int, ...] = HORIZONS,
+) -> dict[str, Any]:
+    """Per horizon: every method's RMSE/MAE/n, Clarke zones, lag; interval coverage."""
+    out: dict[str, Any] = {}
+    for minutes in horizons:
+        h = minutes // STEP_MIN - 1
+        row: dict[str, Any] = {}
+        for m, p in bt.preds.items():
+            ok = ~np.isnan(p[:, h])
+            err = p[ok, h] - bt.y[ok, h]
+            if not len(err):
+                continue
+            base = bt.preds["persistence"][ok, h] - bt.y[ok, h]
+            row[m] = {
+                "rmse": float(np.sqrt(np.mean(err**2))),
+                "mae": float(np.mean(np.abs(err))),
+                "n": int(len(err)),
+                "persistence_rmse": float(np.sqrt(np.mean(base**2))),  # on the same origins
+                "clarke": clarke_percentages(bt.y[ok, h], p[ok, h]),
+                "lag_min": _lag(bt, p[:, h], h),
+            }
+        row["interval80"] = _coverage(bt, table, h)
+        out[str(minutes)] = row
+    return out
+
+
+def _lag(bt: PatientBacktest, pred: np.ndarray, h: int) -> float | None:
+    """Time lag (minutes) of a method's forecasts against the truth on the grid."""
+    target = bt.origin + h + 1
+    n = len(bt.grid)
+    f = np.full(n, np.nan)
+    f[target] = pred
+    k = time_lag_steps(bt.grid, f, h + 1)
+    return None if k is None else float(k * STEP_MIN)
+
+
+def _coverage(
+    bt: PatientBacktest, table: dict[str, dict[str, list[float]]], h: int
+) -> dict[str, Any]:
+    """Coverage and mean width of the ``selected`` method's calibrated 80 % interval."""
+    sel = bt.preds["selected"][:, h]
+    ok = ~np.isnan(sel)
+    if not ok.any():
+        return {}
+    hw = interval_half_width(table, bt.choice[h], bt.group, bt.x[ok])
+    if hw is None:
+        return {}
+    inside = np.abs(bt.y[ok, h] - sel[ok]) <= hw[:, h]
+    width = 2 * hw[:, h]
+    return {"coverage": float(inside.mean()), "mean_width_mgdl": float(width.mean())}
+
+
+def evaluate_patients(
+    series_list: list[Series],
+    model: Any,
+    state: TaskState | None = None,
+    max_origins: int | None = None,
+) -> dict[str, Any]:
+    """Backtest every patient; intervals calibrated leave-patients-out; pooled figures.
+
+    Returns ``{"patients": {id: {"group", "origins", "per_horizon", "notes"}},
+    "pooled": per_horizon, "skipped": {id: reason}}``."""
+    state = ensure_state(state)
+    bts: list[PatientBacktest] = []
+    skipped: dict[str, str] = {}
+    for k, s in enumerate(series_list):
+        state.progress(k / max(len(series_list), 1), f"backtesting {s.patient}")
+        bt = patient_backtest(s, model, max_origins)
+        if bt is None:
+            skipped[s.patient] = "too little continuous CGM for a backtest (needs about 4 h)"
+        else:
+            bts.append(bt)
+    patients: dict[str, Any] = {}
+    for bt in bts:
+        table = calibrate([b for b in bts if b is not bt])  # leave this patient out
+        patients[bt.patient] = {
+            "group": bt.group,
+            "origins": int(len(bt.y)),
+            "per_horizon": summarize(bt, table),
+            "notes": bt.notes,
+        }
+    return {"patients": patients, "pooled": pooled(patients, bts), "skipped": skipped}
+
+
+def pooled(patients: dict[str, Any], bts: list[PatientBacktest]) -> dict[str, Any]:
+    """Pooled RMSE (every origin of every patient), worse-than-persistence counts,
+    origin-weighted Clarke zones and interval coverage."""
+    out: dict[str, Any] = {}
+    for minutes in HORIZONS:
+        key = str(minutes)
+        h = minutes // STEP_MIN - 1
+        row: dict[str, Any] = {}
+        methods = sorted({m for b in bts for m in b.preds})
+        for m in methods:
+            errs = [b.preds[m][:, h] - b.y[:, h] for b in bts if m in b.preds]
+            e = np.concatenate(errs) if errs else np.zeros(0)
+            base = [b.preds["persistence"][:, h] - b.y[:, h] for b in bts if m in b.preds]
+            pe = np.concatenate(base)[~np.isnan(e)] if base else np.zeros(0)
+            e = e[~np.isnan(e)]
+            if not len(e):
+                continue
+            worse = sum(
+                1
+                for p in patients.values()
+                if m in p["per_horizon"][key]
+                and p["per_horizon"][key][m]["rmse"]
+                > p["per_horizon"][key][m]["persistence_rmse"] * (1 + 1e-9)
+            )
+            row[m] = {
+                "rmse": float(np.sqrt(np.mean(e**2))),
+                "mae": float(np.mean(np.abs(e))),
+                "n": int(len(e)),
+                "persistence_rmse": float(np.sqrt(np.mean(pe**2))),  # on the same origins
+                "patients_worse_than_persistence": worse,
+                "clarke": _weighted_clarke(patients, key, m),
+            }
+        cov = [
+            (p["per_horizon"][key]["interval80"], p["per_horizon"][key]["selected"]["n"])
+            for p in patients.values()
+            if p["per_horizon"][key].get("interval80") and "selected" in p["per_horizon"][key]
+        ]
+        if cov:
+            n = sum(c for _, c in cov)
+            row["interval80"] = {
+                "coverage": sum(c["coverage"] * k for c, k in cov) / n,
+                "mean_width_mgdl": sum(c["mean_width_mgdl"] * k for c, k in cov) / n,
+                "patients_in_75_85": sum(1 for c, _ in cov if 0.75 <= c["coverage"] <= 0.85),
+                "patients": len(cov),
+            }
+        out[key] = row
+    return out
+
+
+def _weighted_clarke(patients: dict[str, Any], key: str, method: str) -> dict[str, float]:
+    rows = [
+        p["per_horizon"][key][method] for p in patients.values() if method in p["per_horizon"][key]
+    ]
+    n = sum(r["n"] for r in rows)
+    if not n:
+        return {}
+    return {z: sum(r["clarke"][z] * r["n"] for r in rows) / n for z in "ABCDE"}
