@@ -77,3 +77,26 @@ def test_write_image_png_and_jpeg(ct, tmp_path):
     assert jpg.shape == img.shape and np.abs(jpg - img).mean() < 3
     with pytest.raises(ValueError):
         export.write_image(str(tmp_path / "a.bmp"), img)
+
+
+def test_gif_keeps_identical_frames_and_colour(tmp_path):
+    """Pillow's save_all would merge the three identical frames into one (slices lost)."""
+    from PIL import Image, ImageSequence
+
+    grey = [np.zeros((10, 12), np.uint8)] * 3 + [np.full((10, 12), 200, np.uint8)]
+    assert export.write_cine(str(tmp_path / "g.gif"), grey, 5) == 4
+    red = np.zeros((10, 12, 3), np.uint8)
+    red[..., 0] = 255
+    blue = np.zeros((10, 12, 3), np.uint8)
+    blue[..., 2] = 250
+    export.write_cine(str(tmp_path / "c.gif"), [red, red, blue], 5)
+    with Image.open(tmp_path / "g.gif") as g, Image.open(tmp_path / "c.gif") as c:
+        assert [int(np.array(f.convert("L"))[0, 0]) for f in ImageSequence.Iterator(g)] == [
+            0,
+            0,
+            0,
+            200,
+        ]
+        colours = [np.array(f.convert("RGB"))[0, 0].tolist() for f in ImageSequence.Iterator(c)]
+        assert colours == [[255, 0, 0], [255, 0, 0], [0, 0, 250]]
+        assert g.info["loop"] == 0 and g.info["duration"] == 200

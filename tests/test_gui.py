@@ -679,3 +679,49 @@ def test_layout_option_pins_the_layout(make_window, qtbot, xray_dir):
         assert win.area.viewports[0].volume is not None
     finally:
         win.close()
+
+
+def test_projection_option_and_viewport_export(make_window, qtbot, ct_dir, tmp_path):
+    """`medview CT --projection mip --slab 20`: every MPR plane shows the slab (and the
+    screenshot JSON says so); the viewport exports as PNG/JPEG, bare or with overlays,
+    to the clipboard, and as a cine GIF written on a worker."""
+    from PIL import Image
+
+    from medview.imaging.projection import render_projection
+    from medview.ui import reading
+    from medview.ui.app import create_window
+
+    args = types.SimpleNamespace(layout=None, preset=None, projection="mip", slab=20.0, paths=[])
+    win = create_window(args, load_panels=False)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        win.open_paths([str(ct_dir)])
+        idle(qtbot, win)
+        vps = win.area.viewports[:3]
+        qtbot.waitUntil(lambda: all(v.view.projection == "mip" for v in vps), timeout=TIMEOUT)
+        shot = reading.describe(win)
+        assert [(v["projection"], v["slab"]) for v in shot["viewports"]] == [("mip", 20.0)] * 3
+        ax = shot["viewports"][0]
+        assert (ax["slab_first0"], ax["slab_last0"], ax["index0"]) == (6, 15, 10)
+        assert win.projection_box.currentData() == "mip"
+        vp = win.active
+        bare = tmp_path / "bare.png"
+        assert reading.save_viewport(win, str(bare), overlays=False)
+        ref = render_projection(vp.volume, 10, "axial", "mip", 20.0, window=vp.window)
+        np.testing.assert_array_equal(np.array(Image.open(bare).convert("L")), ref)
+        shown = tmp_path / "shown.jpg"
+        assert reading.save_viewport(win, str(shown), overlays=True)
+        assert Image.open(shown).size == (vp.width(), vp.height())
+        assert not reading.save_viewport(win, str(tmp_path / "x.bmp"))
+        reading.copy_viewport(win)
+        from PySide6.QtGui import QGuiApplication
+
+        assert QGuiApplication.clipboard().image().width() == vp.width()
+        gif = tmp_path / "cine.gif"
+        h = reading.export_cine(win, str(gif))
+        qtbot.waitUntil(lambda: not h.running, timeout=TIMEOUT)
+        with Image.open(gif) as im:
+            assert im.n_frames == 20
+    finally:
+        win.close()

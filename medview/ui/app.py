@@ -75,6 +75,9 @@ def create_window(args: Any | None = None, load_panels: bool = True):
             win.notify(f"unknown window preset: {preset}", "warning")
         else:
             win.requested_preset = preset
+    projection = getattr(args, "projection", None)
+    if projection:
+        win.requested_projection = (projection, getattr(args, "slab", None))
     paths = list(getattr(args, "paths", None) or [])
     if paths:
         win.open_paths(paths)
@@ -91,6 +94,16 @@ def preset_problem(name: str | None) -> str:
         return ""
     names = ", ".join([*all_presets(), "file", "auto"])
     return f"unknown window preset {name!r}; choose from {names}"
+
+
+def _slab_problem(args: Any) -> str:
+    """Why ``--projection`` / ``--slab`` cannot be used, else ``""``."""
+    slab = getattr(args, "slab", None)
+    if slab is not None and not getattr(args, "projection", None):
+        return "--slab needs --projection mip|minip|avg"
+    if slab is not None and not slab > 0:
+        return f"--slab must be a thickness in mm above 0, not {slab:g}"
+    return ""
 
 
 def wait_until_idle(win, timeout_s: float = SCREENSHOT_TIMEOUT_S, settle_ms: int = 300) -> bool:
@@ -143,7 +156,7 @@ def run_gui(args: Any) -> int:
     unknown ``--preset`` exits 2 with one line before any window opens.
     """
     logging.basicConfig(level=os.environ.get("MEDVIEW_LOGLEVEL", "WARNING"))
-    problem = preset_problem(getattr(args, "preset", None))
+    problem = preset_problem(getattr(args, "preset", None)) or _slab_problem(args)
     if problem:
         print(f"medview: {problem}", file=sys.stderr)
         return 2

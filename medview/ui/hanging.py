@@ -118,6 +118,13 @@ def after_show(win: MainWindow, targets: list[Viewport], key: str) -> None:
     then the other viewports the protocol gave the same series (from the cache)."""
     for vp, a in (getattr(win, "hang_followers", None) or {}).pop(key, []):
         place(win, vp, key, a)
+    asked = getattr(win, "requested_projection", None)  # `--projection P [--slab MM]`
+    if asked and targets[0].volume is not None and not targets[0].volume.is_color:
+        for t in targets:
+            t.set_projection(*asked)
+        from medview.ui.reading import sync_projection_controls
+
+        sync_projection_controls(win, win.active)
     pending = getattr(win, "hang_pending", None) or {}
     preset, window = pending.pop(targets[0], (None, None))
     if window is not None:

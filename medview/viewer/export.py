@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -105,19 +105,48 @@ def _write_mp4(path: str, frames: list[np.ndarray], fps: float) -> None:
     writer.close()
 
 
-def _write_gif(path: str, frames: list[np.ndarray], fps: float) -> None:
+_GREY = bytes(v for g in range(256) for v in (g, g, g))
+
+
+def _gif_frames(frames: list[np.ndarray]) -> list[Any]:
+    """Palette images sharing ONE palette (the GIF's global one): an exact 256-level grey
+    ramp for greyscale frames; for colour, 256 colours quantised from a subsample of
+    every frame, which each frame is mapped to."""
     from PIL import Image
 
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(
-        path,
-        save_all=True,
-        append_images=images[1:],
-        duration=max(20, int(round(1000.0 / fps))),
-        loop=0,
-        optimize=False,
-        disposal=1,
-    )
+    colour = [f for f in frames if f.ndim == 3]
+    palette: Any = None
+    if colour:
+        step = max(1, int(np.sqrt(len(colour) * colour[0].shape[0] * colour[0].shape[1] / 4e6)))
+        sample = np.concatenate([f[::step, ::step, :3] for f in colour], axis=0)
+        palette = Image.fromarray(np.ascontiguousarray(sample)).quantize(256)
+    out: list[Any] = []
+    for f in frames:
+        f = np.ascontiguousarray(f)
+        if f.ndim == 2:
+            im = Image.frombytes("P", (f.shape[1], f.shape[0]), f.tobytes())
+            im.putpalette(_GREY)
+        else:
+            im = Image.fromarray(np.ascontiguousarray(f[:, :, :3])).quantize(palette=palette)
+        out.append(im)
+    return out
+
+
+def _write_gif(path: str, frames: list[np.ndarray], fps: float) -> None:
+    """Every frame written, identical ones too (Pillow's ``save_all`` merges consecutive
+    identical frames, which would lose slices), looping forever."""
+    from PIL import GifImagePlugin
+
+    ms = max(20, int(round(1000.0 / fps)))
+    images = _gif_frames(frames)
+    header, _ = GifImagePlugin.getheader(images[0], info={"loop": 0, "duration": ms})
+    with open(path, "wb") as fp:
+        for part in header:
+            fp.write(part)
+        for im in images:
+            for part in GifImagePlugin.getdata(im, duration=ms, disposal=1):
+                fp.write(part)
+        fp.write(b";")
 
 
 def write_cine(path: str, frames: list[np.ndarray], fps: float = 10.0) -> int:
