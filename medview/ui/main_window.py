@@ -432,9 +432,11 @@ class MainWindow(QMainWindow):
     def _measurements_loaded(self, vp: Viewport, vol: Any, rows: dict[str, list[dict]]) -> None:
         if vp.volume is not vol or not rows:
             return
-        known = {m.db_id for m in vp.measurements}
+        shown = [v for v in self.area.viewports if v.volume is vol]
+        known = {m.db_id for v in shown for m in v.measurements}
         for m in session.measurements_to_restore(vol, rows, known):
-            vp.add_measurement(m, emit=False)
+            for v in [vp] if m.plane == "axial" else [v for v in shown if v.plane == m.plane]:
+                v.add_measurement(m, emit=False)  # a reformat's: in each viewport of its plane
 
     # ================================================================ misc
     def import_path(self, path: str) -> TaskHandle | None:

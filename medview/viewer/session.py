@@ -448,7 +448,8 @@ def _open_study_database() -> MeasurementDatabase:
 
 
 class MeasurementStore:
-    """Measurements kept per SOPInstanceUID in the local study database.
+    """Measurements kept per SOPInstanceUID in the local study database (those drawn on
+    coronal/sagittal reformats per :func:`reformat_key`, their slice as the frame).
 
     The database is opened on first use (on the GUI thread: single-row writes). A
     database that cannot be opened is reported once through ``warn`` and the
@@ -511,10 +512,14 @@ class MeasurementStore:
             self._warn(f"measurement not deleted from the database: {exc}")
 
     def keys_to_restore(self, vol: Volume) -> list[str]:
-        """The SOP instance UIDs whose stored measurements ``vol`` may show ([] without storage)."""
+        """The keys whose stored measurements ``vol`` may show ([] without storage): its SOP
+        instance UIDs, and the coronal and sagittal :func:`reformat_key` of a volume."""
         if not vol.instances or self.failed:
             return []
-        return sorted({i.sop_uid for i in vol.instances if i.sop_uid})
+        keys = {i.sop_uid for i in vol.instances if i.sop_uid}
+        if vol.shape[0] > 1:
+            keys.update(k for p in ("coronal", "sagittal") if (k := reformat_key(vol, p)))
+        return sorted(keys)
 
     def close(self) -> None:
         """Close the database (on quit); errors are logged, not raised."""
@@ -526,35 +531,47 @@ class MeasurementStore:
             self._db = None
 
 
+def reformat_key(vol: Volume, plane: str) -> str:
+    """The storage key of measurements on ``plane`` reformats of ``vol``:
+    ``SERIES_UID/plane`` (the reformatted slice's index is the measurement's frame);
+    "" when the series has no UID. Axial slices are stored by SOPInstanceUID."""
+    uid = str(getattr(vol.series, "series_uid", "") or "") if vol.series is not None else ""
+    return f"{uid}/{plane}" if uid and plane != "axial" else ""
+
+
 def measurements_to_restore(
     vol: Volume, rows: dict[str, list[dict[str, Any]]], known_ids: set[int | None]
 ) -> list[Measurement]:
-    """Stored rows (from :func:`read_measurements`) that belong on ``vol``'s axial slices.
+    """Stored rows (from :func:`read_measurements`) that belong on ``vol``'s slices.
 
-    A single-file multi-frame volume places a row by its frame; otherwise by the
-    slice of its SOP instance. Rows already shown (``known_ids``) and rows outside
+    A single-file multi-frame volume places a row by its frame; a reformat's row
+    (:func:`reformat_key`) by its frame in that plane; otherwise by the slice of its
+    SOP instance. Rows already shown (``known_ids``) and rows outside
     the volume are left out.
     """
+    from medview.imaging.geometry import plane_count
     from medview.imaging.measure import Measurement
 
     multi = len(vol.instances) != vol.shape[0]
     index_of = {inst.sop_uid: n for n, inst in enumerate(vol.instances)}
+    reformats = {reformat_key(vol, p): p for p in ("coronal", "sagittal")}
     out = []
     for key, items in rows.items():
+        plane = reformats.get(key, "axial") if key else "axial"
         for row in items:
             if row.get("id") in known_ids:
                 continue
             data = row.get("data") or {}
             frame = int(data.get("frame", 0) or 0)
-            k = frame if multi else index_of.get(key)
-            if k is None or not 0 <= k < vol.shape[0]:
+            k = frame if multi or plane != "axial" else index_of.get(key)
+            if k is None or not 0 <= k < plane_count(vol, plane):
                 continue
             out.append(
                 Measurement(
                     kind=str(row.get("kind", "ruler")),
                     points=[(float(x), float(y)) for x, y in data.get("points", [])],
                     index=k,
-                    plane="axial",
+                    plane=plane,
                     image_key=key,
                     frame=frame,
                     db_id=row.get("id"),

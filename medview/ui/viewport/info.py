@@ -54,10 +54,16 @@ def slice_position(vol: Any | None, plane: str, index: int) -> float | None:
 
 
 def image_key(vol: Any | None, plane: str, k: int) -> tuple[str, int]:
-    """(SOPInstanceUID or path#frame, frame) of axial slice ``k``, for storage; ("", 0)
-    for reformats and images without instances."""
-    if vol is None or plane != "axial":
+    """(storage key, frame) of slice ``k`` of ``plane``: an axial slice's SOPInstanceUID
+    (or path#frame); a reformat's ``SERIES_UID/plane`` with ``k`` as its frame
+    (:func:`medview.viewer.session.reformat_key`); ("", 0) without instances."""
+    if vol is None:
         return "", 0
+    if plane != "axial":
+        from medview.viewer.session import reformat_key
+
+        key = reformat_key(vol, plane)
+        return (key, int(k)) if key else ("", 0)
     inst = vol.instance_at(k) if vol.instances else None
     if inst is None:
         return "", 0

@@ -111,7 +111,7 @@ class Tools:
         m, self.drawing = self.drawing, None
         if m is None:
             return
-        key, frame = self.vp.image_key(m.index) if m.plane == "axial" else ("", 0)
+        key, frame = self.vp.image_key(m.index)  # reformats too: SERIES_UID/plane + index
         m.image_key, m.frame = key, frame
         self.vp.selected = m
         self.vp.add_measurement(m)
