@@ -51,6 +51,8 @@ _atexit_registered = False
 #: pools that broke since a pool last finished a task (2 in a row: decode in-process)
 _breaks_without_success = 0
 _pool_ever_worked = False
+#: True inside a decoder worker: it decodes in-process (it is the isolation), never nests a pool
+_in_worker = False
 
 
 def decode_workers() -> int:
@@ -116,6 +118,8 @@ def init_worker(parent_pid: int | None = None, memory_limit: int | None = None) 
     worker's own parent is the server, so the pool's owner is watched directly);
     ``memory_limit``: bytes of address space (``RLIMIT_AS``), None for no limit.
     """
+    global _in_worker
+    _in_worker = True
     lower_priority()
     _set_parent_death_signal()
     if memory_limit:
@@ -147,7 +151,7 @@ def decoder_pool() -> ProcessPoolExecutor | None:
     """The shared decoder pool (started on first call), or None to decode in-process."""
     global _pool, _broken, _atexit_registered
     workers = decode_workers()
-    if workers < 1 or _broken:
+    if workers < 1 or _broken or _in_worker:
         return None
     with _lock:
         if _pool is not None:

@@ -153,9 +153,9 @@ def _split_meta(raw: bytes) -> tuple[bytes, bytes]:
 
 def _with_ts(raw: bytes, ts: str) -> bytes:
     """The same dataset bytes under a file meta that names transfer syntax ``ts``."""
-    from pydicom.filewriter import write_file_meta_info
     from pydicom.filebase import DicomBytesIO
     from pydicom.filereader import _read_file_meta_info
+    from pydicom.filewriter import write_file_meta_info
 
     fp = io.BytesIO(raw)
     fp.seek(132)
@@ -326,8 +326,16 @@ def _wrong_ts(src: Path, rng: random.Random) -> Callable[[Path], Path]:
 def _nan_values(src: Path, rng: random.Random) -> Callable[[Path], Path]:
     bad = rng.choice(["NaN", "nan", "inf", "-inf", "Infinity", "1e999"])
     what = rng.choice(
-        ["RescaleSlope", "RescaleIntercept", "PixelSpacing", "WindowWidth", "WindowCenter",
-         "SliceThickness", "ImagePositionPatient", "both_rescale"]
+        [
+            "RescaleSlope",
+            "RescaleIntercept",
+            "PixelSpacing",
+            "WindowWidth",
+            "WindowCenter",
+            "SliceThickness",
+            "ImagePositionPatient",
+            "both_rescale",
+        ]
     )
 
     def make(folder: Path) -> Path:
@@ -382,8 +390,16 @@ ESCAPES = (
 
 def _control_text(src: Path, rng: random.Random) -> Callable[[Path], Path]:
     text = rng.choice(ESCAPES)
-    where = rng.choice(["SeriesDescription", "StudyDescription", "PatientName", "PatientID",
-                        "Modality", "SeriesInstanceUID"])
+    where = rng.choice(
+        [
+            "SeriesDescription",
+            "StudyDescription",
+            "PatientName",
+            "PatientID",
+            "Modality",
+            "SeriesInstanceUID",
+        ]
+    )
 
     def make(folder: Path) -> Path:
         ds = _read(src)
@@ -430,14 +446,57 @@ MAKERS: dict[str, Callable[[Path, random.Random], Callable[[Path], Path]]] = {
 }
 
 
+NATIVE_TS = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+def _compressed(sources: list[Path]) -> list[Path]:
+    out = []
+    for p in sources:
+        try:
+            ts = str(_read_meta(p).TransferSyntaxUID)
+        except Exception:
+            continue
+        if ts not in NATIVE_TS and ts != "1.2.840.10008.1.2.1.99":
+            out.append(p)
+    return out or sources
+
+
+def _read_meta(p: Path):  # type: ignore[no-untyped-def]
+    from pydicom.filereader import read_file_meta_info
+
+    return read_file_meta_info(p)
+
+
 def mutants(per_class: int, sources: list[Path] | None = None) -> Iterator[Mutant]:
-    """``per_class`` mutants of every class, always the same ones for the same arguments."""
+    """``per_class`` mutants of every class, always the same ones for the same arguments.
+
+    Half the size, bits and pixel-length mutants come from compressed files (the
+    decoders that aborted or panicked in the probe); the rest from any source.
+    """
     sources = sources if sources is not None else source_files()
+    compressed = _compressed(sources)
     for cls in CLASSES:
         for n in range(per_class):
             rng = random.Random(f"medview-fuzz:{cls}:{n}")
-            src = sources[rng.randrange(len(sources))]
+            pool = sources
+            if cls in ("absurd_size", "bits", "pixel_lie") and rng.random() < 0.5:
+                pool = compressed
+            src = pool[rng.randrange(len(pool))]
             yield Mutant(cls, n, src, MAKERS[cls](src, rng))
+
+
+def secrets_of(src: Path) -> list[str]:
+    """PatientName / PatientID of a source (4+ characters): never to appear in stderr."""
+    try:
+        ds = _pydicom().dcmread(src, stop_before_pixels=True)
+    except Exception:
+        return []
+    out = []
+    for kw in ("PatientName", "PatientID"):
+        text = str(ds.get(kw, "") or "").strip()
+        if len(text) >= 4:
+            out.append(text)
+    return out
 
 
 # -- running --------------------------------------------------------------------------
@@ -454,6 +513,7 @@ class Outcome:
     max_rss: int  # bytes, the child and the processes it waited for
     stdout: str
     stderr: str
+    secrets: tuple[str, ...] = ()
 
     @property
     def problems(self) -> list[str]:
@@ -479,6 +539,8 @@ class Outcome:
             out.append("escape")
         if len(self.stderr) > 20_000:
             out.append("long")
+        if any(s in self.stderr for s in self.secrets):
+            out.append("phi")
         return out
 
 
@@ -491,7 +553,14 @@ def _limit() -> None:
     os.setsid()
 
 
-def run_cli(mutant: str, command: str, path: Path, timeout: float, env: dict[str, str]) -> Outcome:
+def run_cli(
+    mutant: str,
+    command: str,
+    path: Path,
+    timeout: float,
+    env: dict[str, str],
+    secrets: tuple[str, ...] = (),
+) -> Outcome:
     """Run ``medview info --json PATH`` or ``medview render PATH --out X.png`` on one input."""
     if command == "info":
         argv = [sys.executable, "-m", "medview", "info", "--json", str(path)]
@@ -539,6 +608,7 @@ def run_cli(mutant: str, command: str, path: Path, timeout: float, env: dict[str
             rss,
             so.read().decode("utf-8", "replace"),
             se.read().decode("utf-8", "replace"),
+            secrets,
         )
 
 
@@ -548,13 +618,12 @@ def child_env() -> dict[str, str]:
     repo = os.environ.get("MEDVIEW_FUZZ_REPO") or str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.setdefault("MEDVIEW_DECODE_WORKERS", "1")  # one isolated worker is enough per run
     env.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="fuzz-home-"))
     return env
 
 
-def run_all(
-    items: list[Mutant], root: Path, timeout: float = 30.0, jobs: int = 2
-) -> list[Outcome]:
+def run_all(items: list[Mutant], root: Path, timeout: float = 30.0, jobs: int = 2) -> list[Outcome]:
     """Build every mutant under ``root`` and run info and render on each (``jobs`` at once)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -564,9 +633,10 @@ def run_all(
         folder = root / m.name
         folder.mkdir(parents=True)
         path = m.make(folder)
-        work += [(m.name, "info", path), (m.name, "render", path)]
+        secrets = tuple(secrets_of(m.source))
+        work += [(m.name, "info", path, secrets), (m.name, "render", path, secrets)]
     with ThreadPoolExecutor(jobs) as ex:
-        return list(ex.map(lambda w: run_cli(w[0], w[1], w[2], timeout, env), work))
+        return list(ex.map(lambda w: run_cli(w[0], w[1], w[2], timeout, env, w[3]), work))
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:

@@ -1,0 +1,70 @@
+"""DICOM fuzz suite (issue 18 item 10): hostile mutants of pydicom's and pydicom-data's files
+through ``medview info --json`` and ``medview render``, each in its own process with an
+address-space limit (``RLIMIT_AS``) and a timeout.
+
+Targets: 0 tracebacks, 0 crashes (negative return codes), 0 hangs, no run over 2 GiB
+resident, ``info --json`` always valid JSON (no NaN), every error line free of control
+characters and of the source's patient name and ID. The default run takes a fixed sample
+(the same mutants every time); the full set is ``@pytest.mark.slow``. Figures per class:
+``python3 tests/fuzz/mutants.py N`` (N mutants per class).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fuzz.mutants import CLASSES, mutants, run_all, source_files, summary  # noqa: E402
+
+#: mutants per class in the default run (10 classes: 80 mutants, 160 runs)
+SAMPLE_PER_CLASS = 8
+#: mutants per class in the slow run
+FULL_PER_CLASS = 60
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def sources() -> list[Path]:
+    found = source_files()
+    if len(found) < 20:
+        pytest.skip("pydicom's test files are not installed")
+    return found
+
+
+def test_mutants_are_deterministic(sources):
+    a = [(m.name, m.source) for m in mutants(3, sources)]
+    b = [(m.name, m.source) for m in mutants(3, sources)]
+    assert a == b and len(a) == 3 * len(CLASSES)
+
+
+def test_mutants_differ_from_their_source(sources, tmp_path):
+    for m in mutants(2, sources):
+        if m.cls == "special":
+            continue
+        folder = tmp_path / m.name
+        folder.mkdir()
+        assert m.make(folder).read_bytes() != m.source.read_bytes(), m.name
+
+
+def _check(per_class: int, sources: list[Path], tmp_path: Path) -> None:
+    outcomes = run_all(list(mutants(per_class, sources)), tmp_path, timeout=TIMEOUT_S)
+    assert len(outcomes) == 2 * per_class * len(CLASSES)
+    bad = [(o.mutant, o.command, o.problems, o.stderr[-300:]) for o in outcomes if o.problems]
+    assert not bad, f"{summary(outcomes)}\n" + "\n".join(map(str, bad[:20]))
+    # the runs did real work: most mutants are refused with a reason, some still render
+    rendered = [o for o in outcomes if o.command == "render" and o.returncode == 0]
+    refused = [o for o in outcomes if o.returncode == 2 and o.stderr.startswith("medview: ")]
+    assert rendered and refused
+
+
+def test_fuzz_sample(sources, tmp_path):
+    _check(SAMPLE_PER_CLASS, sources, tmp_path)
+
+
+@pytest.mark.slow
+def test_fuzz_full(sources, tmp_path):
+    _check(FULL_PER_CLASS, sources, tmp_path)
