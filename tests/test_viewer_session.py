@@ -168,7 +168,10 @@ def test_measurement_store_saves_replaces_and_deletes(medview_home, ct_dir):
     assert rows[0]["data"]["points"] == [[0.0, 0.0], [50.0, 0.0]]
     # read back and placed on the slice of its SOP instance
     keys = store.keys_to_restore(vol)
-    assert len(keys) == 20 and sop in keys
+    uid = vol.series.series_uid  # + the two reformat keys (SERIES_UID/plane)
+    assert (
+        len(keys) == 22 and sop in keys and f"{uid}/coronal" in keys and f"{uid}/sagittal" in keys
+    )
     stored = read_measurements(keys)
     assert list(stored) == [sop]
     placed = measurements_to_restore(vol, stored, known_ids=set())

@@ -535,7 +535,7 @@ def reformat_key(vol: Volume, plane: str) -> str:
     """The storage key of measurements on ``plane`` reformats of ``vol``:
     ``SERIES_UID/plane`` (the reformatted slice's index is the measurement's frame);
     "" when the series has no UID. Axial slices are stored by SOPInstanceUID."""
-    uid = str(getattr(vol.series, "series_uid", "") or "") if vol.series is not None else ""
+    uid = str(getattr(getattr(vol, "series", None), "series_uid", "") or "")
     return f"{uid}/{plane}" if uid and plane != "axial" else ""
 
 
