@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from medview.ai import reliability
 from medview.ai.preprocess import InputSpec, SourceImage, center_crop, prepare
 from medview.ai.registry import ModelError, ModelInfo, get_model
 from medview.disclaimers import AI as DISCLAIMER
@@ -57,6 +58,12 @@ class AIResult:
     in_scope: bool = True
     scope_reasons: list[str] = field(default_factory=list)
     heatmap_label: str | None = None  # e.g. "Grad-CAM for class 'pneumonia'"
+    # in-distribution verdict (medview.ai.ood: calibrated on the training split); None
+    # when the card declares no check. The raw figure is still reported.
+    in_distribution: bool | None = None
+    distribution_reason: str = ""
+    # test-time-augmentation spread (std over shifted views) per probability / score
+    uncertainty: dict[str, float] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The CLI's JSON line (keys that do not apply are null)."""
@@ -81,6 +88,13 @@ class AIResult:
             "in_scope": bool(self.in_scope),
             "scope_reasons": list(self.scope_reasons),
             "heatmap_label": self.heatmap_label,
+            "in_distribution": self.in_distribution,
+            "in_distribution_reason": self.distribution_reason,
+            "uncertainty": (
+                {k: round(float(v), 6) for k, v in self.uncertainty.items()}
+                if self.uncertainty is not None
+                else None
+            ),
         }
 
     def overlay_heatmap(self) -> np.ndarray | None:
@@ -142,6 +156,10 @@ class LoadedModel:
         self.map_scale = float(out.get("map_scale", 1.0))
         self.score_method = str(out.get("score_method", "mse"))
         self.lock = threading.Lock()  # one batch at a time per loaded model
+        from medview.ai.ood import load_check
+
+        self.ood = load_check(info)  # verifies the calibration file's sha256
+        self.shifts = reliability.tta_shifts(out)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -193,6 +211,27 @@ class LoadedModel:
                 p = torch.softmax(z, dim=1)
             return p.cpu().numpy().astype(np.float64)
 
+    def classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities as :meth:`probabilities`, plus the pooled last-stage features.
+
+        Features are None for modules without ``forward_features``/``forward_head``.
+        """
+        import torch
+
+        m = self.module
+        if not (hasattr(m, "forward_features") and hasattr(m, "forward_head")):
+            return self.probabilities(x), None
+        with self.lock, torch.inference_mode(), self._autocast():
+            f = m.forward_features(self._tensor(x))
+            z = m.forward_head(f).float() / self.temperature
+            if z.shape[1] == 1:
+                p1 = torch.sigmoid(z[:, 0])
+                p = torch.stack([1.0 - p1, p1], dim=1)
+            else:
+                p = torch.softmax(z, dim=1)
+            feats = f.float().mean(dim=(2, 3))
+            return p.cpu().numpy().astype(np.float64), feats.cpu().numpy().astype(np.float64)
+
     def predicted(self, p: np.ndarray) -> str:
         """Label decided by the card's threshold on the positive class (binary)."""
         if len(self.labels) == 2 and self.threshold is not None:
@@ -237,6 +276,11 @@ class LoadedModel:
     # -- anomaly -----------------------------------------------------------------
     def anomaly(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, C, H, W) -> (scores (N,), maps (N, H, W) in [0, 1], latents (N, D))."""
+        scores, maps, z, _ = self.anomaly_full(x)
+        return scores, maps, z
+
+    def anomaly_full(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`anomaly` plus the mean squared reconstruction error (N,)."""
         import torch
 
         m = self.module
@@ -247,6 +291,7 @@ class LoadedModel:
                 scores.float().cpu().numpy().astype(np.float64),
                 maps.float().cpu().numpy().astype(np.float32),
                 z.float().cpu().numpy().astype(np.float32),
+                err.float().flatten(1).mean(dim=1).cpu().numpy().astype(np.float64),
             )
 
 
@@ -307,10 +352,12 @@ def run_batch(
     x = np.stack([prepare(s.image, lm.spec) for s in images])
     info = lm.info
 
-    def result(s: SourceImage, per_ms: float, **task_fields: Any) -> AIResult:
+    def result(s: SourceImage, per_ms: float, verdict: Any, **task_fields: Any) -> AIResult:
         """The fields every task shares (intended-use verdict included), plus the task's own."""
         in_scope, reasons = image_scope(info, s)
         return AIResult(
+            in_distribution=verdict[0],
+            distribution_reason=verdict[1],
             path=s.path,
             index=s.index,
             key=s.key,
@@ -328,7 +375,8 @@ def run_batch(
         )
 
     if info.task == "classification":
-        probs = lm.probabilities(x)
+        probs, spread, feats = reliability.classify(lm, x)
+        verdicts = reliability.distribution(lm, x, features=feats)
         labels = lm.labels
         predicted = [lm.predicted(p) for p in probs]
         cams: list[np.ndarray | None] = [None] * len(images)
@@ -339,22 +387,27 @@ def run_batch(
             ]
         lm._sync()
         per = (time.perf_counter() - t0) * 1000.0 / len(images)
+        names = labels or [str(i) for i in range(probs.shape[1])]
         return [
             result(
                 s,
                 per,
-                probabilities={
-                    lab: float(v)
-                    for lab, v in zip(labels or [str(i) for i in range(len(p))], p, strict=True)
-                },
+                verdicts[i],
+                probabilities={lab: float(v) for lab, v in zip(names, p, strict=True)},
+                uncertainty=(
+                    None
+                    if spread is None
+                    else {lab: float(v) for lab, v in zip(names, spread[i], strict=True)}
+                ),
                 predicted=pred,
                 heatmap=cam,
                 heatmap_kind="grad-cam" if cam is not None else None,
                 heatmap_label=heatmap_label(info, "grad-cam", pred) if cam is not None else None,
             )
-            for s, p, pred, cam in zip(images, probs, predicted, cams, strict=True)
+            for i, (s, p, pred, cam) in enumerate(zip(images, probs, predicted, cams, strict=True))
         ]
-    scores, maps, latents = lm.anomaly(x)
+    scores, maps, latents, mse, spread = reliability.anomaly(lm, x)
+    verdicts = reliability.distribution(lm, x, ae=(mse, latents))
     lm._sync()
     per = (time.perf_counter() - t0) * 1000.0 / len(images)
     thr = lm.threshold
@@ -362,14 +415,16 @@ def run_batch(
         result(
             s,
             per,
+            verdicts[i],
             predicted=None if thr is None else ("anomalous" if sc >= thr else "typical"),
             anomaly_score=float(sc),
+            uncertainty=None if spread is None else {"anomaly_score": float(spread[i])},
             heatmap=mp if heatmaps else None,
             heatmap_kind="anomaly" if heatmaps else None,
             heatmap_label=heatmap_label(info, "anomaly") if heatmaps else None,
             latent=lat,
         )
-        for s, sc, mp, lat in zip(images, scores, maps, latents, strict=True)
+        for i, (s, sc, mp, lat) in enumerate(zip(images, scores, maps, latents, strict=True))
     ]
 
 

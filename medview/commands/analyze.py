@@ -17,9 +17,13 @@ EPILOG = (
     f"{DISCLAIMER}. Each --json line: "
     '{"path", "index" (0-based), "slice" (1-based), "model", "version", "device", "probabilities", "predicted", '
     '"threshold", "anomaly_score", "elapsed_ms", "disclaimer", "warnings", "in_scope", '
-    '"scope_reasons", "heatmap_label"} (null where not applicable). in_scope is false when a known DICOM value '
+    '"scope_reasons", "heatmap_label", "in_distribution", "in_distribution_reason", "uncertainty"} '
+    "(null where not applicable). in_scope is false when a known DICOM value "
     "(modality, body part, projection, patient age) is outside the model card's intended use; "
     "scope_reasons names those values and every criterion that could not be checked. "
+    "in_distribution is false when the image is unlike the model's training data (the card's "
+    "check, calibrated on the training split); the raw figure is still printed for research "
+    "use. uncertainty: spread (std) of each figure over slightly shifted copies of the image. "
     "--device cuda/mps when that device is missing is an error (exit 2); auto falls back."
 )
 
@@ -118,8 +122,12 @@ def _load_models(args: argparse.Namespace) -> list[Any] | int:
 
 def _text_line(res: Any, multi: bool) -> str:
     """One result as the plain-text line (values, verdict on intended use)."""
+    unc = res.uncertainty or {}
     if res.probabilities is not None:
-        probs = " ".join(f"{k}={v:.3f}" for k, v in res.probabilities.items())
+        probs = " ".join(
+            f"{k}={v:.3f}" + (f"\u00b1{unc[k]:.3f}" if k in unc else "")
+            for k, v in res.probabilities.items()
+        )
         what = f"{probs} -> {res.predicted} (threshold {res.threshold})"
     else:
         what = (
@@ -132,6 +140,10 @@ def _text_line(res: Any, multi: bool) -> str:
     verdict = "in intended use" if res.in_scope else "OUTSIDE INTENDED USE"
     if res.scope_reasons:
         verdict += ": " + "; ".join(res.scope_reasons)
+    if res.in_distribution is False:  # the figure is printed, but flagged
+        verdict = (
+            f"OUT OF DISTRIBUTION, do not use the figure: {res.distribution_reason}] [" + verdict
+        )
     return (
         f"{res.path}{idx}  {res.model} {res.version}  {what}  "
         f"{res.device} {res.elapsed_ms:.1f} ms  [{verdict}]"

@@ -1,0 +1,108 @@
+"""How far to trust one output: test-time-augmentation spread and the in-distribution check.
+
+* **Uncertainty** (:func:`classify`, :func:`anomaly`): the model also runs on a few
+  copies of the input shifted by one pixel (edges replicated; no flips: a mirrored
+  chest film is not a plausible input, and the bundled nets have no dropout to
+  sample). The reported figure is the standard deviation of each probability (or
+  of the anomaly score) over the original and the shifted views; the reported
+  probability itself is the one of the original view, unchanged. All views run
+  in one batch. A card may set its own shifts in ``output.tta.shifts``
+  (``[[dy, dx], ...]``; ``[]`` turns the spread off).
+* **In distribution** (:func:`distribution`): the card's calibrated check
+  (:mod:`medview.ai.ood`), fed with the classifier's pooled features and the
+  autoencoder's reconstruction error and latent vector.
+
+numpy here; the models run through :class:`medview.ai.inference.LoadedModel`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from medview.ai.inference import LoadedModel
+
+DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((0, 1), (0, -1), (1, 0), (-1, 0))
+Verdict = tuple[bool | None, str]
+
+
+def tta_shifts(output: dict[str, Any]) -> list[tuple[int, int]]:
+    """The card's TTA shifts (``output.tta.shifts``), else :data:`DEFAULT_SHIFTS`."""
+    tta = output.get("tta")
+    if isinstance(tta, dict) and isinstance(tta.get("shifts"), list):
+        return [(int(a), int(b)) for a, b in tta["shifts"]][:8]
+    return list(DEFAULT_SHIFTS)
+
+
+def shifted(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(N, C, H, W) shifted by (dy, dx) pixels, edges replicated."""
+    h, w = x.shape[-2:]
+    py, px = abs(dy), abs(dx)
+    pad = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)), mode="edge")
+    y0, x0 = py - dy, px - dx
+    return np.ascontiguousarray(pad[:, :, y0 : y0 + h, x0 : x0 + w])
+
+
+def views(x: np.ndarray, shifts: list[tuple[int, int]]) -> np.ndarray:
+    """The input followed by each shifted copy, as one batch (N * (1 + S), C, H, W)."""
+    return np.concatenate([x] + [shifted(x, dy, dx) for dy, dx in shifts], axis=0)
+
+
+def classify(lm: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """(probabilities (N, K), TTA std (N, K) or None, pooled features (N, F) or None)."""
+    n = len(x)
+    p_all, feats = lm.classify(views(x, lm.shifts) if lm.shifts else x)
+    p = p_all[:n]
+    spread = p_all.reshape(-1, n, p.shape[1]).std(axis=0) if lm.shifts else None
+    return p, spread, (None if feats is None else feats[:n])
+
+
+def anomaly(
+    lm: LoadedModel, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scores, maps, latents, reconstruction mse, TTA std of the score or None)."""
+    n = len(x)
+    scores, maps, z, mse = lm.anomaly_full(views(x, lm.shifts) if lm.shifts else x)
+    spread = scores.reshape(-1, n).std(axis=0) if lm.shifts else None
+    return scores[:n], maps[:n], z[:n], mse[:n], spread
+
+
+def distribution(
+    lm: LoadedModel,
+    x: np.ndarray,
+    features: np.ndarray | None = None,
+    ae: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[Verdict]:
+    """Per image (in_distribution, reason); (None, why) when the card has no check.
+
+    ``ae`` = (reconstruction mse, latents) when ``lm`` is the autoencoder itself.
+    """
+    from medview.ai.ood import Scores
+    from medview.errors import MedviewError
+
+    check = lm.ood
+    if check is None:
+        return [(None, "model card declares no in-distribution check")] * len(x)
+    try:
+        if check.needs_ae and ae is None:
+            ae = _ae_outputs(lm, check.uses_model, x)
+        scores = Scores(
+            x=x,
+            ae_mse=None if ae is None else ae[0],
+            ae_latent=None if ae is None else ae[1],
+            features=features,
+        )
+        return [(ok, why) for ok, why, _ in check.verdicts(scores)]
+    except (MedviewError, ValueError) as exc:
+        return [(None, f"in-distribution check unavailable: {exc}")] * len(x)
+
+
+def _ae_outputs(lm: LoadedModel, name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction mse and latents of ``x`` from the autoencoder the check uses."""
+    from medview.ai.inference import load_model
+
+    ae = lm if (not name or name == lm.info.name) else load_model(name, str(lm.device))
+    _, _, z, mse = ae.anomaly_full(x)
+    return mse, z
