@@ -460,6 +460,29 @@ def test_get_from_orthanc(capsys, orthanc, study_uid, ct_copy, home, tmp_path):
     assert code == 1 and err.count("\n") == 1
 
 
+def test_get_cancel_keeps_whole_instances_only(orthanc, study_uid, home, tmp_path):
+    """Cancelling a C-GET part way (TaskState.cancel from the progress callback) aborts
+    the association; what was stored is whole and indexed, nothing else is left."""
+    from medview.errors import Cancelled
+    from medview.net import dimse
+    from medview.net.nodes import Node
+    from medview.tasks import TaskState
+
+    db = tmp_path / "cancel.sqlite"
+    store = tmp_path / "st"
+    seen: list[float] = []
+    state = TaskState(on_progress=lambda f, m: (seen.append(f), state.cancel()))
+    node = Node(host="127.0.0.1", port=orthanc.dicom_port, aet=orthanc.aet)
+    with pytest.raises(Cancelled):
+        dimse.get(node, study_uid, db_path=str(db), store_dir=str(store), state=state)
+    assert len(seen) == 1  # the first progress report cancelled it
+    rows = db_instances(db)
+    assert len(rows) < 20
+    assert sorted(Path(p).name for _, p in rows) == sorted(p.name for p in store.rglob("*.dcm"))
+    assert not list((store / ".incoming").iterdir())
+    integrity_ok(db)
+
+
 def test_move_from_orthanc_to_our_scp(capsys, orthanc, study_uid, home, tmp_path):
     db = tmp_path / "move.sqlite"
     code, out, err = cli(
