@@ -761,3 +761,59 @@ def test_measurement_on_a_coronal_reformat_is_stored_and_restored(make_window, q
     assert not ax2.measurements_here()
     cor2.delete_measurement(r)
     assert StudyDatabase().measurements(key) == []
+
+
+def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
+    """The CT beside a copy 2 slices higher in the same frame of reference: scrolling
+    one shows the same table position in the other; W/L and zoom follow; unlinkable."""
+    import pydicom
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for n, path in enumerate(sorted(ct_dir.glob("*.dcm"))):
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + 4.0]  # 2 slices of 2 mm
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+            f"1.2.826.0.1.3680043.8.498.{n + 1}"
+        )
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.100"
+        ds.save_as(shifted / f"{n}.dcm")
+    win = make_window()
+    win.set_layout("1x2")
+    left, right = win.area.viewports[:2]
+    win.open_paths([str(ct_dir)], target=left)
+    idle(qtbot, win)
+    win.open_paths([str(shifted)], target=right)
+    idle(qtbot, win)
+    assert left.volume is not None and right.volume is not None
+    win.actions_by_id["link_scroll"].trigger()
+    win.actions_by_id["link_view"].trigger()
+    for k in (5, 12):
+        left.set_index(k)
+        assert right.slice_position() == pytest.approx(left.slice_position(), abs=1e-3)
+        assert right.index != left.index
+    right.set_index(9)  # either side leads
+    assert left.slice_position() == pytest.approx(right.slice_position(), abs=1e-3)
+    left.set_window(-600, 1500)
+    assert right.window == (-600.0, 1500.0)
+    ev = QWheelEvent(
+        QPointF(200, 200),
+        QPointF(200, 200),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.ControlModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(left, ev)
+    qtbot.waitUntil(lambda: right.view.zoom == pytest.approx(left.view.zoom), timeout=2000)
+    assert not left.view.fit_mode
+    win.actions_by_id["link_scroll"].trigger()  # unlink
+    before = right.index
+    left.set_index(2)
+    assert right.index == before

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
-from medview.ui import hanging, reading
+from medview.ui import hanging, linking, reading
 from medview.ui import presets as P
 from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
@@ -76,6 +76,8 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("proj_none", "Shift+X", "Slab off: the single slice"),
     ("copy_image", "Ctrl+Shift+C", "Copy the viewport image"),
     ("compare_prior", "Ctrl+Shift+P", "Compare with the latest prior study (1x2)"),
+    ("link_scroll", "Ctrl+Shift+L", "Link scrolling of the viewports (by patient position)"),
+    ("link_view", "Ctrl+Shift+W", "Link window/level and zoom of the viewports"),
     ("fps_down", "[", "Cine slower"),
     ("fps_up", "]", "Cine faster"),
     ("search", "Ctrl+F", "Search studies"),
@@ -129,6 +131,8 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("copy_image", "Copy viewport image", lambda: reading.copy_viewport(win))
     add("export_cine", f"Export cine (GIF/MP4){ELLIPSIS}", lambda: reading.export_cine_dialog(win))
     add("compare_prior", "Compare with prior", lambda: hanging.compare_with_prior(win))
+    add("link_scroll", "Link scrolling", lambda: linking.toggle_link(win), True)
+    add("link_view", "Link window/level and zoom", lambda: linking.toggle_link(win), True)
     add(
         "save_protocol",
         f"Save current layout as protocol{ELLIPSIS}",
@@ -195,7 +199,8 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
         lay.addAction(a[f"layout_{name}"])
     lay.addSeparator()
     lay.addAction(a["save_protocol"])
-    v.addAction(a["compare_prior"])
+    for k in ("compare_prior", "link_scroll", "link_view"):
+        v.addAction(a[k])
     view_ids = ("fit", "one_to_one", "rotate_cw", "rotate_ccw", "flip_h", "flip_v")
     for k in (*view_ids, "invert", "reset", "overlays", "cine"):
         v.addAction(a[k])

@@ -203,6 +203,9 @@ def compare_with_prior(win: MainWindow) -> None:
     if key and win.series_of.get(left) != key:
         win.load_into(left, key)
     win.load_into(right, win.priors[0])
+    from medview.ui.linking import link_all
+
+    link_all(win)  # scrolling by position, W/L and zoom (View > Link... to unlink)
 
 
 def save_current_as_protocol(win: MainWindow, name: str) -> protocols.Protocol | None:

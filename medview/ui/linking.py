@@ -1,0 +1,142 @@
+"""Linked viewports: scrolling by patient position, window/level and zoom (View > Link).
+
+The visible viewports (not in MPR, which has its own sync) follow the one the user
+moves. Slices are matched by :mod:`medview.viewer.priors`: by patient position when
+the volumes share a Frame of Reference, else by the slice offset they had when the
+link was made (scroll one side with the link off to set it). Window/level and zoom
+are linked separately and can be unlinked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+
+from medview.viewer import mpr
+from medview.viewer.priors import Link, same_frame
+
+if TYPE_CHECKING:
+    from medview.ui.main_window import MainWindow
+    from medview.ui.viewport import Viewport
+
+#: events after which a linked viewport's zoom and pan are copied to the others
+_CAMERA_EVENTS = (QEvent.Type.Wheel, QEvent.Type.MouseButtonRelease, QEvent.Type.KeyRelease)
+
+
+class ViewLinker(QObject):
+    """Keeps the visible viewports of ``win`` in step while :attr:`scrolling` (slices) and
+    :attr:`view` (window/level and zoom) are on."""
+
+    def __init__(self, win: MainWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.scrolling = False
+        self.view = False
+        self.links: dict[Viewport, Link] = {}  # viewport -> its link to the first member
+        self._busy = False
+        for vp in win.area.viewports:
+            vp.index_changed.connect(lambda _i, v=vp: self._scrolled(v))
+            vp.window_changed.connect(lambda c, w, v=vp: self._windowed(v, c, w))
+            vp.installEventFilter(self)
+
+    def members(self) -> list[Viewport]:
+        """The linked viewports: the visible ones with an image, not in MPR."""
+        if self.win.area.layout_name == mpr.MPR_LAYOUT:
+            return []
+        return [v for v in self.win.area.visible_viewports() if v.volume is not None]
+
+    def set_linked(self, scrolling: bool, view: bool | None = None) -> None:
+        """Link (or unlink) scrolling and, when given, window/level and zoom. Volumes that
+        share a frame of reference are matched by position (the others move to the first
+        one's position now); others keep the slices shown when they are first linked."""
+        self.scrolling = bool(scrolling)
+        if view is not None:
+            self.view = bool(view)
+        self.links.clear()
+        vps = self.members()
+        if not vps:
+            return
+        self._scrolled(vps[0])
+        if self.view and vps[0].window:
+            self._windowed(vps[0], *vps[0].window)
+        self.sync_camera(vps[0])
+
+    def _offset(self, vp: Viewport) -> int:
+        """``vp``'s slice offset from the first member (made when first needed)."""
+        vps = self.members()
+        if not vps or vp is vps[0]:
+            return 0
+        a = vps[0]
+        key = (id(a.volume), id(vp.volume), a.plane)
+        link = self.links.get(vp)
+        if link is None or getattr(link, "key", None) != key:
+            link = Link(by_position=True)
+            if not same_frame(a.volume, vp.volume):
+                link.relink(a.volume, a.plane, a.index, vp.volume, vp.index)
+            link.key = key  # type: ignore[attr-defined]
+            self.links[vp] = link
+        return link.offset
+
+    def _scrolled(self, src: Viewport) -> None:
+        if not self.scrolling or self._busy or src not in self.members():
+            return
+        self._busy = True
+        try:
+            offsets = {v: self._offset(v) for v in self.members()}
+            for dst in self.members():
+                if dst is src or dst.plane != src.plane:
+                    continue
+                link = Link(offset=offsets[dst] - offsets[src])
+                dst.set_index(link.follow(src.volume, src.plane, src.index, dst.volume))
+        finally:
+            self._busy = False
+
+    def _windowed(self, src: Viewport, c: float, w: float) -> None:
+        if not self.view or self._busy or src not in self.members():
+            return
+        for dst in self.members():
+            if dst is not src and src.volume.unit == dst.volume.unit:
+                dst.set_window(c, w, emit=False)
+
+    def sync_camera(self, src: Viewport) -> None:
+        """Copy ``src``'s zoom (mm scale, so images of other pixel sizes match) and pan."""
+        if not self.view or src not in self.members():
+            return
+        for dst in self.members():
+            if dst is not src:
+                dst.view.zoom, dst.view.pan = src.view.zoom, src.view.pan
+                dst.view.fit_mode = src.view.fit_mode
+                dst.update()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if self.view and event.type() in _CAMERA_EVENTS:
+            # after the viewport has handled the event (its zoom is then the new one)
+            QTimer.singleShot(0, lambda o=obj: self.sync_camera(o))  # type: ignore[arg-type]
+        return False
+
+
+def linker(win: MainWindow) -> ViewLinker:
+    """The window's linker (made on first use)."""
+    found = getattr(win, "view_linker", None)
+    if found is None:
+        found = win.view_linker = ViewLinker(win)
+    return found
+
+
+def toggle_link(win: MainWindow) -> None:
+    """View > Link scrolling / Link window and zoom: follow the two checkable actions."""
+    acts = win.actions_by_id
+    link = linker(win)
+    link.set_linked(acts["link_scroll"].isChecked(), acts["link_view"].isChecked())
+    if acts["link_scroll"].isChecked() and not link.members()[1:]:
+        win.notify("linking needs two viewports with images (not in MPR)", "info")
+
+
+def link_all(win: MainWindow) -> None:
+    """Turn scrolling, window/level and zoom links on (after Compare with prior)."""
+    for key in ("link_scroll", "link_view"):
+        act = win.actions_by_id.get(key)
+        if act is not None:
+            act.setChecked(True)
+    linker(win).set_linked(True, True)
