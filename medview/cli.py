@@ -96,6 +96,14 @@ def build_gui_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import multiprocessing
 
@@ -116,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("medview: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (`medview ... | head`): not an error
+            _silence_stdout()
+            return 0
     args = build_gui_parser().parse_args(args_list)
     if args.self_test:
         from medview.commands.selftest import run_self_test

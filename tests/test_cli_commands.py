@@ -55,3 +55,29 @@ def test_self_test_lives_with_the_commands():
 
     assert selftest is impl and SAMPLE_FILES == impl.SAMPLE_FILES
     assert "CT_small.dcm" in SAMPLE_FILES
+
+
+def test_closed_pipe_is_not_a_traceback(tmp_path):
+    """`medview ... | head` closes stdout early: no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from medview import cli\n"
+        "from medview.commands import studies\n"
+        "def run(args):\n"
+        "    for _ in range(100000):\n"
+        "        print('x' * 80)\n"
+        "    return 0\n"
+        "studies.run = run\n"
+        "sys.exit(cli.main(['studies']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
+    assert proc.returncode == 0
