@@ -18,7 +18,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -972,14 +971,6 @@ def test_receiver_stop_in_flight_is_clean(tmp_path, ct_copy, home):
     assert len(list(store.rglob("*.dcm"))) == len(rows)
     assert not list((store / ".incoming").iterdir())
     integrity_ok(db)
-
-
-@pytest.fixture(autouse=True)
-def _no_tmp_leak():
-    before = set(os.listdir(tempfile.gettempdir()))
-    yield
-    after = set(os.listdir(tempfile.gettempdir()))
-    assert not [n for n in after - before if n.endswith(".dcm")]
 
 
 def _make_certs(d: Path) -> tuple[Path, Path, Path]:
