@@ -756,7 +756,9 @@ def test_two_senders_at_once(tmp_path, ct_copy, home):
 
     second = _copy_as_new_series(ct_copy, tmp_path / "second", "second")
     db = tmp_path / "two.sqlite"
-    with Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(tmp_path / "st"))) as r:
+    done: list[tuple[str, set[str], int]] = []
+    cfg = ReceiverConfig(port=0, db_path=str(db), store_dir=str(tmp_path / "st"))
+    with Receiver(cfg, on_association_done=lambda *a: done.append(a)) as r:
         procs = [
             subprocess.Popen(
                 [
@@ -784,6 +786,9 @@ def test_two_senders_at_once(tmp_path, ct_copy, home):
     (study,) = dbh.studies()
     assert study["instance_count"] == 40 and study["series_count"] == 2
     assert sorted(s["slices"] for s in dbh.series(study["study_uid"])) == [20, 20]
+    # each push reported as finished once, with its study and count ("study complete")
+    assert sorted((aet, n) for aet, _, n in done) == [("SENDER1", 20), ("SENDER2", 20)]
+    assert all(studies == {study["study_uid"]} for _, studies, _ in done)
     integrity_ok(db)
 
 
