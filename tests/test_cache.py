@@ -473,3 +473,23 @@ def test_window_prefetches_priors_after_a_load_and_stops_on_another_study(
     qtbot.waitUntil(lambda: not handle.running, timeout=60_000)
     assert handle.cancelled
     win.prefetch_slot.close()
+
+
+def test_viewer_setting_sets_the_cache_bound(medview_home, monkeypatch):
+    from medview.ui import pixel_cache as pixel_cache_ui
+    from medview.ui import settings as user_settings
+
+    monkeypatch.delenv(cache.LIMIT_ENV, raising=False)
+    monkeypatch.setattr(cache, "_configured_mb", None)
+    user_settings.set_value(cache.SETTING_KEY, 300)
+    pixel_cache_ui.apply_limit()
+    assert cache.limit_bytes() == 300 * 2**20
+    user_settings.set_value(cache.SETTING_KEY, "lots")  # not a number: the default
+    pixel_cache_ui.apply_limit()
+    assert cache.limit_bytes() == cache.DEFAULT_LIMIT_MB * 2**20
+    user_settings.set_value(cache.SETTING_KEY, 0)
+    pixel_cache_ui.apply_limit()
+    assert cache.default_cache() is None
+    assert pixel_cache_ui.cache_on_import() is False
+    user_settings.set_value("cache_on_import", True)
+    assert pixel_cache_ui.cache_on_import() is True
