@@ -160,6 +160,7 @@ class LoadedModel:
 
         self.ood = load_check(info)  # verifies the calibration file's sha256
         self.shifts = reliability.tta_shifts(out)
+        self.helpers: dict[str, LoadedModel] = {}  # e.g. the autoencoder the check uses
         self._warm_up()
 
     def _warm_up(self) -> None:

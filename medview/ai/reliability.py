@@ -1,7 +1,9 @@
 """How far to trust one output: test-time-augmentation spread and the in-distribution check.
 
-* **Uncertainty** (:func:`classify`, :func:`anomaly`): the model also runs on a few
-  copies of the input shifted by one pixel (edges replicated; no flips: a mirrored
+* **Uncertainty** (:func:`classify`, :func:`anomaly`): the model also runs on two
+  copies of the input shifted by one pixel diagonally, one each way (three views in
+  one batch of 3: at batch 5 the 28x28 nets cost 3-10x batch 1 on this CPU, at 3 about
+  2x; tests/bench/bench_ai.py). Edges are replicated; no flips: a mirrored
   chest film is not a plausible input, and the bundled nets have no dropout to
   sample). The reported figure is the standard deviation of each probability (or
   of the anomaly score) over the original and the shifted views; the reported
@@ -24,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     from medview.ai.inference import LoadedModel
 
-DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((0, 1), (0, -1), (1, 0), (-1, 0))
+DEFAULT_SHIFTS: tuple[tuple[int, int], ...] = ((1, 1), (-1, -1))
 Verdict = tuple[bool | None, str]
 
 
@@ -103,6 +105,9 @@ def _ae_outputs(lm: LoadedModel, name: str, x: np.ndarray) -> tuple[np.ndarray, 
     """Reconstruction mse and latents of ``x`` from the autoencoder the check uses."""
     from medview.ai.inference import load_model
 
-    ae = lm if (not name or name == lm.info.name) else load_model(name, str(lm.device))
+    if not name or name == lm.info.name:
+        ae = lm
+    else:  # resolved once per loaded model: the registry reads every card from disk
+        ae = lm.helpers.get(name) or lm.helpers.setdefault(name, load_model(name, str(lm.device)))
     _, _, z, mse = ae.anomaly_full(x)
     return mse, z

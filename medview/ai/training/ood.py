@@ -92,7 +92,7 @@ def write_check(
     meta: dict[str, Any],
     t: dict[str, np.ndarray],
     dets: list[str],
-    scores: dict[str, np.ndarray],
+    scores: dict[str, dict[str, np.ndarray]],
     quantile: float,
 ) -> dict[str, Any]:
     """Write ``ood.safetensors`` and the card's ``in_distribution`` block."""
