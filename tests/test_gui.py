@@ -664,6 +664,7 @@ def test_hanging_protocol_radiograph_beside_its_prior(make_window, qtbot, xray_d
 
 def test_layout_option_pins_the_layout(make_window, qtbot, xray_dir):
     from medview.ui.app import create_window
+    from medview.ui.hanging import protocol_of as reading_protocol
 
     win = create_window(
         types.SimpleNamespace(
@@ -675,7 +676,7 @@ def test_layout_option_pins_the_layout(make_window, qtbot, xray_dir):
     win.show()
     try:
         idle(qtbot, win)
-        assert win.area.layout_name == "2x2" and win.protocol_name is None
+        assert win.area.layout_name == "2x2" and reading_protocol(win) is None
         assert win.area.viewports[0].volume is not None
     finally:
         win.close()
@@ -817,3 +818,43 @@ def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
     before = right.index
     left.set_index(2)
     assert right.index == before
+
+
+def test_linking_other_frames_registers_on_a_worker(make_window, qtbot, ct_dir, tmp_path):
+    """Different frames of reference: the manual offset first, then the rigid
+    registration (SimpleITK, on a worker) links the same anatomy."""
+    import pydicom
+
+    from medview.io import load_path
+
+    ct = load_path(ct_dir)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for n, inst in enumerate(ct.instances[3:]):  # 3 slices fewer, 4 mm up, another frame
+        ds = pydicom.dcmread(inst.path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + 4.0]
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.77"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+            f"1.2.826.0.1.3680043.8.498.{n + 200}"
+        )
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.199"
+        ds.save_as(moved / f"{n}.dcm")
+    win = make_window()
+    win.set_layout("1x2")
+    left, right = win.area.viewports[:2]
+    win.open_paths([str(ct_dir)], target=left)
+    idle(qtbot, win)
+    win.open_paths([str(moved)], target=right)
+    idle(qtbot, win)
+    left.set_index(10)
+    right.set_index(10)  # shown together when linked: the manual offset is 0
+    win.actions_by_id["link_scroll"].trigger()
+    left.set_index(12)
+    assert right.index == 12  # index for index until the registration is done
+    idle(qtbot, win)  # the registration runs on a worker (the window is busy meanwhile)
+    assert any("registered (rigid)" in t for _, _, t in win.notifier.history)
+    left.set_index(14)
+    assert right.index == 11  # the same anatomy: 3 slices fewer below
+    right.set_index(5)
+    assert left.index == 8

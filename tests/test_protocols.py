@@ -151,3 +151,34 @@ def test_linked_scrolling_by_patient_position(ct_dir, tmp_path):
     assert not PR.same_frame(ct, other)
     link.relink(ct, "axial", 5, other, 8)
     assert link.offset == 3 and link.follow(ct, "axial", 10, other) == 13
+
+
+def test_rigid_registration_links_volumes_in_different_frames(ct_dir, tmp_path):
+    """A copy of the real CT without its 3 lowest slices, moved 3 mm left and 4 mm up in
+    another frame of reference: index matching is 3 slices off, position matching has no
+    common frame, the SimpleITK registration finds the shift and links k -> k - 3."""
+    import pydicom
+
+    from medview.io import load_path
+
+    ct = load_path(ct_dir)
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    for n, inst in enumerate(ct.instances[3:]):
+        ds = pydicom.dcmread(inst.path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x + 3.0, y, z + 4.0]
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.7"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+            f"1.2.826.0.1.3680043.8.498.{n + 10}"
+        )
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.9"
+        ds.save_as(folder / f"{n}.dcm")
+    moved = load_path(folder)
+    assert moved.shape[0] == 17 and not PR.same_frame(ct, moved)
+    transform = PR.register_rigid(ct, moved)
+    np.testing.assert_allclose(transform[:3, 3], [3.0, 0.0, 4.0], atol=0.6)
+    np.testing.assert_allclose(transform[:3, :3], np.eye(3), atol=0.02)
+    link = PR.Link(transform=transform)
+    assert [link.follow(ct, "axial", k, moved) for k in (5, 10, 15)] == [2, 7, 12]
+    assert PR.linked_index(ct, "axial", 10, moved) == 10  # without it: index for index

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 SETTINGS_KEY = "hanging_protocols"
 
 
+def protocol_of(win: MainWindow) -> str | None:
+    """The protocol that hung the study on screen (None: none, or ``--layout``)."""
+    return getattr(win, "protocol_name", None)
+
+
 def saved_protocols(win: MainWindow | None = None) -> list[protocols.Protocol]:
     """The user's protocols from the settings (entries that do not parse are reported)."""
     found, problems = protocols.user_protocols(user_settings.value(SETTINGS_KEY, []))
@@ -146,6 +151,7 @@ def _look_for_priors(win: MainWindow, current: Any, proto: protocols.Protocol) -
     slot = getattr(win, "priors_slot", None)
     if slot is None:
         slot = win.priors_slot = TaskSlot(win)
+        win.side_slots.append(slot)  # the window is busy (and --screenshot waits) meanwhile
     win.priors = []
     if not getattr(current, "patient_id", ""):
         return

@@ -9,8 +9,9 @@ are linked separately and can be unlinked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QTimer
 
 from medview.viewer import mpr
@@ -35,6 +36,7 @@ class ViewLinker(QObject):
         self.view = False
         self.links: dict[Viewport, Link] = {}  # viewport -> its link to the first member
         self._busy = False
+        self.slots: dict[Viewport, Any] = {}  # registration workers, one per follower
         for vp in win.area.viewports:
             vp.index_changed.connect(lambda _i, v=vp: self._scrolled(v))
             vp.window_changed.connect(lambda c, w, v=vp: self._windowed(v, c, w))
@@ -74,9 +76,42 @@ class ViewLinker(QObject):
             link = Link(by_position=True)
             if not same_frame(a.volume, vp.volume):
                 link.relink(a.volume, a.plane, a.index, vp.volume, vp.index)
+                self._register(a, vp, link)
             link.key = key  # type: ignore[attr-defined]
             self.links[vp] = link
         return link.offset
+
+    def _register(self, a: Viewport, vp: Viewport, link: Link) -> None:
+        """Different frames of reference: the manual offset now, a rigid registration
+        (SimpleITK, on a worker) when it is done."""
+        if a.volume.shape[0] < 2 or vp.volume.shape[0] < 2 or a.volume.is_color:
+            return
+        from medview.ui.workers import TaskSlot
+        from medview.viewer.priors import register_rigid
+
+        slot = self.slots.get(vp)
+        if slot is None:
+            slot = self.slots[vp] = TaskSlot(self)
+            self.win.side_slots.append(slot)
+        h = slot.run(
+            register_rigid,
+            a.volume,
+            vp.volume,
+            name="registration",
+            on_result=lambda t, v=vp, k=link: self._registered(v, k, t),
+            on_error=lambda msg: self.win.notify(f"registration failed: {msg}", "warning"),
+        )
+        self.win.progress.track(h, "Registering")
+
+    def _registered(self, vp: Viewport, link: Link, transform: object) -> None:
+        if self.links.get(vp) is not link:
+            return  # relinked or another volume since
+        link.transform, link.offset = transform, 0  # type: ignore[assignment]
+        shift = ", ".join(f"{v:+.1f}" for v in link.transform[:3, 3])  # type: ignore[index]
+        self.win.notify(f"viewports registered (rigid): shift {shift} mm", "info")
+        vps = self.members()
+        if vps:
+            self._scrolled(vps[0])
 
     def _scrolled(self, src: Viewport) -> None:
         if not self.scrolling or self._busy or src not in self.members():
@@ -87,10 +122,23 @@ class ViewLinker(QObject):
             for dst in self.members():
                 if dst is src or dst.plane != src.plane:
                     continue
-                link = Link(offset=offsets[dst] - offsets[src])
-                dst.set_index(link.follow(src.volume, src.plane, src.index, dst.volume))
+                dst.set_index(self._follow(src, dst, offsets))
         finally:
             self._busy = False
+
+    def _follow(self, src: Viewport, dst: Viewport, offsets: dict[Viewport, int]) -> int:
+        """``dst``'s slice for ``src``'s: through the first member when a registration
+        links either of them to it."""
+        vps = self.members()
+        first = vps[0]
+        s_link, d_link = self.links.get(src), self.links.get(dst)
+        if src is first and d_link is not None and d_link.transform is not None:
+            return d_link.follow(src.volume, src.plane, src.index, dst.volume)
+        if dst is first and s_link is not None and s_link.transform is not None:
+            inverse = Link(transform=np.linalg.inv(s_link.transform))
+            return inverse.follow(src.volume, src.plane, src.index, dst.volume)
+        link = Link(offset=offsets[dst] - offsets[src])
+        return link.follow(src.volume, src.plane, src.index, dst.volume)
 
     def _windowed(self, src: Viewport, c: float, w: float) -> None:
         if not self.view or self._busy or src not in self.members():

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.scan_slot = TaskSlot(self)
         self.import_slot = TaskSlot(self)
         self.warm_slot = TaskSlot(self)
+        self.side_slots: list[TaskSlot] = []  # priors, registration, export (made on use)
         self.active: Viewport = self.area.viewports[0]
         for vp in self.area.viewports:
             self._wire_viewport(vp)
@@ -77,9 +78,7 @@ class MainWindow(QMainWindow):
 
         self._ctx_timer = self._timer(150, self.push_context)
         self._tags_timer = self._timer(120, self._show_tags_now)
-        self.pinned_layout: str | None = None  # `--layout`: no hanging protocol
-        self.protocol_name: str | None = None  # the protocol that hung the study shown
-        self.set_layout("1x1")  # each study's protocol picks its layout (medview.ui.hanging)
+        self.set_layout("1x1")  # not restored: each study's protocol picks it (ui.hanging)
         self.set_active(self.area.viewports[0])
         if load_panels:
             self._deferred.append(lambda: layout_helpers.dock_side_panels(self))
@@ -394,6 +393,7 @@ class MainWindow(QMainWindow):
     def busy(self) -> bool:
         """True while anything is scanning, loading or rendering thumbnails."""
         slots = (self.warm_slot, self.scan_slot, self.meas_slot, *self.slots.values())
+        slots += tuple(self.side_slots)
         working = any(s.busy for s in slots) or any(vp.loading for vp in self.area.viewports)
         return bool(self._deferred) or working or self.browser.busy
 
@@ -464,8 +464,9 @@ class MainWindow(QMainWindow):
 
         for vp in self.area.viewports:
             vp.stop_cine()
-        for slot in (*self.slots.values(), self.meas_slot, self.scan_slot, self.import_slot):
+        for slot in (*self.slots.values(), self.meas_slot, self.scan_slot, *self.side_slots):
             slot.cancel()
+        self.import_slot.cancel()
         self.warm_slot.cancel()
         self.browser.shutdown()
         self.tags.shutdown()

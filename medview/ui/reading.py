@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFileDialog, QToolBar
 
+from medview.ui.hanging import protocol_of
 from medview.viewer import snapshot
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ def export_cine(win: MainWindow, path: str) -> Any:
     slot = getattr(win, "export_slot", None)
     if slot is None:
         slot = win.export_slot = TaskSlot(win)
+        win.side_slots.append(slot)
     h = slot.run(
         write_cine_of,
         path,
@@ -178,7 +180,7 @@ def describe(win: MainWindow) -> dict[str, Any]:
         facts,
         active=vis.index(win.active) if win.active in vis else 0,
         maximized=maxed,
-        protocol=getattr(win, "protocol_name", None),
+        protocol=protocol_of(win),
     )
 
 
