@@ -27,7 +27,8 @@ def test_headerless_mgdl(tmp_path):
     assert rs.observations[1].time == datetime(2024, 3, 1, 8, 5)
     assert rs.observations[2].time == datetime(2024, 3, 1, 8, 10)  # offset: naive UTC
     assert list(rs.patients) == ["cgm"]
-    assert rs.problems == []
+    # an offset on one row and none on the others: said, once (issue 15 item 6)
+    assert [p.reason.split(":")[0] for p in rs.problems] == ["time zone"]
 
 
 def test_mmol_unit_column_converted(tmp_path):

@@ -282,6 +282,54 @@ def _check_unit_guess(numeric: list[float], default_unit: str, path: Path) -> No
             "not mg/dL; give the unit explicitly (--unit mmol/L)",
             path,
         )
+    small = sum(1 for v in numeric if 0 < v < 30)  # mmol/L-sized values among mg/dL ones
+    if default_unit.lower().startswith("mg") and small >= 3:
+        raise ReadError(
+            f"{small} values below 30 among values of median {median:g}: the file seems to mix "
+            "mmol/L and mg/dL without a unit column; export it in one unit",
+            path,
+        )
+
+
+def _time_checks(stamps: list[tuple[str, int, datetime]], path: Path) -> list[RecordProblem]:
+    """Time zones mixed with local times, rows out of time order, a clock set back ~1 h."""
+    out: list[RecordProblem] = []
+    aware = sum(1 for _, _, t in stamps if t.tzinfo is not None)
+    if 0 < aware < len(stamps):
+        out.append(
+            RecordProblem(
+                str(path),
+                f"time zone: {aware} timestamps carry a UTC offset and {len(stamps) - aware} do "
+                "not; times without one are taken as written (local), so they may be off by hours",
+            )
+        )
+    last: dict[str, datetime] = {}
+    seen: set[tuple[str, datetime]] = set()
+    back = 0
+    for pid, line, t in stamps:
+        prev = last.get(pid)
+        try:
+            naive = _naive_utc(t)
+        except ValueError:  # out of range in UTC: reported with the row already
+            continue
+        duplicate = (pid, naive) in seen  # reported as a duplicate already
+        seen.add((pid, naive))
+        step = (prev - naive).total_seconds() / 60.0 if prev is not None else 0.0
+        if step > 0 and (not duplicate or 50.0 <= step <= 70.0):
+            if 50.0 <= step <= 70.0 and t.tzinfo is None:
+                out.append(
+                    RecordProblem(
+                        f"{path}:{line}",
+                        f"clock set back {step:.0f} min (daylight-saving change?): the repeated "
+                        "hour overlaps the one before; timestamps without a zone are ambiguous",
+                    )
+                )
+            else:
+                back += 1
+        last[pid] = naive if prev is None or naive > prev else prev
+    if back:
+        out.append(RecordProblem(str(path), f"{back} rows not in time order (sorted by time)"))
+    return out
 
 
 def load_cgm_csv(
@@ -308,6 +356,7 @@ def load_cgm_csv(
     default_pid = patient_id or path.stem
     seen: set[tuple[str, datetime]] = set()
     numeric: list[float] = []
+    stamps: list[tuple[str, int, datetime]] = []  # file order, for the time checks
     for line, row in records[layout.start :]:
         where = f"{path}:{line}"
         if not any(c.strip() for c in row):
@@ -317,6 +366,7 @@ def load_cgm_csv(
             continue
         numeric.append(parsed[1])
         pid = _row_patient(row, layout, default_pid)
+        stamps.append((pid, line, parsed[0]))
         try:
             obs = _reading(pid, *parsed, _row_unit(row, layout, default_unit), where, out.problems)
         except ValueError as exc:
@@ -337,6 +387,7 @@ def load_cgm_csv(
         out.observations.append(obs)
     if not layout.units_given:
         _check_unit_guess(numeric, default_unit, path)
+    out.problems.extend(_time_checks(stamps, path))
     if not out.observations:
         reasons = "; ".join(str(p) for p in out.problems[:3])
         raise ReadError(f"no usable glucose readings{': ' + reasons if reasons else ''}", path)
