@@ -14,6 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path", metavar="PATH", help="the series (file or folder); with --import, the SR"
     )
     parser.add_argument("--out", metavar="FILE.dcm", help="the SR file to write")
+    parser.add_argument(
+        "--kos-out",
+        metavar="FILE.dcm",
+        help="also (or only) write a Key Object Selection document of the series' key images",
+    )
     parser.add_argument("--series", metavar="UID", help="which series of PATH (default: the first)")
     parser.add_argument(
         "--model",
@@ -48,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.import_:
             return _import(args, db)
-        if not args.out:
-            return error("--out FILE.dcm is required (or --import to read an SR)")
+        if not args.out and not args.kos_out:
+            return error("--out FILE.dcm or --kos-out FILE.dcm is required (or --import)")
         return _write(args, db)
     except SRError as exc:
         return error(str(exc))
@@ -74,12 +79,9 @@ def _import(args: argparse.Namespace, db: Any) -> int:
 
 
 def _write(args: argparse.Namespace, db: Any) -> int:
-    import sys
-
     from medview.commands._common import error, print_json
-    from medview.io import load_series, scan
-    from medview.results import audit
-    from medview.results.sr import build_sr, finding_from_result, image_refs, write_sr
+    from medview.io import scan
+    from medview.results.sr import image_refs
 
     res = scan(args.path)
     series = [s for s in res.series if s.kind == "dicom"]
@@ -91,6 +93,25 @@ def _write(args: argparse.Namespace, db: Any) -> int:
     info = series[0]
     paths = sorted({str(i.path) for i in info.instances})
     refs = image_refs(paths)
+    summary: dict[str, Any] = {"series_uid": info.series_uid}
+    if args.out:
+        code = _write_sr(args, db, info, refs, summary)
+        if code:
+            return code
+    if args.kos_out:
+        code = _write_kos(args, db, info, refs, summary)
+        if code:
+            return code
+    if args.json:
+        print_json(summary)
+    return 0
+
+
+def _write_sr(args: argparse.Namespace, db: Any, info: Any, refs: Any, summary: dict) -> int:
+    from medview.commands._common import error
+    from medview.io import load_series
+    from medview.results.sr import build_sr, finding_from_result, write_sr
+
     rows = []
     for inst in info.instances:
         rows += db.measurements(inst.sop_uid)
@@ -118,27 +139,65 @@ def _write(args: argparse.Namespace, db: Any) -> int:
         out = write_sr(sr, args.out)
     except OSError as exc:
         return error(f"{args.out}: cannot be written ({exc.strerror or exc})")
+    _audit(info, out, model=models or None, measurements=len(rows), findings=len(findings))
+    summary.update(
+        out=str(out),
+        sop_instance_uid=str(sr.SOPInstanceUID),
+        measurements=len(rows),
+        findings=len(findings),
+    )
+    if not args.json:
+        print(f"{out}: SR with {len(rows)} measurements and {len(findings)} AI findings")
+    return 0
+
+
+def _write_kos(args: argparse.Namespace, db: Any, info: Any, refs: Any, summary: dict) -> int:
+    from medview.commands._common import error
+    from medview.results.key_images import KeyImageDatabase
+    from medview.results.kos import build_kos, write_kos
+
+    keydb = KeyImageDatabase(db.path)
+    try:
+        sops = {i.sop_uid for i in info.instances}
+        keys = [k for k in keydb.for_series(info.series_uid) if k.sop_uid in sops]
+        flagged = keydb.flagged(sops)  # images flagged before their series UID was known
+        keys += [k for k in _as_keys(flagged, info) if k not in keys]
+    finally:
+        keydb.close()
+    kos = build_kos(refs, keys)
+    try:
+        out = write_kos(kos, args.kos_out)
+    except OSError as exc:
+        return error(f"{args.kos_out}: cannot be written ({exc.strerror or exc})")
+    count = len(kos.ContentSequence) - sum(
+        1 for i in kos.ContentSequence if i.get("ValueType") != "IMAGE"
+    )
+    _audit(info, out, model=None, key_images=count)
+    summary.update(kos_out=str(out), kos_sop_instance_uid=str(kos.SOPInstanceUID), key_images=count)
+    if not args.json:
+        print(f"{out}: Key Object Selection with {count} key images")
+    return 0
+
+
+def _as_keys(flagged: set[tuple[str, int]], info: Any) -> list[Any]:
+    from medview.results.key_images import KeyImage
+
+    return [KeyImage(s, f, info.series_uid, info.study_uid) for s, f in sorted(flagged)]
+
+
+def _audit(info: Any, out: Any, model: Any, **extra: Any) -> None:
+    import sys
+
+    from medview.results import audit
+
     try:
         audit.record(
             "sr",
             study_uid=info.study_uid,
             series_uids=[info.series_uid],
-            model=models or None,
+            model=model,
             output=str(out.resolve()),
-            measurements=len(rows),
-            findings=len(findings),
+            **extra,
         )
     except OSError as exc:
         print(f"medview: audit log not written ({exc})", file=sys.stderr)
-    summary = {
-        "out": str(out),
-        "sop_instance_uid": str(sr.SOPInstanceUID),
-        "series_uid": info.series_uid,
-        "measurements": len(rows),
-        "findings": len(findings),
-    }
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"{out}: SR with {len(rows)} measurements and {len(findings)} AI findings")
-    return 0

@@ -328,10 +328,17 @@ def _roi_group(row: dict[str, Any], refs: dict[str, ImageRef], n: int) -> Any | 
 
 def _observation_context(observer: str | None) -> Any:
     """Person observer (the OS user unless given) and the device observer (medview)."""
+    from highdicom.sr import ObservationContext
+
+    person, device = observers(observer)
+    return ObservationContext(observer_person_context=person, observer_device_context=device)
+
+
+def observers(observer: str | None) -> tuple[Any, Any]:
+    """(person, device) highdicom ObserverContexts: the OS user unless given, and medview."""
     import highdicom as hd
     from highdicom.sr import (
         DeviceObserverIdentifyingAttributes,
-        ObservationContext,
         ObserverContext,
         PersonObserverIdentifyingAttributes,
     )
@@ -343,12 +350,12 @@ def _observation_context(observer: str | None) -> Any:
         from medview.results.audit import os_user
 
         observer = os_user().replace("^", " ") + "^"  # PN: family name component
-    return ObservationContext(
-        observer_person_context=ObserverContext(
+    return (
+        ObserverContext(
             observer_type=codes.cid270.Person,
             observer_identifying_attributes=PersonObserverIdentifyingAttributes(name=observer),
         ),
-        observer_device_context=ObserverContext(
+        ObserverContext(
             observer_type=codes.cid270.Device,
             observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
                 uid=hd.UID(),
