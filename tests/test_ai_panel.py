@@ -78,8 +78,9 @@ def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
     assert panel.table.rowCount() == 1
     row = [panel.table.item(0, j).text() for j in range(panel.table.columnCount())]
     # slice numbers are 1-based, as in the viewport (index 2 is the third slice)
-    assert row[0] == "3" and row[1].startswith("tiny_cls") and row[7] == "cpu"
-    assert float(row[8]) > 0
+    assert row[0] == "3" and row[1].startswith("tiny_cls") and row[8] == "cpu"
+    assert float(row[9]) > 0
+    assert row[5].startswith("\u00b1")  # TTA spread next to the probability
     # a card without intended-use criteria: in scope, and the table says it is unchecked
     assert row[3] == "in scope (model card states no intended-use criteria)"
     assert panel.table.item(0, 0).font().bold()
@@ -191,4 +192,33 @@ def test_panel_finding_signal_for_positive_result(qtbot, user_models):
     with qtbot.waitSignal(panel.finding) as sig:
         panel.send_finding()
     assert sig.args == ["233604007", "Pneumonia"]
+    panel.shutdown()
+
+
+def test_out_of_distribution_probability_is_greyed_and_explained(qtbot):
+    """The bundled classifier on a noise 'CT': the figure is shown greyed, with the reason."""
+    from medview.ui.context import StudyContext
+    from medview.ui.panels.ai_panel import COLUMNS, OUT_OF_SCOPE_GREY, AIPanel
+
+    from tests.conftest import REPO
+
+    if not (REPO / "models" / "pneumonia_cnn" / "ood.safetensors").exists():
+        pytest.skip("the bundled classifier has no in-distribution check in this checkout")
+    panel = AIPanel()
+    qtbot.addWidget(panel)
+    panel.set_selected(["pneumonia_cnn"])
+    panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
+    with qtbot.waitSignal(panel.results_changed, timeout=60000):
+        panel.run_current()
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    (res,) = panel._results_for(0)
+    assert res.in_distribution is False
+    prob = panel.table.item(0, COLUMNS.index("Probability"))
+    assert "not for use" in prob.text() and f"{res.probabilities['pneumonia']:.3f}" in prob.text()
+    assert prob.foreground().color() == OUT_OF_SCOPE_GREY and prob.font().italic()
+    assert "outside the training data" in prob.toolTip()
+    unc = panel.table.item(0, COLUMNS.index("Uncertainty")).text()
+    assert unc == f"\u00b1{res.uncertainty['pneumonia']:.3f}"
+    assert "Unlike the training data" in panel.scope_label.text()
+    assert panel._current_positive(in_scope_only=True) is None  # never sent on
     panel.shutdown()

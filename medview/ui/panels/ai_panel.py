@@ -56,6 +56,7 @@ COLUMNS = [
     "Label",
     "Intended use",  # the verdict, next to the label it qualifies
     "Probability",
+    "Uncertainty",  # TTA spread (std over shifted views) of the probability / score
     "Threshold",
     "Anomaly",
     "Device",
@@ -63,6 +64,16 @@ COLUMNS = [
 ]
 SCOPE_COLUMN = COLUMNS.index("Intended use")
 OUT_OF_SCOPE_GREY = QColor(140, 140, 140)
+
+
+def uncertainty_text(r: Any) -> str:
+    """The TTA spread of the figure shown in the Probability / Anomaly column."""
+    unc = getattr(r, "uncertainty", None) or {}
+    if r.probabilities is not None:
+        key = "pneumonia" if "pneumonia" in unc else (r.predicted if r.predicted in unc else "")
+    else:
+        key = "anomaly_score"
+    return f"\u00b1{unc[key]:.3f}" if key in unc else ""
 
 
 def scope_text(r: Any) -> str:
@@ -402,11 +413,16 @@ class AIPanel(QWidget, PanelTasks):
                 label,
                 scope_text(r),
                 prob,
+                uncertainty_text(r),
                 "" if r.threshold is None else f"{r.threshold:.3g}",
                 "" if r.anomaly_score is None else f"{r.anomaly_score:.4f}",
                 r.device,
                 f"{r.elapsed_ms:.1f}",
             ]
+            ood = getattr(r, "in_distribution", None) is False
+            for col in ("Probability", "Anomaly"):  # the figure stays visible, greyed
+                if ood and vals[COLUMNS.index(col)]:
+                    vals[COLUMNS.index(col)] += " not for use"
             if r.warnings:
                 vals[2] = f"{label} (!)"
             verdict = (
@@ -417,12 +433,13 @@ class AIPanel(QWidget, PanelTasks):
             tip = "\n".join(
                 [DISCLAIMER, verdict, *r.scope_reasons]
                 + [w for w in r.warnings if w not in r.scope_reasons]
+                + ([f"Not for use: {r.distribution_reason}"] if ood else [])
             )
             for j, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 item.setToolTip(tip)
                 f = item.font()
-                if not r.in_scope:  # greyed, never bold, whatever slice it is
+                if not r.in_scope or ood:  # greyed, never bold, whatever slice it is
                     item.setForeground(QBrush(OUT_OF_SCOPE_GREY))
                     f.setItalic(True)
                 elif i < n_current:
@@ -451,7 +468,17 @@ class AIPanel(QWidget, PanelTasks):
         """One line under the table: the intended-use verdict of the slice in view."""
         current = self._results_for(int(self.ctx.index)) if self.ctx.volume is not None else []
         out = [r for r in current if not r.in_scope]
-        if out:
+        unlike = [r for r in current if getattr(r, "in_distribution", None) is False]
+        ood_text = (
+            f"Unlike the training data ({', '.join(sorted({r.model for r in unlike}))}): "
+            f"{unlike[0].distribution_reason}. The figure is greyed out: not for use."
+            if unlike
+            else ""
+        )
+        if unlike and not out:
+            self.scope_label.setText(ood_text)
+            self.scope_label.setStyleSheet("color: #b36b00;")
+        elif out:
             reasons: list[str] = []
             for r in out:
                 reasons += [x for x in r.scope_reasons if "outside" in x and x not in reasons]
@@ -459,6 +486,7 @@ class AIPanel(QWidget, PanelTasks):
                 f"Outside intended use ({', '.join(sorted({r.model for r in out}))}): "
                 + "; ".join(reasons)
                 + ". Output is not meaningful and cannot be sent to other panels."
+                + (" " + ood_text if ood_text else "")
             )
             self.scope_label.setStyleSheet("color: #b36b00;")
         elif current:
@@ -509,7 +537,8 @@ class AIPanel(QWidget, PanelTasks):
         if self.ctx.volume is None:
             return None
         for r in self._results_for(int(self.ctx.index)):
-            if r.probabilities and r.predicted == "pneumonia" and (r.in_scope or not in_scope_only):
+            usable = r.in_scope and getattr(r, "in_distribution", None) is not False
+            if r.probabilities and r.predicted == "pneumonia" and (usable or not in_scope_only):
                 return r
         return None
 
