@@ -8,11 +8,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medview.errors import MedviewError
 from medview.io import cache, load_series, scan, volume
 from medview.io.dicom import decode_file
 
@@ -267,6 +269,9 @@ def test_gpu_hook_is_a_no_op_without_a_gpu(ct_dir):
     left = gpu.decode_jobs(jobs, lambda k, *a: placed.append(k), TaskState())
     assert left == jobs and placed == []
     assert all(gpu.suitable(i) for i in series.instances)  # lossless J2K, grayscale
+    # what the GPU parity test below checks where a GPU is present
+    files = _lossless_j2k_files()
+    assert sum("totalseg" in f for f in files) == 20 and len(files) > 20
 
 
 # ---------------------------------------------------------------- priors prefetch
@@ -493,3 +498,76 @@ def test_viewer_setting_sets_the_cache_bound(medview_home, monkeypatch):
     assert pixel_cache_ui.cache_on_import() is False
     user_settings.set_value("cache_on_import", True)
     assert pixel_cache_ui.cache_on_import() is True
+
+
+def _lossless_j2k_files() -> list[str]:
+    """Every lossless JPEG 2000 file in pydicom's test data, pydicom-data and the real CT."""
+    import pydicom
+    from pydicom.data import get_testdata_files
+
+    shared = Path(os.environ.get("MEDVIEW_SHARED_DATA", REPO.parent / "shared" / "data"))
+    ct = shared / "ct" / "totalseg_example_dicom"
+    paths = [str(p) for p in sorted(ct.glob("*.dcm"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "download failures": no network, local files only
+        for path in get_testdata_files("*.dcm"):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                ts = str(ds.file_meta.TransferSyntaxUID)
+            except Exception:
+                continue
+            if ts in (
+                "1.2.840.10008.1.2.4.90",
+                "1.2.840.10008.1.2.4.201",
+                "1.2.840.10008.1.2.4.202",
+            ):
+                paths.append(path)
+    return paths
+
+
+def test_gpu_decode_is_bit_identical_to_the_cpu_on_every_lossless_j2k_file():
+    """Runs where nvImageCodec and a CUDA device are present (skips elsewhere)."""
+    from medview.io import gpu
+    from medview.io.dicom import read_header
+
+    if not gpu.available():
+        pytest.skip("no GPU decoder here (nvidia.nvimgcodec and a CUDA device)")
+    checked = 0
+    for path in _lossless_j2k_files():
+        info = read_header(path)
+        if not gpu.suitable(info):
+            continue
+        try:
+            cpu, _ = decode_file(path)
+        except MedviewError:  # e.g. the deliberately truncated file: the CPU path reports it
+            continue
+        (got,) = gpu.decode_files([info])
+        assert got.dtype == cpu.dtype and np.array_equal(got, cpu), path
+        checked += 1
+    assert checked >= 3
+
+
+def test_warm_stops_when_the_decoder_pool_breaks(cache_home, ct_copy, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from medview.io import decoders
+
+    class Broken:
+        def submit(self, fn, *args):
+            fut: Future = Future()
+            fut.set_exception(BrokenProcessPool("a worker process died"))
+            return fut
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
+    monkeypatch.setattr(decoders, "_pool", Broken())
+    monkeypatch.setattr(decoders, "_broken", False)
+    series = scan(ct_copy).series[0]
+    broken: list[int] = []
+    monkeypatch.setattr(decoders, "mark_broken", lambda: broken.append(1))
+    assert cache.warm(series.instances) == (0, 0)
+    assert broken == [1]  # reported once; nothing decoded in this process instead
+    assert cache.PixelCache().entries() == []

@@ -497,19 +497,16 @@ def warm(instances: list[InstanceInfo], state: TaskState | None = None) -> tuple
         if fp is not None and not cache.has(info.sop_uid, fp):
             todo.append((info, fp))
     have, written = len(coded) - len(todo), 0
-    pool = decoders.decoder_pool() if len(todo) >= 2 else None
+    pool = decoders.decoder_pool()  # None: MEDVIEW_DECODE_WORKERS < 2, decode here
     window = max(2, decoders.decode_workers())
     for start in range(0, len(todo), window):
         state.check()
         batch = todo[start : start + window]
         if pool is not None:
-            futs = [pool.submit(decode_file, info.path) for info, _ in batch]
-            results: list[tuple[np.ndarray, dict[str, Any]] | None] = []
-            for f in futs:
-                try:
-                    results.append(f.result())
-                except Exception:
-                    results.append(None)
+            results = _decode_batch(pool, [info.path for info, _ in batch])
+            if results is None:  # the pool broke: warming is optional, stop here
+                decoders.mark_broken()
+                break
         else:
             results = [_decode_or_none(decode_file, info.path) for info, _ in batch]
         for (info, fp), res in zip(batch, results, strict=True):
@@ -518,6 +515,30 @@ def warm(instances: list[InstanceInfo], state: TaskState | None = None) -> tuple
         done = start + len(batch)
         state.progress(done / len(todo), f"caching {done}/{len(todo)}")
     return have, written
+
+
+def _decode_batch(
+    pool: Any, paths: list[str]
+) -> list[tuple[np.ndarray, dict[str, Any]] | None] | None:
+    """Decode ``paths`` on the process pool (None for a file that failed); None when
+    the pool broke."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from medview.io.dicom import decode_file
+
+    results: list[tuple[np.ndarray, dict[str, Any]] | None] = []
+    try:
+        futs = [pool.submit(decode_file, path) for path in paths]
+    except (BrokenProcessPool, RuntimeError):
+        return None
+    for f in futs:
+        try:
+            results.append(f.result())
+        except BrokenProcessPool:
+            return None
+        except Exception:  # this file does not decode: the load will say why
+            results.append(None)
+    return results
 
 
 def _decode_or_none(
