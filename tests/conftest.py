@@ -19,6 +19,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-test-home-"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# the decoded-pixel cache (medview.io.cache) stays on in tests, bounded in the temporary home
+os.environ.setdefault("MEDVIEW_PIXEL_CACHE_MB", "512")
 # never read or write the developer's own ~/.config (Qt and platformdirs look there)
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="medview-test-config-")
 
