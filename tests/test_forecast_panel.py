@@ -58,7 +58,7 @@ def test_follows_patient_and_forecasts_glucose(qtbot, panel, records):
         panel.set_study_context(StudyContext(patient_id="MRN-77", patient_name="DOE^JANE"))
     r = sig.args[0]
     assert panel.patient == "p1" and "MRN-77" in panel.link_label.text()
-    assert r.method == "lstm" and r.code == "99504-3" and len(r.times) == 12
+    assert r.method == r.winner and r.code == "99504-3" and len(r.times) == 12
     # picker lists codes with counts, most frequent first
     labels = [panel.code_combo.itemText(i) for i in range(panel.code_combo.count())]
     assert labels[0].startswith("CGM glucose [99504-3] - 576 values")
@@ -141,7 +141,7 @@ def test_loads_cgm_file(qtbot, panel, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
         panel.open_path(str(path), "cgm")
-    assert sig.args[0].patient == "pump" and sig.args[0].method == "lstm"
+    assert sig.args[0].patient == "pump" and sig.args[0].method == sig.args[0].winner
 
 
 def test_follows_patient_from_saved_records(qtbot, medview_home, records):
@@ -189,3 +189,25 @@ def test_unreadable_records_keep_the_patient_shown(qtbot, panel, records, tmp_pa
     assert str(tmp_path) in sig.args[0] and "\n" not in sig.args[0]
     assert "not loaded" in panel.link_label.text()
     assert panel.result is shown and panel.header.text() == "Patient: Jane Doe (born 1970-02-03)"
+
+
+def test_persistence_wins_is_said_and_agp_clarke_shown(qtbot, panel, tmp_path):
+    """Issue 15: a forecast that loses to persistence is not presented as the answer."""
+    rng = np.random.default_rng(2)
+    v = np.clip(150 + np.cumsum(rng.choice([-6, 6], 288 * 3)), 40, 390)  # a random walk
+    path = tmp_path / "walk.csv"
+    path.write_text(
+        "\n".join(f"{(T0 + timedelta(minutes=5 * k)).isoformat()},{x:.0f}" for k, x in enumerate(v))
+        + "\n"
+    )
+    with qtbot.waitSignal(panel.forecast_ready, timeout=10000) as sig:
+        panel.open_path(str(path), "cgm")
+    r = sig.args[0]
+    assert r.method == r.winner == "persistence"
+    assert np.all(r.values == v[-1])  # glucose held at the last reading
+    text = panel.summary.text()
+    assert "Persistence wins" in text and "LSTM</b> forecast" not in text
+    assert "Clarke error grid (persistence): A " in text
+    mean = v.mean()
+    assert "<b>AGP</b>" in text and f"mean {mean:.0f} mg/dL" in text
+    assert f"GMI {3.31 + 0.02392 * mean:.1f}%" in text

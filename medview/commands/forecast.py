@@ -19,9 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="FHIR bundle/NDJSON, Synthea CSV folder, or a timestamp,value CSV (CGM)",
     )
-    src.add_argument("--cgm", metavar="FILE.csv", help="CGM export: timestamp, value[, unit]")
+    src.add_argument(
+        "--cgm",
+        metavar="FILE.csv",
+        action="append",
+        help="CGM export: timestamp,value[,unit] or the multi-patient id,time,gl layout "
+        "(repeat --cgm with --calibrate to pool several files)",
+    )
     parser.add_argument(
-        "--patient", metavar="ID", help="patient id in the records (with --records)"
+        "--patient",
+        metavar="ID",
+        help="patient id in the records or in a multi-patient CGM file "
+        "(--cgm: default the first patient; --evaluate without it reports every patient)",
     )
     parser.add_argument(
         "--code", metavar="LOINC", help="observation code, e.g. 4548-4 (with --records)"
@@ -39,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--evaluate",
         action="store_true",
-        help="with --cgm: rolling-origin backtest of the LSTM and baselines over the whole file "
-        "(RMSE and MAE at 30 and 60 minutes)",
+        help="with --cgm: rolling-origin backtest of every method per patient and pooled "
+        "(RMSE, MAE, Clarke zones, time lag, calibrated 80%% interval at 30 and 60 minutes)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --cgm (repeatable): calibrate the 80%% intervals on every patient of the "
+        "files and store the table in the model card (--model DIR, default the bundled one)",
     )
     parser.add_argument("--model", metavar="DIR", help="glucose LSTM folder (default: bundled)")
 
@@ -54,29 +69,25 @@ def _fail(msg: object) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from medview.errors import MedviewError, one_line
-    from medview.forecast.api import (
-        backtest_dense,
-        forecast_records,
-        forecast_series,
-        parse_horizon,
-    )
-    from medview.forecast.series import series_from_observations, to_grid
+    from medview.forecast.api import forecast_records, forecast_series, parse_horizon
 
     try:
         horizon = parse_horizon(args.horizon)
         if args.cgm:
-            from medview.records.cgm import CGM_LOINC, load_cgm_csv
-
-            records = load_cgm_csv(args.cgm, default_unit=args.unit)
-            for p in records.problems:
-                print(f"warning: {p}", file=sys.stderr)
-            pid = next(iter(records.patients))
-            series = series_from_observations(records.observations, CGM_LOINC, pid)
+            if len(args.cgm) > 1 and not args.calibrate:
+                return _fail("give one --cgm FILE (several only with --calibrate)")
+            if args.calibrate:
+                return _calibrate(args)
             if args.evaluate:
-                grid_s, grid_v = to_grid(series.seconds, series.values)
-                bt = backtest_dense(grid_v, horizons=(30, 60), model_dir=args.model)
-                return _print_evaluation(args, series, bt)
-            result = forecast_series(series, horizon, model_dir=args.model)
+                return _evaluate(args)
+            from medview.forecast.cgmdata import check_for_forecast, load_patients
+
+            series, quality, warnings = load_patients(args.cgm[0], args.patient, args.unit)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
+            check_for_forecast(series[0], quality[series[0].patient])
+            result = forecast_series(series[0], horizon, model_dir=args.model)
+            result.notes[:0] = quality[series[0].patient].lines()[1:]
         else:
             if args.evaluate:
                 return _fail("--evaluate works with --cgm FILE.csv")
@@ -141,39 +152,138 @@ def _print_text(r: Any) -> None:
     print(f"NOTE: {DISCLAIMER}")
 
 
-def _print_evaluation(args: argparse.Namespace, series: Any, bt: dict[str, Any]) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
+    """``--evaluate``: every patient of the file (or ``--patient``) and the pooled figures."""
+    from medview.forecast.cgmdata import load_patients
+    from medview.forecast.evaluation import evaluate_patients
+    from medview.forecast.lstm import load_model
+
+    series, quality, warnings = load_patients(args.cgm[0], args.patient, args.unit)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    model = load_model(args.model)
+    fallback = model.metadata.get("output", {}).get("conformal_real", {}).get("methods")
+    ev = evaluate_patients(series, model, fallback=fallback)
+    if not ev["patients"]:
+        reason = next(iter(ev["skipped"].values()), "no patient to evaluate")
+        return _fail(f"{args.cgm[0]}: {reason}")
+    for pid in ev["patients"]:
+        ev["patients"][pid]["quality"] = quality[pid].lines()
     if args.json:
-        out = {
-            "patient": series.patient,
-            "code": series.code,
-            "unit": series.unit,
-            "history_points": len(series),
-            "origins": bt["origins"],
-            "backtest": {
-                h: {
-                    m: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
-                    for m, r in row.items()
-                }
-                for h, row in bt["per_horizon"].items()
-            },
-            "notes": bt["notes"],
+        print(json.dumps(evaluation_json(args.cgm[0], ev), indent=2))
+        return 0
+    _print_evaluation(ev)
+    return 0
+
+
+def _rounded(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return round(obj, 3)
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def _split(per_horizon: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(backtest without zones, clarke zones, interval) per horizon."""
+    bt: dict[str, Any] = {}
+    clarke: dict[str, Any] = {}
+    interval: dict[str, Any] = {}
+    for h, row in per_horizon.items():
+        interval[h] = row.get("interval80", {})
+        bt[h] = {
+            m: {k: v for k, v in r.items() if k != "clarke"}
+            for m, r in row.items()
+            if m != "interval80"
+        }
+        clarke[h] = {m: r["clarke"] for m, r in row.items() if m != "interval80"}
+    return bt, clarke, interval
+
+
+def evaluation_json(path: str, ev: dict[str, Any]) -> dict[str, Any]:
+    """The ``--evaluate --json`` document: per patient and pooled, ``clarke`` apart."""
+    patients = {}
+    for pid, p in ev["patients"].items():
+        bt, clarke, interval = _split(p["per_horizon"])
+        patients[pid] = {
+            "group": p["group"],
+            "origins": p["origins"],
+            "quality": p["quality"],
+            "backtest": bt,
+            "clarke": clarke,
+            "interval80": interval,
+            "notes": p["notes"],
+        }
+    bt, clarke, interval = _split(ev["pooled"])
+    return _rounded(
+        {
+            "file": path,
+            "unit": "mg/dL",
+            "patients": patients,
+            "pooled": {"backtest": bt, "clarke": clarke, "interval80": interval},
+            "skipped": ev["skipped"],
+            "clarke_zones": "Clarke et al. 1987: A+B clinically acceptable; % of forecasts",
             "disclaimer": DISCLAIMER,
         }
-        print(json.dumps(out, indent=2))
-        return 0
-    print(
-        f"{series.patient}: {len(series)} CGM readings, {bt['origins']} backtest origins (rolling origin)"
     )
-    for h, row in bt["per_horizon"].items():
-        print(f"{h} min ahead:")
-        methods = [m for m in row if m != "lstm_interval80"]
-        for m in sorted(methods, key=lambda m: row[m]["rmse"]):
-            print(f"  {m:12s} RMSE {row[m]['rmse']:7.2f}  MAE {row[m]['mae']:7.2f} mg/dL")
-        cov = row["lstm_interval80"]
-        print(
-            f"  LSTM 80% interval: coverage {cov['coverage']:.1%}, mean width {cov['mean_width_mgdl']:.1f} mg/dL"
-        )
-    for note in bt["notes"]:
-        print(f"note: {note}")
+
+
+def _print_evaluation(ev: dict[str, Any]) -> None:
+    for pid, p in ev["patients"].items():
+        print(f"{pid}: {p['origins']} backtest origins, {p['group']} variability")
+        for line in p["quality"]:
+            print(f"  {line}")
+        _print_rows(p["per_horizon"], "  ")
+    for pid, why in ev["skipped"].items():
+        print(f"{pid}: skipped: {why}")
+    print(f"pooled over {len(ev['patients'])} patients:")
+    _print_rows(ev["pooled"], "  ")
     print(f"NOTE: {DISCLAIMER}")
+
+
+def _print_rows(per_horizon: dict[str, Any], pad: str) -> None:
+    for h, row in per_horizon.items():
+        print(f"{pad}{h} min ahead (RMSE, MAE mg/dL; Clarke A/B/C/D/E %; lag):")
+        methods = [m for m in row if m != "interval80"]
+        for m in sorted(methods, key=lambda m: row[m]["rmse"]):
+            r = row[m]
+            z = "/".join(f"{r['clarke'][k]:.1f}" for k in "ABCDE")
+            lag = "-" if r.get("lag_min") is None else f"{r['lag_min']:.0f} min"
+            worse = r.get("patients_worse_than_persistence")
+            extra = "" if worse is None else f"  worse than persistence: {worse}"
+            if m == "selected":
+                extra += f"  (persistence on the same origins {r['persistence_rmse']:.2f})"
+            print(f"{pad}  {m:12s} {r['rmse']:7.2f} {r['mae']:7.2f}  Clarke {z}  lag {lag}{extra}")
+        cov = row.get("interval80") or {}
+        if cov:
+            print(
+                f"{pad}  80% interval (selected method): coverage {cov['coverage']:.1%}, "
+                f"mean width {cov['mean_width_mgdl']:.1f} mg/dL"
+            )
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """``--calibrate``: the interval table from every patient of the files, into the card."""
+    from medview.forecast.cgmdata import load_patients
+    from medview.forecast.evaluation import (
+        calibration_block,
+        patient_backtest,
+        write_calibration,
+    )
+    from medview.forecast.lstm import default_model_dir, load_model
+
+    model = load_model(args.model)
+    bts = []
+    for path in args.cgm:
+        series, _, _ = load_patients(path, None, args.unit)
+        bts += [b for s in series if (b := patient_backtest(s, model)) is not None]
+    if not bts:
+        return _fail("no patient with enough CGM to calibrate on")
+    from pathlib import Path
+
+    block = calibration_block(bts, [Path(p).name for p in args.cgm])
+    written = write_calibration(args.model or default_model_dir(), block)
+    print(f"calibrated on {len(bts)} patients {block['patients']}: {written}")
     return 0

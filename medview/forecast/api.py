@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medview.forecast import baselines
+from medview.forecast.clarke import clarke_percentages
 from medview.forecast.reference import reference_range
 from medview.forecast.series import (
     STEP_MIN,
@@ -70,12 +71,13 @@ class ForecastResult:
     values: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
-    backtest: dict[str, dict[str, float]] = field(default_factory=dict)
+    backtest: dict[str, dict[str, Any]] = field(default_factory=dict)
     backtest_what: str = ""  # e.g. "30 min ahead, 812 origins"
     winner: str = ""
     dense: bool = False
     notes: list[str] = field(default_factory=list)
     reference: tuple[float, float, str] | None = None
+    agp: dict[str, Any] | None = None  # AGP metrics of a CGM history (medview.forecast.agp)
 
     def as_json(self) -> dict[str, Any]:
         """The CLI JSON (issue 5 shape, plus ``winner``, ``backtest_what`` and ``notes``)."""
@@ -100,6 +102,12 @@ class ForecastResult:
                 m: {"rmse": round(r["rmse"], 3), "mae": round(r["mae"], 3)}
                 for m, r in self.backtest.items()
             },
+            "clarke": {
+                m: {z: round(v, 2) for z, v in r["clarke"].items()}
+                for m, r in self.backtest.items()
+                if "clarke" in r
+            },
+            "agp": self.agp,
             "winner": self.winner,
             "backtest_what": self.backtest_what,
             "interval": 0.8,
@@ -192,28 +200,88 @@ def _forecast_dense(
     key = str(steps * STEP_MIN)
     table = {m: r for m, r in bt["per_horizon"].get(key, {}).items() if m in bt["methods"]}
     notes = list(series.problems) + bt["notes"]
-    cov = bt["per_horizon"].get(key, {}).get("lstm_interval80", {}).get("coverage")
-    if cov is not None:
-        notes.append(f"80% interval covered {cov:.0%} of backtest points at {key} min")
+    winner = _winner(table) or "lstm"
+    values, lower, upper, how = _presented(winner, grid_v, q, steps, model)
+    notes.append(how)
+    if winner == "persistence":
+        notes.insert(
+            0,
+            f"persistence wins on this patient's own backtest at {key} min: the forecast shown "
+            "is glucose staying at the last reading; no model is presented as the answer",
+        )
     t_last = series.times[-1]
     return ForecastResult(
         patient=series.patient,
         code=series.code,
         display=series.display,
         unit=series.unit,
-        method="lstm",
+        method=winner,
         history_times=series.times,
         history_values=series.values,
         times=future_times(t_last, steps * STEP_MIN),
-        values=q[:steps, 1].astype(np.float64),
-        lower=q[:steps, 0].astype(np.float64),
-        upper=q[:steps, 2].astype(np.float64),
+        values=values,
+        lower=lower,
+        upper=upper,
         backtest=table,
         backtest_what=f"{key} min ahead, rolling origin, {bt['origins']} origins" if table else "",
-        winner=_winner(table),
+        winner=winner,
         dense=True,
         notes=notes,
         reference=reference_range(series.code, series.unit),
+        agp=_agp_of(series),
+    )
+
+
+def _agp_of(series: Series) -> dict[str, Any] | None:
+    """The AGP metrics of a dense glucose history (None when too short)."""
+    from medview.forecast.agp import AGPRefused, agp_metrics
+
+    try:
+        return agp_metrics(series).as_json()
+    except AGPRefused:
+        return None
+
+
+def _presented(
+    method: str, grid_v: np.ndarray, q: np.ndarray, steps: int, model: GlucoseLSTM
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The forecast of the backtest winner with its calibrated 80 % interval.
+
+    The interval is split-conformal, calibrated on other (real) patients of the same
+    variability group (:mod:`medview.forecast.evaluation`, ``output.conformal_real``
+    of the card); without such a table the LSTM's own quantile band is used."""
+    from medview.forecast.evaluation import interval_half_width, variability_group
+    from medview.forecast.lstm import HORIZON_STEPS, WINDOW
+
+    last = grid_v[-WINDOW:][None, :]
+    if method == "persistence":
+        point = baselines.persistence(last, HORIZON_STEPS)[0]
+    elif method == "linear":
+        point = baselines.linear(last, HORIZON_STEPS)[0]
+    elif method == "ar":
+        x, y, _ = baselines.make_windows(grid_v, WINDOW, HORIZON_STEPS)
+        point = baselines.ARModel.fit(x, y).predict(last)[0]
+    else:
+        point = q[:, 1].astype(np.float64)
+    calib = model.metadata.get("output", {}).get("conformal_real", {})
+    group = variability_group(grid_v)
+    hw = interval_half_width(calib.get("methods", {}), method, group, last)
+    if hw is None:
+        lo = point - (q[:, 1] - q[:, 0])
+        hi = point + (q[:, 2] - q[:, 1])
+        how = "80% interval: the LSTM's quantile band around the forecast (no calibration table)"
+    else:
+        lo, hi = point - hw[0], point + hw[0]
+        n = calib.get("patients", {}).get(group, "?")
+        how = (
+            f"80% interval: split-conformal, calibrated on {n} real patients of the {group}-"
+            "variability group (held-out coverage in the model card)"
+        )
+    return (
+        point[:steps].astype(np.float64),
+        lo[:steps].astype(np.float64),
+        hi[:steps].astype(np.float64),
+        how,
     )
 
 
@@ -301,6 +369,7 @@ def backtest_dense(
                 "rmse": float(np.sqrt(np.mean(err**2))),
                 "mae": float(np.mean(np.abs(err))),
                 "n": int(len(err)),
+                "clarke": clarke_percentages(yy[:, h], p[:, h]),
             }
         inside = (yy[:, h] >= q[:, h, 0]) & (yy[:, h] <= q[:, h, 2])
         row["lstm_interval80"] = {

@@ -25,6 +25,7 @@ from medview.forecast.sparse import ForecastRefused
 
 MIN_STEP_MIN, MAX_STEP_MIN = 2.5, 5.5  # accepted device sampling (3- and 5-minute CGMs)
 MIN_FORECAST_HOURS = 4.0  # 3 h input window + 1 h horizon
+SHOWN_PROBLEMS = 10  # importer problems shown one by one; the rest counted
 
 
 @dataclass
@@ -103,14 +104,12 @@ def load_patients(
         s = series_from_observations(records.observations, CGM_LOINC, pid)
         series.append(s)
         quality[pid] = quality_of(s)
-    if skipped:
+    warnings += [str(p) for p in records.problems[:SHOWN_PROBLEMS]]
+    if len(records.problems) > SHOWN_PROBLEMS:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(skipped.items()))
-        warnings.append(f"{path}: rows skipped: {summary}")
-        if len(ids) == 1:
-            quality[ids[0]].skipped = skipped
-    for p in records.problems:
-        if "time order" in p.reason or "daylight" in p.reason or "time zone" in p.reason:
-            warnings.append(str(p))
+        warnings.append(f"{path}: {len(records.problems)} problems in all: {summary}")
+    if skipped and len(ids) == 1:
+        quality[ids[0]].skipped = skipped
     return series, quality, warnings
 
 

@@ -39,6 +39,7 @@ LEVEL = 0.8
 FOLDS = 3
 AR_MIN_WINDOWS = 100
 CANDIDATES = ("persistence", "linear", "ar", "lstm")
+MIN_CALIBRATION_PATIENTS = 3
 
 
 @dataclass
@@ -241,8 +242,13 @@ def evaluate_patients(
     model: Any,
     state: TaskState | None = None,
     max_origins: int | None = None,
+    fallback: dict[str, dict[str, list[float]]] | None = None,
 ) -> dict[str, Any]:
     """Backtest every patient; intervals calibrated leave-patients-out; pooled figures.
+
+    A patient's interval is calibrated on the other patients of the file in its
+    variability group; with fewer than :data:`MIN_CALIBRATION_PATIENTS` of them, on
+    ``fallback`` (the card's table) when given, which is noted.
 
     Returns ``{"patients": {id: {"group", "origins", "per_horizon", "notes"}},
     "pooled": per_horizon, "skipped": {id: reason}}``."""
@@ -258,7 +264,16 @@ def evaluate_patients(
             bts.append(bt)
     patients: dict[str, Any] = {}
     for bt in bts:
-        table = calibrate([b for b in bts if b is not bt])  # leave this patient out
+        others = [b for b in bts if b is not bt and b.group == bt.group]  # leave it out
+        if len(others) >= MIN_CALIBRATION_PATIENTS or not fallback:
+            table = calibrate(others)
+        else:
+            table = fallback
+            bt.notes.append(
+                f"interval calibrated on the bundled table (fewer than "
+                f"{MIN_CALIBRATION_PATIENTS} other {bt.group}-variability patients in the file); "
+                "that table was built from the public real sets, which may include this patient"
+            )
         patients[bt.patient] = {
             "group": bt.group,
             "origins": int(len(bt.y)),
@@ -299,6 +314,7 @@ def pooled(patients: dict[str, Any], bts: list[PatientBacktest]) -> dict[str, An
                 "persistence_rmse": float(np.sqrt(np.mean(pe**2))),  # on the same origins
                 "patients_worse_than_persistence": worse,
                 "clarke": _weighted_clarke(patients, key, m),
+                "lag_min": _median_lag(patients, key, m),
             }
         cov = [
             (p["per_horizon"][key]["interval80"], p["per_horizon"][key]["selected"]["n"])
@@ -325,3 +341,35 @@ def _weighted_clarke(patients: dict[str, Any], key: str, method: str) -> dict[st
     if not n:
         return {}
     return {z: sum(r["clarke"][z] * r["n"] for r in rows) / n for z in "ABCDE"}
+
+
+def calibration_block(bts: list[PatientBacktest], sources: list[str]) -> dict[str, Any]:
+    """The card's ``output.conformal_real``: score quantiles of every patient given."""
+    return {
+        "level": LEVEL,
+        "score": "|error| / (SD of the input window's 5-min changes + 1 mg/dL)",
+        "groups": f"high: CV of the patient's history >= {GROUP_CV:g} %, low: below",
+        "patients": {g: sum(1 for b in bts if b.group == g) for g in ("high", "low")},
+        "sources": sources,
+        "methods": calibrate(bts),
+    }
+
+
+def write_calibration(model_dir: Any, block: dict[str, Any]) -> Any:
+    """Store ``block`` as ``output.conformal_real`` of the card in ``model_dir``."""
+    from medview.modelcards import read_card, write_card
+
+    card = read_card(model_dir)
+    meta = dict(card.meta)
+    meta["output"] = {**meta["output"], "conformal_real": block}
+    return write_card(card.folder, meta)
+
+
+def _median_lag(patients: dict[str, Any], key: str, method: str) -> float | None:
+    lags = [
+        p["per_horizon"][key][method].get("lag_min")
+        for p in patients.values()
+        if method in p["per_horizon"][key]
+    ]
+    known = [v for v in lags if v is not None]
+    return float(np.median(known)) if known else None

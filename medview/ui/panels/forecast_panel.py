@@ -331,6 +331,12 @@ class ForecastPanel(RecordsPanel):
             f"<b>{r.method.upper()}</b> forecast for {r.times[-1]:%Y-%m-%d %H:%M}: "
             f"{last[0]:.1f} {r.unit} (80% interval {last[1]:.1f}-{last[2]:.1f})"
         )
+        if r.dense and r.method == "persistence":
+            head = (
+                "<b>Persistence wins</b> on this patient's backtest: no model beats "
+                f"'glucose stays at {last[0]:.0f} {r.unit}' (80% interval "
+                f"{last[1]:.0f}-{last[2]:.0f} at {r.times[-1]:%H:%M})"
+            )
         if r.backtest:
             rows = ", ".join(
                 f"{m} {v['rmse']:.2f}"
@@ -339,5 +345,23 @@ class ForecastPanel(RecordsPanel):
             won = f"<br><b>{r.winner}</b> won the backtest on this patient's history ({r.backtest_what}); RMSE: {rows}"
         else:
             won = "<br>no backtest possible"
+        zones = r.backtest.get(r.winner, {}).get("clarke") if r.backtest else None
+        if zones:
+            shown = " ".join(f"{z} {v:.1f}%" for z, v in zones.items())
+            won += f"<br>Clarke error grid ({r.winner}): {shown}"
         notes = "".join(f"<br><i>{n}</i>" for n in r.notes[:3])
-        return head + won + notes
+        return head + won + notes + _agp_text(getattr(r, "agp", None))
+
+
+def _agp_text(agp: dict[str, Any] | None) -> str:
+    """The AGP section (consensus metrics of the CGM history shown)."""
+    if not agp:
+        return ""
+    mage = "-" if agp["mage"] is None else f"{agp['mage']:.0f}"
+    return (
+        f"<br><b>AGP</b> ({agp['days']:.1f} days, CGM active {agp['active_percent']:.0f}%): "
+        f"mean {agp['mean']:.0f} mg/dL, GMI {agp['gmi']:.1f}%, CV {agp['cv']:.0f}%, "
+        f"MAGE {mage}; time &lt;54 {agp['tbr_54']:.1f}%, 54-69 {agp['tbr_70']:.1f}%, "
+        f"70-180 <b>{agp['tir_70_180']:.1f}%</b>, 181-250 {agp['tar_180']:.1f}%, "
+        f"&gt;250 {agp['tar_250']:.1f}%"
+    )
