@@ -122,3 +122,71 @@ def test_cli_report_json_audit_and_errors(
     assert cli_main(["report", str(tmp_path / "notes.txt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "notes.txt" in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def synthea(records_dir: Path):
+    from collections import Counter
+
+    from medview.records import load_records
+
+    records = load_records(records_dir / "synthea_csv_ma27")
+    counts = Counter(o.patient_id for o in records.observations if o.value is not None)
+    return records, counts.most_common(1)[0][0]
+
+
+def test_report_with_linked_records_has_forecast_and_suggestions(
+    tmp_path: Path, cr_with_measurements, synthea
+) -> None:
+    from types import SimpleNamespace
+
+    from medview.results.report_records import records_section
+
+    records, pid = synthea
+    _path, info, db = cr_with_measurements
+    inp = gather(info, db)
+    study_patient = SimpleNamespace(patient_id=pid, patient_name="", patient_birth_date="")
+    inp.records = records_section(records, study_patient)
+    sec = inp.records
+    assert sec.patient_id == pid and sec.forecast is not None and sec.suggestions.suggestions
+    out = build_report(inp, tmp_path / "records.pdf")
+    text = " ".join(" ".join(pages_text(out)).split())
+    assert f"Record patient {pid}" in text
+    assert f"{sec.forecast.display or sec.forecast.code} ({sec.forecast.unit})" in text
+    assert "hours from the last value" in text  # the plot's caption
+    first = sec.suggestions.suggestions[0]
+    assert f"1. {first.display}"[:40] in text
+    # the plot is drawn: the forecast page has blue (forecast line) pixels
+    subprocess.run(
+        [_tool("pdftoppm"), "-r", "50", "-png", str(out), str(tmp_path / "page")], check=True
+    )
+    blue = 0
+    for png in sorted(tmp_path.glob("page*.png")):
+        a = np.asarray(Image.open(png).convert("RGB")).astype(int)
+        blue += int(((a[..., 2] > 180) & (a[..., 0] < 80) & (a[..., 1] < 80)).sum())
+    assert blue > 20
+
+
+def test_cli_report_records_without_link_says_why(
+    tmp_path: Path, cr_with_measurements, records_dir: Path, medview_home: Path, capsys
+) -> None:
+    path, _info, db = cr_with_measurements
+    out = tmp_path / "r.pdf"
+    code = cli_main(
+        [
+            "report",
+            str(path),
+            "--out",
+            str(out),
+            "--db",
+            str(db.path),
+            "--records",
+            str(records_dir / "synthea_csv_ma27"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["records"]["patient"] is None and summary["records"]["link"]
+    text = " ".join(" ".join(pages_text(out)).split())
+    assert "No record patient linked" in text

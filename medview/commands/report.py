@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--key", type=int, action="append", metavar="N", help="slice N (1-based) is a key image"
     )
     parser.add_argument("--db", metavar="FILE", help="study database (default: per-user)")
+    parser.add_argument(
+        "--records",
+        metavar="PATH",
+        help="patient records (FHIR, Synthea CSV, CGM): the linked patient's forecast and "
+        "treatment suggestions go into the report",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from medview.errors import MedviewError
     from medview.io import scan
     from medview.results import audit
+    from medview.results.jobs import key_indices
     from medview.results.report import build_report, gather, key_images
 
     res = scan(args.path)
@@ -50,11 +57,15 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     try:
         inp = gather(info, db, args.model, device=args.device)
+        flagged = key_indices(inp.volume, db.path)
+        if args.records:
+            inp.records = _records(args.records, info)
     except MedviewError as exc:
         return error(str(exc))
     finally:
         db.close()
     inp.key_indices = [k - 1 for k in args.key or []]
+    inp.key_indices += [k for k in flagged if k not in inp.key_indices]
     try:
         out = build_report(inp, args.out)
     except OSError as exc:
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "key_images": [k + 1 for k in key_images(inp)],
         "measurements": len(inp.measurements),
         "ai_results": len(inp.ai_results),
+        "records": _records_summary(inp.records),
     }
     if args.json:
         print_json(summary)
@@ -85,3 +97,32 @@ def run(args: argparse.Namespace) -> int:
             f"{len(inp.measurements)} measurements, {len(inp.ai_results)} AI results"
         )
     return 0
+
+
+def _records(path: str, info: object) -> object:
+    """The records section of the report (MedviewError when the records cannot be read)."""
+    from medview.records import load_records
+    from medview.results.report_records import records_section
+
+    if path.lower().endswith(".csv"):
+        from medview.records.cgm import load_cgm_csv
+
+        records = load_cgm_csv(path)
+    else:
+        records = load_records(path)
+    return records_section(records, info)
+
+
+def _records_summary(sec: object) -> dict[str, object] | None:
+    if sec is None:
+        return None
+    fc = getattr(sec, "forecast", None)
+    res = getattr(sec, "suggestions", None)
+    return {
+        "patient": getattr(sec, "patient_id", "") or None,
+        "link": getattr(sec, "link_message", ""),
+        "forecast": None if fc is None else {"code": fc.code, "method": fc.method},
+        "forecast_note": getattr(sec, "forecast_note", ""),
+        "suggestions": [s.display for s in res.suggestions] if res is not None else [],
+        "suggestions_note": getattr(sec, "suggestions_note", ""),
+    }

@@ -36,6 +36,7 @@ class ReportInput:
     ai_results: list[Any] = field(default_factory=list)  # medview.ai AIResult
     key_indices: list[int] = field(default_factory=list)  # slices flagged as key images
     header: dict[str, str] = field(default_factory=dict)
+    records: Any = None  # medview.results.report_records.RecordsSection (linked records)
 
 
 def _header(path: str) -> dict[str, str]:
@@ -259,6 +260,10 @@ def build_report(inp: ReportInput, out: str | Path, state: TaskState | None = No
         ]
     story += _measurement_table(inp, styles)
     story += _ai_section(inp, styles)
+    if inp.records is not None:
+        from medview.results import report_records
+
+        story += report_records.story(inp.records, styles)
     doc.build(story, onFirstPage=on_page, onLaterPages=on_page)
     st.progress(1.0, "report written")
     return path
