@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "sr": "sr",
     "report": "report",
     "audit": "audit",
+    "models": "models",
 }
 
 
@@ -78,7 +79,9 @@ def build_gui_parser() -> argparse.ArgumentParser:
         help="open the window, wait until loading finished, save a screenshot (and FILE.json: "
         "layout, and per viewport series, plane, index, projection, slab, window, zoom), exit",
     )
-    parser.add_argument("--layout", choices=["1x1", "1x2", "2x2", "mpr"], help="viewport layout")
+    parser.add_argument(
+        "--layout", choices=["1x1", "1x2", "2x2", "mpr", "3d"], help="viewport layout (no protocol)"
+    )
     parser.add_argument("--preset", help="window preset, e.g. lung, bone, brain")
     parser.add_argument(
         "--projection",

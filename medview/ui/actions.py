@@ -43,6 +43,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("layout_1x2", "2", "Layout 1x2"),
     ("layout_2x2", "4", "Layout 2x2"),
     ("layout_mpr", "M", "Layout MPR (axial, coronal, sagittal)"),
+    ("layout_3d", "3", "Layout 3D volume rendering (VTK)"),
     ("tool_wl", "W", "Tool: window/level (left drag)"),
     ("tool_pan", "P", "Tool: pan"),
     ("tool_zoom", "Z", "Tool: zoom"),
@@ -78,6 +79,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("compare_prior", "Ctrl+Shift+P", "Compare with the latest prior study (1x2)"),
     ("link_scroll", "Ctrl+Shift+L", "Link scrolling of the viewports (by patient position)"),
     ("link_view", "Ctrl+Shift+W", "Link window/level and zoom of the viewports"),
+    ("net_query", "Ctrl+Shift+Q", "Query / Retrieve from a PACS or DICOMweb node"),
     ("fps_down", "[", "Cine slower"),
     ("fps_up", "]", "Cine faster"),
     ("search", "Ctrl+F", "Search studies"),
@@ -143,7 +145,7 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("quit", "Quit", win.close)
     win.layout_group = QActionGroup(win)
     for name in layouts:
-        label = "MPR" if name == "mpr" else name
+        label = {"mpr": "MPR", "3d": "3D"}.get(name, name)
         a = add(f"layout_{name}", label, lambda _=False, n=name: win.set_layout(n), True)
         win.layout_group.addAction(a)
     win.tool_group = QActionGroup(win)
@@ -172,7 +174,24 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("shortcuts", "Keyboard shortcuts", lambda: show_shortcuts(win))
     add("about", "About medview", lambda: show_about(win))
     add("clear_measurements", "Delete measurements on this image", lambda: clear_measurements(win))
+    add("net_query", f"Query / Retrieve{ELLIPSIS}", lambda: _net(win).dialog())
+    add("net_nodes", f"Nodes{ELLIPSIS}", lambda: _net(win).edit_nodes())
+    add("net_listener", f"Listener settings{ELLIPSIS}", lambda: _net(win).listener_dialog())
     return acts
+
+
+def install_network(win: MainWindow) -> None:
+    """Networking at start-up: the listener (when the settings enable it), "Send to..."."""
+    from medview.ui import net
+
+    net.install(win)
+
+
+def _net(win: MainWindow) -> Any:
+    """The window's networking controller (:mod:`medview.ui.net`, imported on first use)."""
+    from medview.ui import net
+
+    return net.controller(win)
 
 
 def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
@@ -218,6 +237,9 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
     t.addAction(a["clear_measurements"])
     win.window_menu = mb.addMenu("&Window/level")
     fill_window_menu(win)
+    net = mb.addMenu("&Network")
+    for k in ("net_query", "net_nodes", "net_listener"):
+        net.addAction(a[k])
     h = mb.addMenu("&Help")
     h.addAction(a["shortcuts"])
     h.addAction(a["about"])

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the viewport layouts, in menu order
-LAYOUTS = ("1x1", "1x2", "2x2", "mpr")
-#: how many viewports each layout shows
-VISIBLE = {"1x1": 1, "1x2": 2, "2x2": 4, "mpr": 3}
+#: the viewport layouts, in menu order ("3d": the first viewport's series rendered in 3D)
+LAYOUTS = ("1x1", "1x2", "2x2", "mpr", "3d")
+#: how many viewports each layout shows (3d: the first, hidden behind the 3D view)
+VISIBLE = {"1x1": 1, "1x2": 2, "2x2": 4, "mpr": 3, "3d": 1}
 
 
 class ProgressArea(QWidget):
@@ -114,6 +114,8 @@ class ViewportArea(QWidget):
         self.viewports = [Viewport(self) for _ in range(4)]
         self.layout_name = "1x1"
         self.maximized: Viewport | None = None
+        self.view3d: QWidget | None = None  # medview.ui.view3d.View3DWidget, made on first use
+        self.viewports[0].image_changed.connect(self._follow_3d)
         for vp in self.viewports:
             vp.index_changed.connect(lambda i, v=vp: self._index_changed(v, i))
             vp.window_changed.connect(lambda c, w, v=vp: self._window_changed(v, c, w))
@@ -223,10 +225,40 @@ class ViewportArea(QWidget):
         self.maximized = None if self.maximized is vp else vp
         self._place()
 
+    def shutdown(self) -> None:
+        """Stop every cine and the 3D view (its VTK thread) on close."""
+        for vp in self.viewports:
+            vp.stop_cine()
+        if self.view3d is not None:
+            self.view3d.shutdown()  # type: ignore[attr-defined]
+
+    def _follow_3d(self) -> None:
+        """The 3D view renders the first viewport's series once it is loaded."""
+        vp = self.viewports[0]
+        if self.view3d is not None and self.layout_name == "3d":
+            self.view3d.set_volume(None if vp.loading else vp.volume)  # type: ignore[attr-defined]
+
+    def _place_3d(self) -> None:
+        if self.view3d is None:
+            from medview.ui.view3d import View3DWidget
+
+            self.view3d = View3DWidget(self, host=self.parent())
+        self.grid.addWidget(self.view3d, 0, 0)
+        self.grid.setRowStretch(0, 1)
+        self.grid.setColumnStretch(0, 1)
+        self.view3d.show()
+        self._follow_3d()
+
     def _place(self) -> None:
         for vp in self.viewports:
             self.grid.removeWidget(vp)
             vp.hide()
+        if self.view3d is not None:
+            self.grid.removeWidget(self.view3d)
+            self.view3d.hide()
+        if self.layout_name == "3d" and self.maximized is None:
+            self._place_3d()
+            return
         for r in range(3):
             self.grid.setRowStretch(r, 0)
             self.grid.setColumnStretch(r, 0)

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         if load_panels:
             self._deferred.append(lambda: layout_helpers.dock_side_panels(self))
         self._deferred.append(self.browser.refresh_database)
+        self._deferred.append(lambda: actions.install_network(self))
         self._deferred.append(lambda: self.warm_slot.run(session.warm_up, name="warm-up"))
 
     # ================================================================ building
@@ -462,8 +463,7 @@ class MainWindow(QMainWindow):
         """Cancel everything and wait for the workers (called on close)."""
         from medview.ui import workers
 
-        for vp in self.area.viewports:
-            vp.stop_cine()
+        self.area.shutdown()  # cine timers, the 3D view's VTK thread
         for slot in (*self.slots.values(), self.meas_slot, self.scan_slot, *self.side_slots):
             slot.cancel()
         self.import_slot.cancel()

@@ -175,13 +175,23 @@ def describe(win: MainWindow) -> dict[str, Any]:
     vis = area.visible_viewports()
     facts = [snapshot.ViewportFacts(v.view, v.volume, v.pending, v.loading) for v in vis]
     maxed = area.viewports.index(area.maximized) if area.maximized is not None else None
-    return snapshot.describe_window(
+    doc = snapshot.describe_window(
         area.layout_name,
         facts,
         active=vis.index(win.active) if win.active in vis else 0,
         maximized=maxed,
         protocol=protocol_of(win),
     )
+    v3 = area.view3d
+    if v3 is not None and area.layout_name == "3d":
+        first = getattr(v3.renderer, "first_frame_s", None)
+        doc["view3d"] = {
+            **v3.view.as_dict(),
+            "frames": v3.frames,
+            "first_frame_s": None if first is None else round(first, 3),
+            "message": v3.message,
+        }
+    return doc
 
 
 def json_path_for(png: str) -> str:

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: the layouts a protocol may ask for ("grid": 1x1/1x2/2x2 by the number of series)
-PROTOCOL_LAYOUTS: tuple[str, ...] = ("1x1", "1x2", "2x2", "mpr", "grid")
-#: viewports each fixed layout shows
-LAYOUT_SIZE: dict[str, int] = {"1x1": 1, "1x2": 2, "2x2": 4, "mpr": 1}
+PROTOCOL_LAYOUTS: tuple[str, ...] = ("1x1", "1x2", "2x2", "mpr", "3d", "grid")
+#: viewports each fixed layout places a series in
+LAYOUT_SIZE: dict[str, int] = {"1x1": 1, "1x2": 2, "2x2": 4, "mpr": 1, "3d": 1}
 #: the name of the rule used when no protocol matches
 FALLBACK = "no protocol (layout kept)"
 
