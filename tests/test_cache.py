@@ -501,27 +501,31 @@ def test_viewer_setting_sets_the_cache_bound(medview_home, monkeypatch):
 
 
 def _lossless_j2k_files() -> list[str]:
-    """Every lossless JPEG 2000 file in pydicom's test data, pydicom-data and the real CT."""
+    """Every lossless JPEG 2000 file in pydicom's test data, pydicom-data and the real CT
+    (globbed from the installed packages: pydicom's lookup may try to download)."""
+    import importlib.util
+
     import pydicom
-    from pydicom.data import get_testdata_files
+    import pydicom.data
 
     shared = Path(os.environ.get("MEDVIEW_SHARED_DATA", REPO.parent / "shared" / "data"))
-    ct = shared / "ct" / "totalseg_example_dicom"
-    paths = [str(p) for p in sorted(ct.glob("*.dcm"))]
+    candidates = sorted((shared / "ct" / "totalseg_example_dicom").glob("*.dcm"))
+    candidates += sorted((Path(pydicom.data.__file__).parent / "test_files").rglob("*.dcm"))
+    spec = importlib.util.find_spec("data_store")  # the pydicom-data package
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        candidates += sorted(Path(root).rglob("*.dcm"))
+    lossless = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202")
+    paths = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "download failures": no network, local files only
-        for path in get_testdata_files("*.dcm"):
+        warnings.simplefilter("ignore")
+        for path in candidates:
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
                 ts = str(ds.file_meta.TransferSyntaxUID)
             except Exception:
                 continue
-            if ts in (
-                "1.2.840.10008.1.2.4.90",
-                "1.2.840.10008.1.2.4.201",
-                "1.2.840.10008.1.2.4.202",
-            ):
-                paths.append(path)
+            if ts in lossless:
+                paths.append(str(path))
     return paths
 
 
