@@ -269,6 +269,14 @@ def test_gpu_hook_is_a_no_op_without_a_gpu(ct_dir):
     left = gpu.decode_jobs(jobs, lambda k, *a: placed.append(k), TaskState())
     assert left == jobs and placed == []
     assert all(gpu.suitable(i) for i in series.instances)  # lossless J2K, grayscale
+    # codestreams whose sign or precision pydicom corrects for stay on the CPU
+    mismatch = [f for f in _lossless_j2k_files() if f.endswith("J2K_pixelrep_mismatch.dcm")]
+    from medview.io.dicom import read_header
+
+    for path in mismatch + [series.instances[0].path]:
+        info = read_header(path)
+        frame = gpu._frames(info)[0]
+        assert gpu.plain_codestream(frame, info) is ("totalseg" in path)
     # what the GPU parity test below checks where a GPU is present
     files = _lossless_j2k_files()
     assert sum("totalseg" in f for f in files) == 20 and len(files) > 20

@@ -119,27 +119,49 @@ def _frames(info: InstanceInfo) -> list[bytes]:
     return list(generate_frames(ds.PixelData, number_of_frames=info.frames))
 
 
-def decode_files(infos: list[InstanceInfo]) -> list[np.ndarray]:
-    """Decode the files' frames on the GPU: (frames, rows, cols) each, in the stored type."""
+def plain_codestream(frame: bytes, info: InstanceInfo) -> bool:
+    """Whether a frame is a bare J2K codestream whose one component has exactly the
+    precision and signedness the header declares (SIZ marker segment, ISO 15444-1 A.5.1).
+
+    Anything else (a JP2 wrapper, a sign or precision that pydicom corrects for, more
+    components) stays on the CPU path, which knows those corrections."""
+    if len(frame) < 43 or frame[:4] != b"\xff\x4f\xff\x51":
+        return False
+    components = int.from_bytes(frame[40:42], "big")
+    ssiz = frame[42]
+    signed, precision = bool(ssiz & 0x80), (ssiz & 0x7F) + 1
+    bits = info.bits_stored or info.bits_allocated
+    return components == 1 and signed == bool(info.pixel_representation) and precision == bits
+
+
+def decode_files(infos: list[InstanceInfo]) -> list[np.ndarray | None]:
+    """Decode the files' frames on the GPU: (frames, rows, cols) each, in the stored
+    type; None for a file left to the CPU (see :func:`plain_codestream`)."""
     from nvidia import nvimgcodec
 
     streams: list[bytes] = []
     counts: list[int] = []
     for info in infos:
-        frames = _frames(info)
+        try:
+            frames = _frames(info)
+        except Exception:  # unreadable here: the CPU path says why
+            frames = []
+        if not all(plain_codestream(f, info) for f in frames):
+            frames = []
         streams.extend(frames)
         counts.append(len(frames))
     params = nvimgcodec.DecodeParams(
         color_spec=nvimgcodec.ColorSpec.UNCHANGED, allow_any_depth=True
     )
-    images = _state["decoder"].decode(streams, params=params)
-    out: list[np.ndarray] = []
+    images = _state["decoder"].decode(streams, params=params) if streams else []
+    out: list[np.ndarray | None] = []
     pos = 0
     for info, n in zip(infos, counts, strict=True):
         imgs = images[pos : pos + n]
         pos += n
-        if any(img is None for img in imgs):
-            raise ValueError(f"{info.path}: GPU decode failed")
+        if n == 0 or any(img is None for img in imgs):
+            out.append(None)
+            continue
         out.append(np.stack([_stored(np.asarray(img.cpu()), info) for img in imgs]))
     return out
 
@@ -170,10 +192,15 @@ def decode_jobs(jobs: list[Job], place: Place, state: TaskState) -> list[Job]:
         except Exception:
             left.extend(todo[start:])  # the CPU path reports what is really wrong
             break
-        if not _state["verified"] and not _verify(batch[0][1], decoded[0]):
+        done = [(job, arr) for job, arr in zip(batch, decoded, strict=True) if arr is not None]
+        first = done[0] if done else None
+        if first is not None and not _state["verified"] and not _verify(first[0][1], first[1]):
             left.extend(todo[start:])
             break
         for (k, info), arr in zip(batch, decoded, strict=True):
-            place(k, info, arr, {})
+            if arr is None:
+                left.append((k, info))
+            else:
+                place(k, info, arr, {})
     left.sort(key=lambda job: job[0])
     return left
