@@ -252,7 +252,7 @@ def test_cgm_forecast_shape_and_speed(model):
         (t[-1] + timedelta(minutes=5 * k)).minute for k in range(1, 7)
     ]
     assert np.all(r.lower <= r.values) and np.all(r.values <= r.upper)
-    assert set(r.backtest) == {"lstm", "persistence", "linear", "ar"}
+    assert set(r.backtest) == {"lstm", "persistence", "linear", "ar", "ar+lstm"}
     assert r.winner in r.backtest
 
 

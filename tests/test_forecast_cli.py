@@ -45,7 +45,7 @@ def test_cgm_json_shape(cgm_csv, capsys):
     assert first["time"] == "2024-05-03T00:00:00"  # 5 min after the last reading
     assert first["lower"] <= first["value"] <= first["upper"]
     assert 60 < first["value"] < 250  # mg/dL, converted from mmol/L
-    assert set(data["backtest"]) == {"lstm", "persistence", "linear", "ar"}
+    assert set(data["backtest"]) == {"lstm", "persistence", "linear", "ar", "ar+lstm"}
     assert all(set(v) == {"rmse", "mae"} for v in data["backtest"].values())
     assert data["winner"] in data["backtest"]
     assert "sensor.csv:101" in out.err  # the bad row, with its line

@@ -55,6 +55,7 @@ DEFAULT_SPARSE_HORIZON = 365 * 24 * 60  # one year, in minutes
 SPARSE_POINTS = 12
 FORECAST_BACKTEST_ORIGINS = 450  # cap for the interactive forecast (the CLI --evaluate uses all)
 AR_MIN_WINDOWS = 100
+ENSEMBLE = "ar+lstm"  # the mean of the patient's own AR and the LSTM
 RELATIVE_FLOOR = 0.02  # minimum 1-sigma spread of sparse forecasts, relative to the level
 
 
@@ -258,9 +259,11 @@ def _presented(
         point = baselines.persistence(last, HORIZON_STEPS)[0]
     elif method == "linear":
         point = baselines.linear(last, HORIZON_STEPS)[0]
-    elif method == "ar":
+    elif method in ("ar", ENSEMBLE):
         x, y, _ = baselines.make_windows(grid_v, WINDOW, HORIZON_STEPS)
         point = baselines.ARModel.fit(x, y).predict(last)[0]
+        if method == ENSEMBLE:
+            point = 0.5 * (point + q[:, 1])
     else:
         point = q[:, 1].astype(np.float64)
     calib = model.metadata.get("output", {}).get("conformal_real", {})
@@ -356,6 +359,8 @@ def backtest_dense(
     q = np.concatenate(q_all)
     yy = np.concatenate(y_all)
     stacked = {m: np.concatenate(p) for m, p in preds.items()}
+    if "ar" in stacked:
+        stacked[ENSEMBLE] = 0.5 * (stacked["ar"] + stacked["lstm"])
     result["origins"] = int(len(yy))
     result["methods"] = list(stacked)
     for minutes in horizons:
