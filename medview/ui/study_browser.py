@@ -68,6 +68,8 @@ class StudyBrowser(QWidget):
     series_activated = Signal(str)
     import_requested = Signal()
     notify = Signal(str)
+    send_requested = Signal(str, str)  # study UID, series UID ("" = the whole study)
+    database_loaded = Signal()  # the database part was rebuilt (live arrivals re-mark theirs)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -269,6 +271,7 @@ class StudyBrowser(QWidget):
         self.db_root.setExpanded(True)
         self._filter_changed(refresh_db=False)
         self._start_thumbnails()
+        self.database_loaded.emit()
 
     # ----------------------------------------------------------------- filter
     def _filter_changed(self, *_args, refresh_db: bool = True) -> None:
@@ -313,10 +316,35 @@ class StudyBrowser(QWidget):
         menu = QMenu(self)
         if item is not None and item.data(0, ROLE_KEY):
             menu.addAction("Open in active viewport", lambda: self._activated(item))
+        self._send_actions(menu, item)
         menu.addAction("Refresh database", self.refresh_database)
         menu.addAction("Import into database\N{HORIZONTAL ELLIPSIS}", self.import_requested.emit)
         menu.popup(self.tree.viewport().mapToGlobal(pos))
         self._menu_ref = menu
+
+    def _send_actions(self, menu: QMenu, item: QTreeWidgetItem | None) -> None:
+        """ "Send to..." for a database series or study (Network > nodes)."""
+        key = item.data(0, ROLE_KEY) if item is not None else None
+        tag = str(item.data(0, ROLE_TEXT + 1) or "") if item is not None else ""
+        if key and is_database_key(key) and key in self.series:
+            s = self.series[key]
+            dots = "\N{HORIZONTAL ELLIPSIS}"
+            menu.addAction(
+                f"Send series to{dots}", lambda: self.send_requested.emit(s.study_uid, s.series_uid)
+            )
+            menu.addAction(
+                f"Send study to{dots}", lambda: self.send_requested.emit(s.study_uid, "")
+            )
+        elif tag.startswith("s:") and item is not None and self._under_db(item):
+            menu.addAction(
+                "Send study to\N{HORIZONTAL ELLIPSIS}",
+                lambda: self.send_requested.emit(tag[2:], ""),
+            )
+
+    def _under_db(self, item: QTreeWidgetItem) -> bool:
+        while item.parent() is not None:
+            item = item.parent()
+        return item is self.db_root
 
     def shutdown(self) -> None:
         self._thumb_queue.clear()
