@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
-from medview.ui import hanging, linking, reading
+from medview.ui import hanging, linking, reading, results_actions
 from medview.ui import presets as P
 from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
@@ -76,6 +76,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("proj_avg", "Shift+G", "Slab: average intensity"),
     ("proj_none", "Shift+X", "Slab off: the single slice"),
     ("copy_image", "Ctrl+Shift+C", "Copy the viewport image"),
+    ("key_image", "K", "Flag / unflag the image as a key image"),
     ("compare_prior", "Ctrl+Shift+P", "Compare with the latest prior study (1x2)"),
     ("link_scroll", "Ctrl+Shift+L", "Link scrolling of the viewports (by patient position)"),
     ("link_view", "Ctrl+Shift+W", "Link window/level and zoom of the viewports"),
@@ -133,6 +134,20 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("copy_image", "Copy viewport image", lambda: reading.copy_viewport(win))
     add("export_cine", f"Export cine (GIF/MP4){ELLIPSIS}", lambda: reading.export_cine_dialog(win))
     add("compare_prior", "Compare with prior", lambda: hanging.compare_with_prior(win))
+    results_actions.install(win)
+    add("key_image", "Key image", lambda: results_actions.toggle_key_image(win))
+    add("export_results", f"Export{ELLIPSIS}", lambda: results_actions.export_dialog(win))
+    add(
+        "save_sr",
+        f"Save measurements as DICOM SR{ELLIPSIS}",
+        lambda: results_actions.save_sr_dialog(win),
+    )
+    add(
+        "save_kos",
+        f"Save key images as DICOM KOS{ELLIPSIS}",
+        lambda: results_actions.save_kos_dialog(win),
+    )
+    add("report", f"Report (PDF){ELLIPSIS}", lambda: results_actions.report_dialog(win))
     add("link_scroll", "Link scrolling", lambda: linking.toggle_link(win), True)
     add("link_view", "Link window/level and zoom", lambda: linking.toggle_link(win), True)
     add(
@@ -211,6 +226,9 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
     for k in ("save_png", "save_bare", "copy_image", "export_cine"):
         f.addAction(a[k])
     f.addSeparator()
+    for k in ("export_results", "save_sr", "save_kos", "report"):
+        f.addAction(a[k])
+    f.addSeparator()
     f.addAction(a["quit"])
     v = mb.addMenu("&View")
     lay = v.addMenu("Layout")
@@ -235,6 +253,7 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
         t.addAction(a[f"tool_{tool}"])
     t.addSeparator()
     t.addAction(a["clear_measurements"])
+    t.addAction(a["key_image"])
     win.window_menu = mb.addMenu("&Window/level")
     fill_window_menu(win)
     net = mb.addMenu("&Network")
@@ -320,7 +339,7 @@ def build_toolbar(win: MainWindow, layouts: tuple[str, ...]) -> QDoubleSpinBox:
     wl.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
     wl.setMenu(win.window_menu)
     tb.addWidget(wl)
-    for k in ("invert", "fit", "one_to_one", "rotate_cw", "flip_h", "flip_v", "reset"):
+    for k in ("invert", "fit", "one_to_one", "rotate_cw", "flip_h", "flip_v", "reset", "key_image"):
         tb.addAction(a[k])
     tb.addSeparator()
     tb.addAction(a["cine"])

@@ -515,6 +515,7 @@ class Viewport(QWidget):
             items.paint_corners(p, self)
         if self.ai_overlay is not None and self.ai_image is not None:
             items.paint_ai_label(p, self)
+        items.paint_key_marker(p, self)
         items.paint_message_and_border(p, self)
         p.end()
 

@@ -134,6 +134,23 @@ def paint_corners(p: QPainter, vp: Viewport) -> None:
     paint_orientation(p, vp, fm)
 
 
+KEY_MARK = QColor(255, 200, 0)
+
+
+def paint_key_marker(p: QPainter, vp: Viewport) -> None:
+    """A yellow star and "KEY" under the top-right corner text when the image in view is
+    flagged as a key image (``vp.key_image_check(key, frame)``, set by the window)."""
+    check = getattr(vp, "key_image_check", None)
+    if check is None or vp.volume is None or vp.plane != "axial" or not check(*vp.image_key()):
+        return
+    fm = QFontMetrics(vp.text_font)
+    lines = len(vp.overlay_lines()["tr"]) if vp.overlays_visible else 0
+    top = 6 + (ai_label_rect(vp).height() + 2 if vp.ai_overlay is not None else 0)
+    s = "\N{BLACK STAR} KEY"
+    x = vp.width() - 6 - fm.horizontalAdvance(s)
+    shadow_text(p, QPointF(x, top + fm.ascent() + lines * fm.height()), s, KEY_MARK)
+
+
 def paint_orientation(p: QPainter, vp: Viewport, fm: QFontMetrics) -> None:
     """Patient direction letters at the middle of each edge (images with geometry only)."""
     vol = vp.volume
