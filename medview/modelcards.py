@@ -48,6 +48,7 @@ from medview.errors import MedviewError
 
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.safetensors"
+WEIGHT_FORMATS = ("safetensors", "onnx")  # an ONNX graph is run by onnxruntime
 REQUIRED_KEYS = ("name", "version", "task", "architecture", "input", "output", "weights")
 MANIFEST_KEY = "manifest"
 MANIFEST_COVERS = (
@@ -228,6 +229,8 @@ class ModelCard:
     def load_tensors(self, framework: str = "numpy") -> dict[str, Any]:
         """Verify the sha256, then read the safetensors weights (``numpy`` or ``pt``)."""
         self.verify()
+        if self.weights.format != "safetensors":
+            raise ModelError(f"{self.weights.format} weights hold no tensors", self.weights_path)
         try:
             if framework == "numpy":
                 from safetensors.numpy import load_file as load_np
@@ -329,6 +332,12 @@ def validate(meta: Any, folder: str | Path, check: bool = True) -> ModelCard:
         if not isinstance(meta[key], dict):
             raise ModelError(f"{key} must be a JSON object", where)
     weights = Weights.from_dict(meta["weights"])
+    if weights.format not in WEIGHT_FORMATS:
+        raise ModelError(
+            f"weights format {weights.format!r} not supported ({', '.join(WEIGHT_FORMATS)}); "
+            "nothing is ever unpickled",
+            where,
+        )
     _weights_inside(folder, weights.file, where)
     _check_labels(meta, where)
     _check_std(meta, where)

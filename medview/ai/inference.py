@@ -155,6 +155,7 @@ class LoadedModel:
         self.threshold = info.threshold
         self.map_scale = float(out.get("map_scale", 1.0))
         self.score_method = str(out.get("score_method", "mse"))
+        self.multilabel = str(out.get("type", "")) in ("sigmoid", "multilabel")
         self.lock = threading.Lock()  # one batch at a time per loaded model
         from medview.ai.ood import load_check
 
@@ -205,12 +206,20 @@ class LoadedModel:
 
         with self.lock, torch.inference_mode(), self._autocast():
             z = self.module(self._tensor(x)).float() / self.temperature
-            if z.shape[1] == 1:
-                p1 = torch.sigmoid(z[:, 0])
-                p = torch.stack([1.0 - p1, p1], dim=1)
-            else:
-                p = torch.softmax(z, dim=1)
-            return p.cpu().numpy().astype(np.float64)
+            return self._to_probs(z).cpu().numpy().astype(np.float64)
+
+    def _to_probs(self, z: Any) -> Any:
+        """Logits -> probabilities: 1 output = binary sigmoid (2 columns); K outputs =
+        softmax, or K independent sigmoids for a multi-label card (``output.type``
+        ``sigmoid``/``multilabel`` with K > 1, e.g. chest X-ray DenseNets' 18 findings)."""
+        import torch
+
+        if z.shape[1] == 1:
+            p1 = torch.sigmoid(z[:, 0])
+            return torch.stack([1.0 - p1, p1], dim=1)
+        if self.multilabel:
+            return torch.sigmoid(z)
+        return torch.softmax(z, dim=1)
 
     def classify(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities as :meth:`probabilities`, plus the pooled last-stage features.
@@ -225,11 +234,7 @@ class LoadedModel:
         with self.lock, torch.inference_mode(), self._autocast():
             f = m.forward_features(self._tensor(x))
             z = m.forward_head(f).float() / self.temperature
-            if z.shape[1] == 1:
-                p1 = torch.sigmoid(z[:, 0])
-                p = torch.stack([1.0 - p1, p1], dim=1)
-            else:
-                p = torch.softmax(z, dim=1)
+            p = self._to_probs(z)
             feats = f.float().mean(dim=(2, 3))
             return p.cpu().numpy().astype(np.float64), feats.cpu().numpy().astype(np.float64)
 
@@ -381,7 +386,7 @@ def run_batch(
         labels = lm.labels
         predicted = [lm.predicted(p) for p in probs]
         cams: list[np.ndarray | None] = [None] * len(images)
-        if heatmaps:  # explain the predicted class, and say so (heatmap_label)
+        if heatmaps and hasattr(lm.module, "forward_features"):  # explain the predicted class
             cams = [
                 lm.gradcam(x[i : i + 1], target=_class_index(labels, predicted[i]))
                 for i in range(len(images))

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from medview.ai import zoo
+
 
 class _Block(nn.Module):
     """A pre-activation-free ResNet basic block (conv-bn-relu-conv-bn + shortcut)."""
@@ -190,6 +192,9 @@ class ConvAutoencoder(nn.Module):
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_resnet": SmallResNet,
     "conv_autoencoder": ConvAutoencoder,
+    # outside architectures a clinic brings checkpoints of (medview models import)
+    "resnet18": zoo.ResNet18,
+    "densenet121": zoo.DenseNet121,
 }
 
 

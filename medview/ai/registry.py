@@ -91,6 +91,8 @@ class ModelInfo(ModelCard):
 
         if not self.is_image_model:
             raise ModelError(f"a {self.task} model does not analyse images", self.folder)
+        if self.weights.format == "onnx":
+            return _onnx_module(self, device)
         state = self.load_tensors("pt")  # verifies the sha256 first
         arch = self.meta["architecture"]
         try:
@@ -105,6 +107,21 @@ class ModelInfo(ModelCard):
             ) from None
         module.eval()
         return module.to(device)
+
+
+def _onnx_module(info: ModelInfo, device: str) -> Any:
+    """The verified ONNX graph behind a module (onnxruntime: ``pip install medview[onnx]``)."""
+    info.verify()  # manifest + sha256 of the .onnx file before onnxruntime reads it
+    try:
+        from medview.ai.zoo import OnnxModule
+
+        return OnnxModule(info.weights_path, device).eval()
+    except ImportError:
+        raise ModelError(
+            "ONNX models need onnxruntime (pip install 'medview[onnx]')", info.weights_path
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime refuses a bad graph
+        raise ModelError(f"onnxruntime cannot load the model ({exc})", info.weights_path) from None
 
 
 def _info(card: ModelCard, source: str) -> ModelInfo:
