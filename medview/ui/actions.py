@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
-from medview.ui import hanging, linking, reading, results_actions
+from medview.ui import hanging, linking, presentation, reading, results_actions
 from medview.ui import presets as P
 from medview.ui import settings as user_settings
 from medview.ui.viewport import TOOL_LABELS
@@ -80,6 +80,7 @@ SHORTCUTS: list[tuple[str, str, str]] = [
     ("compare_prior", "Ctrl+Shift+P", "Compare with the latest prior study (1x2)"),
     ("link_scroll", "Ctrl+Shift+L", "Link scrolling of the viewports (by patient position)"),
     ("link_view", "Ctrl+Shift+W", "Link window/level and zoom of the viewports"),
+    ("gsps", "Ctrl+Shift+G", "Show / hide the presentation state (GSPS)"),
     ("net_query", "Ctrl+Shift+Q", "Query / Retrieve from a PACS or DICOMweb node"),
     ("fps_down", "[", "Cine slower"),
     ("fps_up", "]", "Cine faster"),
@@ -150,6 +151,9 @@ def build_actions(win: MainWindow, layouts: tuple[str, ...]) -> dict[str, QActio
     add("report", f"Report (PDF){ELLIPSIS}", lambda: results_actions.report_dialog(win))
     add("link_scroll", "Link scrolling", lambda: linking.toggle_link(win), True)
     add("link_view", "Link window/level and zoom", lambda: linking.toggle_link(win), True)
+    add("gsps", "Presentation state (GSPS)", lambda: presentation.toggle(win), True).setChecked(
+        True
+    )
     add(
         "save_protocol",
         f"Save current layout as protocol{ELLIPSIS}",
@@ -236,7 +240,7 @@ def build_menus(win: MainWindow, layouts: tuple[str, ...]) -> None:
         lay.addAction(a[f"layout_{name}"])
     lay.addSeparator()
     lay.addAction(a["save_protocol"])
-    for k in ("compare_prior", "link_scroll", "link_view"):
+    for k in ("compare_prior", "link_scroll", "link_view", "gsps"):
         v.addAction(a[k])
     view_ids = ("fit", "one_to_one", "rotate_cw", "rotate_ccw", "flip_h", "flip_v")
     for k in (*view_ids, "invert", "reset", "overlays", "cine"):

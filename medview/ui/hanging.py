@@ -123,6 +123,9 @@ def after_show(win: MainWindow, targets: list[Viewport], key: str) -> None:
     then the other viewports the protocol gave the same series (from the cache)."""
     for vp, a in (getattr(win, "hang_followers", None) or {}).pop(key, []):
         place(win, vp, key, a)
+    from medview.ui import presentation
+
+    presentation.look_for(win, targets[0].volume)  # a GSPS that came with the study
     asked = getattr(win, "requested_projection", None)  # `--projection P [--slab MM]`
     if asked and targets[0].volume is not None and not targets[0].volume.is_color:
         for t in targets:

@@ -21,7 +21,7 @@ from PySide6.QtCore import QMimeData, Qt, QTimer
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
 
-from medview.ui import actions, hanging, reading
+from medview.ui import actions, hanging, presentation, reading
 from medview.ui import layout as layout_helpers
 from medview.ui import pixel_cache as pixel_cache_ui
 from medview.ui import presets as P
@@ -250,7 +250,7 @@ class MainWindow(QMainWindow):
             target.update()
 
     def _scanned(self, res: Any, target: Viewport, hang: bool = False) -> None:
-        for problem in res.errors:
+        for problem in presentation.problems(res.errors):  # a GSPS is shown, not an error
             self.notify(str(problem))
         if target.volume is None and not target.loading:
             target.message = ""

@@ -173,7 +173,16 @@ def describe(win: MainWindow) -> dict[str, Any]:
     """:func:`medview.viewer.snapshot.describe_window` of ``win``."""
     area = win.area
     vis = area.visible_viewports()
-    facts = [snapshot.ViewportFacts(v.view, v.volume, v.pending, v.loading) for v in vis]
+    facts = [
+        snapshot.ViewportFacts(
+            v.view,
+            v.volume,
+            v.pending,
+            v.loading,
+            v.gsps.label if v.gsps is not None and v.gsps_visible else None,
+        )
+        for v in vis
+    ]
     maxed = area.viewports.index(area.maximized) if area.maximized is not None else None
     doc = snapshot.describe_window(
         area.layout_name,

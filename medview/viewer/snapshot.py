@@ -16,7 +16,7 @@ Field names (documented in docs/viewer.md, read by GUI tests and held-out checks
   ``window_center``, ``window_width`` (null when the file's VOI LUT is applied),
   ``zoom`` (image pixels per screen pixel; 1.0 is the "Zoom: 100%" of the corner
   text), ``invert``, ``rotation`` (quarter turns clockwise), ``flip_h``, ``flip_v``,
-  ``loading``.
+  ``loading``, ``gsps`` (the label of the presentation state shown, or null).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class ViewportFacts:
     volume: Any | None = None  # medview.io.model.Volume
     pending: Any | None = None  # SeriesInfo still loading
     loading: bool = False
+    gsps: str | None = None  # the label of the presentation state shown over it
 
 
 def _series_fields(info: Any) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def viewport_record(position: int, facts: ViewportFacts) -> dict[str, Any]:
         flip_h=bool(view.flip_h),
         flip_v=bool(view.flip_v),
         loading=bool(facts.loading),
+        gsps=facts.gsps,
     )
     if vol is not None and view.projection and not vol.is_color:
         from medview.imaging.projection import slab_range

@@ -99,6 +99,8 @@ class Viewport(QWidget):
         self.selected: Measurement | None = None
         self.ai_overlay: Any | None = None  # medview.ui.context.Overlay
         self.ai_image: QImage | None = None
+        self.gsps: Any | None = None  # medview.viewer.gsps.PresentationState shown over it
+        self.gsps_visible = True
         self.message = ""  # centred text (loading..., errors)
         self.load_text = ""  # bottom-left while loading
         self.title = ""  # e.g. plane name in MPR
@@ -134,6 +136,7 @@ class Viewport(QWidget):
         self.selected = None
         self.ai_overlay = None
         self.ai_image = None
+        self.gsps = None
         self.crosshair = None
         self.message = message
         self.load_text = ""
@@ -511,6 +514,8 @@ class Viewport(QWidget):
             items.paint_measurement(p, self, t, m)
         if self.tools.drawing is not None:
             items.paint_measurement(p, self, t, self.tools.drawing)
+        if self.gsps is not None and self.gsps_visible and self.plane == "axial":
+            items.paint_gsps(p, self, t)
         if self.overlays_visible:
             items.paint_corners(p, self)
         if self.ai_overlay is not None and self.ai_image is not None:

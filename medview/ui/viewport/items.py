@@ -280,3 +280,95 @@ def paint_measurement(p: QPainter, vp: Viewport, t: QTransform, m: Measurement) 
     if lines:
         anchor = max(pts, key=lambda q: q.x())
         text_block(p, vp, anchor + QPointF(8, -4), lines, color)
+
+
+# ---------------------------------------------------------------------------
+# presentation states (GSPS)
+# ---------------------------------------------------------------------------
+GSPS_COLOR = QColor(255, 215, 0)
+
+
+def _gsps_points(vp: Viewport, g) -> list[QPointF]:
+    rows, cols = vp.image_size()
+    sx, sy = (cols, rows) if g.display_units else (1.0, 1.0)
+    return [QPointF(x * sx, y * sy) for x, y in g.points]
+
+
+def paint_gsps(p: QPainter, vp: Viewport, t: QTransform) -> None:
+    """The presentation state's shutter (black outside it), graphics and text on this
+    slice, and its label; image coordinates map through ``t`` like the image."""
+    pr = vp.gsps
+    sop = vp.image_key()[0]
+    if sop not in pr.referenced:
+        return
+    rows, cols = vp.image_size()
+    p.save()
+    p.setTransform(t)
+    sh = pr.shutter
+    if sh is not None:
+        outside = QPainterPath()
+        outside.addRect(QRectF(0, 0, cols, rows))
+        keep = QPainterPath()
+        keep.addRect(QRectF(0, 0, cols, rows))
+        if sh.rect is not None:
+            left, right, upper, lower = sh.rect  # 1-based, inclusive
+            shape = QPainterPath()
+            shape.addRect(QRectF(left - 1, upper - 1, right - left + 1, lower - upper + 1))
+            keep = keep.intersected(shape)
+        if sh.circle is not None:
+            c, r, rad = sh.circle
+            shape = QPainterPath()
+            shape.addEllipse(QPointF(c - 0.5, r - 0.5), rad, rad)
+            keep = keep.intersected(shape)
+        if sh.polygon:
+            shape = QPainterPath()
+            shape.addPolygon(QPolygonF([QPointF(c - 0.5, r - 0.5) for c, r in sh.polygon]))
+            shape.closeSubpath()
+            keep = keep.intersected(shape)
+        p.fillPath(outside.subtracted(keep), QColor(0, 0, 0))
+    pen = QPen(GSPS_COLOR, 1.5)
+    pen.setCosmetic(True)
+    p.setPen(pen)
+    texts = []
+    for g in pr.graphics_for(sop):
+        pts = _gsps_points(vp, g)
+        if not pts:
+            continue
+        if g.kind == "TEXT":
+            texts.append((t.map(pts[0]), g.text))
+        elif g.kind == "POINT":
+            for q in pts:
+                p.drawEllipse(q, 1.5, 1.5)
+        elif g.kind == "CIRCLE" and len(pts) >= 2:
+            d = pts[1] - pts[0]
+            rad = (d.x() ** 2 + d.y() ** 2) ** 0.5
+            p.drawEllipse(pts[0], rad, rad)
+        elif g.kind == "ELLIPSE" and len(pts) >= 4:
+            _draw_gsps_ellipse(p, pts)
+        elif g.filled:
+            p.setBrush(QColor(255, 215, 0, 80))
+            p.drawPolygon(QPolygonF(pts))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+        else:
+            p.drawPolyline(QPolygonF(pts))
+    p.restore()
+    p.setPen(GSPS_COLOR)
+    for at, text in texts:
+        p.drawText(at, text)
+    p.drawText(QRectF(0, 4, vp.width(), 20), Qt.AlignmentFlag.AlignHCenter, f"PR: {pr.label}")
+
+
+def _draw_gsps_ellipse(p: QPainter, pts: list[QPointF]) -> None:
+    """ELLIPSE: the major axis' two ends, then the minor axis' (C.10.5.1.2)."""
+    a0, a1, b0, b1 = pts[:4]
+    centre = (a0 + a1) / 2
+    major = a1 - a0
+    minor = b1 - b0
+    rx = (major.x() ** 2 + major.y() ** 2) ** 0.5 / 2
+    ry = (minor.x() ** 2 + minor.y() ** 2) ** 0.5 / 2
+    angle = float(np.degrees(np.arctan2(major.y(), major.x())))
+    p.save()
+    p.translate(centre)
+    p.rotate(angle)
+    p.drawEllipse(QPointF(0, 0), rx, ry)
+    p.restore()
