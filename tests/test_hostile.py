@@ -98,7 +98,7 @@ def test_a_series_survives_a_worker_abort(fresh_pool, tmp_path):
     src = pydicom.dcmread(tf("MR_small_RLE.dcm"))
     names = ["a0.dcm", "a1.dcm", "abort.dcm", "a3.dcm", "a4.dcm"]
     for n, name in enumerate(names):
-        src.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{n + 1}"
+        src.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.18{n + 1}"
         src.ImagePositionPatient = [0.0, 0.0, 3.0 * n]
         src.save_as(tmp_path / name)
     series = scan(tmp_path).series[0]
@@ -188,7 +188,7 @@ def test_a_compressed_header_over_the_image_budget_allocates_nothing(tmp_path):
 def test_series_budget(tmp_path, monkeypatch):
     src = pydicom.dcmread(tf("CT_small.dcm"))
     for n in range(40):  # 40 x 128 x 128 x 2 bytes = 1.25 MB
-        src.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{n + 1}"
+        src.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.19{n + 1}"
         src.ImagePositionPatient = [0.0, 0.0, 2.0 * n]
         src.save_as(tmp_path / f"{n:02d}.dcm")
     series = scan(tmp_path).series[0]

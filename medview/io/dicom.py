@@ -480,20 +480,10 @@ def _mask_bits(arr: np.ndarray, info: InstanceInfo) -> np.ndarray:
     return arr & np.array((1 << bits) - 1, dtype=arr.dtype)
 
 
-def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode every frame of a DICOM file.
-
-    Returns ``(frames, extra)``: grayscale as (frames, rows, cols) in the stored
-    type (after the Modality LUT Sequence, if present, as uint16), colour as
-    (frames, rows, cols, 3) uint8 RGB (YBR converted, palette applied). ``extra``
-    carries the VOI LUT table (``"voi_lut"``) if the file has one, and
-    ``"warnings"`` when a LUT sequence is present but could not be used. Runs in worker processes, so
-    it takes and returns only picklable values.
-    """
+def _dataset_to_decode(path: str) -> tuple[Any, InstanceInfo]:
+    """The whole dataset of a regular file and its header facts, checked for decoding
+    (pixel attributes, finite rescale, the per-image budget) before any pixel is read."""
     pydicom = _pydicom()
-    from pydicom.pixels import apply_color_lut
-
-    pixelcheck.prefer_raising_plugins()
     try:
         with limits.open_regular(path) as fp, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -513,6 +503,22 @@ def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
     if problem:
         raise ReadError(problem, path)
     limits.check_budget(pixelcheck.decoded_bytes(info), "Rows x Columns x frames", path)
+    return ds, info
+
+
+def decode_file(path: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode every frame of a DICOM file.
+
+    Returns ``(frames, extra)``: grayscale as (frames, rows, cols) in the stored
+    type (after the Modality LUT Sequence, if present, as uint16), colour as
+    (frames, rows, cols, 3) uint8 RGB (YBR converted, palette applied). ``extra``
+    carries the VOI LUT table (``"voi_lut"``) if the file has one, and
+    ``"warnings"`` when a LUT sequence is present but could not be used. Runs in worker processes, so
+    it takes and returns only picklable values.
+    """
+    from pydicom.pixels import apply_color_lut
+
+    ds, info = _dataset_to_decode(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
