@@ -192,3 +192,40 @@ def test_card_without_a_check_says_so(tmp_path):
     )
     assert r.uncertainty is None
     assert r.as_json()["in_distribution"] is None
+
+
+def test_calibration_uses_the_train_split_and_is_reproducible(tmp_path):
+    """medview.ai.training.ood on a 160-image train slice, twice: same bytes, valid cards."""
+    pytest.importorskip("torch")
+    from medview.ai.registry import read_model_folder
+    from medview.ai.training import ood
+    from medview.modelcards import read_card, sha256_file
+
+    with np.load(need(PNEUMONIAMNIST)) as d:
+        npz = tmp_path / "slice.npz"
+        np.savez(
+            npz,
+            train_images=d["train_images"][:160],
+            train_labels=d["train_labels"][:160],
+            val_images=d["val_images"][:40],
+            val_labels=d["val_labels"][:40],
+        )
+    shas = []
+    for run in ("a", "b"):
+        root = tmp_path / run
+        for n in NAMES:
+            shutil.copytree(MODELS / n, root / n)
+        blocks = ood.calibrate(npz, root, quantile=0.9)
+        shas.append([sha256_file(root / n / "ood.safetensors") for n in NAMES])
+        for n in NAMES:
+            card = read_card(root / n)  # the manifest was re-hashed
+            assert card.verify() == card.weights.sha256  # weights untouched
+            assert card.weights.sha256 == read_card(MODELS / n).weights.sha256
+            block = card.meta["in_distribution"]
+            assert block == blocks[n] and block["train_quantile"] == 0.9
+            assert block["train_accept_rate"] == pytest.approx(0.9, abs=0.02)
+            assert (
+                read_model_folder(root / n).meta["in_distribution"]["sha256"]
+                == shas[-1][NAMES.index(n)]
+            )
+    assert shas[0] == shas[1]
