@@ -35,6 +35,25 @@ def _scope_lines(meta: dict[str, Any]) -> list[str]:
     return [x for x in lines if x is not None]
 
 
+def _ood_lines(meta: dict[str, Any]) -> list[str]:
+    """The in-distribution check, when the card declares one."""
+    b = meta.get("in_distribution")
+    if not isinstance(b, dict):
+        return []
+    return [
+        "## In-distribution check",
+        "",
+        f"- detectors: {', '.join(b.get('detectors', []))}; {b.get('method')}",
+        f"- calibrated on: {b.get('calibration')} (`{b.get('command')}`), threshold "
+        f"{b.get('threshold')} at the train quantile {b.get('train_quantile')}",
+        f"- val split accepted: {b.get('val_accept_rate')} "
+        f"(by class: {b.get('val_accept_rate_by_class')})",
+        *[f"- refused, {k}: {v}" for k, v in (b.get("measured_refusal") or {}).items()],
+        f"- note: {b.get('note')}" if b.get("note") else "",
+        "",
+    ]
+
+
 def write_card_readme(folder: str | Path) -> Path:
     """Render ``README.md`` of a model folder from its metadata.json."""
     folder = Path(folder)
@@ -90,10 +109,14 @@ def write_card_readme(folder: str | Path) -> Path:
         f"- optimiser: {tr.get('optimizer')}; loss: {tr.get('loss')}",
         f"- augmentation: {tr.get('augmentation')}",
         "",
+        *_ood_lines(meta),
         "## Weights",
         "",
         f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
         f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
+        "",
+        "Manifest (one sha256 over this card's metadata.json and, through the sha256s it "
+        f"holds, the weights): `{(meta.get('manifest') or {}).get('sha256', '')}`.",
         "",
         "## License and citations",
         "",
