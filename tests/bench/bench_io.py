@@ -84,6 +84,19 @@ def load_medview_first(folder: str) -> np.ndarray:
     return load_medview(folder)
 
 
+def load_medview_no_cache(folder: str) -> np.ndarray:
+    """medview with the pixel cache turned off (what a first open costs without writing it)."""
+    old = os.environ.get("MEDVIEW_PIXEL_CACHE_MB")
+    os.environ["MEDVIEW_PIXEL_CACHE_MB"] = "0"
+    try:
+        return load_medview(folder)
+    finally:
+        if old is None:
+            del os.environ["MEDVIEW_PIXEL_CACHE_MB"]
+        else:
+            os.environ["MEDVIEW_PIXEL_CACHE_MB"] = old
+
+
 def empty_cache() -> None:
     from medview.io.cache import PixelCache
 
@@ -149,6 +162,7 @@ def bench_series(folder: Path, compressed: bool, repeat: int) -> dict[str, tuple
     loaders = [("medview", load_medview, None)]
     if compressed:
         loaders = [
+            ("medview, cache off", load_medview_no_cache, None),
             ("medview first open", load_medview_first, empty_cache),
             ("medview re-open", load_medview, None),
         ]
