@@ -1,10 +1,21 @@
-"""Benchmark: one-patient forecast latency and LSTM inference throughput (not run by pytest).
+"""Benchmark: glucose forecasting on real patients (not run by pytest).
 
-    python3 tests/bench/bench_forecast.py [--cgm FILE.csv] [--repeat 5]
+    python3 tests/bench/bench_forecast.py [--data ../shared/data/cgm_real] [--train]
+        [--sim-days 2] [--epochs 4] [--repeat 5]
 
-Without --cgm a two-day synthetic CGM trace is used. Prints the median latency of
-``forecast_series`` (what the panel runs per patient, backtest included) and the
-windows/second of the numpy LSTM.
+For each real set (Hall 2018, Dubosson 2018 / D1NAMO) it prints, side by side:
+
+* the rolling-origin backtest of every method on every patient (the origins of
+  ``medview forecast --evaluate``), pooled RMSE at 30 and 60 min, the ratio to
+  persistence on the same origins, patients worse than persistence, Clarke A+B,
+  and the leave-patients-out coverage of the 80 % interval of the selected method;
+* with ``--train``: the candidates trained on real data (and ``--sim-days`` of
+  simulated patients) by leave-patients-out cross-validation across BOTH sets
+  (``medview.forecast.attention``: a self-attention GRU and a plain LSTM), their
+  training time on this machine (1 torch thread), judged on the same origins;
+* latency per patient: ``forecast_series`` (what the panel and ``medview forecast
+  --cgm`` run: backtest, selection, interval) on a real patient, against the
+  persistence forecast alone, and the AGP metrics (``medview cgm``).
 """
 
 from __future__ import annotations
@@ -12,51 +23,161 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+SETS = ("Hall2018_processed.csv", "Dubosson2018_processed.csv")
+
+
+def _load(path: Path) -> list[Any]:
+    from medview.forecast.cgmdata import load_patients
+
+    series, _, _ = load_patients(path)
+    return series
+
+
+def _backtests(series: list[Any], model: Any) -> tuple[list[Any], float]:
+    from medview.forecast.evaluation import patient_backtest
+
+    t0 = time.perf_counter()
+    bts = [b for s in series if (b := patient_backtest(s, model)) is not None]
+    return bts, time.perf_counter() - t0
+
+
+def _table(name: str, bts: list[Any]) -> None:
+    from medview.forecast.clarke import clarke_percentages
+    from medview.forecast.evaluation import calibrate, interval_half_width
+
+    print(f"\n== {name}: {len(bts)} patients ==")
+    methods = sorted({m for b in bts for m in b.preds}, key=lambda m: (m != "selected", m))
+    for minutes in (30, 60):
+        h = minutes // 5 - 1
+        print(f"{minutes} min   RMSE  vs persistence (same origins)  worse/patients  Clarke A+B")
+        for m in methods:
+            e, p, worse, n, ab_y, ab_p = [], [], 0, 0, [], []
+            for b in bts:
+                if m not in b.preds:
+                    continue
+                ok = ~np.isnan(b.preds[m][:, h])
+                err = b.preds[m][ok, h] - b.y[ok, h]
+                per = b.preds["persistence"][ok, h] - b.y[ok, h]
+                e.append(err)
+                p.append(per)
+                ab_y.append(b.y[ok, h])
+                ab_p.append(b.preds[m][ok, h])
+                worse += int(np.sqrt(np.mean(err**2)) > np.sqrt(np.mean(per**2)))
+                n += 1
+            r = float(np.sqrt(np.mean(np.concatenate(e) ** 2)))
+            rp = float(np.sqrt(np.mean(np.concatenate(p) ** 2)))
+            z = clarke_percentages(np.concatenate(ab_y), np.concatenate(ab_p))
+            print(
+                f"  {m:12s} {r:6.2f}  x{r / rp:5.3f} ({rp:6.2f})          {worse:3d}/{n:<3d}"
+                f"        {z['A'] + z['B']:6.2f}"
+            )
+        inside, width = [], []
+        for b in bts:
+            table = calibrate([o for o in bts if o is not b and o.group == b.group])
+            sel = b.preds["selected"][:, h]
+            ok = ~np.isnan(sel)
+            hw = interval_half_width(table, b.choice[h], b.group, b.x[ok])
+            if hw is None:
+                continue
+            inside.append(np.abs(b.y[ok, h] - sel[ok]) <= hw[:, h])
+            width.append(2 * hw[:, h])
+        cov = [float(c.mean()) for c in inside]
+        print(
+            f"  80% interval (selected, leave-patients-out): coverage "
+            f"{np.concatenate(inside).mean():.3f}, mean width {np.concatenate(width).mean():.1f}"
+            f" mg/dL, patients within 75-85 %: {sum(0.75 <= c <= 0.85 for c in cov)}/{len(cov)}"
+        )
+
+
+def _simulated(days: float) -> list[np.ndarray]:
+    from medview.forecast.simdata import patient_names, simulate_patient
+
+    return [simulate_patient(n, days, 0).cgm for n in patient_names("train")]
+
+
+def _latency(series: Any, repeat: int) -> None:
+    from medview.forecast import baselines
+    from medview.forecast.agp import agp_metrics
+    from medview.forecast.api import forecast_series
+    from medview.forecast.series import to_grid
+
+    def timed(fn: Any) -> float:
+        lat = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            lat.append(time.perf_counter() - t0)
+        return statistics.median(lat)
+
+    ours = timed(lambda: forecast_series(series, 30))
+    base = timed(
+        lambda: baselines.persistence(to_grid(series.seconds, series.values)[1][None, -36:], 6)
+    )
+    agp = timed(lambda: agp_metrics(series))
+    print(
+        f"\nlatency, patient {series.patient} ({len(series)} readings): forecast_series "
+        f"(backtest + selection + interval) {1000 * ours:.0f} ms; persistence alone "
+        f"{1000 * base:.2f} ms (x{ours / max(base, 1e-9):.0f}); AGP metrics {1000 * agp:.0f} ms"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cgm", help="CGM CSV (default: synthetic two days)")
+    ap.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[3] / "shared/data/cgm_real")
+    )
+    ap.add_argument(
+        "--train", action="store_true", help="leave-patients-out training of the candidates"
+    )
+    ap.add_argument(
+        "--sim-days", type=float, default=0.0, help="simulated days per training patient"
+    )
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
-    from medview.forecast.api import forecast_series
-    from medview.forecast.lstm import WINDOW, load_model
-    from medview.forecast.series import Series, series_from_observations
+    import torch
 
-    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    from medview.forecast.lstm import load_model
+
     model = load_model()
-    print(f"model load (sha256 + safetensors): {1000 * (time.perf_counter() - t0):.1f} ms")
-    if args.cgm:
-        from medview.records.cgm import CGM_LOINC, load_cgm_csv
-
-        rs = load_cgm_csv(args.cgm)
-        series = series_from_observations(rs.observations, CGM_LOINC)
-    else:
-        rng = np.random.default_rng(0)
-        n = 576
-        times = [datetime(2024, 1, 1) + timedelta(minutes=5 * k) for k in range(n)]
-        values = 140 + 40 * np.sin(np.arange(n) / 30) + rng.normal(0, 4, n)
-        series = Series(times, values, "99504-3", "CGM", "mg/dL", "synthetic")
-    lat = []
-    for _ in range(args.repeat):
+    data = Path(args.data)
+    sets = {}
+    for name in SETS:
         t0 = time.perf_counter()
-        forecast_series(series, 60)
-        lat.append(time.perf_counter() - t0)
-    print(
-        f"forecast_series ({len(series)} readings, 60 min, backtest included): "
-        f"median {1000 * statistics.median(lat):.0f} ms, max {1000 * max(lat):.0f} ms"
-    )
-    w = (140 + np.cumsum(np.random.default_rng(1).normal(0, 3, (4096, WINDOW)), axis=1)).astype(
-        np.float32
-    )
-    t0 = time.perf_counter()
-    model.predict(w)
-    dt = time.perf_counter() - t0
-    print(f"numpy LSTM: {len(w) / dt:.0f} windows/s")
+        series = _load(data / name)
+        load_s = time.perf_counter() - t0
+        bts, bt_s = _backtests(series, model)
+        print(f"{name}: read {load_s:.1f} s, backtest of every method {bt_s:.1f} s")
+        sets[name] = (series, bts)
+    if args.train:
+        from medview.forecast.attention import leave_patients_out
+
+        extra = []
+        if args.sim_days > 0:
+            t0 = time.perf_counter()
+            extra = _simulated(args.sim_days)
+            print(
+                f"simulated {len(extra)} patients x {args.sim_days:g} days: "
+                f"{time.perf_counter() - t0:.0f} s"
+            )
+        allbts = [b for _, bts in sets.values() for b in bts]
+        info = leave_patients_out(allbts, extra, epochs=args.epochs, log=print)
+        print(
+            f"training (3 folds, {args.epochs} epochs, 1 thread): "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in info["train_s"].items())
+            + f"; windows per fold {info['windows']}"
+        )
+    for name, (_, bts) in sets.items():
+        _table(name, bts)
+    series = max(sets["Dubosson2018_processed.csv"][0], key=len)
+    _latency(series, args.repeat)
 
 
 if __name__ == "__main__":
