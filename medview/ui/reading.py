@@ -198,6 +198,7 @@ def describe(win: MainWindow) -> dict[str, Any]:
             **v3.view.as_dict(),
             "frames": v3.frames,
             "first_frame_s": None if first is None else round(first, 3),
+            "backend": getattr(v3.renderer, "backend", ""),
             "message": v3.message,
         }
     return doc

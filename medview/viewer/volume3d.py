@@ -1,8 +1,8 @@
 """3D volume rendering of a CT or MR volume with VTK, offscreen, to an RGB array (Qt-free).
 
 :class:`VolumeRenderer` keeps one VTK pipeline per volume: the stored int16 array is
-handed to VTK without a float copy (every ``step``-th row and column when the slices
-are larger than :data:`MAX_INPLANE`, so rotating stays interactive), placed in patient
+handed to VTK without a float copy (every ``step``-th row and column when the volume
+has more than :data:`MAX_VOXELS` voxels, so rotating stays interactive), placed in patient
 space with its origin, spacing and direction. Transfer-function presets
 (:data:`PRESETS`: bone, lung, soft tissue, angio) are defined in Hounsfield units and
 converted to stored values with the rescale slope and intercept; for volumes that are
@@ -10,8 +10,10 @@ not CT they are spread over the volume's automatic window. A clipping box (fract
 of the volume along its three axes), rotation (azimuth about the patient's head-foot
 axis, elevation) and zoom are :class:`View3D` fields.
 
-``vtkSmartVolumeMapper`` ray casts on the GPU through OpenGL where there is one and on
-the CPU otherwise (``mode="cpu"`` forces it). The render window is offscreen (EGL or
+``vtkSmartVolumeMapper`` ray casts on the GPU through OpenGL when the OpenGL renderer
+is a real GPU, and on the CPU (VTK's multi-threaded fixed-point ray caster) when it is
+a software rasteriser such as Mesa's llvmpipe (measured 3-10x faster there) or when
+``mode="cpu"``; :attr:`VolumeRenderer.backend` says which ran. The render window is offscreen (EGL or
 OSMesa when there is no display), so the same code runs headless, in tests and under
 a GUI. VTK's OpenGL context belongs to one thread: every VTK call runs on the
 renderer's own single worker thread, and :meth:`VolumeRenderer.render` may be called
@@ -32,8 +34,10 @@ from medview.tasks import TaskState
 if TYPE_CHECKING:
     from medview.io.model import Volume
 
-#: largest in-plane size handed to VTK (larger slices are subsampled by an integer step)
-MAX_INPLANE = 256
+#: most voxels handed to VTK: larger volumes are subsampled in-plane by an integer step
+MAX_VOXELS = 6_000_000
+#: OpenGL renderers that are software rasterisers: VTK's CPU ray caster is faster there
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "SWR", "Software Rasterizer")
 
 # (value in HU, (r, g, b), opacity) control points of each preset
 PRESETS: dict[str, tuple[tuple[float, tuple[float, float, float], float], ...]] = {
@@ -133,7 +137,7 @@ class _Pipeline:
         from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
         z, y, x = volume.shape
-        step = max(1, int(np.ceil(max(x, y) / MAX_INPLANE)))
+        step = max(1, int(np.ceil(np.sqrt(x * y * z / MAX_VOXELS))))
         arr = volume.array[:, ::step, ::step]
         # int16 handed over without a float copy (a compact copy only when subsampled)
         self.array = np.ascontiguousarray(arr)
@@ -147,11 +151,13 @@ class _Pipeline:
         self.image, self.volume_info = img, volume
         self.mapper = vtkSmartVolumeMapper()
         self.mapper.SetInputData(img)
-        if mode == "cpu":
-            self.mapper.SetRequestedRenderModeToRayCast()
+        self.step = step
         self.prop = vtkVolumeProperty()
         self.prop.SetInterpolationTypeToLinear()
         self.prop.ShadeOn()
+        self.prop.SetAmbient(0.45)  # brighter than VTK's 0.1: shaded CT reads dark otherwise
+        self.prop.SetDiffuse(0.75)
+        self.prop.SetSpecular(0.15)
         self.actor = vtkVolume()
         self.actor.SetMapper(self.mapper)
         self.actor.SetProperty(self.prop)
@@ -160,6 +166,15 @@ class _Pipeline:
         self.renderer.AddVolume(self.actor)
         self.window = vtkRenderWindow()
         self.window.SetOffScreenRendering(1)
+        self.window.SetSize(16, 16)
+        self.window.Render()  # an empty frame: the OpenGL context, to ask what renders
+        gl = str(self.window.ReportCapabilities() or "")
+        software = any(name.lower() in gl.lower() for name in SOFTWARE_GL)
+        self.backend = "cpu" if mode == "cpu" or software else "gpu"
+        if self.backend == "cpu":
+            self.mapper.SetRequestedRenderModeToRayCast()
+        else:
+            self.mapper.SetRequestedRenderModeToGPU()
         self.window.AddRenderer(self.renderer)
         self.preset = ""
         self.bounds = img.GetBounds()
@@ -253,6 +268,7 @@ class VolumeRenderer:
         self._lock = threading.Lock()
         self._generation = 0
         self.first_frame_s: float | None = None
+        self.backend = ""  # "gpu" or "cpu" once the first frame is made
 
     def render(self, view: View3D, state: TaskState | None = None) -> np.ndarray | None:
         """The volume seen as ``view``: uint8 (height, width, 3). None when a newer
@@ -271,6 +287,7 @@ class VolumeRenderer:
         t0 = time.perf_counter()
         if self._pipeline is None:
             self._pipeline = _Pipeline(self.volume, view.mode)
+            self.backend = self._pipeline.backend
         out = self._pipeline.render(view)
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - t0
@@ -302,7 +319,7 @@ def render_volume(volume: Volume, view: View3D | None = None) -> np.ndarray:
 
 
 __all__ = [
-    "MAX_INPLANE",
+    "MAX_VOXELS",
     "PRESETS",
     "View3D",
     "VolumeRenderer",
