@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "audit": "audit",
     "models": "models",
+    "similar": "similar",
 }
 
 

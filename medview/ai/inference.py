@@ -48,7 +48,7 @@ class AIResult:
     anomaly_score: float | None = None
     heatmap: np.ndarray | None = None  # float32 [0, 1] at the model's input size
     heatmap_kind: str | None = None  # "grad-cam" | "anomaly"
-    latent: np.ndarray | None = None
+    latent: np.ndarray | None = None  # embedding: AE latent / classifier pooled features
     source_shape: tuple[int, int] | None = None  # (H, W) of the display image
     disclaimer: str = DISCLAIMER
     warnings: list[str] = field(default_factory=list)
@@ -409,6 +409,7 @@ def run_batch(
                 heatmap=cam,
                 heatmap_kind="grad-cam" if cam is not None else None,
                 heatmap_label=heatmap_label(info, "grad-cam", pred) if cam is not None else None,
+                latent=None if feats is None else feats[i].astype(np.float32),  # similar search
             )
             for i, (s, p, pred, cam) in enumerate(zip(images, probs, predicted, cams, strict=True))
         ]

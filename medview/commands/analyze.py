@@ -61,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument(
+        "--index",
+        action="store_true",
+        help="store each image's embedding and findings for 'medview similar'",
+    )
+    parser.add_argument(
+        "--db", metavar="FILE", help="database for --index (default: the study one)"
+    )
+    parser.add_argument(
         "--list-models", action="store_true", help="list registered models as JSON and exit"
     )
 
@@ -182,12 +190,14 @@ class _Emitter:
 
         self.n_images += len(batch)
         multi = any(s.index > 0 for s in batch) or len({s.path for s in batch}) < len(batch)
+        every: list[Any] = []  # all models' results: indexed together (findings per image)
         for lm in self.loaded:
             try:
                 results = run_batch(lm, batch, heatmaps=self.want_maps)
             except Exception as exc:  # noqa: BLE001 - a model failing is reported, not fatal
                 error(lm.info.name, str(exc), prog=PROG)
                 continue
+            every.extend(results)
             if self.args.sr_out:
                 self.collected.extend(results)
                 self.images.update({id(r): s.image for s, r in zip(batch, results, strict=True)})
@@ -198,6 +208,10 @@ class _Emitter:
                     print(_text_line(res, multi), flush=True)
                 if self.args.heatmap_out and res.heatmap is not None:
                     _save_heatmap(self.args, src, res)
+        if self.args.index and every:
+            from medview.ai.similar import index_results
+
+            index_results(every, db=self.args.db)
 
 
 def _analyse_all(args: argparse.Namespace, emit: _Emitter) -> int | None:

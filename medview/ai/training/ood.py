@@ -123,6 +123,26 @@ def write_check(
     return meta
 
 
+def similar_block(
+    outs: dict[str, dict[str, np.ndarray]], labels: dict[str, np.ndarray], key: str
+) -> dict[str, Any]:
+    """Precision@k (same label) of val images queried against the train split's embeddings."""
+    from medview.ai.similar import precision_at_k
+
+    got = precision_at_k(
+        outs["train"][key], labels["train"], outs["val"][key], labels["val"], (1, 5, 10)
+    )
+    return {
+        "embedding": "pooled last-stage features" if key == "features" else "latent vector",
+        "distance": "Euclidean",
+        "index": f"PneumoniaMNIST train split ({len(labels['train'])} images)",
+        "queries": f"PneumoniaMNIST val split ({len(labels['val'])} images)",
+        **got,
+        "chance": round(float(np.mean([np.mean(labels["train"] == v) for v in labels["val"]])), 4),
+        "command": "medview analyze PATH --index; medview similar PATH [--k K]",
+    }
+
+
 def calibrate(
     data: str | Path,
     models: str | Path,
@@ -143,6 +163,7 @@ def calibrate(
     ae = LoadedModel(read_model_folder(root / "pneumonia_ae"), "cpu")
     with np.load(data) as d:
         split = {k: prepare_batch(d[f"{k}_images"], cnn.spec) for k in ("train", "val")}
+        labels = {k: np.asarray(d[f"{k}_labels"]).ravel() for k in ("train", "val")}
     outs = {k: model_outputs(cnn, ae, x) for k, x in split.items()}
     t = fit(outs["train"])
     scores = {k: raw_scores(t, o) for k, o in outs.items()}
@@ -150,6 +171,8 @@ def calibrate(
     for name, dets in (("pneumonia_cnn", CNN_DETECTORS), ("pneumonia_ae", AE_DETECTORS)):
         folder = root / name
         meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+        key = "features" if name == "pneumonia_cnn" else "ae_latent"
+        meta["similar_search"] = similar_block(outs, labels, key)
         done[name] = write_check(folder, meta, t, dets, scores, quantile)[KEY]
         if log:
             log(f"{name}: {json.dumps(done[name])}")
