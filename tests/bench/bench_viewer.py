@@ -18,6 +18,8 @@ positions, see tests/bench/series.py) and measures, offscreen:
   beside ``slice_<plane>_ms`` (one slice through ``render_slice``, the baseline), and
   ``mip20_viewport_repaint_ms``: the viewport repainting a 20 mm MIP at a new W/L.
 
+* ``peak_rss_mib_after_load``: the process's peak resident memory once the series is
+  loaded, beside the int16 volume's size (Qt, pydicom and the window included);
 * ``volume3d_first_frame_s`` / ``volume3d_frame_s``: the 3D view (VTK offscreen, 512x512,
   bone preset): first frame and the median rotated frame (skipped without VTK).
 
@@ -143,6 +145,13 @@ def main() -> int:
     timer.stop()
     QCoreApplication.processEvents()
     assert vp.volume is not None and vp.volume.shape[0] == args.slices, vp.volume
+    import resource
+
+    vol_mb = vp.volume.array.nbytes / 2**20
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    res["volume_int16_mib"] = round(vol_mb, 1)
+    res["peak_rss_mib_after_load"] = round(rss_mb, 1)
+    res["peak_rss_over_volume"] = round(rss_mb / vol_mb, 2)
     res["open_first_slice_s"] = round(first_shown[0] - t_open, 3)
     res["open_to_loaded_s"] = round(t_loaded - t_open, 3)
     res["max_stall_ms"] = round(max(stalls), 1)
