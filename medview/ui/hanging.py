@@ -35,8 +35,12 @@ def protocol_of(win: MainWindow) -> str | None:
 def saved_protocols(win: MainWindow | None = None) -> list[protocols.Protocol]:
     """The user's protocols from the settings (entries that do not parse are reported)."""
     found, problems = protocols.user_protocols(user_settings.value(SETTINGS_KEY, []))
+    told = getattr(win, "protocol_problems_told", None) if win is not None else None
+    if win is not None and told is None:
+        told = win.protocol_problems_told = set()
     for p in problems:
-        if win is not None:
+        if win is not None and told is not None and p not in told:
+            told.add(p)  # once per window, not at every study
             win.notify(f"settings: {p}", "warning")
     return found
 
