@@ -296,6 +296,11 @@ def test_send_to_from_the_browser_menu(qtbot, window, orthanc, ct_copy, tmp_path
 
     _add_orthanc_nodes(orthanc)
     copy = _copy_as_new_series(ct_copy, tmp_path / "send", "gui-send")
+    new_study = pydicom.uid.generate_uid(entropy_srcs=["gui-send", "study"])
+    for f in copy.glob("*.dcm"):  # a study of its own: Orthanc's first one keeps 20 images
+        ds = pydicom.dcmread(f)
+        ds.StudyInstanceUID = new_study
+        ds.save_as(f, enforce_file_format=True)
     series_uid = str(pydicom.dcmread(next(copy.glob("*.dcm"))).SeriesInstanceUID)
     assert main(["import", str(copy)]) == 0
     window.browser.refresh_database()
@@ -324,8 +329,9 @@ def test_send_to_from_the_browser_menu(qtbot, window, orthanc, ct_copy, tmp_path
     assert len(instances) == 20
 
 
-def test_cancel_a_queued_transfer(qtbot, window, orthanc, study_uid):
-    """Two retrieves queued: the second, cancelled while waiting, never runs."""
+def test_cancel_running_and_queued_transfers(qtbot, window, orthanc, study_uid, medview_home):
+    """Three retrieves queued: the running one cancelled (whole instances only, if any),
+    the waiting one dropped unrun, the last one runs to the end."""
     from medview.net.nodes import get_node
     from medview.net.transfers import Retrieval
 
@@ -333,7 +339,15 @@ def test_cancel_a_queued_transfer(qtbot, window, orthanc, study_uid):
     node = get_node("orthanc")
     first = window.net.queue_retrieve(Retrieval(node, study_uid))
     second = window.net.queue_retrieve(Retrieval(node, study_uid))
-    assert second.status == "queued"
-    window.net.dialog().queue.cancel(second)
-    _wait_jobs(qtbot, window.net.dialog().queue)
-    assert first.status == "done" and second.status == "cancelled" and second.result is None
+    third = window.net.queue_retrieve(Retrieval(node, study_uid, title="TEST CT NET"))
+    assert first.status == "running" and second.status == "queued"
+    queue = window.net.dialog().queue
+    queue.cancel(first)
+    queue.cancel(second)
+    _wait_jobs(qtbot, queue)
+    assert first.status == "cancelled" and first.result is None
+    assert second.status == "cancelled" and second.handle is None
+    assert third.status == "done" and third.result["stored"] == 20
+    assert "TEST CT NET" in queue.table.item(2, 0).text()
+    assert len(db_instances(_db(medview_home))) == 20
+    integrity_ok(_db(medview_home))

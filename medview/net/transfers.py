@@ -76,10 +76,14 @@ class Retrieval:
     series_uid: str = ""
     method: str = "get"  # one of METHODS
     dest_aet: str = ""  # C-MOVE destination: our own listener's AE title
+    title: str = ""  # what the user saw (patient, date, description), for the queue
 
     def label(self) -> str:
-        what = f"series ...{self.series_uid[-12:]}" if self.series_uid else "study"
-        return f"{self.method.upper()} {what} of ...{self.study_uid[-12:]} from {self.node.name}"
+        method = "WADO" if self.node.is_dicomweb else self.method.upper()
+        what = "series" if self.series_uid else "study"
+        uid = self.series_uid or self.study_uid
+        name = self.title or f"...{uid[-12:]}"
+        return f"{method} {what} {name} from {self.node.name}"
 
 
 def retrieve(

@@ -287,7 +287,8 @@ class QueryRetrieveDialog(QDialog):
         study = item.data(0, ROLE_MATCH) or {}
         for m in sorted(matches, key=lambda x: int(x.get("series_number") or 0)):
             m.setdefault("study_uid", study.get("study_uid"))
-            label = f"#{m.get('series_number') or '-'}  {m.get('description') or ''}".strip()
+            number = f"#{m['series_number']}  " if m.get("series_number") not in (None, "") else ""
+            label = f"{number}{m.get('description') or ''}".strip() or "(series)"
             child = QTreeWidgetItem(
                 ["", "", "", label, str(m.get("modality") or ""), "", str(m.get("instances") or "")]
             )
@@ -312,11 +313,21 @@ class QueryRetrieveDialog(QDialog):
                 continue
             series_uid = str(m.get("series_uid") or "") if item.parent() is not None else ""
             job = Retrieval(node, study_uid, series_uid, method, self.controller.listener.aet)
+            job.title = self._title(item)
             self.controller.queue_retrieve(job)
             queued += 1
         if not queued:
             self.status.setText("select a study or series to retrieve")
         return queued
+
+    @staticmethod
+    def _title(item: QTreeWidgetItem) -> str:
+        """Patient, date and description of a result row, for the transfer queue."""
+        study = item.parent() or item
+        parts = [study.text(0), study.text(2), study.text(3)]
+        if item.parent() is not None:
+            parts.append(item.text(3))
+        return " ".join(" ".join(p for p in parts if p).split())
 
     def shutdown(self) -> None:
         for slot in (self._search_slot, self._series_slot, self._echo_slot):

@@ -10,6 +10,7 @@ which study arrived.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,9 @@ from medview.viewer.session import DATABASE_PREFIX
 
 #: the least time between two database refreshes caused by arrivals (ms)
 REFRESH_MS = 700
+#: a series counts as receiving until this long after its last arrival (ms); then a last
+#: refresh shows the database's own counts and drops the marks
+SETTLE_MS = 2000
 RECEIVING = "\N{DOWNWARDS ARROW}"
 
 
@@ -31,13 +35,17 @@ class LiveArrivals(QObject):
         super().__init__(browser)
         self.browser = browser
         self.notify = notify
-        self.receiving: Counter[str] = Counter()  # series UID -> instances seen this push
+        self.receiving: dict[str, float] = {}  # series UID -> time of its last arrival
         self.received_total = 0
         self._notes: list[tuple[str, list[str], int]] = []  # finished pushes to announce
         self._refresh = QTimer(self)
         self._refresh.setSingleShot(True)
         self._refresh.setInterval(REFRESH_MS)
         self._refresh.timeout.connect(browser.refresh_database)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS + 100)
+        self._settle.timeout.connect(browser.refresh_database)
         bridge.arrived.connect(self.on_batch)
         bridge.study_done.connect(self.on_study_done)
         browser.database_loaded.connect(self._mark)
@@ -47,8 +55,9 @@ class LiveArrivals(QObject):
         counts = Counter(a.series_uid for a in batch if getattr(a, "indexed", True))
         self.received_total += len(batch)
         unknown = False
+        now = time.monotonic()
         for series_uid, n in counts.items():
-            self.receiving[series_uid] += n
+            self.receiving[series_uid] = now
             item = self.browser.items.get(f"{DATABASE_PREFIX}{series_uid}")
             if item is None:
                 unknown = True
@@ -58,6 +67,7 @@ class LiveArrivals(QObject):
             item.setText(1, f"{total} {RECEIVING}")
         if unknown and not self._refresh.isActive():
             self._refresh.start()
+        self._settle.start()
 
     def on_study_done(self, calling_aet: str, study_uids: list[str], count: int) -> None:
         """A sender finished: refresh once more (its last instances may still be being
@@ -88,7 +98,11 @@ class LiveArrivals(QObject):
         """After a database refresh: notify finished pushes, mark and reveal the series
         still receiving."""
         self._flush_notes()
-        for series_uid in self.receiving:
+        now = time.monotonic()
+        for series_uid, when in list(self.receiving.items()):
+            if now - when > SETTLE_MS / 1000:
+                del self.receiving[series_uid]
+                continue
             item = self.browser.items.get(f"{DATABASE_PREFIX}{series_uid}")
             if item is None:
                 continue

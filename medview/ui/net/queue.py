@@ -115,8 +115,10 @@ class TransferQueue(QWidget):
             if button is not None:
                 button.setEnabled(False)
             bar = self.table.cellWidget(r, 2)
-            if isinstance(bar, QProgressBar) and status == DONE:
-                bar.setValue(1000)
+            if isinstance(bar, QProgressBar):
+                bar.setFormat("%p%" if status == DONE else status)
+                if status == DONE:
+                    bar.setValue(1000)
 
     def _next(self) -> None:
         if self._slot.busy or self._slot.closed:
