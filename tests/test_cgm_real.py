@@ -90,6 +90,9 @@ def test_forecast_picks_a_patient_of_a_multi_patient_file(tmp_path, capsys):
     f = _write(tmp_path, "ab.csv", a[0], a[1:] + b)
     assert main(["forecast", "--cgm", str(f), "--patient", "A", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["patient"] == "A"
+    assert main(["forecast", "--cgm", str(f), "--json"]) == 0  # the first, and it is said
+    out = capsys.readouterr()
+    assert json.loads(out.out)["patient"] == "A" and "2 patients; forecasting the first" in out.err
     assert main(["forecast", "--cgm", str(f), "--patient", "B"]) == 2
     assert "patient B: 1.9 h of CGM" in capsys.readouterr().err
     assert main(["forecast", "--cgm", str(f), "--patient", "C"]) == 2

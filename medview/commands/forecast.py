@@ -83,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
             from medview.forecast.cgmdata import check_for_forecast, load_patients
 
             series, quality, warnings = load_patients(args.cgm[0], args.patient, args.unit)
+            if len(series) > 1:
+                warnings.append(
+                    f"{args.cgm[0]}: {len(series)} patients; forecasting the first, "
+                    f"{series[0].patient!r} (choose one with --patient ID)"
+                )
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
             check_for_forecast(series[0], quality[series[0].patient])
