@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             )
             try:
                 write_agp_figure(s, m, target)
+            except ImportError:
+                return error(target, "matplotlib is needed to draw the AGP page", prog=prog)
             except OSError as exc:
                 return error(target, one_line(exc), prog=prog)
     for r in refused:
