@@ -175,7 +175,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for pid in ev["patients"]:
         ev["patients"][pid]["quality"] = quality[pid].lines()
     if args.json:
-        print(json.dumps(evaluation_json(args.cgm[0], ev), indent=2))
+        out = evaluation_json(args.cgm[0], ev)
+        out["file_problems"] = warnings  # skipped rows (sensor errors, duplicates...), time checks
+        print(json.dumps(out, indent=2))
         return 0
     _print_evaluation(ev)
     return 0
