@@ -126,8 +126,6 @@ def test_evaluate_every_real_type1_patient(shared_data, capsys):
     assert one["backtest"]["30"]["persistence"]["lag_min"] == 30
     assert data["file_problems"] == []  # D1NAMO has no bad rows
     hall = shared_data / "cgm_real" / "Hall2018_processed.csv"
-    assert main(["cgm", str(hall), "--patient", "1636-69-001", "--json"]) == 0
-    capsys.readouterr()
     assert main(["forecast", "--cgm", str(hall), "--patient", "1636-69-001", "--json"]) == 0
     err = capsys.readouterr().err
     assert "Hall2018_processed.csv:28951: non-numeric glucose value 'NA'" in err  # sensor error
