@@ -240,3 +240,34 @@ def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xra
     assert nearest_study(studies, iso)["study_uid"] == "y"
     assert nearest_study(studies, "2019-12-30")["study_uid"] == "x"
     assert nearest_study([], iso) is None
+
+
+def test_a_long_note_is_analysed_whole(tmp_path, capsys):
+    """A 1 MB note (under the 2 MB limit) with 40,000 mentions: every one found, in order.
+
+    Overlapping triggers were resolved against every trigger taken so far (quadratic:
+    minutes for this note); they are now resolved in one pass over the text.
+    """
+    from medview.notes.context import find_triggers
+
+    unit = "No pleural effusion. Possible small nodule, but no pneumothorax. "
+    text = "FINDINGS: " + unit * (1_000_000 // len(unit))
+    f = tmp_path / "long.txt"
+    f.write_text(text)
+    assert main(["notes", str(f), "--json"]) == 0
+    (obj,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    n = text.count(unit)
+    found = [(i["label"], i["status"]) for i in obj["findings"]]
+    assert (
+        found
+        == [
+            ("pleural_effusion", "absent"),
+            ("nodule", "uncertain"),
+            ("pneumothorax", "absent"),
+        ]
+        * n
+    )
+    assert all(text[i["start"] : i["end"]] == i["text"] for i in obj["findings"][-3:])
+    trig = find_triggers(text, 0, len(text))
+    assert [k for _a, _b, k in trig[:4]] == ["neg_pre", "unc_pre", "term", "neg_pre"]
+    assert all(b <= c for (_a, b, _k), (c, _d, _k2) in zip(trig, trig[1:], strict=False))

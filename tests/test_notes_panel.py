@@ -265,3 +265,30 @@ def test_without_records_the_study_patients_documents_show(qtbot, medview_home, 
     from medview.ui import workers
 
     qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+
+
+def test_long_notes_and_characters_outside_the_bmp(qtbot, medview_home) -> None:
+    """Highlights stay on their words with emoji before them (UTF-16 positions in Qt), and
+    a note with thousands of findings lists and highlights the first MAX_ROWS."""
+    from medview.notes import analyze
+    from medview.notes.model import Document
+    from medview.ui.panels.notes_panel import MAX_ROWS, NotesPanel
+
+    w = NotesPanel()
+    qtbot.addWidget(w, before_close_func=lambda x: x.shutdown())
+    text = "FINDINGS: \U0001f600\U0001f600 Mild cardiomegaly. No pneumothorax.\n"
+    a = analyze(Document("e", text, "e", "text", "p", "2024-01-01"))
+    long_text = "FINDINGS: " + "No pleural effusion. Possible small nodule. " * 600
+    b = analyze(Document("l", long_text, "l", "text", "p", "2024-02-01"))
+    w._show([a, b], "p", "Patient: p")  # noqa: SLF001 - the display step alone
+    assert w.findings.topLevelItemCount() == MAX_ROWS
+    assert f"the table lists the first {MAX_ROWS}" in w.status.text()
+    assert w.text.toPlainText() == long_text  # the newest document is shown
+    w.show_document(0)
+    (card,) = [f for f in a.findings if f.label == "cardiomegaly"]
+    fmt = _format_at(w, card.start + 2)  # two emoji: two more UTF-16 units before it
+    assert fmt.fontUnderline() and fmt.fontWeight() >= 700
+    assert not _format_at(w, card.start).fontUnderline()  # the space before it
+    rows = [w.findings.topLevelItem(i) for i in range(2)]
+    w.jump_to(rows[1])  # pneumothorax, absent
+    assert w.text.textCursor().selectedText() == "No pneumothorax."

@@ -79,12 +79,12 @@ def find_triggers(text: str, start: int, end: int) -> list[tuple[int, int, str]]
         for m in pat.finditer(text, start, end):
             found.append((m.start(), m.end(), kind))
     found.sort(key=lambda t: (t[2] != "pseudo", -(t[1] - t[0]), t[0]))
-    taken: list[tuple[int, int]] = []
+    taken = bytearray(end - start)  # characters already in a trigger (linear, not pairwise)
     out = []
     for a, b, kind in found:
-        if any(ta < b and a < tb for ta, tb in taken):
+        if any(taken[a - start : b - start]):
             continue
-        taken.append((a, b))
+        taken[a - start : b - start] = b"\x01" * (b - a)
         out.append((a, b, kind))
     out.sort()
     return out

@@ -68,6 +68,9 @@ OUT_OF_SCOPE_STYLE = "QLabel { color: #707070; font-style: italic; padding: 4px;
 #: Okabe-Ito based colours; each status also differs in weight, line and slant
 STATUS_COLOURS = {"present": "#a04000", "absent": "#707070", "uncertain": "#005a9c"}
 ROLE = Qt.ItemDataRole.UserRole
+#: most findings listed in the table, and highlighted in one document (a huge note
+#: would otherwise hold the GUI thread for seconds)
+MAX_ROWS = 1000
 
 
 def status_format(status: str) -> QTextCharFormat:
@@ -358,6 +361,7 @@ class NotesPanel(RecordsPanel):
         self._clear_results()
         self.analyses, self.shown_patient, self.result = list(analyses), pid, analyses
         self.header.setText(header)
+        rows = []
         for i, a in enumerate(analyses):
             d = a.document
             item = QTreeWidgetItem([d.date[:10] if d.date else "?", d.title or d.id, summary(a)])
@@ -365,12 +369,14 @@ class NotesPanel(RecordsPanel):
             item.setData(0, ROLE, i)
             self.doc_list.addTopLevelItem(item)
             for f in a.findings:
-                if f.experiencer == "patient":
-                    self.findings.addTopLevelItem(self._finding_item(i, a, f))
+                if f.experiencer == "patient" and len(rows) < MAX_ROWS:
+                    rows.append(self._finding_item(i, a, f))
+        self.findings.addTopLevelItems(rows)
         n = sum(len(a.findings) for a in analyses)
-        self.status.setText(
-            f"{len(analyses)} documents, {n} findings" if analyses else "no stored documents"
-        )
+        text = f"{len(analyses)} documents, {n} findings" if analyses else "no stored documents"
+        if len(rows) == MAX_ROWS:
+            text += f" (the table lists the first {MAX_ROWS})"
+        self.status.setText(text)
         if analyses:
             self.doc_list.setCurrentItem(self.doc_list.topLevelItem(len(analyses) - 1))
         self._update_discordance()
@@ -403,15 +409,25 @@ class NotesPanel(RecordsPanel):
         if self.text.property("doc") == i:
             return
         text = a.document.text.replace("\r", " ")  # same length: offsets stay valid
-        self.text.setPlainText(text)
+        self.text.clear()
         self.text.setProperty("doc", i)
-        pos = qt_positions(text)
-        cur = QTextCursor(self.text.document())
+        # written piece by piece, in order (moving a cursor inside one long paragraph
+        # costs milliseconds a step)
         marks = [f for f in a.findings if f.experiencer == "patient"]
-        for m in [*marks, *a.problems, *a.medications]:
-            cur.setPosition(pos[m.start] if pos else m.start)
-            cur.setPosition(pos[m.end] if pos else m.end, QTextCursor.MoveMode.KeepAnchor)
-            cur.mergeCharFormat(status_format(m.status))
+        marks = sorted([*marks, *a.problems, *a.medications], key=lambda m: m.start)[:MAX_ROWS]
+        formats = {st: status_format(st) for st in STATUSES}
+        plain = QTextCharFormat()
+        cur = QTextCursor(self.text.document())
+        cur.beginEditBlock()
+        done = 0
+        for m in marks:
+            if m.start < done:
+                continue  # overlaps the previous mark
+            cur.insertText(text[done : m.start], plain)
+            cur.insertText(text[m.start : m.end], formats[m.status])
+            done = m.end
+        cur.insertText(text[done:], plain)
+        cur.endEditBlock()
         item = self.doc_list.topLevelItem(i)
         if item is not None and self.doc_list.currentItem() is not item:
             self.doc_list.setCurrentItem(item)
