@@ -292,3 +292,47 @@ def test_long_notes_and_characters_outside_the_bmp(qtbot, medview_home) -> None:
     rows = [w.findings.topLevelItem(i) for i in range(2)]
     w.jump_to(rows[1])  # pneumothorax, absent
     assert w.text.textCursor().selectedText() == "No pneumothorax."
+
+
+def test_main_window_wires_ai_to_notes_and_opens_cohort_hits(
+    qtbot, medview_home, monkeypatch, xray_dir
+) -> None:
+    """layout.dock_side_panels: AI result -> notes panel -> flag on the AI panel; a cohort
+    hit's series opens in the active viewport."""
+    from medview.io.database import StudyDatabase
+    from medview.ui.main_window import MainWindow
+    from medview.viewer.session import query_database
+
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+    win = MainWindow(load_panels=True)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: "notes" in win.panels and "ai" in win.panels, timeout=30000)
+    ai, notes = win.panels["ai"], win.panels["notes"]
+    assert win.panel_docks["notes"].windowTitle() == "Reports && notes"
+    notes.analyses = [analyze_text_doc("IMPRESSION: No pneumonia. No focal consolidation.")]
+    ai.report_result.emit(
+        SimpleNamespace(probabilities={"pneumonia": 0.95}, threshold=0.5, in_scope=True, model="m")
+    )
+    assert notes.discordances and not ai.discordance_label.isHidden()
+    ai.report_result.emit(None)
+    assert ai.discordance_label.isHidden()
+    db = StudyDatabase()
+    try:
+        db.import_path(str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"))
+    finally:
+        db.close()
+    (series,) = query_database()
+    notes.open_series.emit(series)
+    qtbot.waitUntil(lambda: win.active.volume is not None, timeout=30000)
+    assert win.active.volume.series.study_uid == series.study_uid
+    qtbot.waitUntil(lambda: not win.busy, timeout=30000)
+    win.close()
+
+
+def analyze_text_doc(text: str):
+    """An analysed one-document report of a patient (for the wiring test)."""
+    from medview.notes import analyze
+    from medview.notes.model import Document
+
+    return analyze(Document("r", text, "r", "text", "p", "2024-01-01"))
