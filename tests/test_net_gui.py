@@ -101,6 +101,42 @@ def test_listener_settings_loopback_until_network_enabled(medview_home):
         receiver_config(values | {"aet": "A\\B"})
 
 
+def test_listener_and_node_forms_refuse_bad_input(qtbot, medview_home):
+    from medview.ui.net.listener import DEFAULTS
+    from medview.ui.net.listener_dialog import ListenerDialog
+    from medview.ui.net.nodes_editor import NodeForm
+
+    dlg = ListenerDialog(None, dict(DEFAULTS))
+    qtbot.addWidget(dlg)
+    assert dlg.bind.isEnabled() is False  # loopback until network listening is ticked
+    dlg.network.setChecked(True)
+    assert dlg.bind.isEnabled()
+    dlg.aet.setText("BAD\\AET")
+    dlg._accept()
+    assert "AE title" in dlg.error.text() and dlg.result() == 0
+    dlg.aet.setText("READER1")
+    dlg.allow.setText("CT1, MR2 ,")
+    dlg._accept()
+    assert dlg.result() == 1
+    assert dlg.values() | {"port": 11112} == {
+        "enabled": False,
+        "port": 11112,
+        "aet": "READER1",
+        "allow": ["CT1", "MR2"],
+        "network": True,
+        "bind": "0.0.0.0",
+    }
+    form = NodeForm(None)
+    qtbot.addWidget(form)
+    form.name.setText("web")
+    form.url.setText("ftp://pacs/dicom-web")
+    form._accept()
+    assert "http" in form.error.text() and form.result() == 0
+    form.url.setText("https://pacs.example/dicom-web")
+    form._accept()
+    assert form.result() == 1 and form.node().is_dicomweb
+
+
 # -- nodes editor -----------------------------------------------------------------------
 
 
