@@ -312,6 +312,15 @@ def test_storescu_push_into_the_open_window(qtbot, window, ct_copy, tmp_path, me
     )
     texts = [t for _, _, t in window.notifier.history if "received" in t]
     assert "TEST CT NET" in texts[-1]
+    # the "receiving" marks (bold, arrow) go once the arrivals have settled
+    key = f"db:{series_uid}"
+    qtbot.waitUntil(
+        lambda: (
+            not window.browser.items[key].font(0).bold()
+            and window.browser.items[key].text(1) == "20"
+        ),
+        timeout=TIMEOUT,
+    )
     assert len(db_instances(_db(medview_home))) == 20
     integrity_ok(_db(medview_home))
     window.close()  # stops the listener: nothing answers on the port any more
