@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "audit": "audit",
     "models": "models",
     "similar": "similar",
+    "batch": "batch",
 }
 
 
