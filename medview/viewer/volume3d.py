@@ -1,8 +1,9 @@
 """3D volume rendering of a CT or MR volume with VTK, offscreen, to an RGB array (Qt-free).
 
 :class:`VolumeRenderer` keeps one VTK pipeline per volume: the stored int16 array is
-handed to VTK without a float copy (every ``step``-th row and column when the volume
-has more than :data:`MAX_VOXELS` voxels, so rotating stays interactive), placed in patient
+handed to VTK without a float copy (every ``step``-th row and column, at most every 4th,
+then every ``zstep``-th slice, when the volume has more than :data:`MAX_VOXELS` voxels,
+so rotating stays interactive), placed in patient
 space with its origin, spacing and direction. Transfer-function presets
 (:data:`PRESETS`: bone, lung, soft tissue, angio) are defined in Hounsfield units and
 converted to stored values with the rescale slope and intercept; for volumes that are
@@ -137,21 +138,23 @@ class _Pipeline:
         from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
         z, y, x = volume.shape
-        step = max(1, int(np.ceil(np.sqrt(x * y * z / MAX_VOXELS))))
-        arr = volume.array[:, ::step, ::step]
+        factor = x * y * z / MAX_VOXELS
+        step = min(4, max(1, int(np.ceil(np.sqrt(factor)))))  # in-plane, at most every 4th
+        zstep = max(1, int(np.ceil(factor / (step * step))))  # then slices
+        arr = volume.array[::zstep, ::step, ::step]
         # int16 handed over without a float copy (a compact copy only when subsampled)
         self.array = np.ascontiguousarray(arr)
         img = vtkImageData()
         img.SetDimensions(self.array.shape[2], self.array.shape[1], self.array.shape[0])
         sx, sy, sz = volume.spacing
-        img.SetSpacing(float(sx) * step, float(sy) * step, float(sz))
+        img.SetSpacing(float(sx) * step, float(sy) * step, float(sz) * zstep)
         img.SetOrigin(*(float(v) for v in volume.origin))
         img.SetDirectionMatrix(*(float(v) for v in np.asarray(volume.direction, float).ravel()))
         img.GetPointData().SetScalars(numpy_to_vtk(self.array.ravel(), deep=False))
         self.image, self.volume_info = img, volume
         self.mapper = vtkSmartVolumeMapper()
         self.mapper.SetInputData(img)
-        self.step = step
+        self.step, self.zstep = step, zstep
         self.prop = vtkVolumeProperty()
         self.prop.SetInterpolationTypeToLinear()
         self.prop.ShadeOn()
