@@ -137,6 +137,24 @@ def test_listener_and_node_forms_refuse_bad_input(qtbot, medview_home):
     assert form.result() == 1 and form.node().is_dicomweb
 
 
+def test_listener_on_a_busy_port_is_one_line_error(qtbot, window):
+    import socket
+
+    from medview.ui.net.listener import save_listener_settings
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        window.net.listener.apply(save_listener_settings({"enabled": True, "port": port}))
+        qtbot.waitUntil(
+            lambda: any("listener not started" in e for e in window.errors), timeout=TIMEOUT
+        )
+    (msg,) = [e for e in window.errors if "listener not started" in e]
+    assert f"cannot listen on 127.0.0.1:{port}" in msg and "\n" not in msg
+    assert not window.net.listener.running and window.net.status_label.text() == ""
+
+
 # -- nodes editor -----------------------------------------------------------------------
 
 
