@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(reports: list[dict[str, Any]], quality: dict[str, Any]) -> None:
-    from medview.disclaimers import FORECAST
+    from medview.disclaimers import FORECAST_MODEL_CARD
 
     for r in reports:
         mage = "-" if r["mage"] is None else f"{r['mage']:.1f}"
@@ -92,4 +92,4 @@ def _print_text(reports: list[dict[str, Any]], quality: dict[str, Any]) -> None:
         if q is not None:
             for line in q.lines()[1:]:
                 print(f"  note: {line}")
-    print(f"NOTE: {FORECAST}")
+    print(f"NOTE: AGP metrics of past CGM readings. {FORECAST_MODEL_CARD}")

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from medview.disclaimers import FORECAST_MODEL_CARD
 from medview.forecast.series import Series, to_grid
 
 BANDS = ("tbr_54", "tbr_70", "tir_70_180", "tar_180", "tar_250")
@@ -300,7 +301,7 @@ def write_agp_figure(series: Series, metrics: AGP, out: str | Path) -> Path:
         f"MAGE {'-' if j['mage'] is None else format(j['mage'], '.1f')} mg/dL",
         f">250: {j['tar_250']:.1f} %   181-250: {j['tar_180']:.1f} %   "
         f"70-180: {j['tir_70_180']:.1f} %   54-69: {j['tbr_70']:.1f} %   <54: {j['tbr_54']:.1f} %",
-        "Not a medical device; for research and education.",
+        f"Metrics of past CGM readings. {FORECAST_MODEL_CARD}",
     ]
     ax_text.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
     ax.fill_between(hours, prof["p5"], prof["p95"], color="#9ecae1", label="5-95 %")
