@@ -343,9 +343,14 @@ def build_toolbar(win: MainWindow, layouts: tuple[str, ...]) -> QDoubleSpinBox:
     wl.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
     wl.setMenu(win.window_menu)
     tb.addWidget(wl)
+    # short toolbar texts (the menus keep the long ones): the slab controls stay on screen
+    brief = {"rotate_cw": "Rotate", "flip_h": "Flip H", "flip_v": "Flip V", "reset": "Reset"}
     for k in ("invert", "fit", "one_to_one", "rotate_cw", "flip_h", "flip_v", "reset", "key_image"):
+        if k in brief:
+            a[k].setIconText(brief[k])
         tb.addAction(a[k])
     tb.addSeparator()
+    a["cine"].setIconText("Cine")
     tb.addAction(a["cine"])
     fps = QDoubleSpinBox(win)
     fps.setRange(1.0, 60.0)
