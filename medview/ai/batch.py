@@ -90,28 +90,40 @@ def work_items(
 
 
 def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
-    """Worker task: every image of ``paths`` through ``models`` (CPU, 1 thread)."""
-    import multiprocessing
+    """Worker task: every image of ``paths`` through ``models`` (CPU, 1 thread), batched
+    across files. Decoding runs in this worker process: the Dask worker is the isolation
+    boundary (a decoder that kills it costs this chunk, reported and retried next run)."""
     import os
 
-    os.environ.setdefault("MEDVIEW_AI_THREADS", "1")
-    if multiprocessing.current_process().daemon:  # a daemonic worker cannot have children:
-        os.environ["MEDVIEW_DECODE_WORKERS"] = "0"  # decode in this (isolated) worker
-    from medview.ai.inference import analyze_path
+    os.environ["MEDVIEW_AI_THREADS"] = "1"
+    os.environ["MEDVIEW_DECODE_WORKERS"] = "0"
+    from medview.ai.inference import analyze_images
+    from medview.ai.preprocess import SourceImage, iter_path_images
+    from medview.ai.registry import get_model
+
+    infos = [get_model(n) for n in models]  # resolved once per chunk
+    problems: list[str] = []
+    file_of: dict[str, str] = {}
+    counts = {p: 0 for p in paths}
+
+    def images() -> Any:
+        for p in paths:
+            for item in iter_path_images(p):
+                if not isinstance(item, SourceImage):
+                    problems.append(str(item))
+                    continue
+                file_of[item.key or f"{item.path}#{item.index}"] = p
+                counts[p] += 1
+                yield item
 
     out: list[dict[str, Any]] = []
-    problems: list[str] = []
-    counts: dict[str, int] = {}
-    for p in paths:
-        results, errs = analyze_path(p, models, device="cpu", batch_size=32)
-        problems += errs
-        counts[p] = len({r.index for r in results})
-        for r in results:
-            row = r.as_json()
-            row["_file"] = p
-            row["_key"] = r.key
-            row["_latent"] = None if r.latent is None else [float(v) for v in r.latent]
-            out.append(row)
+    for r in analyze_images(images(), infos, device="cpu", batch_size=32):
+        key = r.key or f"{r.path}#{r.index}"
+        row = r.as_json()
+        row["_file"] = file_of.get(key, r.path)
+        row["_key"] = key
+        row["_latent"] = None if r.latent is None else [float(v) for v in r.latent]
+        out.append(row)
     return {"results": out, "problems": problems, "counts": counts}
 
 
@@ -149,14 +161,10 @@ def store(
 
 
 def _client(workers: int, scheduler: str | None) -> Any:
-    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler, timeout="20s")
-    # non-daemonic workers keep medview's decoder processes (a crashing decoder costs one
-    # file, not the worker)
-    dask.config.set({"distributed.worker.daemon": False})
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
