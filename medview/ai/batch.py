@@ -165,8 +165,13 @@ def _client(workers: int, scheduler: str | None) -> Any:
 
     if scheduler:
         return Client(scheduler, timeout="20s")
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    cluster = LocalCluster(  # everything on the loopback interface only
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
     )
     return Client(cluster)
 
