@@ -215,3 +215,35 @@ def test_results_menu_items_and_shortcut(make_window) -> None:
         assert any(t.startswith(wanted) for t in texts), texts
     assert ("key_image", "K") in [(k, s) for k, s, _ in SHORTCUTS]
     assert win.actions_by_id["key_image"].shortcut().toString() == "K"
+
+
+def test_ai_analysis_writes_one_analyze_event_per_run(make_window, qtbot, ct_dir, tmp_path) -> None:
+    """The AI panel's results (a stand-in panel with the real panel's signal and cache shape)
+    are audited once per series and model, after the run's last batch."""
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QObject, Signal
+
+    class FakeAIPanel(QObject):
+        results_changed = Signal()
+
+    win = open_ct(make_window, qtbot, ct_dir)
+    vol = win.active.volume
+    panel = FakeAIPanel()
+    panel.ctx = SimpleNamespace(volume=vol)
+    panel.cache = {}
+    win.panels["ai"] = panel
+    win.active.set_index(1)
+    win.active.image_changed.emit()  # the hook connects when the panel is there
+    for k in range(3):  # three batches of one run
+        r = SimpleNamespace(model="pneumonia_cnn", version="1.0", key=f"k{k}")
+        panel.cache[(r.key, r.model, r.version)] = r
+        panel.results_changed.emit()
+    qtbot.waitUntil(lambda: any(e["action"] == "analyze" for e in events(tmp_path)), timeout=5000)
+    qtbot.wait(1200)
+    panel.results_changed.emit()  # nothing new: no second event
+    qtbot.wait(1200)
+    ev = [e for e in events(tmp_path) if e["action"] == "analyze"]
+    assert len(ev) == 1
+    assert ev[0]["series_uids"] == [vol.series.series_uid]
+    assert ev[0]["model"][0]["name"] == "pneumonia_cnn" and ev[0]["model"][0]["version"] == "1.0"
