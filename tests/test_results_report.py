@@ -153,7 +153,7 @@ def test_report_with_linked_records_has_forecast_and_suggestions(
     text = " ".join(" ".join(pages_text(out)).split())
     assert f"Record patient {pid}" in text
     assert f"{sec.forecast.display or sec.forecast.code} ({sec.forecast.unit})" in text
-    assert "hours from the last value" in text  # the plot's caption
+    assert "from the last value; black: history" in text  # the plot caption
     first = sec.suggestions.suggestions[0]
     assert f"1. {first.display}"[:40] in text
     # the plot is drawn: the forecast page has blue (forecast line) pixels

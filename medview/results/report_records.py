@@ -113,49 +113,62 @@ def _suggest(records: Any, pid: str) -> tuple[Any, str]:
 
 def forecast_drawing(fc: Any, width: float, height: float) -> Any:
     """A reportlab Drawing of the forecast: history (black), forecast (blue) and its 80 %
-    interval (dashed), x in hours from the last observation."""
+    interval (dashed grey), x in hours (days for spans over 3 days) from the last value."""
     from reportlab.graphics.charts.lineplots import LinePlot
     from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
 
     last = fc.history_times[-1] if fc.history_times else fc.times[0]
+    span_h = abs((fc.times[-1] - last).total_seconds()) / 3600.0 if fc.times else 1.0
+    unit, per = ("days", 24.0) if span_h > 72 else ("hours", 1.0)
 
-    def hours(ts: list[Any]) -> list[float]:
-        return [(t - last).total_seconds() / 3600.0 for t in ts]
+    def scale(ts: list[Any]) -> list[float]:
+        return [(t - last).total_seconds() / 3600.0 / per for t in ts]
 
-    hx = hours(list(fc.history_times))
-    fx = hours(list(fc.times))
-    keep = [i for i, x in enumerate(hx) if x >= -max(24.0, 4 * (fx[-1] if fx else 1.0))]
+    hx = scale(list(fc.history_times))
+    fx = scale(list(fc.times))
+    horizon = fx[-1] if fx else 1.0
+    keep = [i for i, x in enumerate(hx) if x >= -4 * max(horizon, 1.0)]
     if len(keep) < 2:
         keep = list(range(max(0, len(hx) - 50), len(hx)))
-    hist = [(hx[i], float(fc.history_values[i])) for i in keep]
     data = [
-        hist,
+        [(hx[i], float(fc.history_values[i])) for i in keep],
         list(zip(fx, map(float, fc.values), strict=True)),
         list(zip(fx, map(float, fc.lower), strict=True)),
         list(zip(fx, map(float, fc.upper), strict=True)),
     ]
+    data = [s for s in data if s]
+    ys = [y for s in data for _x, y in s]
+    pad = 0.05 * (max(ys) - min(ys) or 1.0)
     d = Drawing(width, height)
     lp = LinePlot()
-    lp.x, lp.y, lp.width, lp.height = 40, 25, width - 60, height - 45
-    lp.data = [s for s in data if s]
+    lp.x, lp.y, lp.width, lp.height = 40, 32, width - 60, height - 50
+    lp.data = data
+    lp.yValueAxis.valueMin, lp.yValueAxis.valueMax = min(ys) - pad, max(ys) + pad
     styles = [
         (colors.black, None),
         (colors.blue, None),
         (colors.grey, (2, 2)),
         (colors.grey, (2, 2)),
     ]
-    for n, (colour, dash) in enumerate(styles[: len(lp.data)]):
+    for n, (colour, dash) in enumerate(styles[: len(data)]):
         lp.lines[n].strokeColor = colour
         lp.lines[n].strokeWidth = 1.2 if n < 2 else 0.8
         if dash:
             lp.lines[n].strokeDashArray = dash
-    lp.xValueAxis.labelTextFormat = "%g h"
+    lp.xValueAxis.labelTextFormat = "%g"
     lp.yValueAxis.labelTextFormat = "%g"
     d.add(lp)
     title = f"{fc.display or fc.code} ({fc.unit}), method {fc.method}"
     d.add(String(40, height - 12, title, fontSize=8))
-    d.add(String(40, 5, "hours from the last value; dashed: 80 % interval", fontSize=7))
+    d.add(
+        String(
+            40,
+            4,
+            f"{unit} from the last value; black: history, blue: forecast, dashed: 80 % interval",
+            fontSize=7,
+        )
+    )
     return d
 
 
