@@ -202,7 +202,7 @@ def _forecast_dense(
     table = {m: r for m, r in bt["per_horizon"].get(key, {}).items() if m in bt["methods"]}
     notes = list(series.problems) + bt["notes"]
     winner = _winner(table) or "lstm"
-    values, lower, upper, how = _presented(winner, grid_v, q, steps, model)
+    values, lower, upper, how = _presented(winner, grid_v, q, steps, model, bt)
     notes.append(how)
     if winner == "persistence":
         notes.insert(
@@ -244,14 +244,19 @@ def _agp_of(series: Series) -> dict[str, Any] | None:
 
 
 def _presented(
-    method: str, grid_v: np.ndarray, q: np.ndarray, steps: int, model: GlucoseLSTM
+    method: str,
+    grid_v: np.ndarray,
+    q: np.ndarray,
+    steps: int,
+    model: GlucoseLSTM,
+    bt: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """The forecast of the backtest winner with its calibrated 80 % interval.
 
-    The interval is split-conformal, calibrated on other (real) patients of the same
+    The interval is split-conformal, calibrated on real patients of the same
     variability group (:mod:`medview.forecast.evaluation`, ``output.conformal_real``
-    of the card); without such a table the LSTM's own quantile band is used."""
-    from medview.forecast.evaluation import interval_half_width, variability_group
+    of the card), its level adapted to this patient's own backtest misses (adaptive
+    conformal inference); without such a table the LSTM's own quantile band is used."""
     from medview.forecast.lstm import HORIZON_STEPS, WINDOW
 
     last = grid_v[-WINDOW:][None, :]
@@ -267,18 +272,21 @@ def _presented(
     else:
         point = q[:, 1].astype(np.float64)
     calib = model.metadata.get("output", {}).get("conformal_real", {})
-    group = variability_group(grid_v)
-    hw = interval_half_width(calib.get("methods", {}), method, group, last)
-    if hw is None:
+    half = _adaptive_half_width(calib.get("methods", {}), method, grid_v, last, steps, bt)
+    if half is None:
         lo = point - (q[:, 1] - q[:, 0])
         hi = point + (q[:, 2] - q[:, 1])
         how = "80% interval: the LSTM's quantile band around the forecast (no calibration table)"
     else:
-        lo, hi = point - hw[0], point + hw[0]
+        half_w, group, level = half
+        lo, hi = point.copy(), point.copy()
+        lo[:steps] -= half_w
+        hi[:steps] += half_w
         n = calib.get("patients", {}).get(group, "?")
         how = (
             f"80% interval: split-conformal, calibrated on {n} real patients of the {group}-"
-            "variability group (held-out coverage in the model card)"
+            f"variability group, adapted to this patient's backtest misses (level now "
+            f"{level:.0%}; held-out coverage in the model card)"
         )
     return (
         point[:steps].astype(np.float64),
@@ -286,6 +294,44 @@ def _presented(
         hi[:steps].astype(np.float64),
         how,
     )
+
+
+def _adaptive_half_width(
+    table: dict[str, Any],
+    method: str,
+    grid_v: np.ndarray,
+    last: np.ndarray,
+    steps: int,
+    bt: dict[str, Any],
+) -> tuple[np.ndarray, str, float] | None:
+    """Half-widths (steps,) of the adaptive conformal interval, the group and the
+    level at the last horizon; None without a calibration table for ``method``."""
+    from medview.forecast.evaluation import (
+        LEVEL,
+        adaptive_conformal,
+        score_quantile,
+        variability_group,
+        window_scale,
+    )
+
+    group = variability_group(grid_v)
+    if score_quantile(table, method, group, LEVEL) is None:
+        return None
+    per = bt.get("per_origin")
+    scale_now = float(window_scale(last)[0])
+    half = np.zeros(steps)
+    level = LEVEL
+    for h in range(steps):
+
+        def at(lv: float, h: int = h) -> float:
+            q = score_quantile(table, method, group, lv)
+            return float(q[h]) if q is not None else float("nan")
+
+        if per is not None and method in per["abs_err"]:
+            s = per["abs_err"][method][:, h] / window_scale(per["x"])
+            _, _, level = adaptive_conformal(s, per["origin"], h, at)
+        half[h] = scale_now * at(level)
+    return half, group, level
 
 
 def _winner(table: dict[str, dict[str, float]]) -> str:
@@ -326,7 +372,7 @@ def backtest_dense(
     start = int(len(x) * 0.4)
     bounds = np.linspace(start, len(x), folds + 1).astype(int)
     preds: dict[str, list[np.ndarray]] = {"lstm": [], "persistence": [], "linear": [], "ar": []}
-    q_all, y_all = [], []
+    q_all, y_all, o_all, x_all = [], [], [], []
     use_ar = True
     for f in range(folds):
         state.check()
@@ -342,6 +388,8 @@ def backtest_dense(
         q = model.predict(xb)
         q_all.append(q)
         y_all.append(yb)
+        o_all.append(origin[idx])
+        x_all.append(xb)
         preds["lstm"].append(q[..., 1])
         preds["persistence"].append(baselines.persistence(xb, HORIZON_STEPS))
         preds["linear"].append(baselines.linear(xb, HORIZON_STEPS))
@@ -363,6 +411,12 @@ def backtest_dense(
         stacked[ENSEMBLE] = 0.5 * (stacked["ar"] + stacked["lstm"])
     result["origins"] = int(len(yy))
     result["methods"] = list(stacked)
+    # per origin, for the adaptive interval of the method shown (not printed)
+    result["per_origin"] = {
+        "origin": np.concatenate(o_all),
+        "x": np.concatenate(x_all),
+        "abs_err": {m: np.abs(p - yy) for m, p in stacked.items()},
+    }
     for minutes in horizons:
         h = int(minutes) // STEP_MIN - 1
         if not 0 <= h < HORIZON_STEPS:

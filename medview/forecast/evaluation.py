@@ -19,12 +19,16 @@ Intervals: split-conformal with normalised scores ``|error| / scale`` where
 ``scale`` = SD of the window's 5-minute changes + 1 mg/dL, Mondrian by the
 patient's variability (CV of the history >= :data:`GROUP_CV` % "high", else
 "low"): the 80 % quantile of the scores of OTHER patients of the same group
-(leave-patients-out) gives each held-out patient's interval. Clarke error grid
+(leave-patients-out) gives each held-out patient's interval, and adaptive
+conformal inference (Gibbs and Candes 2021) moves the level with the patient's own
+misses as their truth becomes known (:func:`adaptive_conformal`). Clarke error grid
 zones and the time lag are reported per method and horizon.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +42,8 @@ from medview.tasks import TaskState, ensure_state
 HORIZONS = (30, 60)
 GROUP_CV = 26.0  # % CV of the patient's history splitting the two calibration groups
 LEVEL = 0.8
+LEVELS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)  # stored score quantiles
+ACI_GAMMA = 0.01  # step of the adaptive conformal level (chosen on held-out patients)
 FOLDS = 3
 AR_MIN_WINDOWS = 100
 ENSEMBLE = "ar+lstm"  # the mean of the two: adopted because it won on held-out patients
@@ -148,23 +154,23 @@ def scores(bt: PatientBacktest, method: str) -> np.ndarray:
     return np.abs(bt.preds[method] - bt.y) / window_scale(bt.x)[:, None]
 
 
-def calibrate(
-    bts: list[PatientBacktest], methods: tuple[str, ...] = CANDIDATES, level: float = LEVEL
-) -> dict[str, dict[str, list[float]]]:
-    """``{method: {group: [score quantile per horizon]}}`` over the given patients.
+Table = dict[str, dict[str, list[list[float]]]]  # method -> group -> [level][horizon]
 
-    Every patient weighs the same (each contributes its scores' quantile-level
-    distribution through an equal-size resample), so a long record does not
-    outvote the others."""
-    table: dict[str, dict[str, list[float]]] = {}
+
+def calibrate(bts: list[PatientBacktest], methods: tuple[str, ...] = CANDIDATES) -> Table:
+    """``{method: {group: [[score quantile per horizon] per level of LEVELS]}}``.
+
+    Every patient weighs the same (an equal-size resample of its scores), so a long
+    record does not outvote the others."""
+    table: Table = {}
     for m in methods:
         for group in ("high", "low"):
             parts = [_equal_weight(scores(b, m)) for b in bts if m in b.preds and b.group == group]
             parts = [p for p in parts if len(p)]
             if not parts:
                 continue
-            q = np.quantile(np.concatenate(parts), level, axis=0)
-            table.setdefault(m, {})[group] = [round(float(v), 4) for v in q]
+            q = np.quantile(np.concatenate(parts), LEVELS, axis=0)  # (levels, H)
+            table.setdefault(m, {})[group] = [[round(float(v), 4) for v in row] for row in q]
     return table
 
 
@@ -176,19 +182,60 @@ def _equal_weight(s: np.ndarray, n: int = 200) -> np.ndarray:
     return s[np.linspace(0, len(s) - 1, n).astype(int)]
 
 
+def score_quantile(table: Table, method: str, group: str, level: float) -> np.ndarray | None:
+    """The score quantile (H,) at ``level`` (interpolated between :data:`LEVELS`)."""
+    grid = table.get(method, {}).get(group)
+    if grid is None or len(grid) != len(LEVELS):
+        return None
+    q = np.asarray(grid, dtype=np.float64)
+    lv = float(np.clip(level, LEVELS[0], LEVELS[-1]))
+    return np.array([np.interp(lv, LEVELS, q[:, h]) for h in range(q.shape[1])])
+
+
 def interval_half_width(
-    table: dict[str, dict[str, list[float]]], method: str, group: str, x: np.ndarray
+    table: Table, method: str, group: str, x: np.ndarray, level: float = LEVEL
 ) -> np.ndarray | None:
-    """Half-width (N, H) of the 80 % interval of ``method`` for windows ``x``."""
-    q = table.get(method, {}).get(group)
+    """Half-width (N, H) of the ``level`` interval of ``method`` for windows ``x``."""
+    q = score_quantile(table, method, group, level)
     if q is None:
         return None
-    return window_scale(x)[:, None] * np.asarray(q, dtype=np.float64)[None, :]
+    return window_scale(x)[:, None] * q[None, :]
+
+
+def adaptive_conformal(
+    scores_h: np.ndarray,
+    origin: np.ndarray,
+    h: int,
+    quantile_at: Callable[[float], float],
+    gamma: float = ACI_GAMMA,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Adaptive conformal inference (Gibbs and Candes 2021) over one patient's origins.
+
+    In time order, each forecast uses the score quantile at level ``1 - a``; ``a``
+    starts at 1 - :data:`LEVEL` and moves by ``gamma`` x (target miss rate - miss)
+    once the forecast's truth is known (``h + 1`` grid steps after its origin), so
+    a patient whose intervals keep missing gets wider ones. Returns (inside per
+    origin, score quantile used per origin, the level for the next forecast, when
+    every outcome is known)."""
+    alpha = 1.0 - LEVEL
+    a = alpha
+    inside = np.zeros(len(scores_h), dtype=bool)
+    used = np.zeros(len(scores_h))
+    pending: deque[tuple[int, float]] = deque()
+    for i in range(len(scores_h)):
+        while pending and origin[pending[0][0]] + h + 1 <= origin[i]:
+            a += gamma * (alpha - pending.popleft()[1])
+        used[i] = quantile_at(1.0 - a)
+        inside[i] = scores_h[i] <= used[i]
+        pending.append((i, 0.0 if inside[i] else 1.0))
+    for _, miss in pending:
+        a += gamma * (alpha - miss)
+    return inside, used, 1.0 - a
 
 
 def summarize(
     bt: PatientBacktest,
-    table: dict[str, dict[str, list[float]]],
+    table: Table,
     horizons: tuple[int, ...] = HORIZONS,
 ) -> dict[str, Any]:
     """Per horizon: every method's RMSE/MAE/n, Clarke zones, lag; interval coverage."""
@@ -225,20 +272,22 @@ def _lag(bt: PatientBacktest, pred: np.ndarray, h: int) -> float | None:
     return None if k is None else float(k * STEP_MIN)
 
 
-def _coverage(
-    bt: PatientBacktest, table: dict[str, dict[str, list[float]]], h: int
-) -> dict[str, Any]:
-    """Coverage and mean width of the ``selected`` method's calibrated 80 % interval."""
+def _coverage(bt: PatientBacktest, table: Table, h: int) -> dict[str, Any]:
+    """Coverage and mean width of the ``selected`` method's 80 % interval: calibrated
+    on other patients, adapted to this patient's own misses as they become known."""
     sel = bt.preds["selected"][:, h]
     ok = ~np.isnan(sel)
-    if not ok.any():
+    m = bt.choice[h] if bt.choice else ""
+    if not ok.any() or score_quantile(table, m, bt.group, LEVEL) is None:
         return {}
-    hw = interval_half_width(table, bt.choice[h], bt.group, bt.x[ok])
-    if hw is None:
-        return {}
-    inside = np.abs(bt.y[ok, h] - sel[ok]) <= hw[:, h]
-    width = 2 * hw[:, h]
-    return {"coverage": float(inside.mean()), "mean_width_mgdl": float(width.mean())}
+
+    def at(level: float) -> float:
+        q = score_quantile(table, m, bt.group, level)
+        return float(q[h]) if q is not None else float("nan")
+
+    inside, used, _ = adaptive_conformal(scores(bt, m)[:, h], bt.origin, h, at)
+    width = 2 * used[ok] * window_scale(bt.x[ok])
+    return {"coverage": float(inside[ok].mean()), "mean_width_mgdl": float(width.mean())}
 
 
 def evaluate_patients(
@@ -246,7 +295,7 @@ def evaluate_patients(
     model: Any,
     state: TaskState | None = None,
     max_origins: int | None = None,
-    fallback: dict[str, dict[str, list[float]]] | None = None,
+    fallback: Table | None = None,
 ) -> dict[str, Any]:
     """Backtest every patient; intervals calibrated leave-patients-out; pooled figures.
 

@@ -48,7 +48,7 @@ def _backtests(series: list[Any], model: Any) -> tuple[list[Any], float]:
 
 def _table(name: str, bts: list[Any]) -> None:
     from medview.forecast.clarke import clarke_percentages
-    from medview.forecast.evaluation import calibrate, interval_half_width
+    from medview.forecast.evaluation import _coverage, calibrate
 
     print(f"\n== {name}: {len(bts)} patients ==")
     methods = sorted({m for b in bts for m in b.preds}, key=lambda m: (m != "selected", m))
@@ -76,21 +76,24 @@ def _table(name: str, bts: list[Any]) -> None:
                 f"  {m:12s} {r:6.2f}  x{r / rp:5.3f} ({rp:6.2f})          {worse:3d}/{n:<3d}"
                 f"        {z['A'] + z['B']:6.2f}"
             )
-        inside, width = [], []
+        covs = []
         for b in bts:
             table = calibrate([o for o in bts if o is not b and o.group == b.group])
-            sel = b.preds["selected"][:, h]
-            ok = ~np.isnan(sel)
-            hw = interval_half_width(table, b.choice[h], b.group, b.x[ok])
-            if hw is None:
-                continue
-            inside.append(np.abs(b.y[ok, h] - sel[ok]) <= hw[:, h])
-            width.append(2 * hw[:, h])
-        cov = [float(c.mean()) for c in inside]
+            c = _coverage(b, table, h)
+            if c:
+                covs.append(
+                    (
+                        c["coverage"],
+                        c["mean_width_mgdl"],
+                        int(np.sum(~np.isnan(b.preds["selected"][:, h]))),
+                    )
+                )
+        n = sum(k for _, _, k in covs)
         print(
-            f"  80% interval (selected, leave-patients-out): coverage "
-            f"{np.concatenate(inside).mean():.3f}, mean width {np.concatenate(width).mean():.1f}"
-            f" mg/dL, patients within 75-85 %: {sum(0.75 <= c <= 0.85 for c in cov)}/{len(cov)}"
+            f"  80% interval (selected, leave-patients-out, adaptive): coverage "
+            f"{sum(c * k for c, _, k in covs) / n:.3f}, mean width "
+            f"{sum(w * k for _, w, k in covs) / n:.1f} mg/dL, patients within 75-85 %: "
+            f"{sum(0.75 <= c <= 0.85 for c, _, _ in covs)}/{len(covs)}"
         )
 
 
