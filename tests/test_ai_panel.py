@@ -199,7 +199,6 @@ def test_out_of_distribution_probability_is_greyed_and_explained(qtbot):
     """The bundled classifier on a noise 'CT': the figure is shown greyed, with the reason."""
     from medview.ui.context import StudyContext
     from medview.ui.panels.ai_panel import COLUMNS, OUT_OF_SCOPE_GREY, AIPanel
-
     from tests.conftest import REPO
 
     if not (REPO / "models" / "pneumonia_cnn" / "ood.safetensors").exists():
