@@ -70,7 +70,8 @@ class Notifier(QObject):
         if not text:
             return
         self.history.append((time.time(), level, text))
-        log.info("%s: %s", level, text)
+        # the text can name a patient (arrivals, records): it stays out of the log
+        log.info("%s notification shown (%d characters)", level, len(text))
         self.posted.emit(level, text)
         if text in self.visible_texts():
             return  # the same message is already on screen
