@@ -221,3 +221,24 @@ def test_out_of_distribution_probability_is_greyed_and_explained(qtbot):
     assert "Unlike the training data" in panel.scope_label.text()
     assert panel._current_positive(in_scope_only=True) is None  # never sent on
     panel.shutdown()
+
+
+def test_find_similar_lists_stored_slices(qtbot, user_models, medview_home):
+    """Results are stored when asked; the nearest other slices are listed with findings."""
+    from medview.ui.context import StudyContext
+
+    panel = _panel(qtbot)
+    panel.set_study_context(StudyContext(volume=_volume(n=3), index=0))
+    assert not panel.similar_btn.isEnabled()
+    with qtbot.waitSignal(panel.results_changed, timeout=60000):
+        panel.run_series()
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    for k in (1, 2, 0):  # store slices 2 and 3 first, then ask from slice 1
+        panel.set_study_context(StudyContext(volume=panel.ctx.volume, index=k))
+        assert panel.similar_btn.isEnabled()
+        panel.find_similar()
+        qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    text = panel.similar_label.text()
+    assert "[slice 2]" in text and "[slice 3]" in text and "[slice 1]" not in text
+    assert "tiny_cls" in text and (medview_home / "medview.sqlite").is_file()
+    panel.shutdown()

@@ -163,3 +163,19 @@ def precision_at_k(
     for k in ks:
         out[f"precision_at_{k}"] = round(float(np.mean(hits[k])), 4)
     return out
+
+
+def find_similar(
+    results: Sequence[Any],
+    k: int = 5,
+    db: str | PathLike[str] | None = None,
+    state: Any = None,
+) -> list[Neighbour]:
+    """Index ``results`` (one image's, every model) and return the stored images nearest
+    to it, by the classifier's embedding when there is one (the AI panel's worker)."""
+    usable = [r for r in results if r.latent is not None]
+    if not usable:
+        return []
+    index_results(results, db=db)
+    r = next((x for x in usable if x.probabilities), usable[0])
+    return search(r.latent, r.model, r.version, k, db=db, exclude_key=r.key or None)

@@ -19,6 +19,7 @@ sent to other panels. Slices are numbered from 1, as in the viewport.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -218,6 +219,13 @@ class AIPanel(QWidget, PanelTasks):
         )
         self.finding_btn.clicked.connect(self.send_finding)
         lay.addWidget(self.finding_btn)
+        self.similar_btn = QPushButton("Find similar analysed images", self)
+        self.similar_btn.setToolTip("Stores this image's results and lists the nearest stored ones")
+        self.similar_btn.clicked.connect(self.find_similar)
+        lay.addWidget(self.similar_btn)
+        self.similar_label = QLabel("", self)
+        self.similar_label.setWordWrap(True)
+        lay.addWidget(self.similar_label)
         self._update_buttons()
 
     def reload_models(self) -> None:
@@ -262,6 +270,8 @@ class AIPanel(QWidget, PanelTasks):
         self.run_series_btn.setEnabled(has and not busy and n > 1)
         self.cancel_btn.setEnabled(busy)
         self.finding_btn.setEnabled(self._current_positive() is not None)
+        here = self._results_for(int(self.ctx.index)) if self.ctx.volume is not None else []
+        self.similar_btn.setEnabled(not busy and any(r.latent is not None for r in here))
         blocked = self._current_positive(in_scope_only=False)
         base = "Adds 'Pneumonia' (SNOMED CT 233604007) as a working condition. " + DISCLAIMER
         if blocked is not None and not blocked.in_scope:
@@ -541,6 +551,23 @@ class AIPanel(QWidget, PanelTasks):
             if r.probabilities and r.predicted == "pneumonia" and (usable or not in_scope_only):
                 return r
         return None
+
+    def find_similar(self) -> None:
+        """Store the results of the image in view; list the nearest stored images."""
+        from medview.ai.similar import find_similar
+
+        here = self._results_for(int(self.ctx.index)) if self.ctx.volume is not None else []
+        self.run_task(find_similar, here, on_result=self._on_similar, name="ai-similar")
+
+    def _on_similar(self, near: list[Any]) -> None:
+        lines = [
+            f"{n.distance:.2f}  {Path(n.path).name or n.key} [slice {n.index + 1}]: "
+            + "; ".join(f"{m} {f.get('predicted')}" for m, f in n.findings.items())
+            for n in near
+        ]
+        self.similar_label.setText(
+            "Similar analysed images:\n" + "\n".join(lines) if lines else "No similar image stored."
+        )
 
     def send_finding(self) -> None:
         """Send a positive pneumonia result as a working condition to suggestions."""
