@@ -146,14 +146,19 @@ class InDistributionCheck:
             ok = bool(c <= self.threshold)
             worst = int(np.argmax(r))
             what = DETECTOR_TEXT[self.detectors[worst]]
-            pct = f"{100.0 * r[worst]:.1f} %"
+            above = int(round(r[worst] * (self.n_train + 2.0) - 1.0))  # training images below
+            pct = (
+                f"all {self.n_train}"
+                if above >= self.n_train
+                else f"{100.0 * above / max(1, self.n_train):.1f} % of"
+            )
             if ok:
                 reason = f"like the training data (score {c:.2f} <= {self.threshold:.2f})"
             else:
                 reason = (
                     f"outside the training data: score {c:.2f} > {self.threshold:.2f} "
                     f"(the {100 * self.quantile:g}th percentile of {self.n_train} training "
-                    f"images); most unusual: {what}, above {pct} of training images"
+                    f"images); most unusual: {what}, above {pct} training images"
                 )
             out.append((ok, reason, float(c)))
         return out
