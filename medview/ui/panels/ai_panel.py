@@ -219,13 +219,7 @@ class AIPanel(QWidget, PanelTasks):
         )
         self.finding_btn.clicked.connect(self.send_finding)
         lay.addWidget(self.finding_btn)
-        self.similar_btn = QPushButton("Find similar analysed images", self)
-        self.similar_btn.setToolTip("Stores this image's results and lists the nearest stored ones")
-        self.similar_btn.clicked.connect(self.find_similar)
-        lay.addWidget(self.similar_btn)
-        self.similar_label = QLabel("", self)
-        self.similar_label.setWordWrap(True)
-        lay.addWidget(self.similar_label)
+        self._build_similar(lay)
         self._update_buttons()
 
     def reload_models(self) -> None:
@@ -551,6 +545,16 @@ class AIPanel(QWidget, PanelTasks):
             if r.probabilities and r.predicted == "pneumonia" and (usable or not in_scope_only):
                 return r
         return None
+
+    def _build_similar(self, lay: QVBoxLayout) -> None:
+        """The similar-case button and the list of what it found."""
+        self.similar_btn = QPushButton("Find similar analysed images", self)
+        self.similar_btn.setToolTip("Stores this image's results and lists the nearest stored ones")
+        self.similar_btn.clicked.connect(self.find_similar)
+        lay.addWidget(self.similar_btn)
+        self.similar_label = QLabel("", self)
+        self.similar_label.setWordWrap(True)
+        lay.addWidget(self.similar_label)
 
     def find_similar(self) -> None:
         """Store the results of the image in view; list the nearest stored images."""
