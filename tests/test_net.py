@@ -909,3 +909,16 @@ def test_dicom_tls_echo_and_store(capsys, tmp_path, ct_copy, home):
         assert r.flush(10)
     assert len(db_instances(db)) == 1
     integrity_ok(db)
+
+
+def test_service_sop_class_uids_match_pynetdicom():
+    """The SOP class UIDs medview names itself are the ones pynetdicom registers."""
+    from pynetdicom import sop_class
+
+    from medview.net import common
+
+    assert common.VERIFICATION == sop_class.Verification
+    assert common.PATIENT_ROOT_FIND == sop_class.PatientRootQueryRetrieveInformationModelFind
+    assert common.STUDY_ROOT_FIND == sop_class.StudyRootQueryRetrieveInformationModelFind
+    assert common.STUDY_ROOT_GET == sop_class.StudyRootQueryRetrieveInformationModelGet
+    assert common.STUDY_ROOT_MOVE == sop_class.StudyRootQueryRetrieveInformationModelMove

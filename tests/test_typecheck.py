@@ -24,3 +24,14 @@ def test_core_passes_mypy():
     report = (p.stdout + p.stderr).strip()
     assert p.returncode == 0, "mypy found errors in the core:\n" + report[-6000:]
     assert "Success: no issues found" in report, report[-2000:]
+
+
+def test_no_module_is_excused_from_the_check():
+    """No ``ignore_errors`` override in pyproject.toml's mypy section: every core module is
+    checked (the temporary list of issue 11 is gone and must not come back)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    overrides = config["tool"]["mypy"].get("overrides", [])
+    excused = [o["module"] for o in overrides if o.get("ignore_errors")]
+    assert excused == [], f"modules excused from mypy: {excused}"

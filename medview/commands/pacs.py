@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medview.net.nodes import Node
 
 HELP = "query/retrieve/send with a PACS over DICOM (DIMSE) or DICOMweb; list configured nodes"
 
@@ -86,7 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _node(args: argparse.Namespace):
+def _protocol(node: Node) -> ModuleType:
+    """The module that speaks to ``node``: :mod:`medview.net.dicomweb` or :mod:`~medview.net.dimse`."""
+    if node.is_dicomweb:
+        from medview.net import dicomweb
+
+        return dicomweb
+    from medview.net import dimse
+
+    return dimse
+
+
+def _node(args: argparse.Namespace) -> Node:
     from medview.net.common import BadRequest
     from medview.net.nodes import Node, get_node
 
@@ -144,10 +160,7 @@ def _echo(args: argparse.Namespace) -> int:
     from medview.commands._common import print_json
 
     node = _node(args)
-    if node.is_dicomweb:
-        from medview.net import dicomweb as proto
-    else:
-        from medview.net import dimse as proto
+    proto = _protocol(node)
     res = proto.echo(node, calling_aet=args.calling_aet, timeout=args.timeout, retries=args.retries)
     if args.json:
         print_json(res)
@@ -162,10 +175,7 @@ def _find(args: argparse.Namespace) -> int:
     from medview.commands._common import print_json
 
     node = _node(args)
-    if node.is_dicomweb:
-        from medview.net import dicomweb as proto
-    else:
-        from medview.net import dimse as proto
+    proto = _protocol(node)
     matches = proto.find(
         node,
         level=args.level,
@@ -212,10 +222,7 @@ def _get(args: argparse.Namespace) -> int:
     from medview.io.database import StudyDatabase
 
     node = _node(args)
-    if node.is_dicomweb:
-        from medview.net import dicomweb as proto
-    else:
-        from medview.net import dimse as proto
+    proto = _protocol(node)
     db_path = str(StudyDatabase(args.db).path)
     res = proto.get(
         node,
@@ -327,10 +334,7 @@ def _send(args: argparse.Namespace) -> int:
             raise BadRequest(f"study {args.study} is not in the local database")
     if not paths:
         raise BadRequest("give files or folders to send, or --study UID")
-    if node.is_dicomweb:
-        from medview.net import dicomweb as proto
-    else:
-        from medview.net import dimse as proto
+    proto = _protocol(node)
     res = proto.send(
         node, paths, calling_aet=args.calling_aet, timeout=args.timeout, retries=args.retries
     )

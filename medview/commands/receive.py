@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medview.net.store import Arrival
 
 HELP = "listen for DICOM C-STORE (modalities, PACS) and file every instance into the study database"
 
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         )
         lock = threading.Lock()
 
-        def arrived(a) -> None:
+        def arrived(a: Arrival) -> None:
             with lock:
                 if args.json:
                     sys.stdout.write(json.dumps(a.as_json()) + "\n")

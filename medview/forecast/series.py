@@ -74,7 +74,7 @@ def series_from_observations(observations: Sequence, code: str, patient: str = "
     units: dict[str, int] = {}
     for o in good:
         units[o.unit] = units.get(o.unit, 0) + 1
-    unit = max(units, key=units.get) if units else ""
+    unit = max(units, key=lambda u: units[u]) if units else ""
     if len(units) > 1:
         problems.append(f"mixed units {sorted(units)}: only {unit!r} used")
     good = [o for o in good if o.unit == unit]

@@ -67,7 +67,7 @@ def import_simglucose() -> types.SimpleNamespace:
     if "simglucose" not in sys.modules and "gym" not in sys.modules:
         for name in ("gym", "gym.envs", "gym.envs.registration"):
             mod = types.ModuleType(name)
-            mod.__path__ = []  # type: ignore[attr-defined]
+            mod.__path__ = []
             sys.modules[name] = mod
             added.append(name)
         sys.modules["gym.envs.registration"].register = lambda *a, **k: None  # type: ignore[attr-defined]
@@ -123,7 +123,7 @@ def cache_dir() -> Path:
 def _param_file(name: str) -> str:
     from importlib.resources import files
 
-    return str(files("simglucose").joinpath("params", name))
+    return str(files("simglucose").joinpath("params").joinpath(name))
 
 
 def _seed_for(name: str, seed: int) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medview.errors import MedviewError
+from medview.tasks import TaskState
 
 MIN_POINTS = 3
 Z80 = 1.2815515655446004  # 90 % quantile of the standard normal
@@ -102,7 +103,7 @@ SPARSE_METHODS = {
 
 
 def backtest_sparse(
-    seconds: np.ndarray, values: np.ndarray, state=None
+    seconds: np.ndarray, values: np.ndarray, state: TaskState | None = None
 ) -> tuple[dict[str, dict[str, float]], int, float | None]:
     """One-step-ahead rolling-origin backtest.
 

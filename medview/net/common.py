@@ -13,6 +13,14 @@ log = logging.getLogger("medview.net")
 DEFAULT_CALLING_AET = "MEDVIEW"
 DEFAULT_TIMEOUT = 30.0
 
+# Service SOP classes (DICOM PS3.4 annexes A and C). pynetdicom's ``sop_class`` module
+# creates its names at import time, which a type checker cannot see, so they are named here.
+VERIFICATION = "1.2.840.10008.1.1"
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AET_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable ASCII, no backslash
 

@@ -18,6 +18,11 @@ from medview.errors import Cancelled, one_line
 from medview.net.common import (
     DEFAULT_CALLING_AET,
     DEFAULT_TIMEOUT,
+    PATIENT_ROOT_FIND,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    VERIFICATION,
     BadRequest,
     RemoteRefused,
     Unreachable,
@@ -210,10 +215,8 @@ def echo(
     retries: int = 0,
 ) -> dict[str, Any]:
     """C-ECHO; returns ``{"node", "status", "ms"}``."""
-    from pynetdicom.sop_class import Verification
-
     ae = _make_ae(calling_aet, timeout)
-    ae.add_requested_context(Verification)
+    ae.add_requested_context(VERIFICATION)
     t0 = time.perf_counter()
     assoc = _associate(ae, node, retries)
     try:
@@ -250,19 +253,10 @@ def find(
     **keys: str | None,
 ) -> list[dict[str, Any]]:
     """C-FIND at ``level``; ``keys`` are those of :func:`build_query`. One dict per match."""
-    from pynetdicom.sop_class import (
-        PatientRootQueryRetrieveInformationModelFind,
-        StudyRootQueryRetrieveInformationModelFind,
-    )
-
     state = ensure_state(state)
     query = build_query(level, **keys)
     level = str(query.QueryRetrieveLevel).lower()
-    model = (
-        PatientRootQueryRetrieveInformationModelFind
-        if level == "patient"
-        else StudyRootQueryRetrieveInformationModelFind
-    )
+    model = PATIENT_ROOT_FIND if level == "patient" else STUDY_ROOT_FIND
     ae = _make_ae(calling_aet, timeout)
     ae.add_requested_context(model)
     assoc = _associate(ae, node, retries)
@@ -331,7 +325,6 @@ def get(
     instances written and indexed here. Cancel aborts the association; instances
     already stored stay (whole files only)."""
     from pynetdicom import build_role, evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
 
     from medview.net.receiver import make_store_handler
     from medview.net.store import Indexer, StudyStore
@@ -339,8 +332,8 @@ def get(
     state = ensure_state(state)
     ident = _retrieve_identifier(study_uid, series_uid)
     ae = _make_ae(calling_aet, timeout, max_pdu)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    roles = {}
+    ae.add_requested_context(STUDY_ROOT_GET)
+    roles: dict[str, Any] = {}
     for sop_class, ts in get_storage_contexts():
         ae.add_requested_context(sop_class, ts)
         roles.setdefault(sop_class, build_role(sop_class, scp_role=True))
@@ -359,9 +352,7 @@ def get(
             evt_handlers=[(evt.EVT_C_STORE, handler)],
         )
         try:
-            for status, _ident in assoc.send_c_get(
-                ident, StudyRootQueryRetrieveInformationModelGet
-            ):
+            for status, _ident in assoc.send_c_get(ident, STUDY_ROOT_GET):
                 code = _status(status)
                 if code == -1:
                     raise Unreachable(f"{node.describe()} stopped answering the C-GET")
@@ -406,19 +397,15 @@ def move(
 ) -> dict[str, int]:
     """C-MOVE a study (or series) to ``dest_aet`` (normally our own storage SCP, which
     the remote must know by that AE title). Returns the final sub-operation counts."""
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
-
     state = ensure_state(state)
     ident = _retrieve_identifier(study_uid, series_uid)
     dest_aet = check_aet(dest_aet, "destination AE title")
     ae = _make_ae(calling_aet, timeout)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    ae.add_requested_context(STUDY_ROOT_MOVE)
     assoc = _associate(ae, node, retries)
     final: dict[str, int] = {}
     try:
-        for status, _ident in assoc.send_c_move(
-            ident, dest_aet, StudyRootQueryRetrieveInformationModelMove
-        ):
+        for status, _ident in assoc.send_c_move(ident, dest_aet, STUDY_ROOT_MOVE):
             code = _status(status)
             if code == -1:
                 raise Unreachable(f"{node.describe()} stopped answering the C-MOVE")
@@ -516,7 +503,7 @@ def send(
     ae = _make_ae(calling_aet, timeout)
     # one native context per SOP class, plus one per (class, compressed syntax) found, so
     # the remote accepts files as they are rather than choosing a native syntax for all
-    native = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    native = [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)]
     wanted: dict[tuple[str, str], list[str]] = {}
     for _f, sop_class, ts in headers:
         wanted.setdefault((sop_class, "native"), native)

@@ -24,6 +24,7 @@ from typing import Any
 from medview.errors import one_line
 from medview.net.common import (
     DEFAULT_CALLING_AET,
+    VERIFICATION,
     BadRequest,
     accepted_transfer_syntaxes,
     check_aet,
@@ -147,7 +148,11 @@ def storage_contexts() -> list[tuple[str, list[str]]]:
     from pynetdicom import AllStoragePresentationContexts
 
     ts = list(accepted_transfer_syntaxes())
-    return [(cx.abstract_syntax, ts) for cx in AllStoragePresentationContexts]
+    return [
+        (str(cx.abstract_syntax), ts)
+        for cx in AllStoragePresentationContexts
+        if cx.abstract_syntax is not None
+    ]
 
 
 class Receiver:
@@ -182,7 +187,7 @@ class Receiver:
         """Bind and listen in background threads; raises :class:`BadRequest` when the port
         cannot be bound."""
         from pynetdicom import AE, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.events import EventHandlerType
 
         cfg = self.config
         self.store.clean_incoming()
@@ -195,9 +200,10 @@ class Receiver:
         ae.require_called_aet = False
         if cfg.allow_aets:
             ae.require_calling_aet = list(cfg.allow_aets)
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(VERIFICATION)
         for sop_class, ts in storage_contexts():
             ae.add_supported_context(sop_class, ts)
+        handlers: list[EventHandlerType]
         handlers = [
             (evt.EVT_C_STORE, make_store_handler(self.store, self._stored, self.counters)),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -214,7 +220,8 @@ class Receiver:
             ) from None
         self._indexer.start()
         try:
-            server = ae.make_server(
+            # a _server_class() instance, which has allow_ips
+            server: Any = ae.make_server(
                 (cfg.host, int(cfg.port)),
                 evt_handlers=handlers,
                 ssl_context=ssl_context,

@@ -164,6 +164,7 @@ class StudyStore:
 def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes:
     """Preamble, ``DICM`` and the File Meta Information for one instance."""
     from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_file_meta_info
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
@@ -173,7 +174,7 @@ def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes
     meta.TransferSyntaxUID = UID(transfer_syntax)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "MEDVIEW"
-    buf = io.BytesIO()
+    buf = DicomBytesIO()
     buf.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buf, meta, enforce_standard=True)
     return buf.getvalue()
