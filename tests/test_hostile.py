@@ -443,3 +443,14 @@ def test_decoder_workers_exit_when_the_parent_is_killed():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_explicit_syntax_written_implicit_still_opens() -> None:
+    """pydicom's SC_rgb_jpeg.dcm declares JPEG (explicit VR) but is written implicit VR:
+    pydicom reads it with a warning, so the size checks must not refuse it."""
+    from pydicom.data import get_testdata_file
+
+    from medview.io import load_path
+
+    vol = load_path(get_testdata_file("SC_rgb_jpeg.dcm"))
+    assert vol.array.shape[-1] == 3 and vol.array.ndim == 4

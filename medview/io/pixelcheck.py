@@ -134,6 +134,9 @@ def native_bytes(info: InstanceInfo) -> int:
     return (bits * samples + 7) // 8
 
 
+_PIXEL_VRS = (b"OB", b"OW", b"UN", b"OD", b"OF", b"OL", b"OV")
+
+
 def _read_element_head(fp: BinaryIO, pos: int, ts: str) -> tuple[int, int] | None:
     """(value length, value offset) of the pixel data element whose tag is at ``pos``."""
     fp.seek(pos)
@@ -141,7 +144,9 @@ def _read_element_head(fp: BinaryIO, pos: int, ts: str) -> tuple[int, int] | Non
     if len(head) < 8:
         return None
     big = ts == "1.2.840.10008.1.2.2"
-    implicit = ts == "1.2.840.10008.1.2" or (not ts and not head[4:6].isalpha())
+    # A file may declare an explicit-VR syntax yet be written implicit (pydicom reads such files
+    # and warns, e.g. its SC_rgb_jpeg.dcm): pixel data in explicit VR always has one of these VRs.
+    implicit = ts == "1.2.840.10008.1.2" or head[4:6] not in _PIXEL_VRS
     if implicit:
         return struct.unpack("<I", head[4:8])[0], pos + 8
     if len(head) < 12:
