@@ -79,6 +79,16 @@ def _describe(p: Patient) -> str:
     return f"{p.id} ({p.name or 'no name'}, born {born})"
 
 
+def _verdict(hits: list[Patient], method: str, matched: str, ambiguous: str) -> LinkResult | None:
+    """Linked by ``method`` when exactly one record patient is in ``hits`` ("``matched``:
+    who"), not linked when several are (``ambiguous``), None when there is none."""
+    if len(hits) == 1:
+        return LinkResult(True, hits[0].id, method, f"{matched}: {_describe(hits[0])}")
+    if len(hits) > 1:
+        return LinkResult(False, None, "ambiguous", ambiguous, [p.id for p in hits])
+    return None
+
+
 def link_patient(
     records: RecordSet,
     patient_id: str = "",
@@ -94,21 +104,14 @@ def link_patient(
             for p in records.patients.values()
             if p.id.lower() == key or any(i.strip().lower() == key for i in p.identifiers)
         ]
-        if len(hits) == 1:
-            return LinkResult(
-                True,
-                hits[0].id,
-                "patient_id",
-                f"matched by PatientID {pid!r}: {_describe(hits[0])}",
-            )
-        if len(hits) > 1:
-            return LinkResult(
-                False,
-                None,
-                "ambiguous",
-                f"PatientID {pid!r} matches {len(hits)} record patients; not linked",
-                [p.id for p in hits],
-            )
+        found = _verdict(
+            hits,
+            "patient_id",
+            f"matched by PatientID {pid!r}",
+            f"PatientID {pid!r} matches {len(hits)} record patients; not linked",
+        )
+        if found is not None:
+            return found
     born = _as_date(birth_date)
     if name and name.strip() and born is not None:
         hits = [
@@ -116,21 +119,14 @@ def link_patient(
             for p in records.patients.values()
             if p.birth_date == born and p.name and _names_match(name, p.name)
         ]
-        if len(hits) == 1:
-            return LinkResult(
-                True,
-                hits[0].id,
-                "name_birth_date",
-                f"matched by name {name!r} and birth date {born}: {_describe(hits[0])}",
-            )
-        if len(hits) > 1:
-            return LinkResult(
-                False,
-                None,
-                "ambiguous",
-                f"{len(hits)} record patients named {name!r} born {born}; not linked",
-                [p.id for p in hits],
-            )
+        found = _verdict(
+            hits,
+            "name_birth_date",
+            f"matched by name {name!r} and birth date {born}",
+            f"{len(hits)} record patients named {name!r} born {born}; not linked",
+        )
+        if found is not None:
+            return found
     tried = []
     if pid:
         tried.append(f"PatientID {pid!r}")
