@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 import numpy as np
@@ -107,24 +107,15 @@ class TreatmentData:
         current = {p: set(v) for p, v in self.current.items()}
         current.get(patient, set()).discard(item)
         pair = (patient, item)
-        return TreatmentData(
-            patients=self.patients,
-            items=self.items,
-            item_display=self.item_display,
-            conditions=self.conditions,
-            condition_display=self.condition_display,
+        return replace(
+            self,
             X=X,
-            C=self.C,
-            C_active=self.C_active,
             reason_patients=rp,
             reason_events=re_,
-            features=self.features,
-            feature_names=self.feature_names,
             current=current,
             first_seen={k: v for k, v in self.first_seen.items() if k != pair},
             last_seen={k: v for k, v in self.last_seen.items() if k != pair},
             pair_reasons={k: v for k, v in self.pair_reasons.items() if k != pair},
-            allergies=self.allergies,
         )
 
     def history(self, patient: str) -> set[str]:
