@@ -58,12 +58,7 @@ def analyze(document: Document) -> NoteAnalysis:
             kind=kind,
             display=display,
             code=code,
-            status=m.status,
-            historical=m.historical,
-            section=m.sentence.section,
-            text=text[m.start : m.end],
-            start=m.start,
-            end=m.end,
+            **m.span_fields(text),
         )
         (problems if kind == "problem" else medications).append(cm)
     labelled = [m for m in mentions if "|" not in m.label]

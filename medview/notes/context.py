@@ -24,6 +24,7 @@ import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from medview.notes.model import LABELS, Finding
 from medview.notes.terms import load_terms
@@ -101,6 +102,18 @@ class Mention:
     historical: bool
     experiencer: str
     sentence: Span
+
+    def span_fields(self, text: str) -> dict[str, Any]:
+        """What a :class:`Finding` and a coded mention take from this match of ``text``:
+        status, historical, section, text, start, end."""
+        return {
+            "status": self.status,
+            "historical": self.historical,
+            "section": self.sentence.section,
+            "text": text[self.start : self.end],
+            "start": self.start,
+            "end": self.end,
+        }
 
 
 def _triggers_in(
@@ -219,12 +232,7 @@ def findings_from_mentions(text: str, mentions: list[Mention]) -> list[Finding]:
     return [
         Finding(
             label=m.label,
-            status=m.status,
-            historical=m.historical,
-            section=m.sentence.section,
-            text=text[m.start : m.end],
-            start=m.start,
-            end=m.end,
+            **m.span_fields(text),
             sentence_start=m.sentence.start,
             sentence_end=m.sentence.end,
             experiencer=m.experiencer,

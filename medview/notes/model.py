@@ -84,15 +84,7 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         """The CLI JSON form: exactly label, status, historical, section, text, start, end."""
-        return {
-            "label": self.label,
-            "status": self.status,
-            "historical": self.historical,
-            "section": self.section,
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-        }
+        return {"label": self.label, **_span_json(self)}
 
 
 @dataclass(frozen=True)
@@ -110,16 +102,21 @@ class CodedMention:
     end: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "display": self.display,
-            "code": self.code,
-            "status": self.status,
-            "historical": self.historical,
-            "section": self.section,
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-        }
+        """The CLI JSON form: display, code, then the fields it shares with a finding."""
+        return {"display": self.display, "code": self.code, **_span_json(self)}
+
+
+def _span_json(m: Finding | CodedMention) -> dict[str, Any]:
+    """What a finding and a coded mention say alike about where and how a note names
+    something: status, historical, section, text, start, end."""
+    return {
+        "status": m.status,
+        "historical": m.historical,
+        "section": m.section,
+        "text": m.text,
+        "start": m.start,
+        "end": m.end,
+    }
 
 
 @dataclass
