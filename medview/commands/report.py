@@ -101,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _records(path: str, info: object) -> object:
     """The records section of the report (MedviewError when the records cannot be read)."""
+    from pathlib import Path
+
     from medview.records import load_records
     from medview.results.report_records import records_section
 
-    if path.lower().endswith(".csv"):
+    if path.lower().endswith(".csv") and not (Path(path).parent / "patients.csv").exists():
         from medview.records.cgm import load_cgm_csv
 
         records = load_cgm_csv(path)
