@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return error(f"{missing[0]}: no such file or folder")
     if os.path.isfile(args.out) and not (args.zip and args.out.lower().endswith(".zip")):
         return error(f"{args.out}: is a file; --out must be a folder")
-    from medview.results import audit
     from medview.results.export import export_paths
+    from medview.results.jobs import audit_export
 
     try:
         report = export_paths(
@@ -63,19 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return error(f"{exc.filename or args.out}: {exc.strerror or exc}")
     destination = report.zip_path or os.path.abspath(args.out)
-    try:
-        for study, series in report.studies.items():
-            audit.record(
-                "export",
-                study_uid=study or None,
-                series_uids=series,
-                output=destination,
-                anonymized=report.anonymized,
-                options=report.options,
-                files=report.study_files.get(study, 0),
-            )
-    except OSError as exc:
-        print(f"medview: audit log not written ({exc})", file=sys.stderr)
+    note = audit_export(report)  # one event per exported study
+    if note:
+        print(f"medview: {note}", file=sys.stderr)
     if args.json:
         print_json(report.as_dict())
     else:
