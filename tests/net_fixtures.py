@@ -6,6 +6,8 @@
 * ``ct_copy``: the real CT of ../shared/data with the Study/Series/SOP Instance UIDs its
   datasets lack filled in and a test patient (pixel data untouched).
 * ``dcmtk(name)``: dcmtk's binary (not pynetdicom's same-named apps); skips when absent.
+* ``storescu(port, files)`` / ``echoscu(port)``: the command lines that push to (or echo)
+  a storage SCP on 127.0.0.1 called ``MEDVIEW``.
 
 Import the fixtures into a test module (``from tests.net_fixtures import orthanc, ...``).
 """
@@ -20,6 +22,7 @@ import sqlite3
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -56,6 +59,22 @@ def dcmtk(name: str) -> str:
             if "dcmtk" in (out.stdout + out.stderr).lower():
                 return c
     pytest.skip(f"dcmtk's {name} is not installed (apt-get install dcmtk)")
+
+
+def storescu(
+    port: int, files: Iterable[Path | str] = (), aet: str | None = None, verbose: bool = False
+) -> list[str]:
+    """dcmtk's storescu sending ``files`` (explicit VR little endian proposed first) to
+    ``MEDVIEW`` at 127.0.0.1:``port``, calling as ``aet`` (dcmtk's default when None)."""
+    args = [dcmtk("storescu")] + (["-v"] if verbose else [])
+    args += ["-aet", aet] if aet else []
+    return args + ["-aec", "MEDVIEW", "-xv", "127.0.0.1", str(port), *map(str, files)]
+
+
+def echoscu(port: int, aet: str | None = None) -> list[str]:
+    """dcmtk's echoscu asking ``MEDVIEW`` at 127.0.0.1:``port``, calling as ``aet``."""
+    args = [dcmtk("echoscu")] + (["-aet", aet] if aet else [])
+    return args + ["-aec", "MEDVIEW", "127.0.0.1", str(port)]
 
 
 def integrity_ok(db: Path) -> None:

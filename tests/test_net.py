@@ -36,9 +36,11 @@ from tests.net_fixtures import (  # noqa: E402
     _copy_as_new_series,
     db_instances,
     dcmtk,
+    echoscu,
     free_port,
     integrity_ok,
     same_instance,
+    storescu,
 )
 
 # the shared fixtures (orthanc, ct_copy, study_uid): one Orthanc for the whole session
@@ -60,6 +62,11 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 def home(medview_home, tmp_path) -> Path:
     """Per-test user folder; database and store inside it."""
     return medview_home
+
+
+def _move(orthanc: OrthancServer, study_uid: str, dest: str) -> list[str]:
+    """``pacs move`` of ``study_uid`` from ``orthanc`` to the AE title ``dest``."""
+    return ["pacs", "move", *_remote(orthanc), "--study", study_uid, "--dest", dest]
 
 
 def _remote(o: OrthancServer) -> list[str]:
@@ -167,7 +174,7 @@ def test_echo_both_ways(capsys, orthanc, receiver):
     assert code == 0 and json.loads(out)["status"] == 0
     r, _ = receiver
     p = subprocess.run(
-        [dcmtk("echoscu"), "-aet", "DCMTK", "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+        echoscu(r.port, "DCMTK"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -206,17 +213,7 @@ def test_storescu_into_medview_receive(capsys, tmp_path, ct_copy, home):
         assert "listening on 127.0.0.1" in line, line
         files = sorted(ct_copy.glob("*.dcm"))
         p = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "CTSCANNER",
-                "-aec",
-                "MEDVIEW",
-                "-xv",
-                "127.0.0.1",
-                str(port),
-                *map(str, files),
-            ],
+            storescu(port, files, "CTSCANNER"),
             capture_output=True,
             text=True,
             timeout=120,
@@ -320,13 +317,7 @@ def test_move_from_orthanc_to_our_scp(capsys, orthanc, study_uid, home, tmp_path
     db = tmp_path / "move.sqlite"
     code, out, err = cli(
         capsys,
-        "pacs",
-        "move",
-        *_remote(orthanc),
-        "--study",
-        study_uid,
-        "--dest",
-        "MEDVIEW",
+        *_move(orthanc, study_uid, "MEDVIEW"),
         "--listen-port",
         str(orthanc.move_port),
         "--db",
@@ -341,13 +332,7 @@ def test_move_from_orthanc_to_our_scp(capsys, orthanc, study_uid, home, tmp_path
     # a destination Orthanc does not know: refused, exit 1
     code, _, err = cli(
         capsys,
-        "pacs",
-        "move",
-        *_remote(orthanc),
-        "--study",
-        study_uid,
-        "--dest",
-        "NOSUCHAE",
+        *_move(orthanc, study_uid, "NOSUCHAE"),
         "--listen-port",
         str(free_port()),
         "--db",
@@ -366,13 +351,7 @@ def test_move_to_a_running_receiver(capsys, orthanc, study_uid, home, tmp_path):
     with Receiver(cfg) as r:
         code, out, err = cli(
             capsys,
-            "pacs",
-            "move",
-            *_remote(orthanc),
-            "--study",
-            study_uid,
-            "--dest",
-            "MEDVIEW",
+            *_move(orthanc, study_uid, "MEDVIEW"),
             "--json",
         )
         assert code == 0, err
@@ -569,7 +548,7 @@ def test_killed_sender_leaves_no_partial_instance(tmp_path, ct_copy, home):
         assert r.flush(30)
         # the listener survived: a new association still works
         p = subprocess.run(
-            [dcmtk("echoscu"), "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+            echoscu(r.port),
             capture_output=True,
             timeout=30,
         )
@@ -595,17 +574,7 @@ def test_two_senders_at_once(tmp_path, ct_copy, home):
     with Receiver(cfg, on_association_done=lambda *a: done.append(a)) as r:
         procs = [
             subprocess.Popen(
-                [
-                    dcmtk("storescu"),
-                    "-aet",
-                    aet,
-                    "-aec",
-                    "MEDVIEW",
-                    "-xv",
-                    "127.0.0.1",
-                    str(r.port),
-                    *map(str, sorted(d.glob("*.dcm"))),
-                ],
+                storescu(r.port, sorted(d.glob("*.dcm")), aet),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -636,34 +605,14 @@ def test_whitelist_refusal(tmp_path, ct_copy, home):
     f = str(sorted(ct_copy.glob("*.dcm"))[0])
     with Receiver(cfg) as r:
         bad = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "BADAE",
-                "-aec",
-                "MEDVIEW",
-                "-xv",
-                "127.0.0.1",
-                str(r.port),
-                f,
-            ],
+            storescu(r.port, [f], "BADAE"),
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert bad.returncode != 0 and "reject" in bad.stderr.lower()
         good = subprocess.run(
-            [
-                dcmtk("storescu"),
-                "-aet",
-                "GOODAE",
-                "-aec",
-                "MEDVIEW",
-                "-xv",
-                "127.0.0.1",
-                str(r.port),
-                f,
-            ],
+            storescu(r.port, [f], "GOODAE"),
             capture_output=True,
             text=True,
             timeout=60,
@@ -679,7 +628,7 @@ def test_whitelist_refusal(tmp_path, ct_copy, home):
     )
     with Receiver(cfg) as r:
         p = subprocess.run(
-            [dcmtk("echoscu"), "-aec", "MEDVIEW", "127.0.0.1", str(r.port)],
+            echoscu(r.port),
             capture_output=True,
             timeout=30,
         )
@@ -710,7 +659,7 @@ def test_instance_size_cap(tmp_path, ct_copy, home):
         small = sorted(ct_copy.glob("*.dcm"))[1]
         assert small.stat().st_size < 200_000
         p = subprocess.run(
-            [dcmtk("storescu"), "-aec", "MEDVIEW", "-xv", "127.0.0.1", str(r.port), str(small)],
+            storescu(r.port, [small]),
             capture_output=True,
             timeout=60,
         )
@@ -784,16 +733,7 @@ def test_receiver_stop_in_flight_is_clean(tmp_path, ct_copy, home):
     r = Receiver(ReceiverConfig(port=0, db_path=str(db), store_dir=str(store))).start()
     files = sorted(ct_copy.glob("*.dcm"))
     p = subprocess.Popen(
-        [
-            dcmtk("storescu"),
-            "-v",
-            "-aec",
-            "MEDVIEW",
-            "-xv",
-            "127.0.0.1",
-            str(r.port),
-            *map(str, files * 3),
-        ],
+        storescu(r.port, files * 3, verbose=True),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -19,9 +19,10 @@ from tests.net_fixtures import (  # noqa: E402
     PATIENT_ID,
     _copy_as_new_series,
     db_instances,
-    dcmtk,
+    echoscu,
     free_port,
     integrity_ok,
+    storescu,
 )
 
 pytest_plugins = ("tests.net_fixtures",)
@@ -304,8 +305,7 @@ def test_storescu_push_into_the_open_window(qtbot, window, ct_copy, tmp_path, me
     pushed = _copy_as_new_series(ct_copy, tmp_path / "push", "gui-push")
     series_uid = str(pydicom.dcmread(next(pushed.glob("*.dcm"))).SeriesInstanceUID)
     proc = subprocess.Popen(
-        [dcmtk("storescu"), "-aet", "CTSCANNER", "-aec", "MEDVIEW", "-xv", "127.0.0.1", str(port)]
-        + [str(f) for f in sorted(pushed.glob("*.dcm"))],
+        storescu(port, sorted(pushed.glob("*.dcm")), "CTSCANNER"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -343,9 +343,7 @@ def test_storescu_push_into_the_open_window(qtbot, window, ct_copy, tmp_path, me
     integrity_ok(_db(medview_home))
     window.close()  # stops the listener: nothing answers on the port any more
     assert not window.net.listener.running
-    res = subprocess.run(
-        [dcmtk("echoscu"), "-aec", "MEDVIEW", "127.0.0.1", str(port)], capture_output=True
-    )
+    res = subprocess.run(echoscu(port), capture_output=True)
     assert res.returncode != 0
 
 

@@ -103,50 +103,45 @@ def find(
     if study_uid:
         filters["StudyInstanceUID"] = check_uid(study_uid, "study UID")
     client = _client(node, timeout)
-    if level == "series":
+    # patients are found through their studies
+    kind = "series" if level == "series" else "study"
+    if kind == "series":
         if modality:
             filters["Modality"] = modality.upper()
         if series_uid:
             filters["SeriesInstanceUID"] = check_uid(series_uid, "series UID")
         fields = [k for k, _ in _KEYS["series"]] + ["StudyDate", "PatientName"]
-        items = _call(
-            node,
-            "QIDO-RS series query",
-            client.search_for_series,
-            fields=fields,
-            search_filters=filters,
-            get_remaining=True,
-        )
-        out = [match_dict(_dataset(i), "series") for i in items]
+        search = client.search_for_series
     else:
         if modality:
             filters["ModalitiesInStudy"] = modality.upper()
         fields = [k for k, _ in _KEYS["study"]] + ["PatientSex"]
-        items = _call(
-            node,
-            "QIDO-RS study query",
-            client.search_for_studies,
-            fields=fields,
-            search_filters=filters,
-            get_remaining=True,
-        )
-        out = [match_dict(_dataset(i), "study") for i in items]
-        if level == "patient":
-            patients: dict[str, dict[str, Any]] = {}
-            for m in out:
-                p = patients.setdefault(
-                    m.get("patient_id") or "",
-                    {
-                        "level": "patient",
-                        "patient_id": m.get("patient_id", ""),
-                        "patient_name": m.get("patient_name", ""),
-                        "birth_date": m.get("birth_date", ""),
-                        "sex": m.get("PatientSex", ""),
-                        "studies": 0,
-                    },
-                )
-                p["studies"] += 1
-            out = list(patients.values())
+        search = client.search_for_studies
+    items = _call(
+        node,
+        f"QIDO-RS {kind} query",
+        search,
+        fields=fields,
+        search_filters=filters,
+        get_remaining=True,
+    )
+    out = [match_dict(_dataset(i), kind) for i in items]
+    if level == "patient":
+        patients: dict[str, dict[str, Any]] = {}
+        for m in out:
+            p = patients.setdefault(
+                m.get("patient_id") or "",
+                {
+                    "level": "patient",
+                    "patient_id": m.get("patient_id", ""),
+                    "patient_name": m.get("patient_name", ""),
+                    "birth_date": m.get("birth_date", ""),
+                    "sex": m.get("PatientSex", ""),
+                    "studies": 0,
+                },
+            )
+            p["studies"] += 1
+        out = list(patients.values())
     state.progress(1.0, f"{len(out)} match(es)")
     return out
 
@@ -166,7 +161,7 @@ def get(
     import pydicom
 
     from medview.net.common import log
-    from medview.net.store import Indexer, Rejected, StudyStore
+    from medview.net.store import Indexer, Rejected, StudyStore, retrieval_summary
 
     state = ensure_state(state)
     study_uid = check_uid(study_uid, "study UID")
@@ -221,15 +216,7 @@ def get(
         indexer.stop()
     if n == 0:
         raise RemoteRefused(f"{node.url} returned no instances for study {study_uid}")
-    stored = [a for a in arrivals if a.indexed]
-    return {
-        "stored": len(stored),
-        "completed": n,
-        "failed": rejected,
-        "warning": 0,
-        "not_indexed": [f"{a.path}: {a.reason}" for a in arrivals if not a.indexed],
-        "paths": [a.path for a in stored],
-    }
+    return retrieval_summary(arrivals, completed=n, failed=rejected, warning=0)
 
 
 def send(

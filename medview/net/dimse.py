@@ -307,6 +307,27 @@ def _sub_ops(status: Any) -> dict[str, int]:
     return out
 
 
+def _final_response(
+    responses: Iterable[tuple[Any, Any]], node: Node, op: str, verb: str, state: TaskState
+) -> tuple[int, dict[str, int]] | None:
+    """Walk the responses of a C-GET or C-MOVE (``op``): pending ones report progress
+    ("``verb`` done/total"); returns the last final one's status and sub-operation counts
+    (None when there was none). No answer raises :class:`Unreachable`."""
+    final = None
+    for status, _ident in responses:
+        code = _status(status)
+        if code == -1:
+            raise Unreachable(f"{node.describe()} stopped answering the {op}")
+        ops = _sub_ops(status)
+        if code in (0xFF00, 0xFF01):
+            done = ops["completed"] + ops["failed"] + ops["warning"]
+            total = done + ops["remaining"]
+            state.progress(done / max(1, total), f"{verb} {done}/{total}")
+            continue
+        final = (code, ops)
+    return final
+
+
 def get(
     node: Node,
     study_uid: str,
@@ -327,7 +348,7 @@ def get(
     from pynetdicom import build_role, evt
 
     from medview.net.receiver import make_store_handler
-    from medview.net.store import Indexer, StudyStore
+    from medview.net.store import Indexer, StudyStore, retrieval_summary
 
     state = ensure_state(state)
     ident = _retrieve_identifier(study_uid, series_uid)
@@ -352,17 +373,10 @@ def get(
             evt_handlers=[(evt.EVT_C_STORE, handler)],
         )
         try:
-            for status, _ident in assoc.send_c_get(ident, STUDY_ROOT_GET):
-                code = _status(status)
-                if code == -1:
-                    raise Unreachable(f"{node.describe()} stopped answering the C-GET")
-                ops = _sub_ops(status)
-                if code in (0xFF00, 0xFF01):
-                    done = ops["completed"] + ops["failed"] + ops["warning"]
-                    total = done + ops["remaining"]
-                    state.progress(done / max(1, total), f"retrieved {done}/{total}")
-                    continue
-                final = ops
+            responses = assoc.send_c_get(ident, STUDY_ROOT_GET)
+            last = _final_response(responses, node, "C-GET", "retrieved", state)
+            if last is not None:
+                code, final = last
                 if code not in (0x0000, 0xB000) and not counters.get("stored"):
                     raise RemoteRefused(
                         f"{node.describe()} refused the C-GET (status 0x{code:04X})"
@@ -374,15 +388,12 @@ def get(
             _release(assoc)
     finally:
         indexer.stop()
-    stored = [a for a in arrivals if a.indexed]
-    return {
-        "stored": len(stored),
-        "completed": final.get("completed", 0),
-        "failed": final.get("failed", 0) + counters.get("rejected", 0),
-        "warning": final.get("warning", 0),
-        "not_indexed": [f"{a.path}: {a.reason}" for a in arrivals if not a.indexed],
-        "paths": [a.path for a in stored],
-    }
+    return retrieval_summary(
+        arrivals,
+        completed=final.get("completed", 0),
+        failed=final.get("failed", 0) + counters.get("rejected", 0),
+        warning=final.get("warning", 0),
+    )
 
 
 def move(
@@ -405,16 +416,10 @@ def move(
     assoc = _associate(ae, node, retries)
     final: dict[str, int] = {}
     try:
-        for status, _ident in assoc.send_c_move(ident, dest_aet, STUDY_ROOT_MOVE):
-            code = _status(status)
-            if code == -1:
-                raise Unreachable(f"{node.describe()} stopped answering the C-MOVE")
-            ops = _sub_ops(status)
-            if code in (0xFF00, 0xFF01):
-                done = ops["completed"] + ops["failed"] + ops["warning"]
-                total = done + ops["remaining"]
-                state.progress(done / max(1, total), f"moved {done}/{total}")
-                continue
+        responses = assoc.send_c_move(ident, dest_aet, STUDY_ROOT_MOVE)
+        last = _final_response(responses, node, "C-MOVE", "moved", state)
+        if last is not None:
+            code, ops = last
             final = ops | {"status": code}
             if code == 0xA801:
                 raise RemoteRefused(f"{node.describe()} does not know the destination {dest_aet}")

@@ -161,6 +161,22 @@ class StudyStore:
             raise
 
 
+def retrieval_summary(
+    arrivals: list[Arrival], completed: int, failed: int, warning: int
+) -> dict[str, Any]:
+    """What a retrieve (C-GET, WADO-RS) returns: ``stored`` counts the ``arrivals`` written
+    and indexed here, ``paths`` their files, ``not_indexed`` "path: reason" for the others."""
+    stored = [a for a in arrivals if a.indexed]
+    return {
+        "stored": len(stored),
+        "completed": completed,
+        "failed": failed,
+        "warning": warning,
+        "not_indexed": [f"{a.path}: {a.reason}" for a in arrivals if not a.indexed],
+        "paths": [a.path for a in stored],
+    }
+
+
 def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes:
     """Preamble, ``DICM`` and the File Meta Information for one instance."""
     from pydicom.dataset import FileMetaDataset

@@ -27,6 +27,26 @@ def fhir_bundle() -> dict[str, Any]:
     def concept(system: str, code: str, display: str) -> dict:
         return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
 
+    def observation(
+        pid: str, oid: str, code: tuple[str, str], when: str, value: float, unit: str
+    ) -> None:
+        add(
+            {
+                "resourceType": "Observation",
+                "id": oid,
+                "status": "final",
+                "subject": {"reference": f"urn:uuid:{pid}"},
+                "code": concept(loinc, *code),
+                "effectiveDateTime": when,
+                "valueQuantity": {
+                    "value": value,
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit,
+                },
+            }
+        )
+
     snomed, rxnorm, loinc = (
         "http://snomed.info/sct",
         "http://www.nlm.nih.gov/research/umls/rxnorm",
@@ -74,42 +94,13 @@ def fhir_bundle() -> dict[str, Any]:
     pid = TARGET_PATIENT
     # five yearly HbA1c values (%), slowly rising
     for k, v in enumerate((6.1, 6.3, 6.4, 6.7, 6.9)):
-        add(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-a1c-{k}",
-                "status": "final",
-                "subject": {"reference": f"urn:uuid:{pid}"},
-                "code": concept(loinc, *HBA1C),
-                "effectiveDateTime": f"{2019 + k}-06-01T08:00:00Z",
-                "valueQuantity": {
-                    "value": v,
-                    "unit": "%",
-                    "system": "http://unitsofmeasure.org",
-                    "code": "%",
-                },
-            }
-        )
+        observation(pid, f"{pid}-a1c-{k}", HBA1C, f"{2019 + k}-06-01T08:00:00Z", v, "%")
     # 8 h of CGM every 5 min: a smooth meal curve (deterministic, no noise)
     import math
 
     t0 = datetime(2024, 5, 1, 6, 0, 0)
     for k in range(96):
         v = 110.0 + 45.0 * math.exp(-(((k - 40) / 9.0) ** 2)) + 8.0 * math.sin(k / 7.0)
-        add(
-            {
-                "resourceType": "Observation",
-                "id": f"{pid}-cgm-{k}",
-                "status": "final",
-                "subject": {"reference": f"urn:uuid:{pid}"},
-                "code": concept(loinc, *GLUCOSE),
-                "effectiveDateTime": (t0 + timedelta(minutes=5 * k)).isoformat() + "Z",
-                "valueQuantity": {
-                    "value": round(v, 1),
-                    "unit": "mg/dL",
-                    "system": "http://unitsofmeasure.org",
-                    "code": "mg/dL",
-                },
-            }
-        )
+        when = (t0 + timedelta(minutes=5 * k)).isoformat() + "Z"
+        observation(pid, f"{pid}-cgm-{k}", GLUCOSE, when, round(v, 1), "mg/dL")
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
