@@ -16,8 +16,8 @@ name, so the same list is produced on every machine and run. Classes (issue 18, 
 * ``control_text``  terminal escape sequences and control characters in descriptions and names
 * ``special``       FIFOs, links to devices, folder loops, links out of the tree
 
-``run_cli`` runs ``medview info --json`` or ``medview render`` on one mutant in a child process
-with an address-space limit and a timeout and classifies the outcome.
+``run_all`` runs ``medview info --json`` and ``medview render`` on every mutant, each in a
+child process with an address-space limit and a timeout, and classifies the outcomes.
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ import io
 import json
 import os
 import random
-import resource
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,11 +75,15 @@ def source_files() -> list[Path]:
     import warnings
 
     import pydicom
-    from pydicom.data import get_testdata_files
+    from pydicom.data import data_manager
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        found = get_testdata_files("*")
+    # local files only: get_testdata_files() would try to download the missing ones
+    found = [str(p) for p in (Path(data_manager.DATA_ROOT) / "test_files").glob("*")]
+    for source in data_manager.external_data_sources().values():  # pydicom-data
+        try:
+            found += [str(p) for p in source.get_paths("*", 0)]
+        except Exception:
+            continue
     out = []
     for f in sorted(set(found), key=lambda p: (os.path.basename(p), p)):
         p = Path(f)
@@ -555,70 +557,6 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_AS_LIMIT, CHILD_AS_LIMIT))
-    os.setsid()
-
-
-def run_cli(
-    mutant: str,
-    command: str,
-    path: Path,
-    timeout: float,
-    env: dict[str, str],
-    secrets: tuple[str, ...] = (),
-) -> Outcome:
-    """Run ``medview info --json PATH`` or ``medview render PATH --out X.png`` on one input."""
-    if command == "info":
-        argv = [sys.executable, "-m", "medview", "info", "--json", str(path)]
-    else:
-        out_png = Path(tempfile.mkdtemp(prefix="fuzz-png-")) / "out.png"
-        argv = [sys.executable, "-m", "medview", "render", str(path), "--out", str(out_png)]
-    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            stdout=so,
-            stderr=se,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_limit,
-            cwd=tempfile.gettempdir(),  # never import medview from the caller's folder
-        )
-        rc: int | None = None
-        rss = 0
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                rc = os.waitstatus_to_exitcode(status)
-                rss = usage.ru_maxrss * 1024
-                proc.returncode = rc
-                break
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, 9)
-                proc.wait()
-                break
-            time.sleep(0.02)
-        seconds = time.monotonic() - start
-        try:
-            os.killpg(proc.pid, 9)  # anything the run left behind
-        except ProcessLookupError:
-            pass
-        so.seek(0)
-        se.seek(0)
-        return Outcome(
-            mutant,
-            command,
-            rc,
-            seconds,
-            rss,
-            so.read().decode("utf-8", "replace"),
-            se.read().decode("utf-8", "replace"),
-            secrets,
-        )
-
-
 def child_env() -> dict[str, str]:
     """Environment of a child run: the repository importable, one torch/BLAS thread."""
     env = dict(os.environ)
@@ -631,19 +569,71 @@ def child_env() -> dict[str, str]:
 
 
 def run_all(items: list[Mutant], root: Path, timeout: float = 30.0, jobs: int = 2) -> list[Outcome]:
-    """Build every mutant under ``root`` and run info and render on each (``jobs`` at once)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Build every mutant under ``root`` and run ``info --json`` and ``render`` on each.
+
+    The runs are shared among ``jobs`` runner processes (``tests/fuzz/runner.py``: medview
+    imported once, one forked child per run, each with :data:`CHILD_AS_LIMIT` and
+    ``timeout``).
+    """
 
     env = child_env()
-    work = []
+    work: list[tuple[str, str, list[str], tuple[str, ...]]] = []
     for m in items:
         folder = root / m.name
         folder.mkdir(parents=True)
-        path = m.make(folder)
+        try:
+            path = m.make(folder)
+        except Exception:  # pydicom cannot write this edit of this source: not a mutant
+            continue
         secrets = tuple(secrets_of(m.source))
-        work += [(m.name, "info", path, secrets), (m.name, "render", path, secrets)]
-    with ThreadPoolExecutor(jobs) as ex:
-        return list(ex.map(lambda w: run_cli(w[0], w[1], w[2], timeout, env, w[3]), work))
+        png = str(folder / "out.png")
+        work.append((m.name, "info", ["info", "--json", str(path)], secrets))
+        work.append((m.name, "render", ["render", str(path), "--out", png], secrets))
+    runner = Path(__file__).with_name("runner.py")
+    procs = []
+    shares = [work[k::jobs] for k in range(jobs)]
+    for k, share in enumerate(shares):
+        spec = {
+            "timeout": timeout,
+            "as_limit": CHILD_AS_LIMIT,
+            "jobs": [
+                {"argv": argv, "stdout": str(root / f"o{k}-{n}"), "stderr": str(root / f"e{k}-{n}")}
+                for n, (_, _, argv, _) in enumerate(share)
+            ],
+        }
+        (root / f"jobs{k}.json").write_text(json.dumps(spec))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(runner),
+                    str(root / f"jobs{k}.json"),
+                    str(root / f"res{k}.json"),
+                ],
+                env=env,
+                cwd=tempfile.gettempdir(),  # never import medview from the caller's folder
+                stdin=subprocess.DEVNULL,
+            )
+        )
+    for proc in procs:
+        proc.wait()
+    outcomes = []
+    for k, share in enumerate(shares):
+        results = json.loads((root / f"res{k}.json").read_text())
+        for n, ((name, command, _, secrets), res) in enumerate(zip(share, results, strict=True)):
+            outcomes.append(
+                Outcome(
+                    name,
+                    command,
+                    res["returncode"],
+                    res["seconds"],
+                    res["max_rss"],
+                    (root / f"o{k}-{n}").read_text("utf-8", "replace"),
+                    (root / f"e{k}-{n}").read_text("utf-8", "replace"),
+                    secrets,
+                )
+            )
+    return outcomes
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
