@@ -14,6 +14,7 @@ pytest.importorskip("PySide6")
 
 from medview.records import load_records  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
+from tests.panel_helpers import add_panel, wait_idle  # noqa: E402
 
 REPORTS = {
     "p1": [
@@ -68,16 +69,7 @@ def panel(qtbot, tmp_path, medview_home):
     from medview.ui.panels.notes_panel import NotesPanel
 
     records = load_records(_bundle(tmp_path / "bundle.json"))
-    w = NotesPanel(records=records)
-
-    def before_close(widget) -> None:
-        from medview.ui import workers
-
-        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
-        widget.shutdown()
-
-    qtbot.addWidget(w, before_close_func=before_close)
-    return w
+    return add_panel(qtbot, NotesPanel(records=records))
 
 
 def _show(qtbot, panel, pid: str):
@@ -262,9 +254,7 @@ def test_without_records_the_study_patients_documents_show(qtbot, medview_home, 
     (a,) = blocker.args[0]
     assert a.label_status() == {"pleural_effusion": "present"}
     assert w.header.text() == "Patient: Doe Jane, PatientID PID-7 (no linked records)"
-    from medview.ui import workers
-
-    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+    wait_idle(qtbot)
 
 
 def test_long_notes_and_characters_outside_the_bmp(qtbot, medview_home) -> None:

@@ -16,6 +16,7 @@ pytest.importorskip("pyqtgraph")
 
 from medview.records.patient_context import NO_PATIENT, parse_dicom_date  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
+from tests.panel_helpers import wait_idle  # noqa: E402
 
 CALEB = "5f8d3e13-bc80-dd66-0f1b-d24f9692a697"  # Caleb651 Pagac496, synthea_csv_ma27
 ADULT = "5a595dfb-9ecf-d4ac-2893-b3e1ced04951"  # in synthea_csv_ma27, has treatments
@@ -98,7 +99,6 @@ def test_issue_path_forecast(qtbot, forecast, xray_dir, records_dir) -> None:
 def both(qtbot, medview_home):
     """The two panels on one shared PatientRecords, as the main window docks them."""
     from medview.records import PatientRecords
-    from medview.ui import workers
     from medview.ui.panels.forecast_panel import ForecastPanel
     from medview.ui.panels.suggest_panel import SuggestionsPanel
 
@@ -107,7 +107,7 @@ def both(qtbot, medview_home):
     for w in (fc, sg):
         qtbot.addWidget(w)
     yield shared, fc, sg
-    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+    wait_idle(qtbot)
     fc.shutdown()
     sg.shutdown()
 
@@ -413,6 +413,20 @@ def _interleave(qtbot, monkeypatch, sequences: int, seed: int) -> tuple[int, int
     oracle = _Oracle()
     steps, failures = 0, []
     names = list(sets)
+
+    def step(seq: int, job: _Job | None = None) -> None:
+        """Deliver ``job`` (when given), update the oracle, note every wrong display."""
+        nonlocal steps
+        if job is not None:
+            _deliver(job)
+            if job.name in ("open records", "load records"):
+                oracle.records, oracle.picked = sets[job.args[0]], ""
+        oracle.update()
+        steps += 1
+        failures.extend(
+            f"seq {seq} step {steps}: {b}" for b in _wrong_displays(fc, sg, shared, oracle)
+        )
+
     for seq in range(sequences):
         # a fresh start: no records, no study, nothing pending
         queue.clear()
@@ -457,33 +471,13 @@ def _interleave(qtbot, monkeypatch, sequences: int, seed: int) -> tuple[int, int
                 jobs = rng.sample(queue, rng.randint(1, len(queue)))
                 for job in jobs:
                     queue.remove(job)
-                    _deliver(job)
-                    if job.name in ("open records", "load records"):
-                        oracle.records, oracle.picked = sets[job.args[0]], ""
-                    oracle.update()
-                    steps += 1
-                    failures += [
-                        f"seq {seq} step {steps}: {b}"
-                        for b in _wrong_displays(fc, sg, shared, oracle)
-                    ]
+                    step(seq, job)
                 continue
-            oracle.update()
-            steps += 1
-            failures += [
-                f"seq {seq} step {steps}: {b}" for b in _wrong_displays(fc, sg, shared, oracle)
-            ]
+            step(seq)
         # drain the queue: late results of every kind arrive last
         rng.shuffle(queue)
         while queue:
-            job = queue.pop()
-            _deliver(job)
-            if job.name in ("open records", "load records"):
-                oracle.records, oracle.picked = sets[job.args[0]], ""
-            oracle.update()
-            steps += 1
-            failures += [
-                f"seq {seq} step {steps}: {b}" for b in _wrong_displays(fc, sg, shared, oracle)
-            ]
+            step(seq, queue.pop())
     for w in (fc, sg):
         w.shutdown()
     return sequences, steps, failures
@@ -550,7 +544,6 @@ def test_patient_records_context_rules() -> None:
 def test_saved_records_load_once_for_both_panels(qtbot, monkeypatch, medview_home) -> None:
     """Records follow the patient once: one database load serves both panels."""
     from medview.records import PatientRecords
-    from medview.ui import workers
     from medview.ui.panels import base, forecast_panel, suggest_panel
     from medview.ui.panels.forecast_panel import ForecastPanel
     from medview.ui.panels.suggest_panel import SuggestionsPanel
@@ -573,7 +566,7 @@ def test_saved_records_load_once_for_both_panels(qtbot, monkeypatch, medview_hom
         for w in panels:
             w.set_study_context(ctx)
     qtbot.waitUntil(lambda: shared.records is not None, timeout=30000)
-    qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
+    wait_idle(qtbot)
     assert loads == [1]
     assert all(w.records is sets["csv"] for w in panels)
     assert all(w.patient == "" for w in panels)  # MRN-B2 is not in these records

@@ -11,6 +11,7 @@ pytest.importorskip("PySide6")
 
 from medview.records import RecordSet, load_records  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
+from tests.panel_helpers import add_panel  # noqa: E402
 
 HYPERTENSION = "59621000"
 LISINOPRIL = "314076"
@@ -27,18 +28,7 @@ def csv_records(records_dir: Path) -> RecordSet:
 def panel(qtbot, csv_records):
     from medview.ui.panels.suggest_panel import SuggestionsPanel
 
-    w = SuggestionsPanel(records=csv_records)
-
-    def before_close(widget) -> None:
-        from medview.ui import workers
-
-        # let the last task's finished signal arrive, then stop the panel (as the main
-        # window does on quit) before pytest-qt closes and deletes it
-        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
-        widget.shutdown()
-
-    qtbot.addWidget(w, before_close_func=before_close)
-    return w
+    return add_panel(qtbot, SuggestionsPanel(records=csv_records))
 
 
 def _context(qtbot, panel, ctx: StudyContext):
@@ -127,20 +117,13 @@ def test_open_saves_and_reloads_from_database(qtbot, medview_home, records_dir) 
     from medview.records import load_saved_records
     from medview.ui.panels.suggest_panel import SuggestionsPanel
 
-    def before_close(widget) -> None:
-        from medview.ui import workers
-
-        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
-        widget.shutdown()
-
-    first = SuggestionsPanel()
-    qtbot.addWidget(first, before_close_func=before_close)
+    first = add_panel(qtbot, SuggestionsPanel())
     with qtbot.waitSignal(first.suggestions_ready, timeout=30000):
         first.set_study_context(StudyContext(patient_id=ADULT))  # nothing loaded yet
         first.open_path(str(records_dir / "synthea_csv_ma27"))
     assert len(load_saved_records().patients) == 27
-    second = SuggestionsPanel()  # a later session: picks the records up from the database
-    qtbot.addWidget(second, before_close_func=before_close)
+    # a later session: picks the records up from the database
+    second = add_panel(qtbot, SuggestionsPanel())
     with qtbot.waitSignal(second.suggestions_ready, timeout=30000) as blocker:
         second.set_study_context(StudyContext(patient_id=ADULT))
     assert blocker.args[0].patient == ADULT and blocker.args[0].status == "ok"

@@ -23,6 +23,7 @@ from medview.records import (
 from medview.treatments import Params, Recommender
 from medview.treatments.data import is_current
 from medview.treatments.safety import SafetyRules, drug_classes, ingredients
+from tests.panel_helpers import add_panel
 
 HYPERTENSION = ("59621000", "Hypertension")
 MISUSE = ("361055000", "Misuses drugs (finding)")
@@ -306,16 +307,9 @@ def test_cli_shows_removed_and_flags(records_dir: Path, capsys) -> None:
 # ----------------------------------------------------------------------------- panel
 def test_panel_shows_flags_and_removed(qtbot) -> None:
     pytest.importorskip("PySide6")
-    from medview.ui import workers
     from medview.ui.panels.suggest_panel import SuggestionsPanel
 
-    panel = SuggestionsPanel(records=_synthetic())
-
-    def before_close(widget) -> None:
-        qtbot.waitUntil(lambda: not workers.active_tasks(), timeout=30000)
-        widget.shutdown()
-
-    qtbot.addWidget(panel, before_close_func=before_close)
+    panel = add_panel(qtbot, SuggestionsPanel(records=_synthetic()))
     with qtbot.waitSignal(panel.suggestions_ready, timeout=30000) as blocker:
         panel.select_patient("p0")
     res = blocker.args[0]
