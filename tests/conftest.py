@@ -59,6 +59,12 @@ def records_dir() -> Path:
     return need(RECORDS_DIR)
 
 
+@pytest.fixture(scope="session")
+def csv_dir(records_dir: Path) -> Path:
+    """The Synthea CSV export of ../shared/data/records (27 patients)."""
+    return records_dir / "synthea_csv_ma27"
+
+
 @pytest.fixture()
 def medview_home(tmp_path, monkeypatch) -> Path:
     """A fresh per-user data folder (and database) for one test."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sqlite3
@@ -22,19 +21,9 @@ from medview.records import (
     save_records,
 )
 from medview.records.units import to_canonical
+from tests.data_helpers import csv_rows
 
-CSV_NAME = "synthea_csv_ma27"
 FHIR_NAME = "synthea_fhir"
-
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-@pytest.fixture(scope="module")
-def csv_dir(records_dir: Path) -> Path:
-    return records_dir / CSV_NAME
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +62,18 @@ def test_synthea_counts_match_files(csv_records: RecordSet, csv_dir: Path) -> No
         ("careplans", "careplans"),
         ("encounters", "encounters"),
     ]:
-        assert c[key] == len(_csv_rows(csv_dir / f"{name}.csv")), name
+        assert c[key] == len(csv_rows(csv_dir / f"{name}.csv")), name
     assert c["patients"] == 27
 
 
 def test_synthea_fields(csv_records: RecordSet, csv_dir: Path) -> None:
-    row = _csv_rows(csv_dir / "patients.csv")[0]
+    row = csv_rows(csv_dir / "patients.csv")[0]
     p = csv_records.patients[row["Id"]]
     assert p.birth_date == date.fromisoformat(row["BIRTHDATE"])
     assert p.name == f"{row['FIRST']} {row['LAST']}"
     assert p.sex == row["GENDER"]
     assert row["SSN"] and row["SSN"] not in p.identifiers  # national identifiers not kept
-    meds = _csv_rows(csv_dir / "medications.csv")
+    meds = csv_rows(csv_dir / "medications.csv")
     with_reason = sum(1 for r in meds if r["REASONCODE"])
     got = sum(1 for t in csv_records.treatments if t.kind == "medication" and t.reason_code)
     assert got == with_reason
@@ -92,7 +81,7 @@ def test_synthea_fields(csv_records: RecordSet, csv_dir: Path) -> None:
     first = next(o for o in csv_records.observations)
     assert first.time.tzinfo is None
     # numeric values equal the CSV, text values are kept as text
-    obs = _csv_rows(csv_dir / "observations.csv")
+    obs = csv_rows(csv_dir / "observations.csv")
     bp = [float(r["VALUE"]) for r in obs if r["CODE"] == "8480-6"]
     mine = [o.value for o in csv_records.observations if o.code == "8480-6"]
     assert sorted(mine) == sorted(bp)
@@ -396,7 +385,7 @@ def test_store_roundtrip(tmp_path: Path, csv_records: RecordSet, medview_home: P
 
 # ----------------------------------------------------------------------------- linking
 def test_link_by_patient_id_and_identifier(csv_records: RecordSet, csv_dir: Path) -> None:
-    row = _csv_rows(csv_dir / "patients.csv")[1]
+    row = csv_rows(csv_dir / "patients.csv")[1]
     res = link_patient(csv_records, row["Id"], "", None)
     assert res.matched and res.record_patient_id == row["Id"] and res.method == "patient_id"
     res = link_patient(csv_records, row["SSN"], "", None)  # SSNs are not kept (privacy)
@@ -404,7 +393,7 @@ def test_link_by_patient_id_and_identifier(csv_records: RecordSet, csv_dir: Path
 
 
 def test_link_by_name_and_birth_date(csv_records: RecordSet, csv_dir: Path) -> None:
-    row = _csv_rows(csv_dir / "patients.csv")[2]
+    row = csv_rows(csv_dir / "patients.csv")[2]
     dicom_name = f"{row['LAST']}^{row['FIRST']}"
     dicom_date = row["BIRTHDATE"].replace("-", "")
     res = link_patient(csv_records, "UNKNOWN-ID", dicom_name, dicom_date)
@@ -444,7 +433,7 @@ def test_import_records_keeps_them_for_the_next_session(records_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- allergies
 def test_synthea_allergies_match_file(csv_records: RecordSet, csv_dir: Path) -> None:
-    rows = _csv_rows(csv_dir / "allergies.csv")
+    rows = csv_rows(csv_dir / "allergies.csv")
     assert csv_records.counts()["allergies"] == len(rows) == len(csv_records.allergies)
     got = Counter((a.patient_id, a.code, a.category) for a in csv_records.allergies)
     assert got == Counter((r["PATIENT"], r["CODE"], r["CATEGORY"]) for r in rows)

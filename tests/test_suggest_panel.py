@@ -20,8 +20,8 @@ CHILD = "3edac2e3-d223-6fae-d515-daf96ef6bc76"  # no hypertension
 
 
 @pytest.fixture(scope="module")
-def csv_records(records_dir: Path) -> RecordSet:
-    return load_records(records_dir / "synthea_csv_ma27")
+def csv_records(csv_dir: Path) -> RecordSet:
+    return load_records(csv_dir)
 
 
 @pytest.fixture()

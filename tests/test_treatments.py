@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from datetime import date, datetime
@@ -15,19 +14,10 @@ from medview.cli import main
 from medview.records import Condition, Patient, RecordSet, TreatmentEvent, load_records
 from medview.treatments import Params, Recommender, leave_one_out
 from medview.treatments.evaluate import expected_metrics, hidden_items
+from tests.data_helpers import csv_rows
 
 HYPERTENSION = "59621000"
 LISINOPRIL = "314076"
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-@pytest.fixture(scope="module")
-def csv_dir(records_dir: Path) -> Path:
-    return records_dir / "synthea_csv_ma27"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def history_from_csv(csv_dir: Path) -> dict[str, set[str]]:
         ("procedures", "procedure"),
         ("careplans", "careplan"),
     ]:
-        for r in _rows(csv_dir / f"{name}.csv"):
+        for r in csv_rows(csv_dir / f"{name}.csv"):
             hist[r["PATIENT"]].add(f"{kind}:{r['CODE']}")
     return hist
 
@@ -76,7 +66,7 @@ def test_history_never_suggested(rec: Recommender, csv_records, history_from_csv
 
 
 def test_current_listed_separately(rec: Recommender, csv_dir: Path) -> None:
-    meds = _rows(csv_dir / "medications.csv")
+    meds = csv_rows(csv_dir / "medications.csv")
     pid = "5a595dfb-9ecf-d4ac-2893-b3e1ced04951"
     open_meds = {r["CODE"] for r in meds if r["PATIENT"] == pid and not r["STOP"]}
     res = rec.suggest(pid, k=5)
@@ -85,8 +75,8 @@ def test_current_listed_separately(rec: Recommender, csv_dir: Path) -> None:
 
 
 def test_evidence_counts_match_csv(rec: Recommender, csv_dir: Path) -> None:
-    conditions = _rows(csv_dir / "conditions.csv")
-    meds = _rows(csv_dir / "medications.csv")
+    conditions = csv_rows(csv_dir / "conditions.csv")
+    meds = csv_rows(csv_dir / "medications.csv")
     pid = "5a595dfb-9ecf-d4ac-2893-b3e1ced04951"
     res = rec.suggest(pid, k=5, kinds=["medication"])
     checked = 0
