@@ -764,32 +764,50 @@ def test_measurement_on_a_coronal_reformat_is_stored_and_restored(make_window, q
     assert StudyDatabase().measurements(key) == []
 
 
+def _raised_copy(
+    paths: list, dest: Path, first: int, series: int, frame: str | None = None
+) -> Path:
+    """The slices ``paths`` written to ``dest`` 4 mm higher as a new series: SOP instance
+    UIDs from ``first`` on, series UID ``series`` (and frame of reference ``frame``), all
+    under 1.2.826.0.1.3680043.8.498."""
+    import pydicom
+
+    root = "1.2.826.0.1.3680043.8.498"
+    dest.mkdir()
+    for n, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, z + 4.0]
+        if frame is not None:
+            ds.FrameOfReferenceUID = f"{root}.{frame}"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{root}.{n + first}"
+        ds.SeriesInstanceUID = f"{root}.{series}"
+        ds.save_as(dest / f"{n}.dcm")
+    return dest
+
+
+def _side_by_side(make_window, qtbot, left_path: Path, right_path: Path) -> tuple:
+    """A 1x2 window with ``left_path`` opened on the left and ``right_path`` on the right."""
+    win = make_window()
+    win.set_layout("1x2")
+    left, right = win.area.viewports[:2]
+    win.open_paths([str(left_path)], target=left)
+    idle(qtbot, win)
+    win.open_paths([str(right_path)], target=right)
+    idle(qtbot, win)
+    return win, left, right
+
+
 def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
     """The CT beside a copy 2 slices higher in the same frame of reference: scrolling
     one shows the same table position in the other; W/L and zoom follow; unlinkable."""
-    import pydicom
     from PySide6.QtCore import QPoint
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
 
-    shifted = tmp_path / "shifted"
-    shifted.mkdir()
-    for n, path in enumerate(sorted(ct_dir.glob("*.dcm"))):
-        ds = pydicom.dcmread(path)
-        x, y, z = (float(v) for v in ds.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 4.0]  # 2 slices of 2 mm
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
-            f"1.2.826.0.1.3680043.8.498.{n + 1}"
-        )
-        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.100"
-        ds.save_as(shifted / f"{n}.dcm")
-    win = make_window()
-    win.set_layout("1x2")
-    left, right = win.area.viewports[:2]
-    win.open_paths([str(ct_dir)], target=left)
-    idle(qtbot, win)
-    win.open_paths([str(shifted)], target=right)
-    idle(qtbot, win)
+    # 4 mm = 2 slices of 2 mm
+    shifted = _raised_copy(sorted(ct_dir.glob("*.dcm")), tmp_path / "shifted", 1, 100)
+    win, left, right = _side_by_side(make_window, qtbot, ct_dir, shifted)
     assert left.volume is not None and right.volume is not None
     win.actions_by_id["link_scroll"].trigger()
     win.actions_by_id["link_view"].trigger()
@@ -823,30 +841,13 @@ def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
 def test_linking_other_frames_registers_on_a_worker(make_window, qtbot, ct_dir, tmp_path):
     """Different frames of reference: the manual offset first, then the rigid
     registration (SimpleITK, on a worker) links the same anatomy."""
-    import pydicom
-
     from medview.io import load_path
 
     ct = load_path(ct_dir)
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    for n, inst in enumerate(ct.instances[3:]):  # 3 slices fewer, 4 mm up, another frame
-        ds = pydicom.dcmread(inst.path)
-        x, y, z = (float(v) for v in ds.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y, z + 4.0]
-        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.77"
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
-            f"1.2.826.0.1.3680043.8.498.{n + 200}"
-        )
-        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.199"
-        ds.save_as(moved / f"{n}.dcm")
-    win = make_window()
-    win.set_layout("1x2")
-    left, right = win.area.viewports[:2]
-    win.open_paths([str(ct_dir)], target=left)
-    idle(qtbot, win)
-    win.open_paths([str(moved)], target=right)
-    idle(qtbot, win)
+    # 3 slices fewer, 4 mm up, another frame
+    paths = [inst.path for inst in ct.instances[3:]]
+    moved = _raised_copy(paths, tmp_path / "moved", 200, 199, frame="77")
+    win, left, right = _side_by_side(make_window, qtbot, ct_dir, moved)
     left.set_index(10)
     right.set_index(10)  # shown together when linked: the manual offset is 0
     win.actions_by_id["link_scroll"].trigger()
