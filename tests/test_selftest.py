@@ -67,36 +67,36 @@ def tiny_models(folder: Path) -> Path:
     from medview.modelcards import sha256_file
 
     torch.manual_seed(0)
-    cnn_arch = {"name": "small_resnet", "params": {"widths": [8, 16], "blocks": [1, 1]}}
-    cnn_arch["params"]["num_outputs"] = 1
-    write_model(
-        folder / "pneumonia_cnn",
-        nets.build(cnn_arch["name"], cnn_arch["params"]).eval(),
-        {
-            "name": "pneumonia_cnn",
-            "version": "0.0.1-test",
-            "task": "classification",
-            "architecture": cnn_arch,
-            "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
-            "output": {"labels": ["normal", "pneumonia"], "threshold": 0.5},
-            "weights": {},
-        },
-    )
-    ae_arch = {"name": "conv_autoencoder", "params": {"size": 28, "widths": [8, 16]}}
-    ae_arch["params"]["latent_dim"] = 8
-    write_model(
-        folder / "pneumonia_ae",
-        nets.build(ae_arch["name"], ae_arch["params"]).eval(),
-        {
-            "name": "pneumonia_ae",
-            "version": "0.0.1-test",
-            "task": "anomaly",
-            "architecture": ae_arch,
-            "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
-            "output": {"threshold": 1.0},
-            "weights": {},
-        },
-    )
+    tiny = [  # name, task, architecture, its params, output
+        (
+            "pneumonia_cnn",
+            "classification",
+            "small_resnet",
+            {"widths": [8, 16], "blocks": [1, 1], "num_outputs": 1},
+            {"labels": ["normal", "pneumonia"], "threshold": 0.5},
+        ),
+        (
+            "pneumonia_ae",
+            "anomaly",
+            "conv_autoencoder",
+            {"size": 28, "widths": [8, 16], "latent_dim": 8},
+            {"threshold": 1.0},
+        ),
+    ]
+    for name, task, arch, params, output in tiny:
+        write_model(
+            folder / name,
+            nets.build(arch, params).eval(),
+            {
+                "name": name,
+                "version": "0.0.1-test",
+                "task": task,
+                "architecture": {"name": arch, "params": params},
+                "input": {"channels": 1, "size": [28, 28], "mean": 0.5, "std": 0.25},
+                "output": output,
+                "weights": {},
+            },
+        )
     net = lstm.build_torch_model(hidden=8, layers=1)
     gdir = folder / selftest.FORECAST_MODEL
     gdir.mkdir(parents=True)
