@@ -801,9 +801,9 @@ def _side_by_side(make_window, qtbot, left_path: Path, right_path: Path) -> tupl
 def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
     """The CT beside a copy 2 slices higher in the same frame of reference: scrolling
     one shows the same table position in the other; W/L and zoom follow; unlinkable."""
-    from PySide6.QtCore import QPoint
-    from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
+
+    from tests.qt_helpers import wheel_event
 
     # 4 mm = 2 slices of 2 mm
     shifted = _raised_copy(sorted(ct_dir.glob("*.dcm")), tmp_path / "shifted", 1, 100)
@@ -819,17 +819,7 @@ def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
     assert left.slice_position() == pytest.approx(right.slice_position(), abs=1e-3)
     left.set_window(-600, 1500)
     assert right.window == (-600.0, 1500.0)
-    ev = QWheelEvent(
-        QPointF(200, 200),
-        QPointF(200, 200),
-        QPoint(0, 0),
-        QPoint(0, 120),
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.ControlModifier,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(left, ev)
+    QApplication.sendEvent(left, wheel_event(200, 200, 120, ctrl=True))
     qtbot.waitUntil(lambda: right.view.zoom == pytest.approx(left.view.zoom), timeout=2000)
     assert not left.view.fit_mode
     win.actions_by_id["link_scroll"].trigger()  # unlink

@@ -117,20 +117,9 @@ def test_wheel_and_keys_scroll(vp, qtbot, ct_volume):
     assert vp.index == 19
     QTest.keyClick(vp, Qt.Key.Key_Home)
     assert vp.index == 0
-    from PySide6.QtCore import QPointF as QF
-    from PySide6.QtGui import QWheelEvent
+    from tests.qt_helpers import wheel_event
 
-    ev = QWheelEvent(
-        QF(100, 100),
-        QF(100, 100),
-        QPoint(0, 0),
-        QPoint(0, -120),
-        Qt.MouseButton.NoButton,
-        Qt.KeyboardModifier.NoModifier,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    vp.wheelEvent(ev)
+    vp.wheelEvent(wheel_event(100, 100, -120))
     assert vp.index == 1
     # the shown slice is slice 1 of the volume through the core's pipeline
     vp.set_window(40, 400)

@@ -204,23 +204,12 @@ def main() -> int:
     dt = time.perf_counter() - t0
     res["scroll_slices_per_s"] = round(n / dt, 1)
     # the same through wheel events and the event loop (what a user's wheel does)
-    from PySide6.QtCore import QPoint, QPointF
-    from PySide6.QtGui import QWheelEvent
+    from tests.qt_helpers import wheel_event
 
     vp.set_index(0)
     t0 = time.perf_counter()
     for _ in range(n - 1):
-        ev = QWheelEvent(
-            QPointF(200, 200),
-            QPointF(200, 200),
-            QPoint(0, 0),
-            QPoint(0, -120),
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-            Qt.ScrollPhase.NoScrollPhase,
-            False,
-        )
-        QCoreApplication.sendEvent(vp, ev)
+        QCoreApplication.sendEvent(vp, wheel_event(200, 200, -120))
         QCoreApplication.processEvents()
     dt = time.perf_counter() - t0
     assert vp.index == n - 1, vp.index
