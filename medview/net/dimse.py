@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from medview.errors import Cancelled, one_line
@@ -218,11 +219,8 @@ def echo(
     ae = _make_ae(calling_aet, timeout)
     ae.add_requested_context(VERIFICATION)
     t0 = time.perf_counter()
-    assoc = _associate(ae, node, retries)
-    try:
+    with _association(ae, node, retries) as assoc:
         status = assoc.send_c_echo()
-    finally:
-        _release(assoc)
     code = _status(status)
     if code == -1:
         raise Unreachable(f"{node.describe()} did not answer the C-ECHO")
@@ -233,6 +231,26 @@ def echo(
         "status": code,
         "ms": round(1000 * (time.perf_counter() - t0), 1),
     }
+
+
+@contextmanager
+def _association(
+    ae: Any,
+    node: Node,
+    retries: int = 0,
+    ext_neg: list[Any] | None = None,
+    evt_handlers: list[Any] | None = None,
+) -> Iterator[Any]:
+    """An association (see :func:`_associate`) for a ``with`` block: aborted when the task
+    is cancelled inside it, released when the block ends."""
+    assoc = _associate(ae, node, retries, ext_neg, evt_handlers)
+    try:
+        yield assoc
+    except Cancelled:
+        assoc.abort()
+        raise
+    finally:
+        _release(assoc)
 
 
 def _release(assoc: Any) -> None:
@@ -259,9 +277,8 @@ def find(
     model = PATIENT_ROOT_FIND if level == "patient" else STUDY_ROOT_FIND
     ae = _make_ae(calling_aet, timeout)
     ae.add_requested_context(model)
-    assoc = _associate(ae, node, retries)
     out: list[dict[str, Any]] = []
-    try:
+    with _association(ae, node, retries) as assoc:
         for status, ident in assoc.send_c_find(query, model):
             code = _status(status)
             if code == -1:
@@ -272,11 +289,6 @@ def find(
                 state.progress(0.5, f"{len(out)} match(es)")
             elif code != 0:
                 raise RemoteRefused(f"{node.describe()} refused the C-FIND (status 0x{code:04X})")
-    except Cancelled:
-        assoc.abort()
-        raise
-    finally:
-        _release(assoc)
     state.progress(1.0, f"{len(out)} match(es)")
     return out
 
@@ -365,14 +377,13 @@ def get(
     handler = make_store_handler(store, lambda a, _assoc: indexer.submit(a), counters)
     final: dict[str, int] = {}
     try:
-        assoc = _associate(
+        with _association(
             ae,
             node,
             retries,
             ext_neg=list(roles.values()),
             evt_handlers=[(evt.EVT_C_STORE, handler)],
-        )
-        try:
+        ) as assoc:
             responses = assoc.send_c_get(ident, STUDY_ROOT_GET)
             last = _final_response(responses, node, "C-GET", "retrieved", state)
             if last is not None:
@@ -381,11 +392,6 @@ def get(
                     raise RemoteRefused(
                         f"{node.describe()} refused the C-GET (status 0x{code:04X})"
                     )
-        except Cancelled:
-            assoc.abort()
-            raise
-        finally:
-            _release(assoc)
     finally:
         indexer.stop()
     return retrieval_summary(
@@ -413,9 +419,8 @@ def move(
     dest_aet = check_aet(dest_aet, "destination AE title")
     ae = _make_ae(calling_aet, timeout)
     ae.add_requested_context(STUDY_ROOT_MOVE)
-    assoc = _associate(ae, node, retries)
     final: dict[str, int] = {}
-    try:
+    with _association(ae, node, retries) as assoc:
         responses = assoc.send_c_move(ident, dest_aet, STUDY_ROOT_MOVE)
         last = _final_response(responses, node, "C-MOVE", "moved", state)
         if last is not None:
@@ -425,11 +430,6 @@ def move(
                 raise RemoteRefused(f"{node.describe()} does not know the destination {dest_aet}")
             if code not in (0x0000, 0xB000):
                 raise RemoteRefused(f"{node.describe()} refused the C-MOVE (status 0x{code:04X})")
-    except Cancelled:
-        assoc.abort()
-        raise
-    finally:
-        _release(assoc)
     return final
 
 
@@ -518,9 +518,8 @@ def send(
         raise BadRequest(f"{len(wanted)} SOP class/encoding pairs: send them in smaller groups")
     for (sop_class, _), tss in wanted.items():
         ae.add_requested_context(sop_class, tss)
-    assoc = _associate(ae, node, retries)
     sent = warned = 0
-    try:
+    with _association(ae, node, retries) as assoc:
         accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         for n, (f, sop_class, ts) in enumerate(headers):
             state.progress(0.05 + 0.95 * n / len(headers), f"sending {n + 1}/{len(headers)}")
@@ -550,10 +549,5 @@ def send(
                 warned += 1
             else:
                 errors.append(f"{f}: refused with status 0x{code:04X}")
-    except Cancelled:
-        assoc.abort()
-        raise
-    finally:
-        _release(assoc)
     state.progress(1.0, f"sent {sent}")
     return {"sent": sent, "failed": len(errors), "warning": warned, "errors": errors}
