@@ -69,8 +69,13 @@ def _move(orthanc: OrthancServer, study_uid: str, dest: str) -> list[str]:
     return ["pacs", "move", *_remote(orthanc), "--study", study_uid, "--dest", dest]
 
 
+def _dimse(port: int, aet: str) -> list[str]:
+    """The options naming a DIMSE peer on 127.0.0.1."""
+    return ["--host", "127.0.0.1", "--port", str(port), "--aet", aet]
+
+
 def _remote(o: OrthancServer) -> list[str]:
-    return ["--host", "127.0.0.1", "--port", str(o.dicom_port), "--aet", o.aet]
+    return _dimse(o.dicom_port, o.aet)
 
 
 @pytest.fixture()
@@ -94,12 +99,7 @@ def test_bad_input_is_exit_2_with_one_line(capsys, home):
         capsys,
         "pacs",
         "find",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "104",
-        "--aet",
-        "X",
+        *_dimse(104, "X"),
         "--study-date",
         "2024-01-01",
     )
@@ -110,12 +110,7 @@ def test_bad_input_is_exit_2_with_one_line(capsys, home):
         capsys,
         "pacs",
         "get",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "104",
-        "--aet",
-        "X",
+        *_dimse(104, "X"),
         "--study",
         "1.2.../etc",
     )
@@ -125,12 +120,7 @@ def test_bad_input_is_exit_2_with_one_line(capsys, home):
         capsys,
         "pacs",
         "echo",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(free_port()),
-        "--aet",
-        "NOBODY",
+        *_dimse(free_port(), "NOBODY"),
         "--timeout",
         "3",
     )
@@ -144,12 +134,7 @@ def test_nodes_json_file(capsys, home, orthanc):
         "nodes",
         "add",
         "orthanc",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(orthanc.dicom_port),
-        "--aet",
-        orthanc.aet,
+        *_dimse(orthanc.dicom_port, orthanc.aet),
     )
     assert code == 0
     cli(capsys, "pacs", "nodes", "add", "web", "--dicomweb", orthanc.url + "/dicom-web")
@@ -397,12 +382,7 @@ def test_send_into_dcmtk_storescp(capsys, ct_copy, home, tmp_path):
                 capsys,
                 "pacs",
                 "echo",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--aet",
-                "STORESCP",
+                *_dimse(port, "STORESCP"),
                 "--timeout",
                 "2",
             )
@@ -414,12 +394,7 @@ def test_send_into_dcmtk_storescp(capsys, ct_copy, home, tmp_path):
             capsys,
             "pacs",
             "send",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--aet",
-            "STORESCP",
+            *_dimse(port, "STORESCP"),
             str(ct_copy),
         )
         assert code == 0, err
@@ -823,7 +798,7 @@ def test_dicom_tls_echo_and_store(capsys, tmp_path, ct_copy, home):
         tls_key=str(key),
     )
     with Receiver(cfg) as r:
-        target = ["--host", "127.0.0.1", "--port", str(r.port), "--aet", "MEDVIEW"]
+        target = _dimse(r.port, "MEDVIEW")
         code, _, err = cli(capsys, "pacs", "echo", *target, "--tls-ca", str(ca))
         assert code == 0, err
         code, _, err = cli(
