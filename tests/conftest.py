@@ -74,6 +74,34 @@ def medview_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture()
+def in_process_decoding(monkeypatch) -> None:
+    """Decode in the worker thread (no decoder process pool outliving a test)."""
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+
+
+@pytest.fixture()
+def make_window(qtbot, medview_home, in_process_decoding):
+    """``make(load_panels=False)``: a main window, 1400x900, shown and exposed; every
+    window made is closed after the test (GUI tests only: needs PySide6 and pytest-qt)."""
+    from medview.ui.main_window import MainWindow
+
+    made = []
+
+    def make(load_panels: bool = False) -> MainWindow:
+        w = MainWindow(load_panels=load_panels)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+
+
 @pytest.fixture(autouse=True)
 def no_dangling_threads(request):
     """Fail any test that leaves a thread (or a medview worker) running."""

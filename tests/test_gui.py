@@ -29,32 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 60000
 
 
-@pytest.fixture()
-def in_process_decoding(monkeypatch):
-    """Decode in the worker thread (no decoder process pool outliving a test)."""
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
-
-
-@pytest.fixture()
-def make_window(qtbot, medview_home, in_process_decoding):
-    from medview.ui.main_window import MainWindow
-
-    made = []
-
-    def make(load_panels: bool = False) -> MainWindow:
-        w = MainWindow(load_panels=load_panels)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-
-
 def idle(qtbot, win, timeout: int = TIMEOUT) -> None:
     qtbot.waitUntil(lambda: not win.busy, timeout=timeout)
 

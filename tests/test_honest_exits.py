@@ -241,19 +241,10 @@ def test_one_automatic_window_per_volume(shared_data):
 
 # ------------------------------------------------------------------ GUI
 @pytest.fixture()
-def window(qtbot, medview_home, monkeypatch):
+def window(request):
     pytest.importorskip("PySide6")
     pytest.importorskip("pytestqt")
-    from medview.ui.main_window import MainWindow
-
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
-    w = MainWindow(load_panels=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    w.close()
+    return request.getfixturevalue("make_window")()
 
 
 def _idle(qtbot, win) -> None:

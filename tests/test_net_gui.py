@@ -31,19 +31,11 @@ TIMEOUT = 60_000
 
 
 @pytest.fixture()
-def window(qtbot, medview_home, monkeypatch):
+def window(qtbot, make_window):
     """The main window, shown, with its networking controller installed."""
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
-    from medview.ui.main_window import MainWindow
-
-    w = MainWindow(load_panels=False)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
+    w = make_window()
     qtbot.waitUntil(lambda: getattr(w, "net", None) is not None, timeout=10_000)
-    yield w
-    w.close()
+    return w
 
 
 def _db(home):
