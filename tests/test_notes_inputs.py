@@ -201,15 +201,10 @@ def test_discordance_against_the_study_report():
 
 # --------------------------------------------------------------------------- database
 def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xray_dir, capsys):
-    from medview.io.database import StudyDatabase
     from medview.notes.cohort import nearest_study, search_cohort
+    from tests.data_helpers import import_radiograph
 
-    db = StudyDatabase()
-    try:
-        db.import_path(str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"))
-        (study,) = db.studies()
-    finally:
-        db.close()
+    study = import_radiograph(xray_dir)
     pid = study["patient_id"]
     assert pid  # the chest radiograph has a PatientID
     day = study["study_date"]

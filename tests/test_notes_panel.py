@@ -14,6 +14,7 @@ pytest.importorskip("PySide6")
 
 from medview.records import load_records  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
+from tests.data_helpers import import_radiograph  # noqa: E402
 from tests.panel_helpers import add_panel, wait_idle  # noqa: E402
 
 REPORTS = {
@@ -185,14 +186,7 @@ def test_ai_panel_sends_its_latest_result(qtbot) -> None:
 
 
 def test_cohort_search_opens_the_local_study(qtbot, panel, xray_dir, tmp_path) -> None:
-    from medview.io.database import StudyDatabase
-
-    db = StudyDatabase()
-    try:
-        db.import_path(str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"))
-        (study,) = db.studies()
-    finally:
-        db.close()
+    study = import_radiograph(xray_dir)
     pid = study["patient_id"]
     # a study patient without records: documents stored under its PatientID are shown
     _show(qtbot, panel, pid)
@@ -289,7 +283,6 @@ def test_main_window_wires_ai_to_notes_and_opens_cohort_hits(
 ) -> None:
     """layout.dock_side_panels: AI result -> notes panel -> flag on the AI panel; a cohort
     hit's series opens in the active viewport."""
-    from medview.io.database import StudyDatabase
     from medview.ui.main_window import MainWindow
     from medview.viewer.session import query_database
 
@@ -307,11 +300,7 @@ def test_main_window_wires_ai_to_notes_and_opens_cohort_hits(
     assert notes.discordances and not ai.discordance_label.isHidden()
     ai.report_result.emit(None)
     assert ai.discordance_label.isHidden()
-    db = StudyDatabase()
-    try:
-        db.import_path(str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"))
-    finally:
-        db.close()
+    import_radiograph(xray_dir)
     (series,) = query_database()
     notes.open_series.emit(series)
     qtbot.waitUntil(lambda: win.active.volume is not None, timeout=30000)

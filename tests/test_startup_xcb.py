@@ -67,6 +67,16 @@ def start_xvfb(width: int, height: int) -> tuple[subprocess.Popen, str]:
     return proc, f":{number}"
 
 
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """Terminate ``proc``; kill it when it has not exited after ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def xvfb_display() -> Iterator[str]:
     """A private Xvfb server; skips when Xvfb is not installed."""
@@ -76,12 +86,7 @@ def xvfb_display() -> Iterator[str]:
     try:
         yield display
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 def xcb_env(display: str, tmp_path: Path) -> dict[str, str]:
@@ -180,12 +185,7 @@ def test_window_appears_on_the_x_display(xvfb_display, tmp_path):
             pytest.fail(f"no medview window on {xvfb_display} after {START_TIMEOUT_S:.0f} s: {box}")
     finally:
         if app.poll() is None:
-            app.terminate()
-            try:
-                app.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                app.kill()
-                app.wait()
+            stop(app, 20)
     assert img is not None and box is not None
     assert (img.shape[1], img.shape[0]) == SCREEN
     w, h = box[2] - box[0], box[3] - box[1]
