@@ -45,6 +45,17 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 
 
+def _repaint_ms(vp, n: int) -> list[float]:
+    """Milliseconds of ``n`` repaints of ``vp``, each after a new window/level."""
+    times = []
+    for k in range(n):
+        vp.set_window(40 + (k % 7) * 10, 400 + (k % 5) * 50)
+        t0 = time.perf_counter()
+        vp.repaint()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -184,12 +195,7 @@ def main() -> int:
 
     # ---- render one slice with a new W/L ----------------------------------------
     vp.fit()
-    times = []
-    for n in range(60):
-        vp.set_window(40 + (n % 7) * 10, 400 + (n % 5) * 50)
-        t0 = time.perf_counter()
-        vp.repaint()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = _repaint_ms(vp, 60)
     res["render_ms_median"] = round(statistics.median(times), 2)
     res["render_ms_p95"] = round(_pct(times, 0.95), 2)
     res["render_slice_only_ms"] = round(vp.render_ms, 2)
@@ -287,12 +293,7 @@ def _slab_figures(vp, res: dict[str, object]) -> None:
         )
     vp.set_index(vp.slice_count() // 2)
     vp.set_projection("mip", 20.0)
-    times = []
-    for n in range(30):
-        vp.set_window(40 + (n % 7) * 10, 400 + (n % 5) * 50)
-        t0 = time.perf_counter()
-        vp.repaint()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = _repaint_ms(vp, 30)
     vp.set_projection(None)
     res["mip20_viewport_repaint_ms"] = round(statistics.median(times), 2)
 
