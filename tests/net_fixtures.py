@@ -20,6 +20,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterable
@@ -69,6 +70,16 @@ def storescu(
     args = [dcmtk("storescu")] + (["-v"] if verbose else [])
     args += ["-aet", aet] if aet else []
     return args + ["-aec", "MEDVIEW", "-xv", "127.0.0.1", str(port), *map(str, files)]
+
+
+def receive_command(port: int, db: Path | str, *options: str) -> list[str]:
+    """``medview receive`` on ``port`` filing into the database ``db``, one JSON line per
+    stored instance, with more ``options``."""
+    return [sys.executable, "-m", "medview", "receive", "--port", str(port), "--json"] + [
+        "--db",
+        str(db),
+        *options,
+    ]
 
 
 def echoscu(port: int, aet: str | None = None) -> list[str]:

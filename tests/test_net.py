@@ -39,6 +39,7 @@ from tests.net_fixtures import (  # noqa: E402
     echoscu,
     free_port,
     integrity_ok,
+    receive_command,
     same_instance,
     storescu,
 )
@@ -175,19 +176,7 @@ def test_storescu_into_medview_receive(capsys, tmp_path, ct_copy, home):
     db = tmp_path / "recv.sqlite"
     env = dict(os.environ, MEDVIEW_HOME=str(home))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "medview",
-            "receive",
-            "--port",
-            str(port),
-            "--aet",
-            "MEDVIEW",
-            "--json",
-            "--db",
-            str(db),
-        ],
+        receive_command(port, db, "--aet", "MEDVIEW"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

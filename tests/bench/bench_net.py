@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from series import build_series  # noqa: E402
 
+from tests.net_fixtures import free_port, receive_command  # noqa: E402
+
 # max receive PDU (medview, dcmtk); set by --pdu. dcmtk's own default is 16384.
 PDU = [1024 * 1024, 16384]
 # Debian's dcmtk leaves Nagle's algorithm on unless TCP_NODELAY=1 is in the environment;
@@ -49,14 +51,6 @@ def dcmtk(name: str) -> str:
             if "dcmtk" in (out.stdout + out.stderr).lower():
                 return c
     raise SystemExit(f"needs dcmtk's {name} (apt-get install dcmtk)")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_series(root: Path, n: int, compressed: bool) -> list[Path]:
@@ -87,21 +81,9 @@ def bench_medview_receive(tmp: Path, files: list[Path]) -> float:
     run = Path(tempfile.mkdtemp(dir=tmp))
     env = dict(os.environ, MEDVIEW_HOME=str(run / "home"))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "medview",
-            "receive",
-            "--port",
-            str(port),
-            "--json",
-            "--db",
-            str(run / "db.sqlite"),
-            "--store",
-            str(run / "store"),
-            "--min-free-mb",
-            "64",
-        ],
+        receive_command(
+            port, run / "db.sqlite", "--store", str(run / "store"), "--min-free-mb", "64"
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
