@@ -33,6 +33,14 @@ def idle(qtbot, win, timeout: int = TIMEOUT) -> None:
     qtbot.waitUntil(lambda: not win.busy, timeout=timeout)
 
 
+def _opened(make_window, qtbot, path: Path):
+    """A new window with ``path`` opened and loaded."""
+    win = make_window()
+    win.open_paths([str(path)])
+    idle(qtbot, win)
+    return win
+
+
 @pytest.fixture()
 def big_series(tmp_path, ct_dir):
     """A 60-slice JPEG 2000 series made from the real slices (tests/bench/series.py)."""
@@ -72,9 +80,7 @@ def test_open_ct_first_slice_before_volume(make_window, qtbot, ct_dir):
 
 
 def test_scroll_updates_overlay_and_tags(make_window, qtbot, ct_dir):
-    win = make_window()
-    win.open_paths([str(ct_dir)])
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)
     vp = win.active
     vp.set_index(5)
     assert "Im: 6/20" in vp.overlay_lines()["bl"][0]
@@ -171,9 +177,7 @@ def test_close_while_loading_leaves_no_thread(make_window, qtbot, big_series):
 def test_measurements_stored_restored_and_deleted(make_window, qtbot, ct_dir):
     from medview.io.database import StudyDatabase
 
-    win = make_window()
-    win.open_paths([str(ct_dir)])
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)
     vp = win.active
     vp.set_index(4)
     win.set_tool("ruler")
@@ -274,9 +278,7 @@ def test_shortcuts_are_unique_and_listed(make_window):
 
 
 def test_preset_shortcut_and_unknown_preset(make_window, qtbot, ct_dir):
-    win = make_window()
-    win.open_paths([str(ct_dir)])
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)
     win.actions_by_id["preset_bone"].trigger()
     assert win.active.window == (400.0, 1800.0)
     assert win.apply_preset("nonsense") is False
@@ -506,9 +508,7 @@ def test_drop_files_and_series_onto_a_viewport(make_window, qtbot, ct_dir):
 def test_measurement_shows_in_every_viewport_of_the_series(make_window, qtbot, ct_dir):
     from medview.imaging.measure import Measurement
 
-    win = make_window()
-    win.open_paths([str(ct_dir)])
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)
     win.set_layout("1x2")  # the CT opened in MPR (its protocol); two axial viewports now
     left, right = win.area.viewports[:2]
     key = next(k for k in win.browser.items if k.startswith("open:"))
@@ -592,9 +592,7 @@ def test_hanging_protocol_ct_in_mpr_then_a_radiograph_opens_1x1(
     """The layout of one study no longer leaks into the next (issue 16, item 1)."""
     from medview.ui.reading import describe
 
-    win = make_window()
-    win.open_paths([str(ct_dir)])
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)
     vps = win.area.viewports
     qtbot.waitUntil(lambda: all(v.volume is not None for v in vps[:3]), timeout=TIMEOUT)
     assert (win.area.layout_name, win.protocol_name) == ("mpr", "CT")
@@ -706,9 +704,7 @@ def test_measurement_on_a_coronal_reformat_is_stored_and_restored(make_window, q
     from medview.imaging.measure import Measurement
     from medview.io.database import StudyDatabase
 
-    win = make_window()
-    win.open_paths([str(ct_dir)])  # the CT protocol: MPR
-    idle(qtbot, win)
+    win = _opened(make_window, qtbot, ct_dir)  # the CT protocol: MPR
     cor = win.area.viewports[1]
     qtbot.waitUntil(lambda: cor.volume is not None and cor.plane == "coronal", timeout=TIMEOUT)
     cor.set_index(300)

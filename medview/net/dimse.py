@@ -234,16 +234,10 @@ def echo(
 
 
 @contextmanager
-def _association(
-    ae: Any,
-    node: Node,
-    retries: int = 0,
-    ext_neg: list[Any] | None = None,
-    evt_handlers: list[Any] | None = None,
-) -> Iterator[Any]:
-    """An association (see :func:`_associate`) for a ``with`` block: aborted when the task
-    is cancelled inside it, released when the block ends."""
-    assoc = _associate(ae, node, retries, ext_neg, evt_handlers)
+def _association(ae: Any, node: Node, retries: int = 0, **options: Any) -> Iterator[Any]:
+    """An association (:func:`_associate` with ``options``) for a ``with`` block: aborted
+    when the task is cancelled inside it, released when the block ends."""
+    assoc = _associate(ae, node, retries, **options)
     try:
         yield assoc
     except Cancelled:
