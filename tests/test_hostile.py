@@ -454,3 +454,12 @@ def test_explicit_syntax_written_implicit_still_opens() -> None:
 
     vol = load_path(get_testdata_file("SC_rgb_jpeg.dcm"))
     assert vol.array.shape[-1] == 3 and vol.array.ndim == 4
+
+
+def test_a_decoder_finding_more_frames_than_declared_is_one_files_error(tmp_path):
+    """Found by the full fuzz run: pydicom decodes 1x1 big-endian RGB with its excess pixel
+    data as 20000 frames; placing them into a 2-frame volume raised ValueError."""
+    path = edited(tf("SC_rgb_expb_16bit_2frame.dcm"), tmp_path / "tiny.dcm", Rows=1, Columns=1)
+    with pytest.raises(ReadError) as err:
+        load_path(path)
+    assert str(err.value).endswith("frames decoded, NumberOfFrames says 2")

@@ -169,6 +169,8 @@ class _SeriesFill:
         if frames_arr.shape[1:3] != (first.rows, first.columns):
             raise ReadError(f"size {frames_arr.shape[1:3]} differs from the series", info.path)
         n = frames_arr.shape[0]
+        if n != info.frames or k + n > self.out.shape[0]:  # the decoder found other frames
+            raise ReadError(f"{n} frames decoded, NumberOfFrames says {info.frames}", info.path)
         if self.to_hu:
             block = frames_arr.astype(np.int16, copy=False)
             if info.rescale_intercept:
@@ -303,10 +305,9 @@ def _decode_in_pool(
                 state.check()
                 try:
                     arr, extra = fut.result()
+                    place(k, info, arr, extra)
                 except MedviewError as exc:
                     fail(k, info, exc.reason)
-                else:
-                    place(k, info, arr, extra)
                 decoders.mark_working()
                 del fut
                 handled += 1
@@ -322,10 +323,9 @@ def _decode_in_pool(
                 state.check()
                 try:
                     arr, extra = decoders.run_isolated(decode_file, info.path)
+                    place(k, info, arr, extra)
                 except MedviewError as exc:
                     fail(k, info, exc.reason)
-                else:
-                    place(k, info, arr, extra)
             next_pool = decoders.decoder_pool()
             if next_pool is None:
                 return todo
