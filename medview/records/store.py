@@ -14,7 +14,7 @@ transaction, so importing the same export twice does not duplicate rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from os import PathLike
 from pathlib import Path
@@ -130,13 +130,46 @@ def _migrate(con: sqlite3.Connection) -> None:
 
 Row = tuple[object, ...]
 
-# Columns of each per-patient table, in the order save_records inserts them.
-_COLUMNS = {
-    "rec_observations": 10,
-    "rec_conditions": 5,
-    "rec_treatments": 9,
-    "rec_encounters": 6,
-    "rec_allergies": 10,
+# The fields stored in each per-patient table, in its column order (what save_records
+# inserts and the loaders read back by position).
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "rec_observations": (
+        "patient_id",
+        "time",
+        "code",
+        "display",
+        "value",
+        "unit",
+        "original_value",
+        "original_unit",
+        "unit_flag",
+        "text",
+    ),
+    "rec_conditions": ("patient_id", "start", "stop", "code", "display"),
+    "rec_treatments": (
+        "patient_id",
+        "kind",
+        "start",
+        "stop",
+        "code",
+        "display",
+        "reason_code",
+        "reason_display",
+        "status",
+    ),
+    "rec_encounters": ("patient_id", "start", "stop", "code", "display", "encounter_class"),
+    "rec_allergies": (
+        "patient_id",
+        "start",
+        "stop",
+        "code",
+        "display",
+        "system",
+        "type",
+        "category",
+        "status",
+        "reactions",
+    ),
 }
 
 
@@ -153,65 +186,29 @@ def _patient_row(p: Patient, source: str, now: str) -> Row:
     )
 
 
-def _observation_row(o: Observation) -> Row:
-    return (
-        o.patient_id,
-        _iso(o.time),
-        o.code,
-        o.display,
-        o.value,
-        o.unit,
-        o.original_value,
-        o.original_unit,
-        o.unit_flag,
-        o.text,
-    )
-
-
-def _treatment_row(t: TreatmentEvent) -> Row:
-    return (
-        t.patient_id,
-        t.kind,
-        _iso(t.start),
-        _iso(t.stop),
-        t.code,
-        t.display,
-        t.reason_code,
-        t.reason_display,
-        t.status,
-    )
-
-
-def _allergy_row(a: Allergy) -> Row:
-    return (
-        a.patient_id,
-        _iso(a.start),
-        _iso(a.stop),
-        a.code,
-        a.display,
-        a.system,
-        a.type,
-        a.category,
-        a.status,
-        "\n".join(a.reactions),
-    )
+def _row(item: object, fields: tuple[str, ...]) -> Row:
+    """``item``'s ``fields`` as stored: dates and times in ISO 8601, lists one per line."""
+    out: list[object] = []
+    for name in fields:
+        v = getattr(item, name)
+        if isinstance(v, (datetime, date)):
+            v = v.isoformat()
+        elif isinstance(v, list):
+            v = "\n".join(v)
+        out.append(v)
+    return tuple(out)
 
 
 def _table_rows(records: RecordSet) -> dict[str, list[Row]]:
     """The rows of every per-patient table (keys in :data:`_TABLES` order)."""
-    return {
-        "rec_observations": [_observation_row(o) for o in records.observations],
-        "rec_conditions": [
-            (c.patient_id, _iso(c.start), _iso(c.stop), c.code, c.display)
-            for c in records.conditions
-        ],
-        "rec_treatments": [_treatment_row(t) for t in records.treatments],
-        "rec_encounters": [
-            (e.patient_id, _iso(e.start), _iso(e.stop), e.code, e.display, e.encounter_class)
-            for e in records.encounters
-        ],
-        "rec_allergies": [_allergy_row(a) for a in records.allergies],
+    items: dict[str, Sequence[object]] = {
+        "rec_observations": records.observations,
+        "rec_conditions": records.conditions,
+        "rec_treatments": records.treatments,
+        "rec_encounters": records.encounters,
+        "rec_allergies": records.allergies,
     }
+    return {table: [_row(i, _FIELDS[table]) for i in items[table]] for table in _TABLES}
 
 
 def save_records(
@@ -240,7 +237,7 @@ def save_records(
                 [_patient_row(p, source, now) for p in records.patients.values()],
             )
             for table, rows in _table_rows(records).items():
-                marks = ",".join("?" * _COLUMNS[table])
+                marks = ",".join("?" * len(_FIELDS[table]))
                 con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
     finally:
         con.close()
