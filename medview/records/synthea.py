@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from medview.errors import MedviewError
 from medview.records._common import make_observation, parse_date, parse_time
@@ -124,16 +125,19 @@ def _observation(row: dict[str, str], rs: RecordSet) -> None:
     )
 
 
+def _event(row: dict[str, str], code_required: bool = True) -> dict[str, Any]:
+    """The fields every dated Synthea row gives: patient, START, STOP, CODE, DESCRIPTION."""
+    return {
+        "patient_id": _get(row, "PATIENT", True),
+        "start": _time(row, "START"),
+        "stop": _time_or_none(row, "STOP"),
+        "code": _get(row, "CODE", code_required),
+        "display": _get(row, "DESCRIPTION"),
+    }
+
+
 def _condition(row: dict[str, str], rs: RecordSet) -> None:
-    rs.conditions.append(
-        Condition(
-            patient_id=_get(row, "PATIENT", True),
-            start=_time(row, "START"),
-            stop=_time_or_none(row, "STOP"),
-            code=_get(row, "CODE", True),
-            display=_get(row, "DESCRIPTION"),
-        )
-    )
+    rs.conditions.append(Condition(**_event(row)))
 
 
 def _treatment(kind: str) -> Callable[[dict[str, str], RecordSet], None]:
@@ -157,14 +161,7 @@ def _treatment(kind: str) -> Callable[[dict[str, str], RecordSet], None]:
 
 def _encounter(row: dict[str, str], rs: RecordSet) -> None:
     rs.encounters.append(
-        Encounter(
-            patient_id=_get(row, "PATIENT", True),
-            start=_time(row, "START"),
-            stop=_time_or_none(row, "STOP"),
-            code=_get(row, "CODE"),
-            display=_get(row, "DESCRIPTION"),
-            encounter_class=_get(row, "ENCOUNTERCLASS"),
-        )
+        Encounter(**_event(row, code_required=False), encounter_class=_get(row, "ENCOUNTERCLASS"))
     )
 
 
@@ -172,11 +169,7 @@ def _allergy(row: dict[str, str], rs: RecordSet) -> None:
     reactions = [v for v in (_get(row, "DESCRIPTION1"), _get(row, "DESCRIPTION2")) if v]
     rs.allergies.append(
         Allergy(
-            patient_id=_get(row, "PATIENT", True),
-            start=_time(row, "START"),
-            stop=_time_or_none(row, "STOP"),
-            code=_get(row, "CODE", True),
-            display=_get(row, "DESCRIPTION"),
+            **_event(row),
             system=_get(row, "SYSTEM"),
             type=_get(row, "TYPE").lower(),
             category=_get(row, "CATEGORY").lower(),
