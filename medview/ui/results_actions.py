@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from medview.ui import settings as user_settings
+from medview.ui.panels.base import ResultsSource
 from medview.ui.workers import TaskHandle, TaskSlot
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def _image_shown(win: MainWindow, vp: Viewport) -> None:
 
 def _hook_ai_panel(win: MainWindow) -> None:
     panel = win.panels.get("ai")
-    if panel is not None and not getattr(panel, "_audit_hooked", False):
+    if isinstance(panel, ResultsSource) and not getattr(panel, "_audit_hooked", False):
         panel._audit_hooked = True
         panel.results_changed.connect(win.ai_audit_timer.start)
 

@@ -247,14 +247,17 @@ def check_forecast_glucose(ctx: Context) -> str:
 
     rs = _need_records(ctx)
     res = forecast_records(rs, TARGET_PATIENT, GLUCOSE[0], 30)
-    if res.method != "lstm":
-        raise CheckFailed(f"glucose forecast used {res.method!r}, expected the bundled LSTM")
-    _check_forecast_values(res, "glucose LSTM")
+    # the shown method is whichever won this patient's own backtest; the bundled LSTM must
+    # have loaded and run in that backtest
+    lstm = res.backtest.get("lstm")
+    if not lstm:
+        raise CheckFailed(f"the bundled LSTM did not run (backtest: {sorted(res.backtest)})")
+    _check_forecast_values(res, f"glucose ({res.method})")
     if not all(40.0 <= float(v) <= 400.0 for v in res.values):
-        raise CheckFailed(f"glucose LSTM forecast implausible: {list(res.values)}")
+        raise CheckFailed(f"glucose forecast implausible: {list(res.values)}")
     return (
-        f"LSTM 30 min: {float(res.values[-1]):.0f} mg/dL "
-        f"(80% {float(res.lower[-1]):.0f}-{float(res.upper[-1]):.0f})"
+        f"{res.method} 30 min: {float(res.values[-1]):.0f} mg/dL "
+        f"(80% {float(res.lower[-1]):.0f}-{float(res.upper[-1]):.0f}), LSTM ran in the backtest"
     )
 
 

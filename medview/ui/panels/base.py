@@ -117,6 +117,14 @@ class AIResultSource(Protocol):
 
 
 @runtime_checkable
+class ResultsSource(Protocol):
+    """A panel whose result list changes (the AI panel): the audit log listens to it."""
+
+    #: ``Signal()``: results were added or cleared
+    results_changed: SignalInstance
+
+
+@runtime_checkable
 class ReportHolder(Protocol):
     """A panel with the patient's reports (Reports & notes)."""
 
