@@ -157,7 +157,9 @@ def test_self_test_runs_installed_models(tmp_path):
     ), out
     assert "anomaly v0.0.1-test on cpu: anomaly score" in checks["model pneumonia_ae"][1], out
     # the method shown is the patient's backtest winner; the installed LSTM must have run in it
-    assert checks[f"forecast {selftest.FORECAST_MODEL}"][1].endswith("LSTM ran in the backtest"), out
+    assert checks[f"forecast {selftest.FORECAST_MODEL}"][1].endswith("LSTM ran in the backtest"), (
+        out
+    )
     assert out.strip().splitlines()[-1].startswith(f"self-test passed: {len(ALL_CHECKS)} checks")
 
 
