@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.errors import printable
 from medview.imaging.thumbnails import SIZE as THUMB
 from medview.ui.workers import TaskSlot
 from medview.viewer.session import (
@@ -166,7 +167,7 @@ class StudyBrowser(QWidget):
                 label = f"{label} {s.instances[0].path.rsplit('/', 1)[-1]}".strip()
         else:
             n = len(s.instances) or s.slices
-        item = QTreeWidgetItem([label, str(n)])
+        item = QTreeWidgetItem([printable(label, 300), str(n)])
         item.setData(0, ROLE_KEY, key)
         item.setData(0, ROLE_TEXT, _search_text(s))
         if opened:
@@ -180,7 +181,7 @@ class StudyBrowser(QWidget):
             c = parent.child(i)
             if c.data(0, ROLE_TEXT + 1) == tag:
                 return c
-        c = QTreeWidgetItem([label, ""])
+        c = QTreeWidgetItem([printable(label, 300), ""])
         c.setData(0, ROLE_TEXT + 1, tag)
         c.setData(0, ROLE_TEXT, label.lower())
         parent.addChild(c)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.errors import printable
 from medview.ui.workers import TaskSlot
 
 MAX_VALUE_CHARS = 200
@@ -85,7 +86,7 @@ def format_value(elem: Any) -> str:
         text = str(elem.value) if elem.value is not None else ""
     except Exception:  # a malformed value must not break the browser
         text = repr(elem.value)
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))  # control characters from the file written out
     return (
         text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "\N{HORIZONTAL ELLIPSIS}"
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtCore import QPointF
 
+from medview.errors import printable
 from medview.imaging.geometry import PLANE_AXIS, pixel_to_voxel
 
 if TYPE_CHECKING:
@@ -148,7 +149,8 @@ def corner_lines(vp: Viewport) -> dict[str, list[str]]:
     bl: list[str] = []
     br: list[str] = []
     if header is not None:
-        tl, tr = _patient_lines(header)
+        # names and descriptions come from the file: control characters written out
+        tl, tr = ([printable(x, 200) for x in lines] for lines in _patient_lines(header))
     n = vp.slice_count()
     if n:
         word = "Fr" if vp.is_multiframe() else "Im"
