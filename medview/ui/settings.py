@@ -3,13 +3,13 @@
 ``settings.json`` in :func:`medview.paths.user_data_dir` (so ``MEDVIEW_HOME``
 moves it with the database), written atomically with mode 0600. Only plain
 data is kept: strings, numbers, booleans and lists/objects of them. Nothing is
-ever unpickled: Qt's ``QSettings.value()`` turns ``@Variant(...)`` entries of a
+ever unpickled: the ``value()`` of Qt's settings class turns ``@Variant(...)`` entries of a
 settings file into Python objects by unpickling them, so a crafted file ran code
-(issue 18); no ``QSettings`` is used anywhere in medview.
+(issue 18); Qt's settings class is used nowhere in medview.
 
 Reading ignores, with one warning line per file, every value that is not plain
 data (``null``, NaN, anything holding ``@Variant(``). A ``settings.ini`` written
-by earlier versions (through QSettings) is read once, by this module's own
+by earlier versions (through Qt's settings class) is read once, by this module's own
 parser, when no ``settings.json`` exists yet: plain values are taken over,
 ``@Variant``/``@ByteArray`` entries are ignored with a warning.
 
@@ -32,7 +32,7 @@ from medview.paths import user_data_dir
 log = logging.getLogger(__name__)
 
 FILE_NAME = "settings.json"
-#: the QSettings INI file of earlier versions (read once, never written)
+#: the Qt INI settings file of earlier versions (read once, never written)
 LEGACY_FILE_NAME = "settings.ini"
 #: the marker of a Qt-serialised (possibly pickled) value
 VARIANT_MARK = "@Variant("
@@ -115,11 +115,11 @@ def _keep_plain(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-# -- the QSettings INI of earlier versions (read once, by our own parser) ---------
+# -- the Qt INI settings file of earlier versions (read once, by our own parser) ---------
 
 
 def _ini_key(raw: str) -> str:
-    """QSettings' percent-encoded INI key (``%20``, ``%U00e9``) as text."""
+    """Qt's percent-encoded INI key (``%20``, ``%U00e9``) as text."""
     out, i = [], 0
     while i < len(raw):
         if raw[i] == "%" and raw[i + 1 : i + 2] == "U" and len(raw) >= i + 6:
@@ -138,7 +138,7 @@ _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v
 
 
 def _ini_value(raw: str) -> str | list[str]:
-    """A QSettings INI value: quoted/escaped strings, comma-separated lists."""
+    """A Qt INI settings value: quoted/escaped strings, comma-separated lists."""
     items: list[str] = []
     cur: list[str] = []
     quoted, i = False, 0
@@ -168,7 +168,7 @@ def _ini_value(raw: str) -> str | list[str]:
 
 
 def read_legacy_ini(path: Path) -> dict[str, Any]:
-    """Plain values of a QSettings INI file; ``@Variant``/``@ByteArray`` values are skipped."""
+    """Plain values of a Qt INI settings file; ``@Variant``/``@ByteArray`` values are skipped."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
