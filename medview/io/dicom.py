@@ -352,14 +352,8 @@ def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
                     raise ReadError("not a DICOM file", path)
                 _check_pixels(fp, pos, info)
                 _find_native_pixels(fp, pos, info, ds)
-    except ReadError:
+    except ReadError:  # limits.open_regular names missing, folder and unreadable paths
         raise
-    except FileNotFoundError as exc:
-        raise ReadError("file not found", path) from exc
-    except IsADirectoryError as exc:
-        raise ReadError("is a folder, not a file", path) from exc
-    except PermissionError as exc:
-        raise ReadError("permission denied", path) from exc
     except EOFError as exc:
         raise ReadError("truncated file (ends inside the header)", path) from exc
     except RecursionError as exc:
