@@ -23,25 +23,10 @@ TIMEOUT = 60000
 
 
 @pytest.fixture()
-def make_window(qtbot, medview_home, monkeypatch, tmp_path):
-    from medview.ui.main_window import MainWindow
-
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "0")
+def make_window(make_window, monkeypatch, tmp_path):
+    """The shared window fixture (tests/conftest.py), with the audit log in ``tmp_path``."""
     monkeypatch.setenv("MEDVIEW_AUDIT", str(tmp_path / "audit.jsonl"))
-    made = []
-
-    def make() -> MainWindow:
-        w = MainWindow(load_panels=False)
-        qtbot.addWidget(w)
-        w.resize(1200, 800)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
+    return make_window
 
 
 def idle(qtbot, win) -> None:
