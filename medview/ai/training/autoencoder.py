@@ -25,9 +25,8 @@ from medview.ai.training.data import (
     Log,
     augment,
     environment,
-    load_split,
     no_log,
-    setup_torch,
+    start_run,
 )
 from medview.tasks import TaskState
 
@@ -205,14 +204,10 @@ def train_autoencoder(
     log: Log = no_log,
 ) -> dict[str, Any]:
     """Fit the autoencoder on normal train images only; score val as anomaly detector."""
-    torch = setup_torch(seed)
+    torch, dev, xtr_u8, ytr, xva_u8, yva = start_run(data, seed, device)
 
     from medview.ai import nets
-    from medview.ai.devices import resolve_device
 
-    dev = resolve_device(device)
-    xtr_u8, ytr = load_split(data, "train")
-    xva_u8, yva = load_split(data, "val")
     normal = xtr_u8[ytr == 0]
     xtr = torch.from_numpy(prepare_batch(normal, SPEC)).to(dev)
     xva = torch.from_numpy(prepare_batch(xva_u8, SPEC)).to(dev)

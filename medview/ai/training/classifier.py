@@ -30,7 +30,7 @@ from medview.ai.training.data import (
     load_split,
     no_log,
     predict_logits,
-    setup_torch,
+    start_run,
 )
 from medview.tasks import TaskState
 
@@ -145,14 +145,10 @@ def train_classifier(
     log: Log = no_log,
 ) -> dict[str, Any]:
     """Fit the pneumonia CNN on train, select/calibrate/threshold on val, write the model."""
-    torch = setup_torch(seed)
+    torch, dev, xtr_u8, ytr, xva_u8, yva = start_run(data, seed, device)
 
     from medview.ai import nets
-    from medview.ai.devices import resolve_device
 
-    dev = resolve_device(device)
-    xtr_u8, ytr = load_split(data, "train")
-    xva_u8, yva = load_split(data, "val")
     d = _Data(
         xtr=torch.from_numpy(prepare_batch(xtr_u8, SPEC)).to(dev),
         ytr_t=torch.from_numpy(ytr.astype(np.float32)).to(dev),

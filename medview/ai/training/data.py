@@ -55,6 +55,21 @@ def setup_torch(seed: int) -> Any:
     return torch
 
 
+def start_run(
+    data: str | Path, seed: int, device: str
+) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What every imaging trainer does first, in this order: seeded torch, the device,
+    then the train and val splits. Returns (torch, device, x_train, y_train, x_val, y_val)."""
+    torch = setup_torch(seed)
+
+    from medview.ai.devices import resolve_device
+
+    dev = resolve_device(device)
+    xtr_u8, ytr = load_split(data, "train")
+    xva_u8, yva = load_split(data, "val")
+    return torch, dev, xtr_u8, ytr, xva_u8, yva
+
+
 def augment(x: Any, gen: Any, spec: InputSpec, strength: float = 1.0) -> Any:
     """Random affine (rotation, scale, shift) + brightness/contrast, batched, seeded."""
     import math
