@@ -81,6 +81,21 @@ def in_process_decoding(monkeypatch) -> None:
 
 
 @pytest.fixture()
+def fresh_pool(monkeypatch):
+    """Two decoder workers, no pool started, not broken: the test gets a pool of its own,
+    stopped afterwards (the decoder pool's module state is restored by monkeypatch)."""
+    from medview.io import decoders
+
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
+    monkeypatch.setattr(decoders, "_pool", None)
+    monkeypatch.setattr(decoders, "_broken", False)
+    monkeypatch.setattr(decoders, "_breaks_without_success", 0)
+    monkeypatch.setattr(decoders, "_pool_ever_worked", False)
+    yield monkeypatch
+    decoders.shutdown()  # a pool (or replacement pool) started by the test
+
+
+@pytest.fixture()
 def make_window(qtbot, medview_home, in_process_decoding):
     """``make(load_panels=False)``: a main window, 1400x900, shown and exposed; every
     window made is closed after the test (GUI tests only: needs PySide6 and pytest-qt)."""

@@ -52,15 +52,9 @@ class BreakingPool:
 
 
 @pytest.fixture()
-def pool_state(monkeypatch):
-    """Two workers, no pool started, not broken; all restored after the test."""
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
-    monkeypatch.setattr(decoders, "_pool", None)
-    monkeypatch.setattr(decoders, "_broken", False)
-    monkeypatch.setattr(decoders, "_breaks_without_success", 0)
-    monkeypatch.setattr(decoders, "_pool_ever_worked", False)
-    yield monkeypatch
-    decoders.shutdown()  # a replacement pool started by the test
+def pool_state(fresh_pool):
+    """Two workers, no pool started, not broken; all restored after the test (conftest)."""
+    return fresh_pool
 
 
 @pytest.fixture(scope="module")

@@ -57,18 +57,6 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture()
-def fresh_pool(monkeypatch):
-    """Two decoder workers, a pool of this test's own, stopped afterwards."""
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
-    monkeypatch.setattr(decoders, "_pool", None)
-    monkeypatch.setattr(decoders, "_broken", False)
-    monkeypatch.setattr(decoders, "_breaks_without_success", 0)
-    monkeypatch.setattr(decoders, "_pool_ever_worked", False)
-    yield monkeypatch
-    decoders.shutdown()
-
-
 # -- crash isolation ----------------------------------------------------------------------
 
 
