@@ -45,27 +45,27 @@ def saved_protocols(win: MainWindow | None = None) -> list[protocols.Protocol]:
     return found
 
 
-def _study_series(series: list[Any]) -> list[Any] | None:
-    """The series when they are one study (a protocol hangs one study), else None."""
-    studies = {getattr(s, "study_uid", "") for s in series}
-    return list(series) if len(studies) == 1 and series else None
-
-
 def hang(win: MainWindow, series: list[Any]) -> bool:
     """Hang a freshly scanned study by its protocol; False when no protocol applies
-    (several studies at once, a pinned layout, or no rule for this kind of volume)."""
-    study = _study_series(series)
-    if study is None or getattr(win, "pinned_layout", None):
+    (a pinned layout, or no rule for this kind of volume). Of several studies opened
+    at once the one with the largest series is hung (a CT opened with radiographs:
+    the CT's protocol); the others are listed in the browser."""
+    study, others = protocols.main_study(series)
+    if not study or getattr(win, "pinned_layout", None):
         return False
     facts = protocols.StudyFacts.of(study)
     proto = protocols.choose(facts, saved_protocols(win))
     if proto is None:
-        if facts.slices > 1 or len(study) > 1:
-            return False
+        if facts.slices > 1 or len(study) > 1 or others:
+            return False  # the layout on screen, filled in scan order
         proto = protocols.Protocol(
             protocols.FALLBACK, protocols.Rule(), "1x1", (protocols.Placement(),)
         )
     keys = win.browser.add_opened(study, shown=len(study))
+    if others:
+        win.browser.add_opened(others)
+        n = len({getattr(s, "study_uid", "") for s in others})
+        win.notify(f"{n} more stud{'y' if n == 1 else 'ies'} opened: in the browser", "info")
     win.protocol_name = proto.name
     win.hung_keys = keys
     layout, assigns = protocols.plan(proto, len(study), 0)

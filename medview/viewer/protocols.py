@@ -169,6 +169,19 @@ DEFAULT_PROTOCOLS: tuple[Protocol, ...] = (
 )
 
 
+def main_study(series: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Split series scanned together (one command line, or a folder holding several
+    studies) into the study to hang and the series of the other studies, both in scan
+    order. The study hung is the one holding the series with the most images (the first
+    scanned on a tie): a CT opened with radiographs is read as the CT."""
+    if not series:
+        return [], []
+    main = max(range(len(series)), key=lambda n: (int(getattr(series[n], "slices", 0) or 0), -n))
+    uid = getattr(series[main], "study_uid", "")
+    study = [s for s in series if getattr(s, "study_uid", "") == uid]
+    return study, [s for s in series if getattr(s, "study_uid", "") != uid]
+
+
 def choose(facts: StudyFacts, user: Iterable[Protocol] = ()) -> Protocol | None:
     """The first protocol whose rule matches: the user's, then :data:`DEFAULT_PROTOCOLS`.
     None when none matches (the caller keeps its layout, see :data:`FALLBACK`)."""
@@ -267,6 +280,7 @@ __all__ = [
     "Rule",
     "StudyFacts",
     "choose",
+    "main_study",
     "plan",
     "protocol_from_dict",
     "protocol_from_view",
