@@ -42,6 +42,7 @@ def _stderr_log(msg: str) -> None:
 def _run_imaging(args: argparse.Namespace) -> int:
     """``medview train classifier|autoencoder``."""
     from medview.ai import training
+    from medview.ai.training.ood import refit_after_training
     from medview.errors import MedviewError
     from medview.paths import bundled_models_dir
 
@@ -62,6 +63,8 @@ def _run_imaging(args: argparse.Namespace) -> int:
             meta = training.train_classifier(data, out, epochs=args.epochs or 16, **kw)
         else:
             meta = training.train_autoencoder(data, out, epochs=args.epochs or 30, **kw)
+        # the in-distribution checks depend on the new weights: refit (train split only)
+        refit = refit_after_training(target, out, data, log=_stderr_log)
     except (MedviewError, ValueError) as exc:  # ValueError: e.g. --device cuda without CUDA
         return error(exc, prog="medview train")
     summary = {
@@ -70,6 +73,10 @@ def _run_imaging(args: argparse.Namespace) -> int:
         "version": meta["version"],
         "retrained_from": meta.get("retrained_from"),
         "validation": meta["validation"],
+        "in_distribution": {
+            folder: {k: b[k] for k in ("threshold", "sha256", "val_accept_rate")}
+            for folder, b in refit.items()
+        },
     }
     print_json(summary, indent=2)
     return 0

@@ -38,15 +38,17 @@ def _batched(fn: Callable[[np.ndarray], Any], x: np.ndarray) -> list[Any]:
 
 
 def model_outputs(cnn: Any, ae: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw detector inputs of a prepared batch (no TTA): features, AE mse and latents."""
-    feats = np.concatenate([f for _, f in _batched(cnn.classify, x)])
+    """Raw detector inputs of a prepared batch (no TTA): features (when ``cnn`` is a
+    classifier, else absent), AE mse and latents, image statistics."""
     ae_out = _batched(ae.anomaly_full, x)
-    return {
-        "features": feats,
+    out = {
         "ae_mse": np.concatenate([o[3] for o in ae_out]),
         "ae_latent": np.concatenate([o[2] for o in ae_out]).astype(np.float64),
         "stats": image_stats(x),
     }
+    if cnn is not None:
+        out["features"] = np.concatenate([f for _, f in _batched(cnn.classify, x)])
+    return out
 
 
 def fit(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -54,7 +56,8 @@ def fit(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     t: dict[str, np.ndarray] = {}
     t["stats_mean"], t["stats_prec"] = gaussian(train["stats"])
     t["lat_mean"], t["lat_prec"] = gaussian(train["ae_latent"])
-    t["feat_mean"], t["feat_prec"] = gaussian(train["features"])
+    if "features" in train:
+        t["feat_mean"], t["feat_prec"] = gaussian(train["features"])
     raw = raw_scores(t, train)
     for d, v in raw.items():
         t[f"ref_{d}"] = np.sort(v)
@@ -63,12 +66,14 @@ def fit(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def raw_scores(t: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every detector's raw score for ``out`` under the fitted tensors ``t``."""
-    return {
+    raw = {
         "ae_reconstruction": np.asarray(out["ae_mse"], np.float64),
         "ae_latent": mahalanobis(out["ae_latent"], t["lat_mean"], t["lat_prec"]),
         "image_stats": mahalanobis(out["stats"], t["stats_mean"], t["stats_prec"]),
-        "features": mahalanobis(out["features"], t["feat_mean"], t["feat_prec"]),
     }
+    if "features" in out:
+        raw["features"] = mahalanobis(out["features"], t["feat_mean"], t["feat_prec"])
+    return raw
 
 
 def combined(t: dict[str, np.ndarray], raw: dict[str, np.ndarray], dets: list[str]) -> np.ndarray:
@@ -143,6 +148,61 @@ def similar_block(
     }
 
 
+def _outputs(
+    folder: Path, ae_folder: Path, data: str | Path
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Detector inputs of the train and val splits for the model in ``folder`` (a
+    classifier also gets its features) with the autoencoder in ``ae_folder``."""
+    from medview.ai.devices import configure_cpu_threads
+    from medview.ai.inference import LoadedModel
+    from medview.ai.preprocess import prepare_batch
+    from medview.ai.registry import read_model_folder
+
+    configure_cpu_threads()
+    model = LoadedModel(read_model_folder(folder), "cpu")
+    same = folder.resolve() == ae_folder.resolve()
+    ae = model if same else LoadedModel(read_model_folder(ae_folder), "cpu")
+    cnn = model if model.info.task == "classification" else None
+    with np.load(data) as d:
+        split = {k: prepare_batch(d[f"{k}_images"], model.spec) for k in ("train", "val")}
+        labels = {k: np.asarray(d[f"{k}_labels"]).ravel() for k in ("train", "val")}
+    return {k: model_outputs(cnn, ae, x) for k, x in split.items()}, labels
+
+
+def calibrate_folder(
+    folder: str | Path,
+    data: str | Path,
+    ae_folder: str | Path | None = None,
+    quantile: float = 0.975,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fit the in-distribution check of the model in ``folder`` on the train split.
+
+    ``ae_folder`` is the autoencoder the check uses (default: ``folder`` itself, for
+    the autoencoder's own card). The classifier's check adds its pooled features.
+    Writes ``ood.safetensors``, the card's ``in_distribution`` (with the file's sha256)
+    and ``similar_search`` blocks (manifest re-hashed) and the README; returns the
+    ``in_distribution`` block.
+    """
+    import json
+
+    from medview.ai.training.card_readme import write_card_readme
+
+    folder = Path(folder)
+    outs, labels = _outputs(folder, Path(ae_folder or folder), data)
+    classifier = "features" in outs["train"]
+    dets = CNN_DETECTORS if classifier else AE_DETECTORS
+    t = fit(outs["train"])
+    scores = {k: raw_scores(t, o) for k, o in outs.items()}
+    meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
+    meta["similar_search"] = similar_block(outs, labels, "features" if classifier else "ae_latent")
+    block = write_check(folder, meta, t, dets, scores, quantile)[KEY]
+    write_card_readme(folder)
+    if log:
+        log(f"{meta['name']}: {json.dumps(block)}")
+    return dict(block)
+
+
 def calibrate(
     data: str | Path,
     models: str | Path,
@@ -150,32 +210,49 @@ def calibrate(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``models/pneumonia_cnn`` and ``models/pneumonia_ae``; returns the blocks."""
+    root = Path(models)
+    ae = root / "pneumonia_ae"
+    return {
+        name: calibrate_folder(root / name, data, ae, quantile, log)
+        for name in ("pneumonia_cnn", "pneumonia_ae")
+    }
+
+
+def autoencoder_for(folder: Path, name: str = "pneumonia_ae") -> Path:
+    """The autoencoder a classifier's check uses: ``name`` next to ``folder`` when that
+    folder holds one (a models folder trained together), else the registry's ``name``
+    (the one inference loads)."""
+    from medview.ai.registry import get_model
+
+    sibling = folder.parent / name
+    if (sibling / "metadata.json").is_file() and sibling.resolve() != folder.resolve():
+        return sibling
+    return Path(get_model(name).folder)
+
+
+def refit_after_training(
+    target: str, out: str | Path, data: str | Path, log: Callable[[str], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Refit the checks a ``medview train`` run made stale (train split only).
+
+    ``classifier``: its own check, with the autoencoder of :func:`autoencoder_for`.
+    ``autoencoder``: its own check, then that of a classifier next to it whose check
+    uses this autoencoder (its ae_* detectors changed with the new weights).
+    Returns the refitted ``in_distribution`` blocks by folder.
+    """
     import json
 
-    from medview.ai.devices import configure_cpu_threads
-    from medview.ai.inference import LoadedModel
-    from medview.ai.preprocess import prepare_batch
-    from medview.ai.registry import read_model_folder
-
-    configure_cpu_threads()
-    root = Path(models)
-    cnn = LoadedModel(read_model_folder(root / "pneumonia_cnn"), "cpu")
-    ae = LoadedModel(read_model_folder(root / "pneumonia_ae"), "cpu")
-    with np.load(data) as d:
-        split = {k: prepare_batch(d[f"{k}_images"], cnn.spec) for k in ("train", "val")}
-        labels = {k: np.asarray(d[f"{k}_labels"]).ravel() for k in ("train", "val")}
-    outs = {k: model_outputs(cnn, ae, x) for k, x in split.items()}
-    t = fit(outs["train"])
-    scores = {k: raw_scores(t, o) for k, o in outs.items()}
-    done: dict[str, dict[str, Any]] = {}
-    for name, dets in (("pneumonia_cnn", CNN_DETECTORS), ("pneumonia_ae", AE_DETECTORS)):
-        folder = root / name
-        meta = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))
-        key = "features" if name == "pneumonia_cnn" else "ae_latent"
-        meta["similar_search"] = similar_block(outs, labels, key)
-        done[name] = write_check(folder, meta, t, dets, scores, quantile)[KEY]
-        if log:
-            log(f"{name}: {json.dumps(done[name])}")
+    out = Path(out)
+    if target == "classifier":
+        return {str(out): calibrate_folder(out, data, autoencoder_for(out), log=log)}
+    done = {str(out): calibrate_folder(out, data, out, log=log)}
+    name = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["name"]
+    for card in sorted(out.parent.glob("*/metadata.json")):
+        if card.parent.resolve() == out.resolve():
+            continue
+        meta = json.loads(card.read_text(encoding="utf-8"))
+        if (meta.get(KEY) or {}).get("uses_model") == name:
+            done[str(card.parent)] = calibrate_folder(card.parent, data, out, log=log)
     return done
 
 
