@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import numpy as np
 
+_Facts = TypeVar("_Facts", bound="StudyFacts")
+
+
+@dataclass(kw_only=True)
+class StudyFacts:
+    """The patient and study an image belongs to, and its modality: what an instance and
+    its series both carry (keyword-only, so each subclass keeps its own first argument)."""
+
+    study_uid: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""  # DICOM DA "YYYYMMDD" or ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_description: str = ""
+    modality: str = ""
+
+    def take_study_facts(self: _Facts, source: StudyFacts) -> _Facts:
+        """Copy these fields from ``source`` (the series of an instance or the other way
+        round); returns ``self``."""
+        for f in fields(StudyFacts):
+            setattr(self, f.name, getattr(source, f.name))
+        return self
+
 
 @dataclass
-class InstanceInfo:
+class InstanceInfo(StudyFacts):
     """Header-level facts about one image file (or one file of a series)."""
 
     path: str
     sop_uid: str = ""
     sop_class_uid: str = ""
     series_uid: str = ""
-    study_uid: str = ""
     frame_of_reference_uid: str = ""
-    patient_id: str = ""
-    patient_name: str = ""
-    patient_birth_date: str = ""  # DICOM DA "YYYYMMDD" or ""
-    patient_sex: str = ""
-    study_date: str = ""
     study_time: str = ""
-    study_description: str = ""
     accession_number: str = ""
     series_description: str = ""
     series_number: int | None = None
-    modality: str = ""
     body_part: str = ""
     instance_number: int | None = None
     acquisition_number: int | None = None
@@ -65,18 +81,10 @@ class InstanceInfo:
 
 
 @dataclass
-class SeriesInfo:
+class SeriesInfo(StudyFacts):
     """A series (or one geometric part of it) ready to be loaded as a volume."""
 
     series_uid: str
-    study_uid: str = ""
-    patient_id: str = ""
-    patient_name: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_date: str = ""
-    study_description: str = ""
-    modality: str = ""
     description: str = ""
     series_number: int | None = None
     rows: int = 0

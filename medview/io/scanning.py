@@ -298,15 +298,7 @@ def group_series(headers: list[InstanceInfo]) -> list[SeriesInfo]:
 
 def _make_series(uid: str, items: list[InstanceInfo]) -> SeriesInfo:
     first = items[0]
-    s = SeriesInfo(series_uid=uid)
-    s.study_uid = first.study_uid
-    s.patient_id = first.patient_id
-    s.patient_name = first.patient_name
-    s.patient_birth_date = first.patient_birth_date
-    s.patient_sex = first.patient_sex
-    s.study_date = first.study_date
-    s.study_description = first.study_description
-    s.modality = first.modality
+    s = SeriesInfo(series_uid=uid).take_study_facts(first)
     s.description = first.series_description
     s.series_number = first.series_number
     s.rows, s.columns = first.rows, first.columns

@@ -203,17 +203,9 @@ def series_from_database(study: dict[str, Any], row: dict[str, Any]) -> SeriesIn
         InstanceInfo(
             path=f,
             series_uid=series.series_uid,
-            study_uid=series.study_uid,
-            patient_id=series.patient_id,
-            patient_name=series.patient_name,
-            patient_birth_date=series.patient_birth_date,
-            patient_sex=series.patient_sex,
-            study_date=series.study_date,
-            study_description=series.study_description,
             accession_number=accession,
             series_description=series.description,
-            modality=series.modality,
-        )
+        ).take_study_facts(series)
         for f in files
     ]
     return series
