@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from medview import __version__
+from medview.commands._args import add_projection
+from medview.commands._common import CommandError
 
 # name -> module under medview.commands; each module defines
 #   HELP: str, add_arguments(parser) and run(args) -> int
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = _load(name)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        epilog = getattr(mod, "EPILOG", None)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, epilog=epilog)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -85,13 +88,10 @@ def build_gui_parser() -> argparse.ArgumentParser:
         "--layout", choices=["1x1", "1x2", "2x2", "mpr", "3d"], help="viewport layout (no protocol)"
     )
     parser.add_argument("--preset", help="window preset, e.g. lung, bone, brain")
-    parser.add_argument(
-        "--projection",
-        choices=["mip", "minip", "avg"],
-        help="show a slab projection in every viewport the study opens in",
-    )
-    parser.add_argument(
-        "--slab", type=float, metavar="MM", help="slab thickness for --projection (default: whole)"
+    add_projection(
+        parser,
+        "show a slab projection in every viewport the study opens in",
+        "slab thickness for --projection (default: whole)",
     )
     parser.add_argument(
         "--self-test",
@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         try:
             return int(args._run(args) or 0)
+        except CommandError as exc:  # a shared helper's one-line bad input
+            return exc.report()
         except KeyboardInterrupt:
             print("medview: interrupted", file=sys.stderr)
             return 130

@@ -44,6 +44,28 @@ def error(
     return status
 
 
+class CommandError(ValueError):
+    """A bad input found by a shared helper (:func:`open_database`, :func:`need_paths`):
+    ``medview.cli.main`` prints it as :func:`error` does, one line ``prog: message``, and
+    exits with ``status`` (2), so a command need not catch it to return the status itself."""
+
+    def __init__(self, message: str, prog: str = "medview", status: int = 2) -> None:
+        super().__init__(message)
+        self.prog = prog
+        self.status = status
+
+    def report(self) -> int:
+        """Print the one line; the exit status."""
+        return error(str(self), prog=self.prog, status=self.status)
+
+
+def need_paths(*paths: str, prog: str = "medview") -> None:
+    """:class:`CommandError` ``PATH: no such file or folder`` for the first missing path."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise CommandError(f"{path}: no such file or folder", prog=prog)
+
+
 def parse_window(text: str | None) -> tuple[float, float] | None:
     """'CENTER,WIDTH' -> (center, width); raises ValueError with a clear message."""
     if not text:
@@ -99,7 +121,8 @@ def not_dicom_reason(path: str, kind: str) -> str:
 
 def open_database(path: str | None) -> Any:
     """The study database at ``path`` (default: the per-user one), or a
-    :class:`ValueError` whose text is one line naming the file and the reason."""
+    :class:`CommandError` (a :class:`ValueError`) whose text is one line naming the file
+    and the reason."""
     import sqlite3
 
     from medview.io.database import StudyDatabase
@@ -112,4 +135,4 @@ def open_database(path: str | None) -> Any:
         return StudyDatabase(path)
     except (sqlite3.Error, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"{path}: cannot open the study database ({reason})") from None
+        raise CommandError(f"{path}: cannot open the study database ({reason})") from None

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from medview.commands._common import error, print_json
+from medview.commands._args import add_db, add_flag, add_json, add_model, add_path
+from medview.commands._common import error, need_paths, print_json
 from medview.disclaimers import AI as DISCLAIMER
 
 PROG = "medview analyze"
@@ -29,14 +30,8 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    parser.add_argument("path", nargs="?", metavar="PATH", help="image file or folder")
-    parser.add_argument(
-        "--model",
-        action="append",
-        metavar="NAME",
-        help="model name or model folder (repeatable; default: all registered models)",
-    )
+    add_path(parser, "image file or folder", "?")
+    add_model(parser, "model name or model folder (repeatable; default: all registered models)")
     parser.add_argument(
         "--device",
         default="auto",
@@ -44,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to run (default auto: cuda, else mps, else cpu); an explicit cuda/mps "
         "that is not available is an error (exit 2)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    add_json(parser, "one JSON object per image per line")
     parser.add_argument(
         "--heatmap-out",
         metavar="DIR",
@@ -60,17 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Secondary Capture (disclaimer burnt in) into DIR",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    parser.add_argument(
-        "--index",
-        action="store_true",
-        help="store each image's embedding and findings for 'medview similar'",
-    )
-    parser.add_argument(
-        "--db", metavar="FILE", help="database for --index (default: the study one)"
-    )
-    parser.add_argument(
-        "--list-models", action="store_true", help="list registered models as JSON and exit"
-    )
+    add_flag(parser, "--index", "store each image's embedding and findings for 'medview similar'")
+    add_db(parser, "database for --index (default: the study one)")
+    add_flag(parser, "--list-models", "list registered models as JSON and exit")
 
 
 def _overlay_name(res: Any, index_in_series: bool) -> str:
@@ -101,14 +88,12 @@ def _list_models() -> int:
 
 def _load_models(args: argparse.Namespace) -> list[Any] | int:
     """The loaded models (every sha256 verified), or the exit status of a bad input."""
-    from pathlib import Path
 
     from medview.ai.registry import ModelError, default_models, get_model
 
     if not args.path:
         return _fail("PATH is required")
-    if not Path(args.path).exists():
-        return error(args.path, "no such file or folder", prog=PROG)
+    need_paths(args.path, prog=PROG)
     if args.batch_size < 1:
         return _fail("--batch-size must be at least 1")
     refused: list[str] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_json
+
 HELP = "show the audit log (exports, SRs, reports, analyses), newest last"
 
 
@@ -15,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log", metavar="FILE", help="audit log (default: per-user data folder, $MEDVIEW_AUDIT)"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON: {events: [...], notes}")
+    add_json(parser, "print JSON: {events: [...], notes}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_actions, add_db, add_json, add_model
+
 PROG = "medview batch"
 HELP = "analyse folders at scale on Dask (LocalCluster or a running scheduler), restartable"
 EPILOG = (
@@ -17,29 +19,26 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    an = sub.add_parser("analyze", help="run the AI models over SOURCE folders/files")
+    an = add_actions(parser).add_parser(
+        "analyze", help="run the AI models over SOURCE folders/files"
+    )
     an.add_argument("sources", nargs="+", metavar="SOURCE", help="files or folders")
-    an.add_argument("--model", action="append", metavar="NAME", help="model (repeatable)")
+    add_model(an, "model (repeatable)")
     an.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
     an.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
     an.add_argument("--chunk", type=int, default=16, help="files per task (default 16)")
-    an.add_argument("--db", metavar="FILE", help="database (default: the study database)")
-    an.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_db(an, "database (default: the study database)")
+    add_json(an, "print the summary as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
-    from medview.commands._common import error, print_json
+    from medview.commands._common import error, need_paths, print_json
 
     if args.action != "analyze":
         return error("an action is required: analyze", prog=PROG)
-    missing = [s for s in args.sources if not Path(s).exists()]
-    if missing:
-        return error(missing[0], "no such file or folder", prog=PROG)
+    need_paths(*args.sources, prog=PROG)
     if args.workers < 1 or args.chunk < 1:
         return error("--workers and --chunk must be at least 1", prog=PROG)
     try:

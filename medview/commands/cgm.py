@@ -6,22 +6,22 @@ import argparse
 import sys
 from typing import Any
 
+from medview.commands._args import add_cgm_unit, add_json, add_out, add_patient
+
 HELP = "AGP report of a CGM CSV (consensus metrics, MAGE, percentile plot) per patient"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.csv", help="CGM export (id,time,gl or time,value)")
-    parser.add_argument("--patient", metavar="ID", help="only this patient id of the file")
-    parser.add_argument("--json", action="store_true", help="print JSON (one object per patient)")
-    parser.add_argument(
-        "--out",
-        metavar="agp.png|pdf",
-        help="write the AGP page (metrics, 5-95 %% percentile plot, daily profiles); with "
+    add_patient(parser, "only this patient id of the file")
+    add_json(parser, "print JSON (one object per patient)")
+    add_out(
+        parser,
+        "agp.png|pdf",
+        "write the AGP page (metrics, 5-95 %% percentile plot, daily profiles); with "
         "several patients and no --patient, one file per patient (ID inserted before the suffix)",
     )
-    parser.add_argument(
-        "--unit", default="mg/dL", help="unit when the file names none (mg/dL or mmol/L)"
-    )
+    add_cgm_unit(parser, "unit when the file names none (mg/dL or mmol/L)")
 
 
 def run(args: argparse.Namespace) -> int:

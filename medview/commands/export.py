@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_flag, add_json, add_out, add_paths
+
 HELP = "export DICOM files to a folder or zip, optionally anonymised (DICOM PS3.15 Annex E)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (or FILE.zip)")
-    parser.add_argument(
+    add_paths(parser, "DICOM files or folders")
+    add_out(parser, "DIR", "output folder (or FILE.zip)", required=True)
+    add_flag(
+        parser,
         "--anonymize",
-        action="store_true",
-        help="apply the Basic Application Level Confidentiality Profile (PS3.15 Annex E)",
+        "apply the Basic Application Level Confidentiality Profile (PS3.15 Annex E)",
     )
     parser.add_argument(
         "--keep-dates-shifted",
@@ -22,30 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Retain Longitudinal Temporal Information option: dates moved by DAYS "
         "(negative = earlier) instead of removed",
     )
-    parser.add_argument(
+    add_flag(
+        parser,
         "--keep-patient-characteristics",
-        action="store_true",
-        help="Retain Patient Characteristics option (sex, age, size, weight, ...)",
+        "Retain Patient Characteristics option (sex, age, size, weight, ...)",
     )
-    parser.add_argument(
-        "--zip", action="store_true", help="write one zip (DIR/export.zip, or --out FILE.zip)"
-    )
-    parser.add_argument("--json", action="store_true", help="print the export report as JSON")
+    add_flag(parser, "--zip", "write one zip (DIR/export.zip, or --out FILE.zip)")
+    add_json(parser, "print the export report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from medview.commands._common import error, print_json
+    from medview.commands._common import error, need_paths, print_json
 
     if (args.keep_dates_shifted is not None or args.keep_patient_characteristics) and (
         not args.anonymize
     ):
         return error("--keep-dates-shifted and --keep-patient-characteristics need --anonymize")
-    missing = [p for p in args.paths if not os.path.exists(p)]
-    if missing:
-        return error(f"{missing[0]}: no such file or folder")
+    need_paths(*args.paths)
     if os.path.isfile(args.out) and not (args.zip and args.out.lower().endswith(".zip")):
         return error(f"{args.out}: is a file; --out must be a folder")
     from medview.results.export import export_paths

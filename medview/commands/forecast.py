@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from medview.commands import _args
 from medview.disclaimers import FORECAST as DISCLAIMER
 
 HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, with baselines"
@@ -14,11 +15,7 @@ HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, wi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--records",
-        metavar="PATH",
-        help="FHIR bundle/NDJSON, Synthea CSV folder, or a timestamp,value CSV (CGM)",
-    )
+    _args.add_records(src, "FHIR bundle/NDJSON, Synthea CSV folder, or a timestamp,value CSV (CGM)")
     src.add_argument(
         "--cgm",
         metavar="FILE.csv",
@@ -26,10 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CGM export: timestamp,value[,unit] or the multi-patient id,time,gl layout "
         "(repeat --cgm with --calibrate to pool several files)",
     )
-    parser.add_argument(
-        "--patient",
-        metavar="ID",
-        help="patient id in the records or in a multi-patient CGM file "
+    _args.add_patient(
+        parser,
+        "patient id in the records or in a multi-patient CGM file "
         "(--cgm: default the first patient; --evaluate without it reports every patient)",
     )
     parser.add_argument(
@@ -41,20 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how far ahead, in minutes (suffixes h, d, y accepted: 6h, 90d, 1y); "
         "default 60 for CGM, 1 year for sparse labs",
     )
-    parser.add_argument(
-        "--unit", default="mg/dL", help="CGM unit when the file names none (mg/dL or mmol/L)"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument(
+    _args.add_cgm_unit(parser, "CGM unit when the file names none (mg/dL or mmol/L)")
+    _args.add_json(parser, "print JSON instead of text")
+    _args.add_flag(
+        parser,
         "--evaluate",
-        action="store_true",
-        help="with --cgm: rolling-origin backtest of every method per patient and pooled "
+        "with --cgm: rolling-origin backtest of every method per patient and pooled "
         "(RMSE, MAE, Clarke zones, time lag, calibrated 80%% interval at 30 and 60 minutes)",
     )
-    parser.add_argument(
+    _args.add_flag(
+        parser,
         "--calibrate",
-        action="store_true",
-        help="with --cgm (repeatable): calibrate the 80%% intervals on every patient of the "
+        "with --cgm (repeatable): calibrate the 80%% intervals on every patient of the "
         "files and store the table in the model card (--model DIR, default the bundled one)",
     )
     parser.add_argument("--model", metavar="DIR", help="glucose LSTM folder (default: bundled)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from medview.commands._args import add_db, add_flag, add_json, add_paths
+
 if TYPE_CHECKING:
     from medview.io import SeriesInfo
 
@@ -12,15 +14,13 @@ HELP = "index files, folders or DICOMDIRs into the local study database"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH")
-    parser.add_argument(
-        "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
-    )
-    parser.add_argument("--json", action="store_true", help="print the import report as JSON")
-    parser.add_argument(
+    add_paths(parser)
+    add_db(parser)
+    add_json(parser, "print the import report as JSON")
+    add_flag(
+        parser,
         "--cache",
-        action="store_true",
-        help="also decode the compressed images into the pixel cache, so they open fast "
+        "also decode the compressed images into the pixel cache, so they open fast "
         "(bound: $MEDVIEW_PIXEL_CACHE_MB)",
     )
 
@@ -40,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from medview.errors import json_safe, printable
     from medview.io import scan
 
-    try:
-        db = open_database(args.db)
-    except ValueError as exc:
-        return error(str(exc))
+    db = open_database(args.db)
     result = scan(args.paths)
     try:
         report = db.add_series(result.series)

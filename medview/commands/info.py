@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_json, add_paths
+
 HELP = "list the series in a file, folder or DICOMDIR (headers only)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or DICOMDIR")
-    parser.add_argument(
-        "--json", action="store_true", help="print JSON: {series: [...], errors: [...]}"
-    )
+    add_paths(parser, "file, folder or DICOMDIR")
+    add_json(parser, "print JSON: {series: [...], errors: [...]}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medview.commands._args import add_actions, add_flag, add_json
+
 PROG = "medview models"
 HELP = "import your own ONNX / PyTorch models; list, show and remove models"
 
@@ -20,19 +22,18 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub = add_actions(parser)
     imp = sub.add_parser("import", help="import a model file with its card")
     imp.add_argument("file", metavar="FILE", help=".onnx, .pt/.pth/.ckpt/.bin or .safetensors")
     imp.add_argument("--card", required=True, metavar="CARD.json", help="the model card")
     imp.add_argument("--name", help="model name (default: the card's name)")
-    imp.add_argument("--force", action="store_true", help="replace a user model of that name")
-    imp.add_argument("--json", action="store_true", help="print the imported model as JSON")
+    add_flag(imp, "--force", "replace a user model of that name")
+    add_json(imp, "print the imported model as JSON")
     ls = sub.add_parser("list", help="every model (bundled and user) and every broken one")
-    ls.add_argument("--json", action="store_true", help="one JSON object per model")
+    add_json(ls, "one JSON object per model")
     show = sub.add_parser("show", help="a model's card")
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--json", action="store_true", help="the whole card as JSON")
+    add_json(show, "the whole card as JSON")
     rm = sub.add_parser("remove", help="delete a user model (bundled ones cannot be removed)")
     rm.add_argument("name", metavar="NAME")
 

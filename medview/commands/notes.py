@@ -8,6 +8,8 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
+from medview.commands._args import add_db, add_flag, add_json, add_paths
+
 if TYPE_CHECKING:
     from medview.notes.model import NoteAnalysis
 
@@ -18,18 +20,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to read")
-    parser.add_argument("--json", action="store_true", help="print JSON (one object per document)")
+    add_paths(parser, "files or folders to read", "*")
+    add_json(parser, "print JSON (one object per document)")
     parser.add_argument(
         "--evaluate",
         metavar="DIR_OR_TGZ",
         help="score the labels against the IU reports (folder of XML or .tar.gz)",
     )
-    parser.add_argument(
-        "--store",
-        action="store_true",
-        help="also save the documents and their findings in the local database",
-    )
+    add_flag(parser, "--store", "also save the documents and their findings in the local database")
     parser.add_argument(
         "--search",
         metavar="LABEL",
@@ -44,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since", metavar="YYYY-MM-DD", help="with --search: documents dated on or after this day"
     )
-    parser.add_argument(
-        "--db", metavar="FILE", help="database file (default: MEDVIEW_DB or the user's)"
-    )
+    add_db(parser, "database file (default: MEDVIEW_DB or the user's)")
     parser.add_argument(
         "--split",
         choices=["all", "tune", "test"],

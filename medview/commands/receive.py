@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from medview.commands._args import add_db, add_json
+
 if TYPE_CHECKING:
     from medview.net.store import Arrival
 
@@ -41,12 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="PEM", help="TLS certificate (enables DICOM TLS)")
     parser.add_argument("--tls-key", metavar="PEM", help="TLS private key")
     parser.add_argument("--tls-ca", metavar="PEM", help="require client certificates from this CA")
-    parser.add_argument(
-        "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON line per stored instance"
-    )
+    add_db(parser)
+    add_json(parser, "print one JSON line per stored instance")
 
 
 def run(args: argparse.Namespace) -> int:

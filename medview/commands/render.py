@@ -6,18 +6,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medview.commands import _args
+
 HELP = "render one slice, a MIP/MinIP/average slab or a cine loop exactly as the viewer shows it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="file, folder or DICOMDIR")
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="FILE.png",
-        help="PNG (or .jpg) to write; with --cine a .gif or .mp4",
+    _args.add_path(parser, "file, folder or DICOMDIR")
+    _args.add_out(
+        parser, "FILE.png", "PNG (or .jpg) to write; with --cine a .gif or .mp4", required=True
     )
-    parser.add_argument("--series", metavar="UID", help="series to render (default: the first)")
+    _args.add_series(parser, "series to render (default: the first)")
     parser.add_argument(
         "--index",
         type=int,
@@ -33,22 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CT window preset (Hounsfield units; refused for images that are not CT): "
         "lung, mediastinum, soft tissue, bone, brain, abdomen, liver",
     )
-    parser.add_argument(
-        "--projection",
-        choices=["mip", "minip", "avg"],
-        help="maximum, minimum or average intensity over a slab (default: one slice)",
+    _args.add_projection(
+        parser,
+        "maximum, minimum or average intensity over a slab (default: one slice)",
+        "slab thickness in mm centred on --index (with --projection; default: the whole volume)",
     )
-    parser.add_argument(
-        "--slab",
-        type=float,
-        metavar="MM",
-        help="slab thickness in mm centred on --index (with --projection; default: the "
-        "whole volume)",
-    )
-    parser.add_argument(
-        "--cine",
-        action="store_true",
-        help="write every slice of the plane, in order, as an animated GIF or an MP4",
+    _args.add_flag(
+        parser, "--cine", "write every slice of the plane, in order, as an animated GIF or an MP4"
     )
     parser.add_argument("--fps", type=float, default=10.0, help="cine frame rate (default 10)")
 

@@ -4,41 +4,34 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands import _args
+
 HELP = "write a PDF report of a series: header, key images with measurements, AI findings"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="the series (file or folder)")
-    parser.add_argument("--out", required=True, metavar="FILE.pdf", help="the PDF to write")
-    parser.add_argument("--series", metavar="UID", help="which series of PATH (default: the first)")
-    parser.add_argument(
-        "--model",
-        action="append",
-        metavar="NAME",
-        help="run this AI model and report it (repeatable)",
-    )
-    parser.add_argument("--device", default="auto", help="device for --model (auto, cpu, cuda)")
+    _args.add_path(parser, "the series (file or folder)")
+    _args.add_out(parser, "FILE.pdf", "the PDF to write", required=True)
+    _args.add_series(parser)
+    _args.add_model(parser, "run this AI model and report it (repeatable)", device=True)
     parser.add_argument(
         "--key", type=int, action="append", metavar="N", help="slice N (1-based) is a key image"
     )
-    parser.add_argument("--db", metavar="FILE", help="study database (default: per-user)")
-    parser.add_argument(
-        "--records",
-        metavar="PATH",
-        help="patient records (FHIR, Synthea CSV, CGM): the linked patient's forecast and "
+    _args.add_db(parser, _args.STUDY_DB_HELP)
+    _args.add_records(
+        parser,
+        "patient records (FHIR, Synthea CSV, CGM): the linked patient's forecast and "
         "treatment suggestions go into the report",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    _args.add_json(parser, "print a JSON summary")
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import sys
 
-    from medview.commands._common import error, open_database, print_json
+    from medview.commands._common import error, need_paths, open_database, print_json
 
-    if not os.path.exists(args.path):
-        return error(f"{args.path}: no such file or folder")
+    need_paths(args.path)
     from medview.errors import MedviewError
     from medview.io import scan
     from medview.results import audit
@@ -51,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
         reason = res.errors[0].reason if res.errors else "no image series"
         return error(f"{args.path}: {reason}")
     info = series[0]
-    try:
-        db = open_database(args.db)
-    except ValueError as exc:
-        return error(str(exc))
+    db = open_database(args.db)
     try:
         inp = gather(info, db, args.model, device=args.device)
         flagged = key_indices(inp.volume, db.path)

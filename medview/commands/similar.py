@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_db, add_json, add_k, add_path
+
 PROG = "medview similar"
 HELP = "find analysed images similar to PATH (embeddings stored by 'analyze --index')"
 EPILOG = (
@@ -16,22 +18,19 @@ EPILOG = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
-    parser.add_argument("path", metavar="PATH", help="image file or folder")
-    parser.add_argument("--k", type=int, default=5, help="neighbours per image (default 5)")
+    add_path(parser, "image file or folder")
+    add_k(parser, "neighbours per image (default 5)")
     parser.add_argument("--model", default="pneumonia_cnn", help="embedding model")
-    parser.add_argument("--db", metavar="FILE", help="database (default: the study database)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per query image")
+    add_db(parser, "database (default: the study database)")
+    add_json(parser, "one JSON object per query image")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from medview.commands._common import error, print_json
+    from medview.commands._common import error, need_paths, print_json
     from medview.errors import MedviewError
 
-    if not Path(args.path).exists():
-        return error(args.path, "no such file or folder", prog=PROG)
+    need_paths(args.path, prog=PROG)
     if args.k < 1:
         return error("--k must be at least 1", prog=PROG)
     from medview.ai.inference import analyze_path

@@ -6,50 +6,42 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medview.commands import _args
+
 HELP = "write a DICOM SR (TID 1500) of a series' measurements and AI findings, or import one"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path", metavar="PATH", help="the series (file or folder); with --import, the SR"
-    )
-    parser.add_argument("--out", metavar="FILE.dcm", help="the SR file to write")
+    _args.add_path(parser, "the series (file or folder); with --import, the SR")
+    _args.add_out(parser, "FILE.dcm", "the SR file to write")
     parser.add_argument(
         "--kos-out",
         metavar="FILE.dcm",
         help="also (or only) write a Key Object Selection document of the series' key images",
     )
-    parser.add_argument("--series", metavar="UID", help="which series of PATH (default: the first)")
-    parser.add_argument(
-        "--model",
-        action="append",
-        metavar="NAME",
-        help="also run this AI model on the series and report its findings (repeatable)",
+    _args.add_series(parser)
+    _args.add_model(
+        parser,
+        "also run this AI model on the series and report its findings (repeatable)",
+        device=True,
     )
-    parser.add_argument("--device", default="auto", help="device for --model (auto, cpu, cuda)")
     parser.add_argument(
         "--import",
         dest="import_",
         action="store_true",
         help="read the SR at PATH and store its measurements in the study database",
     )
-    parser.add_argument("--db", metavar="FILE", help="study database (default: per-user)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    _args.add_db(parser, _args.STUDY_DB_HELP)
+    _args.add_json(parser, "print a JSON summary")
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
+    from medview.commands._common import error, need_paths, open_database
 
-    from medview.commands._common import error, open_database
-
-    if not os.path.exists(args.path):
-        return error(f"{args.path}: no such file or folder")
+    need_paths(args.path)
     from medview.results.sr import SRError
 
-    try:
-        db = open_database(args.db)
-    except ValueError as exc:
-        return error(str(exc))
+    db = open_database(args.db)
     try:
         if args.import_:
             return _import(args, db)

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from medview.commands._args import add_db, add_json, add_patient
+
 HELP = "list studies in the local database (filter by patient, date range, modality)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--patient", metavar="TEXT", help="patient name or ID contains TEXT")
+    add_patient(parser, "patient name or ID contains TEXT", metavar="TEXT")
     parser.add_argument(
         "--from", dest="date_from", metavar="YYYYMMDD", help="study date on or after"
     )
     parser.add_argument("--to", dest="date_to", metavar="YYYYMMDD", help="study date on or before")
     parser.add_argument("--modality", metavar="M", help="e.g. CT, MR, CR")
-    parser.add_argument(
-        "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON: {studies: [...]}")
+    add_db(parser)
+    add_json(parser, "print JSON: {studies: [...]}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from medview.commands._args import add_flag, add_json, add_k, add_patient, add_records
+
 HELP = (
     "suggest treatments for a patient from local records (similar patients + "
     "condition-linked evidence), or --evaluate them leave-one-out against popularity"
@@ -16,14 +18,9 @@ KINDS = ("medication", "procedure", "careplan")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--records",
-        required=True,
-        metavar="PATH",
-        help="FHIR .json/.ndjson file or folder, or a Synthea CSV folder",
-    )
-    parser.add_argument("--patient", metavar="ID", help="record patient id (or an identifier/MRN)")
-    parser.add_argument("--k", type=int, default=5, help="number of suggestions / cut-off (5)")
+    add_records(parser, "FHIR .json/.ndjson file or folder, or a Synthea CSV folder", required=True)
+    add_patient(parser, "record patient id (or an identifier/MRN)")
+    add_k(parser, "number of suggestions / cut-off (5)")
     parser.add_argument(
         "--condition",
         nargs="+",
@@ -47,12 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="distinct supporting patients a treatment needs before it is suggested (3)",
     )
-    parser.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="leave-one-out hit-rate@k and NDCG@k of the method and of popularity",
+    add_flag(
+        parser, "--evaluate", "leave-one-out hit-rate@k and NDCG@k of the method and of popularity"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_json(parser)
 
 
 def _err(msg: object) -> int:
