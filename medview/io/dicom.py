@@ -191,6 +191,27 @@ def window_from(ds: Any) -> tuple[float, float] | None:
     return float(center), float(width)
 
 
+# InstanceInfo fields that hold the first value of a DICOM element as text, as it stands
+_TEXT_FIELDS = (
+    ("series_uid", "SeriesInstanceUID"),
+    ("study_uid", "StudyInstanceUID"),
+    ("frame_of_reference_uid", "FrameOfReferenceUID"),
+    ("patient_id", "PatientID"),
+    ("patient_name", "PatientName"),
+    ("patient_birth_date", "PatientBirthDate"),
+    ("patient_sex", "PatientSex"),
+    ("study_date", "StudyDate"),
+    ("study_time", "StudyTime"),
+    ("study_description", "StudyDescription"),
+    ("accession_number", "AccessionNumber"),
+    ("series_description", "SeriesDescription"),
+    ("body_part", "BodyPartExamined"),
+    ("photometric", "PhotometricInterpretation"),
+    ("rescale_type", "RescaleType"),
+    ("window_explanation", "WindowCenterWidthExplanation"),
+)
+
+
 def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
     """Fill an :class:`InstanceInfo` from a pydicom Dataset (pixels not needed)."""
     meta = getattr(ds, "file_meta", None)
@@ -205,28 +226,16 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
         info.sop_class_uid = info.sop_class_uid or str(
             meta.get("MediaStorageSOPClassUID", "") or ""
         )
-    info.series_uid = _str(ds, "SeriesInstanceUID")
-    info.study_uid = _str(ds, "StudyInstanceUID")
-    info.frame_of_reference_uid = _str(ds, "FrameOfReferenceUID")
-    info.patient_id = _str(ds, "PatientID")
-    info.patient_name = _str(ds, "PatientName")
-    info.patient_birth_date = _str(ds, "PatientBirthDate")
-    info.patient_sex = _str(ds, "PatientSex")
-    info.study_date = _str(ds, "StudyDate")
-    info.study_time = _str(ds, "StudyTime")
-    info.study_description = _str(ds, "StudyDescription")
-    info.accession_number = _str(ds, "AccessionNumber")
-    info.series_description = _str(ds, "SeriesDescription")
+    for attr, keyword in _TEXT_FIELDS:
+        setattr(info, attr, _str(ds, keyword))
     info.series_number = _int(ds, "SeriesNumber")
     info.modality = _code(_str(ds, "Modality"))
-    info.body_part = _str(ds, "BodyPartExamined")
     info.instance_number = _int(ds, "InstanceNumber")
     info.acquisition_number = _int(ds, "AcquisitionNumber")
     info.rows = _int(ds, "Rows", 0) or 0
     info.columns = _int(ds, "Columns", 0) or 0
     info.frames = max(1, _int(ds, "NumberOfFrames", 1) or 1)
     info.samples_per_pixel = _int(ds, "SamplesPerPixel", 1) or 1
-    info.photometric = _str(ds, "PhotometricInterpretation")
     info.bits_allocated = _int(ds, "BitsAllocated", 0) or 0
     info.bits_stored = _int(ds, "BitsStored", info.bits_allocated) or 0
     info.pixel_representation = _int(ds, "PixelRepresentation", 0) or 0
@@ -266,9 +275,7 @@ def header_from_dataset(ds: Any, path: str) -> InstanceInfo:
     info.rescale_intercept = _as_float(intercept, 0.0)
     if info.rescale_slope == 0:
         info.rescale_slope = 1.0
-    info.rescale_type = _str(ds, "RescaleType")
     info.window = window_from(ds)
-    info.window_explanation = _str(ds, "WindowCenterWidthExplanation")
     info.has_voi_lut = "VOILUTSequence" in ds
     info.has_modality_lut = "ModalityLUTSequence" in ds
     _fill_missing_uids(info)
@@ -298,31 +305,30 @@ def derived_uid(*parts: object) -> str:
     return "2.25." + str(int.from_bytes(digest, "big"))
 
 
+# Stand-ins for blanked UIDs, in this order (a derived series UID uses the study UID):
+# (field, the element it stands for, the fields it is derived from)
+_DERIVED_UIDS = (
+    (
+        "study_uid",
+        "StudyInstanceUID",
+        ("patient_id", "patient_name", "study_date", "study_time", "frame_of_reference_uid"),
+    ),
+    (
+        "series_uid",
+        "SeriesInstanceUID",
+        ("study_uid", "frame_of_reference_uid", "series_number", "series_description", "modality"),
+    ),
+    ("sop_uid", "SOPInstanceUID", ("path",)),
+)
+
+
 def _fill_missing_uids(info: InstanceInfo) -> None:
     """Stand-in UIDs for anonymised files that blanked them, so grouping still works."""
-    if not info.study_uid:
-        info.study_uid = derived_uid(
-            "study",
-            info.patient_id,
-            info.patient_name,
-            info.study_date,
-            info.study_time,
-            info.frame_of_reference_uid,
-        )
-        info.missing_uids.append("StudyInstanceUID")
-    if not info.series_uid:
-        info.series_uid = derived_uid(
-            "series",
-            info.study_uid,
-            info.frame_of_reference_uid,
-            info.series_number,
-            info.series_description,
-            info.modality,
-        )
-        info.missing_uids.append("SeriesInstanceUID")
-    if not info.sop_uid:
-        info.sop_uid = derived_uid("sop", info.path)
-        info.missing_uids.append("SOPInstanceUID")
+    for attr, keyword, parts in _DERIVED_UIDS:
+        if not getattr(info, attr):
+            kind = attr.removesuffix("_uid")  # "study", "series", "sop"
+            setattr(info, attr, derived_uid(kind, *(getattr(info, p) for p in parts)))
+            info.missing_uids.append(keyword)
 
 
 def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
