@@ -20,29 +20,6 @@ from torch.nn import functional as F
 from medview.ai import zoo
 
 
-class _Block(nn.Module):
-    """A pre-activation-free ResNet basic block (conv-bn-relu-conv-bn + shortcut)."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short: nn.Module
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-        else:
-            self.short = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.short(x))
-
-
 class SmallResNet(nn.Module):
     """A small ResNet for single-channel images of any size.
 
@@ -76,7 +53,7 @@ class SmallResNet(nn.Module):
         for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                layers.append(_Block(cin, w, stride))
+                layers.append(zoo.BasicBlock(cin, w, stride, shortcut="short"))
                 cin = w
         self.body = nn.Sequential(*layers)
         self.drop = nn.Dropout(dropout)
@@ -90,6 +67,11 @@ class SmallResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _bn_act(conv: nn.Module, channels: int) -> list[nn.Module]:
+    """``conv`` followed by batch norm and a leaky ReLU (0.1): the autoencoder's unit."""
+    return [conv, nn.BatchNorm2d(channels), nn.LeakyReLU(0.1, inplace=True)]
 
 
 class ConvAutoencoder(nn.Module):
@@ -118,31 +100,17 @@ class ConvAutoencoder(nn.Module):
         self.s4 = size // 4
         self.w2 = w2
         self.enc = nn.Sequential(
-            nn.Conv2d(in_channels, w1, 3, 1, 1),
-            nn.BatchNorm2d(w1),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(w1, w1, 3, 2, 1),
-            nn.BatchNorm2d(w1),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(w1, w2, 3, 1, 1),
-            nn.BatchNorm2d(w2),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(w2, w2, 3, 2, 1),
-            nn.BatchNorm2d(w2),
-            nn.LeakyReLU(0.1, inplace=True),
+            *_bn_act(nn.Conv2d(in_channels, w1, 3, 1, 1), w1),
+            *_bn_act(nn.Conv2d(w1, w1, 3, 2, 1), w1),
+            *_bn_act(nn.Conv2d(w1, w2, 3, 1, 1), w2),
+            *_bn_act(nn.Conv2d(w2, w2, 3, 2, 1), w2),
         )
         self.to_latent = nn.Linear(w2 * self.s4 * self.s4, latent_dim)
         self.from_latent = nn.Linear(latent_dim, w2 * self.s4 * self.s4)
         self.dec = nn.Sequential(
-            nn.ConvTranspose2d(w2, w2, 4, 2, 1),
-            nn.BatchNorm2d(w2),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Conv2d(w2, w1, 3, 1, 1),
-            nn.BatchNorm2d(w1),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.ConvTranspose2d(w1, w1, 4, 2, 1),
-            nn.BatchNorm2d(w1),
-            nn.LeakyReLU(0.1, inplace=True),
+            *_bn_act(nn.ConvTranspose2d(w2, w2, 4, 2, 1), w2),
+            *_bn_act(nn.Conv2d(w2, w1, 3, 1, 1), w1),
+            *_bn_act(nn.ConvTranspose2d(w1, w1, 4, 2, 1), w1),
             nn.Conv2d(w1, in_channels, 3, 1, 1),
         )
         # Gaussian model of the normal training latents (filled after training) for

@@ -114,21 +114,18 @@ def check_scope(meta: dict[str, Any], image_meta: dict[str, Any]) -> tuple[bool,
         elif modality not in allowed:
             out.append(f"modality {modality} outside intended use ({', '.join(allowed)})")
 
-    part = str(image_meta.get("body_part") or "").strip().upper()
-    if "body_parts" in scope:
-        allowed = scope["body_parts"]
-        if not part:
-            unknown.append("body part unknown")
-        elif _BODY_ALIASES.get(part, part) not in allowed and part not in allowed:
-            out.append(f"body part {part} outside intended use ({', '.join(allowed)})")
-
-    view = str(image_meta.get("view_position") or "").strip().upper()
-    if "projections" in scope:
-        allowed = scope["projections"]
-        if not view:
-            unknown.append("projection unknown")
-        elif view not in allowed:
-            out.append(f"projection {view} outside intended use ({', '.join(allowed)})")
+    for key, meta_key, what, aliases in (
+        ("body_parts", "body_part", "body part", _BODY_ALIASES),
+        ("projections", "view_position", "projection", {}),
+    ):
+        if key not in scope:
+            continue
+        allowed = scope[key]
+        value = str(image_meta.get(meta_key) or "").strip().upper()
+        if not value:
+            unknown.append(f"{what} unknown")
+        elif value not in allowed and aliases.get(value, value) not in allowed:
+            out.append(f"{what} {value} outside intended use ({', '.join(allowed)})")
 
     if "age_years" in scope:
         lo, hi = scope["age_years"].get("min"), scope["age_years"].get("max")

@@ -26,26 +26,31 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class _Basic(nn.Module):
-    """Basic residual block (two 3x3 convolutions) with an optional projection."""
+class BasicBlock(nn.Module):
+    """Basic residual block (two 3x3 convolutions, each with batch norm) with a 1x1
+    projection shortcut when the shape changes.
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    ``shortcut`` names the projection's attribute (the state-dict prefix): ``downsample``
+    as in the reference ResNet-18, ``short`` in medview's own :class:`SmallResNet`.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int, shortcut: str = "downsample") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample: nn.Module | None = None
+        self.shortcut = shortcut
+        proj = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        setattr(self, shortcut, proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        short = x if self.downsample is None else self.downsample(x)
-        return F.relu(y + short)
+        proj = getattr(self, self.shortcut)
+        return F.relu(y + (x if proj is None else proj(x)))
 
 
 class ResNet18(nn.Module):
@@ -58,7 +63,9 @@ class ResNet18(nn.Module):
         cin = 64
         for i, w in enumerate((64, 128, 256, 512), start=1):
             stride = 1 if i == 1 else 2
-            setattr(self, f"layer{i}", nn.Sequential(_Basic(cin, w, stride), _Basic(w, w, 1)))
+            setattr(
+                self, f"layer{i}", nn.Sequential(BasicBlock(cin, w, stride), BasicBlock(w, w, 1))
+            )
             cin = w
         self.fc = nn.Linear(512, num_outputs)
 
