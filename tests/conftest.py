@@ -1,5 +1,7 @@
-"""Shared test fixtures.
+"""Shared test fixtures (Qt-free; the GUI-only ones are in tests/ui/conftest.py).
 
+* ``tests/core``: tests of the Qt-free code; ``tests/ui``: GUI tests, all marked ``gui``;
+  ``tests/helpers``: helpers shared by tests and benchmarks (``tests.helpers.<module>``).
 * Qt runs offscreen; the per-user data folder is a temporary one (``MEDVIEW_HOME``).
 * ``shared_data`` points at ``../shared/data``; tests needing it skip when absent.
 * Every test fails if it leaves a medview worker (or any new Python thread) running.
@@ -93,28 +95,6 @@ def fresh_pool(monkeypatch):
     monkeypatch.setattr(decoders, "_pool_ever_worked", False)
     yield monkeypatch
     decoders.shutdown()  # a pool (or replacement pool) started by the test
-
-
-@pytest.fixture()
-def make_window(qtbot, medview_home, in_process_decoding):
-    """``make(load_panels=False)``: a main window, 1400x900, shown and exposed; every
-    window made is closed after the test (GUI tests only: needs PySide6 and pytest-qt)."""
-    from medview.ui.main_window import MainWindow
-
-    made = []
-
-    def make(load_panels: bool = False) -> MainWindow:
-        w = MainWindow(load_panels=load_panels)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
 
 
 @pytest.fixture(autouse=True)

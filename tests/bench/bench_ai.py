@@ -2,7 +2,7 @@
 
 Usage::
 
-    python3 tests/bench/bench_ai.py [--repeats 200] [--threads N] [--update-cards]
+    python3 -m tests.bench.bench_ai [--repeats 200] [--threads N] [--update-cards]
 
 For each model it measures
 
@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 
 _MIN: dict[int, float] = {}

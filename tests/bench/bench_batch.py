@@ -2,7 +2,7 @@
 
 Usage::
 
-    python3 tests/bench/bench_batch.py [--images 400] [--workers 1 2 4]
+    python3 -m tests.bench.bench_batch [--images 400] [--workers 1 2 4]
 
 Writes ``--images`` PneumoniaMNIST val images as PNG files into a temporary folder, then
 times, over the same files and the bundled classifier, (a) the baseline: one process,
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 
 def main() -> int:

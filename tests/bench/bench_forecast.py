@@ -1,6 +1,6 @@
 """Benchmark: glucose forecasting on real patients (not run by pytest).
 
-    python3 tests/bench/bench_forecast.py [--data ../shared/data/cgm_real] [--train]
+    python3 -m tests.bench.bench_forecast [--data ../shared/data/cgm_real] [--train]
         [--sim-days 2] [--epochs 4] [--repeat 5]
 
 For each real set (Hall 2018, Dubosson 2018 / D1NAMO) it prints, side by side:
@@ -12,7 +12,10 @@ For each real set (Hall 2018, Dubosson 2018 / D1NAMO) it prints, side by side:
 * with ``--train``: the candidates trained on real data (and ``--sim-days`` of
   simulated patients) by leave-patients-out cross-validation across BOTH sets
   (``medview.forecast.attention``: a self-attention GRU and a plain LSTM), their
-  training time on this machine (1 torch thread), judged on the same origins;
+  training time on this machine (1 torch thread), judged on the same origins; then
+  the selection rules side by side (the old lowest-first-half-RMSE rule against the
+  default ``ar+<network>`` with a margin), per set, on the second half of the origins,
+  and ``selected`` in the tables is medview's rule with the ``--kind`` network;
 * latency per patient: ``forecast_series`` (what the panel and ``medview forecast
   --cgm`` run: backtest, selection, interval) on a real patient, against the
   persistence forecast alone, and the AGP metrics (``medview cgm``).
@@ -97,6 +100,37 @@ def _table(name: str, bts: list[Any]) -> None:
         )
 
 
+def _rules(sets: dict[str, Any], kind: str) -> None:
+    """Selection rules judged on the second half of the origins (choice on the first)."""
+    from medview.forecast.evaluation import CANDIDATES, pick
+
+    print(f"\nselection rules with {kind} (RMSE, x persistence, patients worse):")
+    for margin in (None, 0.0, 0.05, 0.1, 0.2):
+        cells = []
+        for name, (_, bts) in sets.items():
+            for minutes in (30, 60):
+                h = minutes // 5 - 1
+                e, p, worse = [], [], 0
+                for b in bts:
+                    half = len(b.y) // 2
+                    ok = [m for m in b.preds if m in CANDIDATES or m.endswith(kind)]
+                    if margin is None:
+                        ok = [m for m in ok if m in CANDIDATES]
+                    r = {
+                        m: float(np.sqrt(np.mean((b.preds[m][:half, h] - b.y[:half, h]) ** 2)))
+                        for m in ok
+                    }
+                    m = min(r, key=lambda k: r[k]) if margin is None else pick(r, margin)
+                    e.append(b.preds[m][half:, h] - b.y[half:, h])
+                    p.append(b.preds["persistence"][half:, h] - b.y[half:, h])
+                    worse += int(np.sqrt(np.mean(e[-1] ** 2)) > np.sqrt(np.mean(p[-1] ** 2)))
+                r_ = float(np.sqrt(np.mean(np.concatenate(e) ** 2)))
+                rp = float(np.sqrt(np.mean(np.concatenate(p) ** 2)))
+                cells.append(f"{name[:4]} {minutes}: {r_:5.2f} x{r_ / rp:.3f} {worse}/{len(bts)}")
+        label = "old (lowest RMSE, no network)" if margin is None else f"default, margin {margin:g}"
+        print(f"  {label:31s} " + " | ".join(cells))
+
+
 def _simulated(days: float) -> list[np.ndarray]:
     from medview.forecast.simdata import patient_names, simulate_patient
 
@@ -141,6 +175,7 @@ def main() -> None:
         "--sim-days", type=float, default=0.0, help="simulated days per training patient"
     )
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--kind", default="attn_gru", help="the network medview's selection uses")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
@@ -177,6 +212,11 @@ def main() -> None:
             + ", ".join(f"{k} {v:.0f} s" for k, v in info["train_s"].items())
             + f"; windows per fold {info['windows']}"
         )
+        from medview.forecast.evaluation import add_real
+
+        for b in allbts:
+            add_real(b, args.kind, b.preds[args.kind])
+        _rules(sets, args.kind)
     for name, (_, bts) in sets.items():
         _table(name, bts)
     series = max(sets["Dubosson2018_processed.csv"][0], key=len)

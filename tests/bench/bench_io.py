@@ -1,10 +1,10 @@
 """Benchmark: loading a 300-slice CT series with medview, SimpleITK and a plain pydicom loop.
 
-Run: ``python tests/bench/bench_io.py [--slices 300] [--repeat 3] [--big 2000]``. Needs
+Run: ``python3 -m tests.bench.bench_io [--slices 300] [--repeat 3] [--big 2000]``. Needs
 ../shared/data.
 
 All loaders run in this one process, on the same files (written once by
-tests/bench/series.py, uncompressed and JPEG 2000 lossless), and produce the
+tests/helpers/series.py, uncompressed and JPEG 2000 lossless), and produce the
 same int16 Hounsfield volume, which is checked. Times are the best of
 ``--repeat`` runs; peak memory is the largest rise of this process's resident
 set size (sampled every 2 ms) above what it held before the load. medview's
@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from series import build_series  # noqa: E402
+from tests.helpers.series import build_series  # noqa: E402
 
 
 def rss_mb(pid: int | str = "self") -> float:

@@ -1,10 +1,10 @@
 """Benchmark: DICOM networking against dcmtk and Orthanc, in one run on one machine.
 
-Run: ``python tests/bench/bench_net.py [--slices 300] [--repeat 3] [--compressed]``.
+Run: ``python3 -m tests.bench.bench_net [--slices 300] [--repeat 3] [--compressed]``.
 Needs ../shared/data, dcmtk (storescu, storescp, getscu) and Orthanc (Debian packages).
 
 1. Receive: dcmtk ``storescu`` pushes the N-slice CT series (built from the real CT by
-   tests/bench/series.py) into ``medview receive`` (a separate process, started and
+   tests/helpers/series.py) into ``medview receive`` (a separate process, started and
    listening before the clock starts) and, alternately, into dcmtk's own ``storescp -od``.
    medview's time runs until the last instance is indexed in the database (its JSON line
    printed), storescp's until storescu exits (storescp writes before it answers).
@@ -29,12 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from series import build_series  # noqa: E402
-
-from tests.net_fixtures import free_port, receive_command  # noqa: E402
+from tests.helpers.net_fixtures import free_port, receive_command  # noqa: E402
+from tests.helpers.series import build_series  # noqa: E402
 
 # max receive PDU (medview, dcmtk); set by --pdu. dcmtk's own default is 16384.
 PDU = [1024 * 1024, 16384]
@@ -298,7 +295,7 @@ def main() -> None:
             f"ratio {d / f:.2f}x"
         )
 
-        from tests.test_net import OrthancServer
+        from tests.core.test_net import OrthancServer
 
         orthanc = OrthancServer(Path(tempfile.mkdtemp(dir=tmp)))
         orthanc.start()

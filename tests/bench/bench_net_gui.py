@@ -1,7 +1,7 @@
 """Benchmark: does the GUI stall while a study arrives? (issue 12 target: a 300-instance
 study pushed while the user scrolls another series, no GUI stall over 50 ms.)
 
-Run: ``python tests/bench/bench_net_gui.py [--slices 300] [--repeat 2] [--compressed]``.
+Run: ``python3 -m tests.bench.bench_net_gui [--slices 300] [--repeat 2] [--compressed]``.
 Needs ../shared/data and dcmtk's ``storescu`` (Debian ``dcmtk``). Not run by pytest.
 
 The main window (offscreen) shows a 60-slice CT series that a timer scrolls back and forth
@@ -30,18 +30,15 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_net import DCMTK_ENV, dcmtk, free_port, make_series  # noqa: E402
-from series import build_series  # noqa: E402
+from tests.bench.bench_net import DCMTK_ENV, dcmtk, free_port, make_series  # noqa: E402
+from tests.helpers.series import build_series  # noqa: E402
 
 STALL_LIMIT_MS = 50.0
 #: GUI-thread slots that handle arrivals; their longest run is printed per phase

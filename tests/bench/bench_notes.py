@@ -1,7 +1,7 @@
 """Benchmark: reports/notes labelling speed, accuracy and memory against a NegEx baseline,
 and the Reports & notes panel's update time on a patient change (not run by pytest).
 
-    python3 tests/bench/bench_notes.py [--reports IU.tar.gz] [--records FHIR_DIR] [--rounds 3]
+    python3 -m tests.bench.bench_notes [--reports IU.tar.gz] [--records FHIR_DIR] [--rounds 3]
 
 In one process, on the IU dev reports as ``FINDINGS: ...`` / ``IMPRESSION: ...`` text:
 

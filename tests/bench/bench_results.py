@@ -2,9 +2,9 @@
 plain copy of the same files (target: under 2x), with the header fast path
 (``medview.results.fastdeid``) and without it (pydicom for every header) side by side.
 
-    python3 tests/bench/bench_results.py [N] [ROUNDS]
+    python3 -m tests.bench.bench_results [N] [ROUNDS]
 
-Builds the series with ``tests/bench/series.py`` (needs ../shared/data). After one warm-up
+Builds the series with ``tests/helpers/series.py`` (needs ../shared/data). After one warm-up
 of each (page cache, decoder worker processes), ROUNDS rounds (default 5) each time a
 ``shutil.copytree``, the export with the fast path and the export without it, interleaved so
 that load on a shared machine hits all three alike; prints the best and median times and the
@@ -21,14 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 
 def main() -> None:
-    from series import build_series
-
     from medview.results import export
     from medview.results.export import export_paths
+    from tests.helpers.series import build_series
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5

@@ -5,10 +5,10 @@ prints ``medview-startup-shown <epoch seconds>`` on the main window's first pain
 quits. The time is measured from just before the launch. The first run warms the
 file cache and is reported separately; the others give the median/min/max ("warm").
 
-    python3 tests/bench/bench_startup.py                       # source + dist/medview if built
-    python3 tests/bench/bench_startup.py --runs 7 --frozen build/frozen-test/dist/medview/medview
-    python3 tests/bench/bench_startup.py --xvfb               # real X11 window (xvfb-run)
-    python3 tests/bench/bench_startup.py --json
+    python3 -m tests.bench.bench_startup                       # source + dist/medview if built
+    python3 -m tests.bench.bench_startup --runs 7 --frozen build/frozen-test/dist/medview/medview
+    python3 -m tests.bench.bench_startup --xvfb               # real X11 window (xvfb-run)
+    python3 -m tests.bench.bench_startup --json
 
 Also reports two floors for context: a bare ``python -c pass`` and ``import
 PySide6.QtWidgets`` + QApplication, so a loaded machine can be told from a slow app.

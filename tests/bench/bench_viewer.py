@@ -1,9 +1,9 @@
 """Viewer benchmark (issue 3, item 10). Not run by pytest.
 
-    python3 tests/bench/bench_viewer.py [--slices 300] [--compressed] [--json out.json]
+    python3 -m tests.bench.bench_viewer [--slices 300] [--compressed] [--json out.json]
 
 Builds an N-slice CT series from the real slices in ../shared/data (new UIDs and
-positions, see tests/bench/series.py) and measures, offscreen:
+positions, see tests/helpers/series.py) and measures, offscreen:
 
 * ``render_ms``: one 512x512 CT slice with a new W/L rendered and painted into the
   viewport (``render_slice`` + QImage + QPainter, synchronous ``repaint``), median and p95;
@@ -41,8 +41,6 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1]))
 
 
 def _repaint_ms(vp, n: int) -> list[float]:
@@ -71,7 +69,7 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-bench-home-"))
-    from series import build_series
+    from tests.helpers.series import build_series
 
     folder = Path(args.series_dir or tempfile.mkdtemp(prefix="medview-bench-series-"))
     if not any(folder.glob("*.dcm")):
@@ -210,7 +208,7 @@ def main() -> int:
     dt = time.perf_counter() - t0
     res["scroll_slices_per_s"] = round(n / dt, 1)
     # the same through wheel events and the event loop (what a user's wheel does)
-    from tests.qt_helpers import wheel_event
+    from tests.helpers.qt_helpers import wheel_event
 
     vp.set_index(0)
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from medview.errors import MedviewError
 from medview.io import cache, load_series, scan, volume
 from medview.io.dicom import decode_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -208,7 +208,6 @@ _WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from pathlib import Path
-    sys.path.insert(0, sys.argv[3])
     from medview.io.cache import PixelCache
     pc = PixelCache(Path(sys.argv[1]), limit=int(sys.argv[2]))
     bad = 0
@@ -230,7 +229,8 @@ def test_concurrent_writers_never_show_a_partial_entry(tmp_path):
     limit = 8 * (128 * 128 * 2 + 4096)  # smaller than the 12 entries: eviction races too
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(root), str(limit), str(REPO)],
+            [sys.executable, "-c", _WRITER, str(root), str(limit)],
+            cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -453,59 +453,6 @@ def test_database_import_caches_only_when_asked(cache_home, ct_copy, monkeypatch
     assert report.instances == 20 and cache.PixelCache().entries() == []
     session.import_into_db(str(ct_copy), cache=True)
     assert len(cache.PixelCache().entries()) == 20
-
-
-def test_window_prefetches_priors_after_a_load_and_stops_on_another_study(
-    cache_home, ct_dir, tmp_path, qtbot, monkeypatch
-):
-    from PySide6.QtCore import QObject
-
-    from medview.io.database import StudyDatabase
-    from medview.ui import pixel_cache as pixel_cache_ui
-
-    monkeypatch.setenv("MEDVIEW_DB", str(tmp_path / "db.sqlite"))
-    current = _as_new_study(ct_dir, tmp_path / "now", "20240301")
-    prior = _as_new_study(ct_dir, tmp_path / "prior", "20230301")
-    db = StudyDatabase()
-    db.import_path([str(current), str(prior)])
-    db.close()
-    win = QObject()
-    opened = scan(current).series[0]
-    pixel_cache_ui.before_open(win, opened)
-    pixel_cache_ui.after_load(win, opened)
-    handle = win._prefetch_handle
-    qtbot.waitUntil(lambda: not handle.running, timeout=60_000)
-    assert len(cache.PixelCache().entries()) == 20  # the prior's 20 slices
-    # another patient's study opened while a prefetch runs: the prefetch is cancelled
-    cache.PixelCache().clear()
-    pixel_cache_ui.after_load(win, opened)
-    handle = win._prefetch_handle
-    other = scan(prior).series[0]
-    other.study_uid = "1.2.3.other"
-    pixel_cache_ui.before_open(win, other)
-    qtbot.waitUntil(lambda: not handle.running, timeout=60_000)
-    assert handle.cancelled
-    win.prefetch_slot.close()
-
-
-def test_viewer_setting_sets_the_cache_bound(medview_home, monkeypatch):
-    from medview.ui import pixel_cache as pixel_cache_ui
-    from medview.ui import settings as user_settings
-
-    monkeypatch.delenv(cache.LIMIT_ENV, raising=False)
-    monkeypatch.setattr(cache, "_configured_mb", None)
-    user_settings.set_value(cache.SETTING_KEY, 300)
-    pixel_cache_ui.apply_limit()
-    assert cache.limit_bytes() == 300 * 2**20
-    user_settings.set_value(cache.SETTING_KEY, "lots")  # not a number: the default
-    pixel_cache_ui.apply_limit()
-    assert cache.limit_bytes() == cache.DEFAULT_LIMIT_MB * 2**20
-    user_settings.set_value(cache.SETTING_KEY, 0)
-    pixel_cache_ui.apply_limit()
-    assert cache.default_cache() is None
-    assert pixel_cache_ui.cache_on_import() is False
-    user_settings.set_value("cache_on_import", True)
-    assert pixel_cache_ui.cache_on_import() is True
 
 
 def _lossless_j2k_files() -> list[str]:

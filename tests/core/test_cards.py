@@ -20,7 +20,7 @@ from medview.modelcards import (
     write_card,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
 BUNDLED = sorted(p.name for p in MODELS.iterdir() if (p / "metadata.json").exists())
 

@@ -18,7 +18,7 @@ from pydicom.data import get_testdata_file
 from medview.io import decoders, load_path, load_series, scan
 from medview.io.dicom import decode_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "medview"
 
 

@@ -11,14 +11,11 @@ characters and of the source's patient name and ID. The default run takes a fixe
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fuzz.mutants import CLASSES, mutants, run_all, source_files, summary  # noqa: E402
+from tests.fuzz.mutants import CLASSES, mutants, run_all, source_files, summary
 
 #: mutants per class in the default run (10 classes: 150 mutants, about 300 runs)
 SAMPLE_PER_CLASS = 15

@@ -27,7 +27,7 @@ from medview.io import decoders, load_path, load_series, scan
 from medview.io import volume as volume_mod
 from medview.io.dicom import decode_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tf(name: str) -> str:

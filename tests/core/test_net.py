@@ -26,10 +26,10 @@ import pytest
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
 
-pytest.register_assert_rewrite("tests.net_fixtures")
+pytest.register_assert_rewrite("tests.helpers.net_fixtures")
 
 from medview.cli import main  # noqa: E402
-from tests.net_fixtures import (  # noqa: E402
+from tests.helpers.net_fixtures import (  # noqa: E402
     ACCESSION,
     PATIENT_ID,
     OrthancServer,
@@ -45,7 +45,7 @@ from tests.net_fixtures import (  # noqa: E402
 )
 
 # the shared fixtures (orthanc, ct_copy, study_uid): one Orthanc for the whole session
-pytest_plugins = ("tests.net_fixtures",)
+pytest_plugins = ("tests.helpers.net_fixtures",)
 
 # -- helpers -------------------------------------------------------------------------
 

@@ -202,7 +202,7 @@ def test_discordance_against_the_study_report():
 # --------------------------------------------------------------------------- database
 def test_import_and_cohort_search_with_local_studies(tmp_path, medview_home, xray_dir, capsys):
     from medview.notes.cohort import nearest_study, search_cohort
-    from tests.data_helpers import import_radiograph
+    from tests.helpers.data_helpers import import_radiograph
 
     study = import_radiograph(xray_dir)
     pid = study["patient_id"]

@@ -31,7 +31,7 @@ import pytest
 
 from medview import selftest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "build" / "frozen-test"
 LINE = re.compile(r"^  (ok  |FAIL)  (.+?)\s{2,}(.*)  \[(\d+) ms\]$")
 BUILD_TIMEOUT_S = 3000

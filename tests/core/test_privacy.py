@@ -71,17 +71,6 @@ def test_existing_wider_database_is_tightened(home: Path) -> None:
     assert _mode(path) == 0o600
 
 
-@posix
-def test_settings_and_audit_files_0600(home: Path) -> None:
-    from medview.results import audit
-    from medview.ui import settings
-
-    settings.set_value("probe", 1)
-    audit.record("probe")
-    assert _mode(settings.settings_path()) == 0o600
-    assert _mode(audit.log_path()) == 0o600
-
-
 def _national_ids(csv_dir: Path, fhir: Path) -> set[str]:
     with (csv_dir / "patients.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -21,7 +21,7 @@ from medview.records import (
     save_records,
 )
 from medview.records.units import to_canonical
-from tests.data_helpers import csv_rows
+from tests.helpers.data_helpers import csv_rows
 
 FHIR_NAME = "synthea_fhir"
 

@@ -21,7 +21,7 @@ from medview.results import audit
 from medview.results.deid import Deidentifier, identifying_values, load_table, rule_for
 from medview.results.export import export_paths, read_dicom
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- helpers

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from test_results_sr import _tool, dciodvfy_errors
 
 from medview.cli import main as cli_main
 from medview.io import scan
 from medview.results.key_images import KeyImage, KeyImageDatabase, KeyImageStore
 from medview.results.kos import build_kos, read_kos, write_kos
 from medview.results.sr import SRError, image_refs
+from tests.core.test_results_sr import _tool, dciodvfy_errors
 
 
 def _keys(info, picks: list[int]) -> list[KeyImage]:

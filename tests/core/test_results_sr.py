@@ -18,7 +18,7 @@ from medview.io.database import StudyDatabase
 from medview.results import audit
 from medview.results.sr import build_sr, image_refs, import_sr, read_sr, write_sr
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tool(name: str) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from medview import selftest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^  (ok  |FAIL)  (.+?)\s{2,}(.*)  \[(\d+) ms\]$")
 ALL_CHECKS = [name for name, _ in selftest.CHECKS]
 

@@ -23,7 +23,6 @@ from medview.records import (
 from medview.treatments import Params, Recommender
 from medview.treatments.data import is_current
 from medview.treatments.safety import SafetyRules, drug_classes, ingredients
-from tests.panel_helpers import add_panel
 
 HYPERTENSION = ("59621000", "Hypertension")
 MISUSE = ("361055000", "Misuses drugs (finding)")
@@ -302,28 +301,6 @@ def test_cli_shows_removed_and_flags(records_dir: Path, capsys) -> None:
     assert "below the minimum support" in out
     rc = main(["suggest", "--records", str(folder), "--patient", pid, "--min-support", "0"])
     assert rc == 2 and "--min-support" in capsys.readouterr().err
-
-
-# ----------------------------------------------------------------------------- panel
-def test_panel_shows_flags_and_removed(qtbot) -> None:
-    pytest.importorskip("PySide6")
-    from medview.ui.panels.suggest_panel import SuggestionsPanel
-
-    panel = add_panel(qtbot, SuggestionsPanel(records=_synthetic()))
-    with qtbot.waitSignal(panel.suggestions_ready, timeout=30000) as blocker:
-        panel.select_patient("p0")
-    res = blocker.args[0]
-    assert res.patient == "p0" and res.removed
-    assert panel.tree.topLevelItemCount() == len(res.suggestions)
-    texts = [panel.tree.topLevelItem(i).text(0) for i in range(len(res.suggestions))]
-    flagged = [t for t in texts if "Captopril" in t]
-    assert flagged and flagged[0].startswith("! ")
-    assert f"{len(res.removed)} removed" in panel.status.text()
-    panel.tree.setCurrentItem(panel.tree.topLevelItem(texts.index(flagged[0])))
-    ev = panel.evidence.toPlainText()
-    assert "flagged (same-class)" in ev and "ACE inhibitors" in ev
-    assert "Not suggested" in ev and "withdrawn" in ev and "Terfenadine" in ev
-    assert "opioid-substance-misuse" in ev and "below the minimum support" in ev
 
 
 def test_bad_rules_file_is_one_line_error(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from medview.cli import main
 from medview.records import Condition, Patient, RecordSet, TreatmentEvent, load_records
 from medview.treatments import Params, Recommender, leave_one_out
 from medview.treatments.evaluate import expected_metrics, hidden_items
-from tests.data_helpers import csv_rows
+from tests.helpers.data_helpers import csv_rows
 
 HYPERTENSION = "59621000"
 LISINOPRIL = "314076"

@@ -1,4 +1,4 @@
-"""Real network peers shared by the networking tests (tests/test_net.py, tests/test_net_gui.py).
+"""Real network peers shared by the networking tests (tests/core/test_net.py, tests/ui/test_net_gui.py).
 
 * ``orthanc``: a real Orthanc (DIMSE + DICOMweb plugin) for the session, loopback only, its
   own free ports and storage folder, with the ``ct_copy`` series uploaded and ``MEDVIEW`` at
@@ -9,7 +9,7 @@
 * ``storescu(port, files)`` / ``echoscu(port)``: the command lines that push to (or echo)
   a storage SCP on 127.0.0.1 called ``MEDVIEW``.
 
-Import the fixtures into a test module (``from tests.net_fixtures import orthanc, ...``).
+Import the fixtures into a test module (``from tests.helpers.net_fixtures import orthanc, ...``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-pytestmark = pytest.mark.gui
 
 
 def _tiny_model(folder, seed=0):

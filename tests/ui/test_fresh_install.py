@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = [pytest.mark.slow, pytest.mark.gui]
+pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 300
 
 
@@ -50,7 +50,7 @@ def test_readme_start_command_in_a_fresh_venv(tmp_path):
             pytest.skip(f"{tool} is not installed")
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: nothing to clone")
-    from test_startup_xcb import describe_exit, start_xvfb, xcb_env
+    from tests.ui.test_startup_xcb import describe_exit, start_xvfb, xcb_env
 
     clone = tmp_path / "medview"
     subprocess.run(

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz.mutants import mutants, source_files  # noqa: E402
+from tests.fuzz.mutants import mutants, source_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("PySide6")
 
 

@@ -24,8 +24,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-pytestmark = pytest.mark.gui
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 60000
 
 
@@ -43,12 +42,9 @@ def _opened(make_window, qtbot, path: Path):
 
 @pytest.fixture()
 def big_series(tmp_path, ct_dir):
-    """A 60-slice JPEG 2000 series made from the real slices (tests/bench/series.py)."""
-    sys.path.insert(0, str(REPO / "tests" / "bench"))
-    try:
-        from series import build_series
-    finally:
-        sys.path.pop(0)
+    """A 60-slice JPEG 2000 series made from the real slices (tests/helpers/series.py)."""
+    from tests.helpers.series import build_series
+
     return build_series(tmp_path / "big", 60, compressed=True)
 
 
@@ -373,7 +369,7 @@ def test_side_panels_dock_lazily_and_overlay_reaches_viewport(
     monkeypatch.setitem(sys.modules, "medview.ui.panels.forecast_panel", broken)
     win = make_window(load_panels=True)
     qtbot.waitUntil(lambda: "ai" in win.panels, timeout=5000)
-    assert set(win.panels) == {"ai", "suggest", "notes"}
+    assert set(win.panels) == {"ai", "suggest", "notes", "labelmap"}
     win.open_paths([str(ct_dir)])
     idle(qtbot, win)
     ai = win.panels["ai"]
@@ -773,7 +769,7 @@ def test_linked_scrolling_window_and_zoom(make_window, qtbot, ct_dir, tmp_path):
     one shows the same table position in the other; W/L and zoom follow; unlinkable."""
     from PySide6.QtWidgets import QApplication
 
-    from tests.qt_helpers import wheel_event
+    from tests.helpers.qt_helpers import wheel_event
 
     # 4 mm = 2 slices of 2 mm
     shifted = _raised_copy(sorted(ct_dir.glob("*.dcm")), tmp_path / "shifted", 1, 100)

@@ -1,5 +1,5 @@
 """The GUI half of clinic connectivity, against the real Orthanc and dcmtk of
-tests/net_fixtures.py: the listener started from the settings with live arrivals in the
+tests/helpers/net_fixtures.py: the listener started from the settings with live arrivals in the
 study browser, the Query/Retrieve dialog (search, series, C-GET, C-MOVE to our listener,
 WADO-RS) with its transfer queue, "Send to..." from the browser and the nodes editor.
 """
@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
-pytest.register_assert_rewrite("tests.net_fixtures")
+pytest.register_assert_rewrite("tests.helpers.net_fixtures")
 
-from tests.net_fixtures import (  # noqa: E402
+from tests.helpers.net_fixtures import (  # noqa: E402
     PATIENT_ID,
     _copy_as_new_series,
     db_instances,
@@ -25,7 +25,7 @@ from tests.net_fixtures import (  # noqa: E402
     storescu,
 )
 
-pytest_plugins = ("tests.net_fixtures",)
+pytest_plugins = ("tests.helpers.net_fixtures",)
 
 TIMEOUT = 60_000
 

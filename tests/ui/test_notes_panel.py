@@ -14,8 +14,8 @@ pytest.importorskip("PySide6")
 
 from medview.records import load_records  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
-from tests.data_helpers import import_radiograph  # noqa: E402
-from tests.panel_helpers import add_panel, wait_idle  # noqa: E402
+from tests.helpers.data_helpers import import_radiograph  # noqa: E402
+from tests.helpers.panel_helpers import add_panel, wait_idle  # noqa: E402
 
 REPORTS = {
     "p1": [

@@ -16,7 +16,7 @@ pytest.importorskip("pyqtgraph")
 
 from medview.records.patient_context import NO_PATIENT, parse_dicom_date  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
-from tests.panel_helpers import wait_idle  # noqa: E402
+from tests.helpers.panel_helpers import wait_idle  # noqa: E402
 
 CALEB = "5f8d3e13-bc80-dd66-0f1b-d24f9692a697"  # Caleb651 Pagac496, synthea_csv_ma27
 ADULT = "5a595dfb-9ecf-d4ac-2893-b3e1ced04951"  # in synthea_csv_ma27, has treatments

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # writes a QSettings INI whose values are pickles that create ``marker`` when unpickled
 _CRAFT = textwrap.dedent(

@@ -22,9 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.gui
-
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCREEN = (1600, 1200)  # larger than the main window's 1400x880
 START_TIMEOUT_S = 120.0
 

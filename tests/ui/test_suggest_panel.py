@@ -11,7 +11,7 @@ pytest.importorskip("PySide6")
 
 from medview.records import RecordSet, load_records  # noqa: E402
 from medview.ui.context import StudyContext  # noqa: E402
-from tests.panel_helpers import add_panel  # noqa: E402
+from tests.helpers.panel_helpers import add_panel  # noqa: E402
 
 HYPERTENSION = "59621000"
 LISINOPRIL = "314076"

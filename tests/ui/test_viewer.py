@@ -18,8 +18,6 @@ from PySide6.QtTest import QTest  # noqa: E402
 from medview.imaging.measure import Measurement, roi_mask  # noqa: E402
 from medview.ui.viewport import Viewport, pixel_to_voxel, voxel_to_pixel  # noqa: E402
 
-pytestmark = pytest.mark.gui
-
 
 @pytest.fixture(scope="module")
 def ct_volume(ct_dir):
@@ -117,7 +115,7 @@ def test_wheel_and_keys_scroll(vp, qtbot, ct_volume):
     assert vp.index == 19
     QTest.keyClick(vp, Qt.Key.Key_Home)
     assert vp.index == 0
-    from tests.qt_helpers import wheel_event
+    from tests.helpers.qt_helpers import wheel_event
 
     vp.wheelEvent(wheel_event(100, 100, -120))
     assert vp.index == 1

@@ -10,7 +10,6 @@ import time
 import pytest
 
 pytest.importorskip("PySide6")
-pytestmark = pytest.mark.gui
 
 
 def _count(n: int, gate: threading.Event | None = None, state=None) -> str:

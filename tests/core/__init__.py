@@ -1,0 +1,1 @@
+"""Tests of the Qt-free core (no PySide6, no qtbot: see test_suite_shape.py)."""
