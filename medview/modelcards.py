@@ -57,7 +57,8 @@ MANIFEST_COVERS = (
 )
 IMAGE_TASKS = ("classification", "anomaly")
 FORECAST_TASKS = ("forecast",)
-TASKS = IMAGE_TASKS + FORECAST_TASKS
+VOLUME_TASKS = ("segmentation",)  # 3D label maps: medview.ai.volume_inference
+TASKS = IMAGE_TASKS + FORECAST_TASKS + VOLUME_TASKS
 
 
 class ModelError(MedviewError):

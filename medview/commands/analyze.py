@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--index", "store each image's embedding and findings for 'medview similar'")
     add_db(parser, "database for --index (default: the study one)")
     add_flag(parser, "--list-models", "list registered models as JSON and exit")
+    parser.add_argument(
+        "--labels-out",
+        metavar="FILE.nii.gz",
+        help="volume (3D) models such as ct_seg: write the label map in the series' geometry",
+    )
 
 
 def _overlay_name(res: Any, index_in_series: bool) -> str:
@@ -229,6 +234,10 @@ def _analyse_all(args: argparse.Namespace, emit: _Emitter) -> int | None:
 def run(args: argparse.Namespace) -> int:
     if args.list_models:
         return _list_models()
+    from medview.commands._volume import run_volume, wants_volume_models
+
+    if wants_volume_models(args.model):  # 3D models: label map, mL and HU per label
+        return run_volume(args)
     loaded = _load_models(args)
     if isinstance(loaded, int):
         return loaded

@@ -17,7 +17,7 @@ from medview.commands._common import error, print_json
 
 HELP = "train a bundled model reproducibly (fixed seeds) and write it under models/"
 
-TARGETS = ("autoencoder", "classifier", "glucose-lstm")
+TARGETS = ("autoencoder", "classifier", "glucose-lstm", "ct-seg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "ct-seg":  # the CT volume model (medview.ai.training.ct_seg)
+        from medview.commands._volume import run_train
+
+        return run_train(args)
     if args.target == "glucose-lstm":
         return _run_glucose(args)
     return _run_imaging(args)

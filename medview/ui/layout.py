@@ -369,6 +369,16 @@ def open_database_series(win: MainWindow, series: Any) -> None:
     win.load_into(win.active, key)
 
 
+def _label_maps(win: MainWindow) -> None:
+    """A label-map panel's results drawn over every viewport (medview.ui.labelmap_overlay)."""
+    from medview.ui.labelmap_overlay import LabelMapOverlays, LabelMapSource
+
+    source = win.panels.get("labelmap")
+    if isinstance(source, LabelMapSource):
+        win.label_maps = LabelMapOverlays(win.area.viewports, win)
+        win.label_maps.connect_source(source)
+
+
 def dock_side_panels(win: MainWindow) -> None:
     """Dock the AI / forecast / suggestion panels that import (lazily), tabbed with the tags.
 
@@ -397,6 +407,7 @@ def dock_side_panels(win: MainWindow) -> None:
         ai.overlay_changed.connect(win.set_ai_overlay)
     if isinstance(ai, base.FindingSource) and isinstance(sug, base.FindingSink):
         ai.finding.connect(sug.add_working_condition)
+    _label_maps(win)
     notes = win.panels.get("notes")
     if isinstance(notes, base.ReportHolder):  # AI vs report, flagged on both panels
         if isinstance(ai, base.AIResultSource):

@@ -163,6 +163,7 @@ PANEL_SPECS: tuple[PanelSpec, ...] = (
     ),
     # "&&": a lone "&" would be a mnemonic in the dock's title and tab
     PanelSpec("notes", "medview.ui.panels.notes_panel", "NotesPanel", "Reports && notes", True),
+    PanelSpec("labelmap", "medview.ui.panels.volume_ai_panel", "VolumeAIPanel", "CT label map"),
 )
 
 
