@@ -203,6 +203,20 @@ def _value(node: dict, what: str) -> tuple[float | None, str, str] | None:
     return None
 
 
+# The treatment resources: the fields their start time is read from (the first present;
+# a Period gives its start) and the Period whose end stops them.
+_TREATMENT_TIMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "MedicationRequest": (("authoredOn",), ()),
+    "MedicationStatement": (
+        ("effectiveDateTime", "effectivePeriod", "dateAsserted"),
+        ("effectivePeriod",),
+    ),
+    "MedicationAdministration": (("effectiveDateTime", "effectivePeriod"), ("effectivePeriod",)),
+    "Procedure": (("performedDateTime", "performedPeriod"), ("performedPeriod",)),
+    "CarePlan": (("period", "created"), ("period",)),
+}
+
+
 # --------------------------------------------------------------------------- importer
 class FhirImporter:
     """Accumulates resources from any number of files, then builds one RecordSet."""
@@ -347,15 +361,10 @@ class FhirImporter:
             raise _Malformed("no medication code")
         return code, display
 
-    def _add_treatment(
-        self,
-        res: dict,
-        kind: str,
-        code: str,
-        display: str,
-        start: datetime,
-        stop: datetime | None,
-    ) -> None:
+    def _add_treatment(self, res: dict, kind: str, code: str, display: str) -> None:
+        starts, ends = _TREATMENT_TIMES[res["resourceType"]]
+        start = _time(res, *starts)
+        stop = _end(res, *ends)
         rcode, rdisplay = self._reason(res, "reasonReference", "addresses")
         self.records.treatments.append(
             TreatmentEvent(
@@ -371,30 +380,19 @@ class FhirImporter:
             )
         )
 
-    def _do_MedicationRequest(self, res: dict) -> None:  # noqa: N802
+    def _do_medication(self, res: dict) -> None:
         code, display = self._medication(res)
-        start = _time(res, "authoredOn")
-        self._add_treatment(res, "medication", code, display, start, None)
+        self._add_treatment(res, "medication", code, display)
 
-    def _do_MedicationStatement(self, res: dict) -> None:  # noqa: N802
-        code, display = self._medication(res)
-        start = _time(res, "effectiveDateTime", "effectivePeriod", "dateAsserted")
-        stop = _end(res, "effectivePeriod")
-        self._add_treatment(res, "medication", code, display, start, stop)
-
-    def _do_MedicationAdministration(self, res: dict) -> None:  # noqa: N802
-        code, display = self._medication(res)
-        start = _time(res, "effectiveDateTime", "effectivePeriod")
-        stop = _end(res, "effectivePeriod")
-        self._add_treatment(res, "medication", code, display, start, stop)
+    _do_MedicationRequest = _do_medication
+    _do_MedicationStatement = _do_medication
+    _do_MedicationAdministration = _do_medication
 
     def _do_Procedure(self, res: dict) -> None:  # noqa: N802
         code, display = _coding(res.get("code"), SNOMED)
         if not code:
             raise _Malformed("no code")
-        start = _time(res, "performedDateTime", "performedPeriod")
-        stop = _end(res, "performedPeriod")
-        self._add_treatment(res, "procedure", code, display, start, stop)
+        self._add_treatment(res, "procedure", code, display)
 
     def _do_CarePlan(self, res: dict) -> None:  # noqa: N802
         code, display = "", ""
@@ -407,9 +405,7 @@ class FhirImporter:
             code, display = "", ""
         if not code:
             raise _Malformed("no SNOMED CT care plan code in category")
-        start = _time(res, "period", "created")
-        stop = _end(res, "period")
-        self._add_treatment(res, "careplan", code, display, start, stop)
+        self._add_treatment(res, "careplan", code, display)
 
     def _do_Encounter(self, res: dict) -> None:  # noqa: N802
         pid = _subject(res)
