@@ -67,10 +67,15 @@ def add_series(p: Options, help: str = SERIES_HELP) -> None:
 
 
 def add_model(p: Options, help: str, device: bool = False) -> None:
-    """``--model NAME`` (repeatable); with ``device``, ``--device`` to run it on (auto)."""
+    """``--model NAME`` (repeatable); with ``device``, :func:`add_device` too."""
     p.add_argument("--model", action="append", metavar="NAME", help=help)
     if device:
-        p.add_argument("--device", default="auto", help=DEVICE_HELP)
+        add_device(p)
+
+
+def add_device(p: Options, help: str = DEVICE_HELP, choices: list[str] | None = None) -> None:
+    """``--device``: where the AI models run (default auto)."""
+    p.add_argument("--device", default="auto", choices=choices, help=help)
 
 
 def add_records(p: Options, help: str, required: bool = False) -> None:

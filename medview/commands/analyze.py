@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from medview.commands._args import add_db, add_flag, add_json, add_model, add_path
+from medview.commands._args import add_db, add_device, add_flag, add_json, add_model, add_path
 from medview.commands._common import error, need_paths, print_json
 from medview.disclaimers import AI as DISCLAIMER
 
@@ -32,12 +32,11 @@ EPILOG = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_path(parser, "image file or folder", "?")
     add_model(parser, "model name or model folder (repeatable; default: all registered models)")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="where to run (default auto: cuda, else mps, else cpu); an explicit cuda/mps "
+    add_device(
+        parser,
+        "where to run (default auto: cuda, else mps, else cpu); an explicit cuda/mps "
         "that is not available is an error (exit 2)",
+        ["auto", "cpu", "cuda", "mps"],
     )
     add_json(parser, "one JSON object per image per line")
     parser.add_argument(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from medview.commands._args import add_actions, add_db, add_json, add_series
 
 if TYPE_CHECKING:
     from medview.net.nodes import Node
@@ -30,26 +32,31 @@ def _target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="default 30")
     p.add_argument("--retries", type=int, default=0, help="reconnect attempts (default 0)")
-    p.add_argument(
-        "--db", metavar="FILE", help="database file (default: per-user data folder, or $MEDVIEW_DB)"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_db(p)
+    add_json(p)
+
+
+# what `find` matches on: (option, metavar, help, keyword of the protocol's find())
+_QUERY = (
+    ("--patient-id", "ID", "wildcards * and ? allowed", "patient_id"),
+    ("--patient-name", "PAT", "e.g. 'DOE^J*'", "patient_name"),
+    ("--study-date", "YYYYMMDD[-YYYYMMDD]", "date or range", "study_date"),
+    ("--modality", "M", "e.g. CT", "modality"),
+    ("--accession", "A", "accession number", "accession"),
+    ("--study", "UID", "study instance UID", "study_uid"),
+    ("--series", "UID", "series instance UID (series level)", "series_uid"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="pacs_command", metavar="ACTION")
+    sub = add_actions(parser, "pacs_command")
     p = sub.add_parser("echo", help="C-ECHO (or a QIDO-RS ping): is the node there?")
     _target(p)
     p = sub.add_parser("find", help="C-FIND / QIDO-RS: one line (JSON object) per match")
     _target(p)
     p.add_argument("--level", choices=["patient", "study", "series"], default="study")
-    p.add_argument("--patient-id", metavar="ID", help="wildcards * and ? allowed")
-    p.add_argument("--patient-name", metavar="PAT", help="e.g. 'DOE^J*'")
-    p.add_argument("--study-date", metavar="YYYYMMDD[-YYYYMMDD]", help="date or range")
-    p.add_argument("--modality", metavar="M", help="e.g. CT")
-    p.add_argument("--accession", metavar="A", help="accession number")
-    p.add_argument("--study", metavar="UID", help="study instance UID")
-    p.add_argument("--series", metavar="UID", help="series instance UID (series level)")
+    for flag, metavar, text, _key in _QUERY:
+        p.add_argument(flag, metavar=metavar, help=text)
     for name, text in (
         ("get", "C-GET / WADO-RS a study or series into the local database"),
         ("move", "C-MOVE a study or series to a storage SCP (ours by default)"),
@@ -57,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=text)
         _target(p)
         p.add_argument("--study", metavar="UID", required=True, help="study instance UID")
-        p.add_argument("--series", metavar="UID", help="only this series")
+        add_series(p, "only this series")
         p.add_argument("--store", metavar="DIR", help="study store folder (default: user data)")
         if name == "move":
             p.add_argument(
@@ -88,7 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ca", metavar="PEM", default="")
     p.add_argument("--tls-cert", metavar="PEM", default="")
     p.add_argument("--tls-key", metavar="PEM", default="")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
+
+
+def _assoc(args: argparse.Namespace) -> dict[str, Any]:
+    """The association options every action passes: our AE title, timeout, retries."""
+    return {"calling_aet": args.calling_aet, "timeout": args.timeout, "retries": args.retries}
 
 
 def _protocol(node: Node) -> ModuleType:
@@ -123,14 +135,23 @@ def _node(args: argparse.Namespace) -> Node:
         return Node(url=args.dicomweb).validate()
     if not (args.host and args.port and args.aet):
         raise BadRequest("--host, --port and --aet go together")
+    return _given_node(args).validate()
+
+
+def _given_node(args: argparse.Namespace, name: str = "") -> Node:
+    """The node the options spell out: --host/--port/--aet or --dicomweb, the TLS files."""
+    from medview.net.nodes import Node
+
     return Node(
-        host=args.host,
+        name=name,
+        host=args.host or "",
         port=args.port,
         aet=args.aet,
+        url=args.dicomweb or "",
         tls_ca=args.tls_ca or "",
         tls_cert=args.tls_cert or "",
         tls_key=args.tls_key or "",
-    ).validate()
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,7 +182,7 @@ def _echo(args: argparse.Namespace) -> int:
 
     node = _node(args)
     proto = _protocol(node)
-    res = proto.echo(node, calling_aet=args.calling_aet, timeout=args.timeout, retries=args.retries)
+    res = proto.echo(node, **_assoc(args))
     if args.json:
         print_json(res)
     else:
@@ -176,20 +197,8 @@ def _find(args: argparse.Namespace) -> int:
 
     node = _node(args)
     proto = _protocol(node)
-    matches = proto.find(
-        node,
-        level=args.level,
-        calling_aet=args.calling_aet,
-        timeout=args.timeout,
-        retries=args.retries,
-        patient_id=args.patient_id,
-        patient_name=args.patient_name,
-        study_date=args.study_date,
-        modality=args.modality,
-        study_uid=args.study,
-        accession=args.accession,
-        series_uid=args.series,
-    )
+    query = {key: getattr(args, flag[2:].replace("-", "_")) for flag, _, _, key in _QUERY}
+    matches = proto.find(node, level=args.level, **_assoc(args), **query)
     for m in matches:
         if args.json:
             print_json(m)
@@ -228,11 +237,9 @@ def _get(args: argparse.Namespace) -> int:
         node,
         args.study,
         series_uid=args.series,
-        calling_aet=args.calling_aet,
-        timeout=args.timeout,
-        retries=args.retries,
         db_path=db_path,
         store_dir=args.store,
+        **_assoc(args),
     )
     for line in res["not_indexed"][:5]:
         print(f"medview: stored but not indexed: {line}", file=sys.stderr)
@@ -278,15 +285,7 @@ def _move(args: argparse.Namespace) -> int:
             raise
         receiver = None  # port busy: another receiver (e.g. 'medview receive') takes the move
     try:
-        res = dimse.move(
-            node,
-            args.study,
-            args.dest,
-            series_uid=args.series,
-            calling_aet=args.calling_aet,
-            timeout=args.timeout,
-            retries=args.retries,
-        )
+        res = dimse.move(node, args.study, args.dest, series_uid=args.series, **_assoc(args))
     finally:
         if receiver is not None:
             receiver.flush(60)
@@ -335,9 +334,7 @@ def _send(args: argparse.Namespace) -> int:
     if not paths:
         raise BadRequest("give files or folders to send, or --study UID")
     proto = _protocol(node)
-    res = proto.send(
-        node, paths, calling_aet=args.calling_aet, timeout=args.timeout, retries=args.retries
-    )
+    res = proto.send(node, paths, **_assoc(args))
     if args.json:
         print_json(res)
     else:
@@ -355,21 +352,12 @@ def _send(args: argparse.Namespace) -> int:
 def _nodes(args: argparse.Namespace) -> int:
     from medview.commands._common import print_json
     from medview.net.common import BadRequest
-    from medview.net.nodes import Node, add_node, load_nodes, nodes_path, remove_node
+    from medview.net.nodes import add_node, load_nodes, nodes_path, remove_node
 
     if args.action == "add":
         if not args.name:
             raise BadRequest("nodes add NAME (--host H --port P --aet AET | --dicomweb URL)")
-        node = Node(
-            name=args.name,
-            host=args.host or "",
-            port=args.port,
-            aet=args.aet,
-            url=args.dicomweb,
-            tls_ca=args.tls_ca,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-        )
+        node = _given_node(args, args.name)
         add_node(node)
         print(f"added {node.describe()} to {nodes_path()}")
         return 0

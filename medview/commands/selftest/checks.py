@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from medview.commands.selftest.base import (
     GLUCOSE,
@@ -24,6 +24,15 @@ from medview.commands.selftest.base import (
     sample,
 )
 from medview.commands.selftest.fixtures import fhir_bundle
+
+T = TypeVar("T")
+
+
+def _needed(value: T | None, missing: str) -> T:
+    """``value``, or :class:`CheckFailed` ``missing`` when the check that sets it failed."""
+    if value is None:
+        raise CheckFailed(missing)
+    return value
 
 
 def check_dicom(ctx: Context) -> str:
@@ -53,9 +62,8 @@ def check_render(ctx: Context) -> str:
 
     from medview.imaging.display import render_slice
 
-    if ctx.ct is None:
-        raise CheckFailed("no CT loaded (the DICOM check failed)")
-    img = render_slice(ctx.ct, 0, window=(40.0, 400.0))
+    ct = _needed(ctx.ct, "no CT loaded (the DICOM check failed)")
+    img = render_slice(ct, 0, window=(40.0, 400.0))
     if img.dtype != np.uint8 or img.shape != (128, 128):
         raise CheckFailed(f"render_slice gave {img.dtype} {img.shape}, expected uint8 (128, 128)")
     if float(img.std()) < 5.0:
@@ -177,13 +185,14 @@ def ai_check(name: str) -> Callable[[Context], str]:
             if bad:
                 raise CheckFailed(f"model {name} is broken: {bad[0]}")
             raise CheckFailed(f"model {name} is not installed (no models/{name}/metadata.json)")
-        if ctx.image is None:
-            raise CheckFailed("no rendered slice to run the model on (the render check failed)")
+        image = _needed(
+            ctx.image, "no rendered slice to run the model on (the render check failed)"
+        )
         if ctx.torch_error:
             raise CheckFailed(f"not run: torch does not import ({ctx.torch_error})")
         try:
             results = analyze_images(
-                [SourceImage(path=SAMPLE_CT, index=0, image=ctx.image)], [info], device="auto"
+                [SourceImage(path=SAMPLE_CT, index=0, image=image)], [info], device="auto"
             )
         except ModelError as exc:
             raise CheckFailed(str(exc)) from None
@@ -227,9 +236,7 @@ def check_records(ctx: Context) -> str:
 
 
 def _need_records(ctx: Context) -> Any:
-    if ctx.records is None:
-        raise CheckFailed("no records (the records check failed)")
-    return ctx.records
+    return _needed(ctx.records, "no records (the records check failed)")
 
 
 def _check_forecast_values(res: Any, what: str) -> None:
