@@ -10,13 +10,11 @@ shows exactly the flagged images.
 
 from __future__ import annotations
 
-import re
-import warnings
 from pathlib import Path
 from typing import Any
 
 from medview.results.key_images import KeyImage
-from medview.results.sr import MANUFACTURER, ImageRef, SRError, observers
+from medview.results.sr import ImageRef, SRError, new_document, observers
 
 #: CID 7010 Key Object Selection Document Title
 TITLE_OF_INTEREST = ("113000", "DCM", "Of Interest")
@@ -32,11 +30,8 @@ def build_kos(
     """A highdicom ``KeyObjectSelectionDocument`` referencing ``keys`` (those found in
     ``refs``, in order; an image flagged twice is referenced once). :class:`SRError` when no
     flagged image is among ``refs``."""
-    import highdicom as hd
     from highdicom.ko import KeyObjectSelection, KeyObjectSelectionDocument
     from highdicom.sr import CodedConcept
-
-    from medview import __version__
 
     chosen: list[ImageRef] = []
     frames: dict[str, list[int]] = {}
@@ -60,22 +55,10 @@ def build_kos(
         description=description[:1024] if description else None,
     )
     _add_frames(content, frames)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kos = KeyObjectSelectionDocument(
-            evidence=[r.header for r in chosen],
-            content=content,
-            series_instance_uid=hd.UID(),
-            series_number=series_number,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer=MANUFACTURER,
-        )
+    kos = new_document(
+        KeyObjectSelectionDocument, [r.header for r in chosen], content, series_number
+    )
     kos.SeriesDescription = "medview key images"
-    kos.SoftwareVersions = __version__
-    age = str(kos.get("PatientAge", "") or "")
-    if age and not re.fullmatch(r"\d{3}[DWMY]", age):
-        del kos.PatientAge
     return kos
 
 

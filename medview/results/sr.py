@@ -247,31 +247,16 @@ def _ai_group(f: AIFinding, ref: ImageRef, n: int) -> Any:
     if f.threshold is not None:
         params.insert(1, f"threshold {f.threshold:g}")
     algo = AlgorithmIdentification(name=f.model, version=f.version, parameters=params)
-    measurements = []
-    if f.probability is not None:
-        measurements.append(
-            Measurement(
-                name=codes.DCM.Probability,
-                value=float(f.probability),
-                unit=ucum("1"),
-            )
-        )
-    if f.threshold is not None:
-        measurements.append(
-            Measurement(
-                name=_code("THRESHOLD", SCHEME, "Decision threshold"),
-                value=float(f.threshold),
-                unit=ucum("1"),
-            )
-        )
-    if f.anomaly_score is not None:
-        measurements.append(
-            Measurement(
-                name=_code("ANOMALY", SCHEME, "Anomaly score"),
-                value=float(f.anomaly_score),
-                unit=ucum("1"),
-            )
-        )
+    scores = (  # unitless numbers of the finding, each with its concept name
+        (f.probability, codes.DCM.Probability),
+        (f.threshold, _code("THRESHOLD", SCHEME, "Decision threshold")),
+        (f.anomaly_score, _code("ANOMALY", SCHEME, "Anomaly score")),
+    )
+    measurements = [
+        Measurement(name=name, value=float(value), unit=ucum("1"))
+        for value, name in scores
+        if value is not None
+    ]
     evaluations = []
     if f.predicted:
         evaluations.append(QualitativeEvaluation(codes.DCM.Finding, _label_code(f.predicted)))
@@ -380,10 +365,7 @@ def build_sr(
     ``kind``, ``data`` with ``points``, ``frame``, ``stats``); rows of images not in ``refs``
     (or drawn on a reformatted plane) are left out.
     """
-    import highdicom as hd
     from highdicom.sr import Comprehensive3DSR, MeasurementReport
-
-    from medview import __version__
 
     if not refs:
         raise SRError("no DICOM image to reference")
@@ -403,29 +385,44 @@ def build_sr(
         procedure_reported=_code("363679005", "SCT", "Imaging procedure"),
         imaging_measurements=groups,
     )
-    evidence = [r.header for r in refs.values()]
+    return new_document(
+        Comprehensive3DSR,
+        [r.header for r in refs.values()],
+        report,
+        series_number,
+        is_complete=True,
+        series_description=f"medview measurements ({DISCLAIMER})"
+        if findings
+        else "medview measurements",
+    )
+
+
+def new_document(cls: Any, evidence: list[Any], content: Any, series_number: int, **kw: Any) -> Any:
+    """A new highdicom document of ``cls`` (an SR or a KOS) about the images ``evidence``: its
+    own series and instance UIDs, medview as manufacturer and software version."""
+    import highdicom as hd
+
+    from medview import __version__
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # highdicom's notes on the images' own patient names
-        sr = Comprehensive3DSR(
+        doc = cls(
             evidence=evidence,
-            content=report,
+            content=content,
             series_instance_uid=hd.UID(),
             series_number=series_number,
             sop_instance_uid=hd.UID(),
             instance_number=1,
             manufacturer=MANUFACTURER,
-            is_complete=True,
-            series_description=f"medview measurements ({DISCLAIMER})"
-            if findings
-            else "medview measurements",
+            **kw,
         )
-    sr.SoftwareVersions = __version__
+    doc.SoftwareVersions = __version__
     # attributes copied from the images that are invalid there (e.g. Patient's Age "62"):
-    # left out rather than guessed, so the SR itself is valid
-    age = str(sr.get("PatientAge", "") or "")
+    # left out rather than guessed, so the document itself is valid
+    age = str(doc.get("PatientAge", "") or "")
     if age and not re.fullmatch(r"\d{3}[DWMY]", age):
-        del sr.PatientAge
-    return sr
+        del doc.PatientAge
+    return doc
 
 
 def write_sr(sr: Any, out: str | Path) -> Path:
