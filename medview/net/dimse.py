@@ -33,6 +33,7 @@ from medview.net.common import (
     get_storage_contexts,
 )
 from medview.net.nodes import Node
+from medview.net.reactor import make_event_driven
 from medview.tasks import TaskState, ensure_state
 
 LEVELS = ("patient", "study", "series")
@@ -156,7 +157,7 @@ def build_query(
 def _make_ae(calling_aet: str, timeout: float, max_pdu: int = 1024 * 1024) -> Any:
     from pynetdicom import AE
 
-    ae = AE(ae_title=check_aet(calling_aet, "calling AE title"))
+    ae = make_event_driven(AE(ae_title=check_aet(calling_aet, "calling AE title")))
     ae.acse_timeout = timeout
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout

@@ -30,16 +30,18 @@ from medview.net.common import (
     check_aet,
     log,
 )
+from medview.net.reactor import make_event_driven
 from medview.net.store import (
     DEFAULT_MAX_INSTANCE_BYTES,
     DEFAULT_MIN_FREE_BYTES,
+    STATUS_CANNOT_UNDERSTAND,
     STATUS_OK,
     Arrival,
     Indexer,
     Rejected,
     StudyStore,
-    file_meta_bytes,
 )
+from medview.net.wire import MalformedDataset, file_meta_bytes
 
 DEFAULT_PORT = 11112
 DEFAULT_MAX_PDU = 1024 * 1024  # what we advertise; fewer, larger PDUs are much faster in Python
@@ -90,10 +92,13 @@ def make_store_handler(
         sop_uid = str(req.AffectedSOPInstanceUID or "")
         try:
             raw = req.DataSet.getvalue()
-            meta = file_meta_bytes(
-                str(req.AffectedSOPClassUID), sop_uid, str(event.context.transfer_syntax)
-            )
-            arrival = store.accept([meta, raw], str(req.AffectedSOPClassUID), sop_uid, calling)
+            sop_class = str(req.AffectedSOPClassUID)
+            ts = str(event.context.transfer_syntax)
+            try:
+                meta = file_meta_bytes(sop_class, sop_uid, ts)
+            except MalformedDataset as exc:
+                raise Rejected(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
+            arrival = store.accept([meta, raw], sop_class, sop_uid, calling, ts)
         except Rejected as exc:
             counters["rejected"] = counters.get("rejected", 0) + 1
             log.warning("refused instance %s from %s: %s", sop_uid[:64], calling, exc.reason)
@@ -191,7 +196,7 @@ class Receiver:
 
         cfg = self.config
         self.store.clean_incoming()
-        ae = AE(ae_title=cfg.aet)
+        ae = make_event_driven(AE(ae_title=cfg.aet))
         ae.maximum_pdu_size = int(cfg.max_pdu)
         ae.maximum_associations = 16
         ae.network_timeout = 60

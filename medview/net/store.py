@@ -11,6 +11,7 @@ database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`).
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import shutil
@@ -24,6 +25,9 @@ from typing import Any
 
 from medview.errors import one_line
 from medview.net.common import log, valid_uid
+from medview.net.wire import MalformedDataset, file_meta_bytes, header_uids, walkable
+
+__all__ = ["file_meta_bytes"]  # re-exported: it used to live here
 
 # C-STORE response statuses (PS3.4 B.2.3)
 STATUS_OK = 0x0000
@@ -91,6 +95,9 @@ class StudyStore:
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.min_free_bytes = int(min_free_bytes)
         self.max_instance_bytes = int(max_instance_bytes)
+        self._folders: set[Path] = set()
+        self._serial = itertools.count()
+        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # unique per store object
 
     def clean_incoming(self) -> int:
         """Delete temporary files left by a crash (never renamed, so never indexed)."""
@@ -113,10 +120,19 @@ class StudyStore:
         return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
 
     def accept(
-        self, meta_and_dataset: list[bytes], sop_class: str, sop_uid: str, calling_aet: str = ""
+        self,
+        meta_and_dataset: list[bytes],
+        sop_class: str,
+        sop_uid: str,
+        calling_aet: str = "",
+        transfer_syntax: str = "",
     ) -> Arrival:
         """Check, then atomically write one instance given as encoded file parts
-        (preamble + file meta, dataset). Raises :class:`Rejected` with the reason."""
+        (preamble + file meta, dataset). Raises :class:`Rejected` with the reason.
+
+        With ``transfer_syntax`` (little endian, implicit or explicit VR) the last part
+        must be the dataset alone: its elements are walked without pydicom
+        (:func:`header_uids`), which is what lets a C-STORE be answered quickly."""
         size = sum(len(b) for b in meta_and_dataset)
         if size > self.max_instance_bytes:
             raise Rejected(
@@ -128,10 +144,7 @@ class StudyStore:
                 STATUS_OUT_OF_RESOURCES,
                 f"free disk below the {self.min_free_bytes // (1024 * 1024)} MiB threshold",
             )
-        ds = parse_header(meta_and_dataset)
-        study = str(ds.get("StudyInstanceUID", "") or "")
-        series = str(ds.get("SeriesInstanceUID", "") or "")
-        sop = str(ds.get("SOPInstanceUID", "") or "")
+        study, series, sop = read_uids(meta_and_dataset, transfer_syntax)
         if sop != sop_uid:
             raise Rejected(
                 STATUS_DATASET_MISMATCH,
@@ -146,19 +159,47 @@ class StudyStore:
 
     def write_atomic(self, dest: Path, parts: list[bytes]) -> None:
         """Write ``parts`` to ``dest`` through a temporary file and a rename."""
-        tmp = self.incoming / f"{uuid.uuid4().hex}.part"
+        tmp = self.incoming / f"{self._tag}-{next(self._serial)}.part"
         try:
-            with open(tmp, "wb") as fh:
-                for b in parts:
-                    fh.write(b)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, dest)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
+            try:
+                _write_all(fd, parts)
+            finally:
+                os.close(fd)
+            folder = dest.parent
+            if folder not in self._folders:  # one mkdir per series, not per instance
+                folder.mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
+            try:
+                os.replace(tmp, dest)
+            except FileNotFoundError:  # the folder was removed meanwhile
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, dest)
         except BaseException:
             try:
                 tmp.unlink()
             except OSError:
                 pass
             raise
+
+
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write every byte of ``parts`` (one ``writev`` where the platform has it)."""
+    views = [memoryview(b) for b in parts if len(b)]
+    writev = getattr(os, "writev", None)
+    while views:
+        if writev is not None:
+            n = writev(fd, views)
+        else:
+            n = os.write(fd, views[0])
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
 
 
 def retrieval_summary(
@@ -177,23 +218,19 @@ def retrieval_summary(
     }
 
 
-def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes:
-    """Preamble, ``DICM`` and the File Meta Information for one instance."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class)
-    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "MEDVIEW"
-    buf = DicomBytesIO()
-    buf.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    return buf.getvalue()
+def read_uids(parts: list[bytes], transfer_syntax: str = "") -> tuple[str, str, str]:
+    """(Study, Series, SOP Instance UID) of an encoded instance: walked in its bytes when
+    ``transfer_syntax`` allows (the last part is then the dataset alone), else, or when
+    the walk finds it malformed, parsed by pydicom (:class:`Rejected` if that fails too)."""
+    if transfer_syntax and walkable(transfer_syntax):
+        try:
+            return header_uids(parts[-1], transfer_syntax)
+        except MalformedDataset:
+            pass  # pydicom reads some oddities (e.g. implicit VR sent as explicit)
+    ds = parse_header(parts)
+    keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    study, series, sop = (str(ds.get(k, "") or "") for k in keys)
+    return study, series, sop
 
 
 def parse_header(parts: list[bytes]) -> Any:

@@ -1,0 +1,317 @@
+"""Event-driven reactors for pynetdicom associations (receive at socket speed).
+
+pynetdicom 3.0 runs two polling loops per association: the DUL thread checks the socket
+and its queues, and the association thread its message queue, each sleeping 1 ms between
+empty checks (``time.sleep(0.001)``). A C-STORE crosses them three times (PDU read,
+message handed to the handler, response sent), and on a loaded machine each 1 ms sleep
+lasts several milliseconds: profiles of ``medview receive`` showed 80 % of the wall time
+of a 300-instance push spent in these sleeps (docs/net.md).
+
+:func:`install` replaces the two loops, for the associations of AEs marked with
+:func:`make_event_driven` only (every other AE keeps pynetdicom's own loops), by loops
+that block until there is work: the DUL thread in ``select()`` on the socket and a
+wake-up pipe written when a primitive is queued for sending; the association thread on
+an event set by the DUL thread after each state-machine action. They keep pynetdicom's
+order of checks and states; timeouts (ARTIM, idle, kill) are checked at least every
+:data:`TICK_S`. The DUL also reads PDUs with ``recv_into`` of the whole remaining length
+instead of 4 KiB ``recv`` calls. Needs pynetdicom 3.x; with another version whose
+internals differ, :func:`install` leaves pynetdicom alone (and the polling loops run).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import threading
+from typing import Any
+
+TICK_S = 0.02  # longest wait between checks of timers and kill flags
+_FLAG = "_medview_event_driven"
+_installed: list[bool] = []
+_lock = threading.Lock()
+
+LOGGER = logging.getLogger("pynetdicom.dul")
+
+
+def make_event_driven(ae: Any) -> Any:
+    """Mark ``ae`` (a pynetdicom AE) so its associations use the event-driven loops, and
+    install them (once per process). Returns ``ae``."""
+    if install():
+        setattr(ae, _FLAG, True)
+    return ae
+
+
+def _marked(assoc: Any) -> bool:
+    return bool(getattr(getattr(assoc, "ae", None), _FLAG, False))
+
+
+def install() -> bool:
+    """Install the dispatching loops on pynetdicom's classes (idempotent). False when
+    this pynetdicom lacks the internals they use (nothing is changed then)."""
+    with _lock:
+        if _installed:
+            return _installed[0]
+        try:
+            from pynetdicom.association import Association
+            from pynetdicom.dul import DULServiceProvider
+        except ImportError:
+            _installed.append(False)
+            return False
+        needed_dul = ("_process_recv_primitive", "_is_transport_event", "_read_pdu_data")
+        ok = all(hasattr(DULServiceProvider, n) for n in needed_dul + ("run_reactor",))
+        ok = ok and all(hasattr(Association, n) for n in ("_run_reactor", "_serve_request"))
+        if ok:
+            _patch(DULServiceProvider, Association)
+        _installed.append(ok)
+        return ok
+
+
+def _patch(dul_class: Any, assoc_class: Any) -> None:
+    polling_dul = dul_class.run_reactor
+    polling_assoc = assoc_class._run_reactor
+
+    def run_reactor(self: Any) -> None:
+        if _marked(self.assoc):
+            _dul_loop(self)
+        else:
+            polling_dul(self)
+
+    def _run_reactor(self: Any) -> None:
+        if _marked(self):
+            _assoc_loop(self)
+        else:
+            polling_assoc(self)
+
+    run_reactor.__doc__ = polling_dul.__doc__
+    _run_reactor.__doc__ = polling_assoc.__doc__
+    dul_class.run_reactor = run_reactor
+    assoc_class._run_reactor = _run_reactor
+
+
+def _assoc_event(assoc: Any) -> threading.Event:
+    """The event the DUL thread sets when it has handed the association something."""
+    ev: threading.Event = assoc.__dict__.setdefault("_medview_wake", threading.Event())
+    return ev
+
+
+class _Waker:
+    """A non-blocking pipe: ``wake()`` from any thread ends a ``select`` on ``fd``."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._w, False)
+        self._closed = False
+
+    def wake(self) -> None:
+        if self._closed:
+            return
+        try:
+            os.write(self._w, b"x")
+        except (BlockingIOError, OSError):  # full pipe: a wake-up is pending anyway
+            pass
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+        for fd in (self.fd, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _fast_recv(assoc_socket: Any) -> Any:
+    """``AssociationSocket.recv`` reading straight into one buffer of the wanted size."""
+
+    def recv(nr_bytes: int) -> bytearray:
+        sock = assoc_socket.socket
+        buf = bytearray(nr_bytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nr_bytes:
+            n = sock.recv_into(view[got:], nr_bytes - got)
+            if not n:  # connection closed: what was read so far, as pynetdicom does
+                del view
+                return buf[:got]
+            got += n
+        del view
+        return buf
+
+    return recv
+
+
+def _hook_wakeups(dul: Any, waker: _Waker) -> None:
+    """Wake the DUL loop when a primitive is queued for sending or it is told to stop."""
+    q = dul.to_provider_queue
+    put = q.put
+
+    def put_and_wake(item: Any, block: bool = True, timeout: float | None = None) -> None:
+        put(item, block, timeout)
+        if threading.get_ident() != dul.ident:  # the DUL itself checks its queue next
+            waker.wake()
+
+    q.put = put_and_wake
+    for name in ("kill_dul", "stop_dul"):
+        original = getattr(dul, name)
+
+        def wrapper(*args: Any, _original: Any = original) -> Any:
+            result = _original(*args)
+            waker.wake()
+            return result
+
+        setattr(dul, name, wrapper)
+
+
+def _wait(dul: Any, waker: _Waker) -> None:
+    """Block until the socket has data, a primitive is queued, or TICK_S passes."""
+    sock = dul.socket
+    raw = getattr(sock, "socket", None) if sock is not None else None
+    fds: list[Any] = [waker.fd]
+    if raw is not None and getattr(sock, "_is_connected", False):
+        pending = getattr(raw, "pending", None)  # TLS: decrypted bytes select cannot see
+        if pending is not None and pending():
+            return
+        fds.append(raw)
+    try:
+        select.select(fds, [], [], TICK_S)
+    except (OSError, ValueError):  # socket closed under us: the next check handles it
+        pass
+    waker.drain()
+
+
+def _serve_inline(assoc: Any) -> bool:
+    """Serve the complete DIMSE requests waiting for ``assoc`` in the calling (DUL)
+    thread. False when the association is not established yet (the association thread
+    serves those)."""
+    if not assoc.is_established:
+        return False
+    blocking_abort = assoc.abort
+    # as in an event handler: an abort queues the A-ABORT and returns (a blocking one
+    # would wait for this very thread to stop)
+    assoc.abort = assoc._abort_nonblocking
+    try:
+        while True:
+            context_id, msg = assoc.dimse.get_msg(block=False)
+            if not msg:
+                return True
+            assoc._serve_request(msg, context_id)
+    finally:
+        assoc.abort = blocking_abort
+
+
+def _dul_loop(dul: Any) -> None:
+    """pynetdicom's DUL ``run_reactor`` without the 1 ms sleeps."""
+    from pynetdicom.pdu import A_ABORT_RQ
+
+    waker = _Waker()
+    _hook_wakeups(dul, waker)
+    assoc_wake = _assoc_event(dul.assoc)
+    if dul.socket is not None:
+        dul.socket.recv = _fast_recv(dul.socket)
+    dul._idle_timer.start()
+    # an acceptor's requests (C-STORE, C-ECHO) are served in this thread: no hand-over
+    # to the association thread and back for each one
+    inline = bool(dul.assoc.is_acceptor)
+    try:
+        while True:
+            if not dul.assoc._dul_ready.is_set():
+                dul.assoc._dul_ready.set()
+            if dul._kill_thread:
+                break
+            if dul.artim_timer.expired:
+                dul.event_queue.put("Evt18")
+            try:
+                if dul._process_recv_primitive():
+                    pass
+                elif dul._is_transport_event():
+                    dul._idle_timer.restart()
+            except Exception as exc:  # as pynetdicom: abort, bypassing the state machine
+                LOGGER.error("Exception in DUL.run(), aborting association")
+                LOGGER.exception(exc)
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                dul.socket.send(abort_pdu.encode())
+                dul.assoc.is_aborted = True
+                dul.assoc.is_established = False
+                dul.assoc._kill = True
+                dul._kill_thread = True
+                return
+            try:
+                event = dul.event_queue.get(block=False)
+            except queue.Empty:
+                _wait(dul, waker)
+                continue
+            dul.state_machine.do_action(event)
+            if not (inline and _serve_inline(dul.assoc)):
+                assoc_wake.set()
+    finally:
+        assoc_wake.set()
+        waker.close()
+
+
+def _assoc_loop(assoc: Any) -> None:
+    """pynetdicom's ``Association._run_reactor`` (acceptor and requestor) without the
+    1 ms sleep: it waits for the DUL thread's signal (or TICK_S)."""
+    wake = _assoc_event(assoc)
+    assoc._is_paused = False
+    log = logging.getLogger("pynetdicom.assoc")
+    from pynetdicom import evt
+
+    busy = False
+    while not assoc._kill:
+        # paused while waiting: send_*() from another thread may proceed at once
+        assoc._is_paused = True
+        if not busy:
+            wake.wait(TICK_S)
+            wake.clear()
+        assoc._reactor_checkpoint.wait()
+        assoc._is_paused = False
+        if assoc._kill:
+            break
+        context_id, msg = None, None
+        if not (assoc.is_acceptor and assoc.is_established):  # else the DUL serves them
+            context_id, msg = assoc.dimse.get_msg(block=False)
+        busy = bool(msg)
+        if msg:
+            assoc._serve_request(msg, context_id)
+        if assoc.is_established and assoc.acse.is_release_requested():
+            assoc.acse.send_release(is_response=True)
+            log.info("Association Released")
+            assoc.is_released = True
+            assoc.is_established = False
+            evt.trigger(assoc, evt.EVT_RELEASED, {})
+            assoc.kill()
+            return
+        if assoc.acse.is_aborted():
+            p_abort = assoc.acse.is_aborted("a-p-abort")
+            log.info("Association Aborted" + (" (A-P-ABORT)" if p_abort else ""))
+            assoc.dul.receive_pdu(wait=False)  # so EVT_ACSE_RECV fires
+            assoc.is_aborted = True
+            assoc.is_established = False
+            evt.trigger(assoc, evt.EVT_ABORTED, {})
+            assoc.kill()
+            return
+        if not assoc.dul.is_alive():
+            assoc.kill()
+            return
+        if assoc.dul.idle_timer_expired():
+            log.error("Network timeout reached")
+            if assoc.network_timeout_response == "A-RELEASE":
+                assoc._is_paused = True
+                assoc._reactor_checkpoint.wait()
+                assoc.release()
+                assoc._is_paused = False
+            else:
+                assoc.abort()
+            assoc.kill()
+            return
