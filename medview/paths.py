@@ -16,6 +16,10 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 APP_NAME = "medview"
 
@@ -54,6 +58,23 @@ def private_file(path: Path) -> Path:
             if p.exists():
                 _tighten(p, 0o600)
     return path
+
+
+def open_sqlite(
+    db: str | os.PathLike[str] | None, schema: str, timeout: float = 10.0
+) -> sqlite3.Connection:
+    """A connection to the SQLite file ``db`` (default :func:`database_path`) with ``schema``
+    (``CREATE ... IF NOT EXISTS`` statements) run: how the feature tables (``ai_``, ``note_``,
+    ``rec_``) that share the study database open it. The folder is created and the file
+    kept private (mode 0600), as for the study database itself."""
+    import sqlite3
+
+    path = database_path() if db is None else Path(db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # the database names patients
+    con = sqlite3.connect(str(path), timeout=timeout)
+    con.executescript(schema)
+    return con
 
 
 def user_data_dir() -> Path:

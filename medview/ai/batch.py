@@ -23,6 +23,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from medview.paths import open_sqlite
 from medview.tasks import TaskState, ensure_state
 
 DDL = """
@@ -54,13 +55,7 @@ class BatchReport:
 
 def connect(db: str | PathLike[str] | None = None) -> sqlite3.Connection:
     """The study database (default :func:`medview.paths.database_path`) with the tables."""
-    if db is None:
-        from medview.paths import database_path
-
-        db = database_path()
-    con = sqlite3.connect(str(db), timeout=30.0)
-    con.executescript(DDL)
-    return con
+    return open_sqlite(db, DDL, timeout=30.0)
 
 
 def work_items(

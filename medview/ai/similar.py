@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from medview.paths import open_sqlite
+
 DDL = """
 CREATE TABLE IF NOT EXISTS ai_embeddings (
   key TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL, path TEXT, idx INTEGER,
@@ -56,13 +58,7 @@ class Neighbour:
 
 def connect(db: str | PathLike[str] | None = None) -> sqlite3.Connection:
     """Open the study database (default :func:`medview.paths.database_path`) with the table."""
-    if db is None:
-        from medview.paths import database_path
-
-        db = database_path()
-    con = sqlite3.connect(str(db), timeout=10.0)
-    con.executescript(DDL)
-    return con
+    return open_sqlite(db, DDL)
 
 
 def _finding(r: Any) -> dict[str, Any]:

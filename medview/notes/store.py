@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 from medview.errors import FileProblem
 from medview.notes.model import LABELS, STATUSES, Document, NoteAnalysis
+from medview.paths import open_sqlite
 from medview.tasks import TaskState, ensure_state
 
 SCHEMA = """
@@ -39,14 +39,7 @@ CREATE INDEX IF NOT EXISTS note_findings_d ON note_findings (document_id);
 
 def connect(db_path: str | PathLike[str] | None = None) -> sqlite3.Connection:
     """Open the database (default :func:`medview.paths.database_path`) with the note_ tables."""
-    if db_path is None:
-        from medview.paths import database_path
-
-        db_path = database_path()
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(db_path), timeout=10.0)
-    con.executescript(SCHEMA)
-    return con
+    return open_sqlite(db_path, SCHEMA)
 
 
 def save_analyses(

@@ -17,10 +17,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medview.paths import private_file
+from medview.paths import open_sqlite
 from medview.records.model import (
     Allergy,
     Condition,
@@ -102,13 +101,7 @@ def _d(v: str | None) -> date | None:
 
 def connect(db_path: str | PathLike[str] | None = None) -> sqlite3.Connection:
     """Open the database (default :func:`medview.paths.database_path`) with the rec_ tables."""
-    if db_path is None:
-        from medview.paths import database_path
-
-        db_path = database_path()
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    private_file(Path(db_path))  # mode 0600: the database names patients
-    con = sqlite3.connect(str(db_path), timeout=10.0)
+    con = open_sqlite(db_path, "")  # the schema comes with _migrate
     con.execute("PRAGMA secure_delete = ON")  # replaced and deleted rows are zeroed
     _migrate(con)
     return con
