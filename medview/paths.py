@@ -15,8 +15,9 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import sqlite3
@@ -75,6 +76,47 @@ def open_sqlite(
     con = sqlite3.connect(str(path), timeout=timeout)
     con.executescript(schema)
     return con
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+DB = TypeVar("DB", bound=_Closable)
+
+
+class LazyDatabase(Generic[DB]):
+    """A database the viewer opens on first use (on the GUI thread: single-row writes).
+    One that cannot be opened is reported once through ``warn`` (``"<what> are not
+    stored: ..."``) and :meth:`database` is None from then on; nothing here raises."""
+
+    def __init__(
+        self, open_database: Callable[[], DB], warn: Callable[[str], None], what: str
+    ) -> None:
+        self._open = open_database
+        self._warn = warn
+        self._what = what
+        self._db: DB | None = None
+        self.failed = False
+
+    def database(self) -> DB | None:
+        """The open database, or None once it could not be opened."""
+        if self._db is None and not self.failed:
+            try:
+                self._db = self._open()
+            except Exception as exc:
+                self.failed = True
+                self._warn(f"{self._what} are not stored: database unavailable ({exc})")
+        return self._db
+
+    def close(self) -> None:
+        """Close the database (on quit); errors are logged, not raised."""
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception as exc:
+                logging.getLogger("medview").info("study database not closed cleanly: %s", exc)
+            self._db = None
 
 
 def user_data_dir() -> Path:

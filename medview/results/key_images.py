@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medview.paths import LazyDatabase
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_images (
     sop_uid TEXT NOT NULL,
@@ -127,7 +129,7 @@ class KeyImageDatabase:
             self._local.con = None
 
 
-class KeyImageStore:
+class KeyImageStore(LazyDatabase[KeyImageDatabase]):
     """What the viewer uses: toggles flags and remembers the flagged images it has asked about.
 
     The database is opened on first use (single-row writes on the GUI thread, like the
@@ -140,22 +142,9 @@ class KeyImageStore:
         warn: Callable[[str], None] | None = None,
         open_database: Callable[[], KeyImageDatabase] = KeyImageDatabase,
     ) -> None:
-        self._warn = warn or (lambda msg: None)
-        self._open = open_database
-        self._db: KeyImageDatabase | None = None
-        self.failed = False
+        super().__init__(open_database, warn or (lambda msg: None), "key images")
         self._known: set[tuple[str, int]] = set()
         self._asked: set[str] = set()
-
-    def database(self) -> KeyImageDatabase | None:
-        """The open database, or None once it could not be opened."""
-        if self._db is None and not self.failed:
-            try:
-                self._db = self._open()
-            except Exception as exc:
-                self.failed = True
-                self._warn(f"key images are not stored: database unavailable ({exc})")
-        return self._db
 
     def load(self, sop_uids: Iterable[str]) -> None:
         """Read the flags of these images (once per image)."""
@@ -195,12 +184,3 @@ class KeyImageStore:
         else:
             self._known.discard(pair)
         return now
-
-    def close(self) -> None:
-        """Close the database (on quit)."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception:
-                pass
-            self._db = None

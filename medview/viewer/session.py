@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from medview.paths import LazyDatabase
 from medview.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
@@ -439,7 +440,7 @@ def _open_study_database() -> MeasurementDatabase:
     return StudyDatabase()
 
 
-class MeasurementStore:
+class MeasurementStore(LazyDatabase[MeasurementDatabase]):
     """Measurements kept per SOPInstanceUID in the local study database (those drawn on
     coronal/sagittal reformats per :func:`reformat_key`, their slice as the frame).
 
@@ -454,20 +455,9 @@ class MeasurementStore:
         warn: Callable[[str], None] | None = None,
         open_database: Callable[[], MeasurementDatabase] = _open_study_database,
     ) -> None:
-        self._warn = warn or (lambda msg: log.warning("%s", msg))
-        self._open = open_database
-        self._db: MeasurementDatabase | None = None
-        self.failed = False
-
-    def database(self) -> MeasurementDatabase | None:
-        """The open database, or None once it could not be opened."""
-        if self._db is None and not self.failed:
-            try:
-                self._db = self._open()
-            except Exception as exc:
-                self.failed = True
-                self._warn(f"measurements are not stored: database unavailable ({exc})")
-        return self._db
+        super().__init__(
+            open_database, warn or (lambda msg: log.warning("%s", msg)), "measurements"
+        )
 
     def add(self, m: StorableMeasurement) -> None:
         """Store a new measurement; sets ``m.db_id``. One without an image key is not stored."""
@@ -512,15 +502,6 @@ class MeasurementStore:
         if vol.shape[0] > 1:
             keys.update(k for p in ("coronal", "sagittal") if (k := reformat_key(vol, p)))
         return sorted(keys)
-
-    def close(self) -> None:
-        """Close the database (on quit); errors are logged, not raised."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except Exception as exc:
-                log.info("study database not closed cleanly: %s", exc)
-            self._db = None
 
 
 def reformat_key(vol: Volume, plane: str) -> str:
