@@ -5,27 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QSpinBox,
-    QWidget,
-)
+from PySide6.QtWidgets import QCheckBox, QLineEdit, QSpinBox, QWidget
 
-from medview.net.common import NetError
+from medview.ui.net.form import CheckedForm
 
 
-class ListenerDialog(QDialog):
+class ListenerDialog(CheckedForm):
     """Edits the ``net/listener`` settings (:mod:`medview.ui.net.listener`)."""
 
     def __init__(self, parent: QWidget | None, values: dict[str, Any]) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Listener settings")
-        form = QFormLayout(self)
+        super().__init__(parent, "Listener settings")
+        form = self.form
         self.enabled = QCheckBox("Receive images (storage SCP)", self)
         self.enabled.setChecked(bool(values["enabled"]))
         self.port = QSpinBox(self)
@@ -47,15 +37,7 @@ class ListenerDialog(QDialog):
         form.addRow("Allowed callers", self.allow)
         form.addRow(self.network)
         form.addRow("Interface", self.bind)
-        self.error = QLabel("", self)
-        self.error.setStyleSheet("color: #c33")
-        form.addRow(self.error)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        self.add_buttons()
 
     def values(self) -> dict[str, Any]:
         """The settings as entered."""
@@ -68,12 +50,7 @@ class ListenerDialog(QDialog):
             "bind": self.bind.text().strip() or "0.0.0.0",
         }
 
-    def _accept(self) -> None:
+    def check(self) -> None:
         from medview.ui.net.listener import receiver_config
 
-        try:
-            receiver_config(self.values())
-        except NetError as exc:
-            self.error.setText(str(exc))
-            return
-        self.accept()
+        receiver_config(self.values())

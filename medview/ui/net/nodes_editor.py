@@ -10,8 +10,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -25,19 +23,18 @@ from PySide6.QtWidgets import (
 
 from medview.net.common import NetError
 from medview.net.nodes import Node, add_node, load_nodes, remove_node
+from medview.ui.net.form import CheckedForm
 from medview.ui.workers import TaskSlot
 
 COLUMNS = ["Name", "AE title", "Host", "Port", "DICOMweb URL"]
 
 
-class NodeForm(QDialog):
+class NodeForm(CheckedForm):
     """Edit one node: a DIMSE peer (host, port, AE title) or a DICOMweb URL."""
 
     def __init__(self, parent: QWidget | None = None, node: Node | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Edit node" if node else "Add node")
+        super().__init__(parent, "Edit node" if node else "Add node")
         node = node or Node(port=104)
-        form = QFormLayout(self)
         self.name = QLineEdit(node.name, self)
         self.aet = QLineEdit(node.aet, self)
         self.aet.setMaxLength(16)
@@ -54,16 +51,8 @@ class NodeForm(QDialog):
             ("Port", self.port),
             ("DICOMweb URL", self.url),
         ):
-            form.addRow(label, w)
-        self.error = QLabel("", self)
-        self.error.setStyleSheet("color: #c33")
-        form.addRow(self.error)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+            self.form.addRow(label, w)
+        self.add_buttons()
 
     def node(self) -> Node:
         """The node as entered (DICOMweb when a URL is given)."""
@@ -77,16 +66,11 @@ class NodeForm(QDialog):
             aet=self.aet.text().strip(),
         )
 
-    def _accept(self) -> None:
+    def check(self) -> None:
         node = self.node()
-        try:
-            if not node.name:
-                raise NetError("a node needs a name")
-            node.validate()
-        except NetError as exc:
-            self.error.setText(str(exc))
-            return
-        self.accept()
+        if not node.name:
+            raise NetError("a node needs a name")
+        node.validate()
 
 
 class NodesDialog(QDialog):
