@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import Any
 
 from medview.commands import _args
+from medview.commands._common import error
 from medview.disclaimers import FORECAST as DISCLAIMER
 
 HELP = "forecast a lab/vital from patient records, or glucose from a CGM CSV, with baselines"
@@ -54,11 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="glucose LSTM folder (default: bundled)")
 
 
-def _fail(msg: object) -> int:
-    """One line on stderr, exit 2 (the common CLI error helper)."""
-    from medview.commands._common import error
-
-    return error(str(msg), prog="medview forecast")
+_fail = partial(error, prog="medview forecast")  # one line on stderr, exit 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,13 +154,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from medview.forecast.cgmdata import load_patients
     from medview.forecast.evaluation import evaluate_patients
     from medview.forecast.lstm import load_model
+    from medview.forecast.realnet import conformal_methods, installed_real_model
 
     series, quality, warnings = load_patients(args.cgm[0], args.patient, args.unit)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     model = load_model(args.model)
+    real = installed_real_model()  # the network trained on real CGM (issue 15)
     fallback = model.metadata.get("output", {}).get("conformal_real", {}).get("methods")
-    ev = evaluate_patients(series, model, fallback=fallback)
+    fallback = {**(fallback or {}), **conformal_methods(real)}
+    ev = evaluate_patients(series, model, fallback=fallback, real=real)
     if not ev["patients"]:
         reason = next(iter(ev["skipped"].values()), "no patient to evaluate")
         return _fail(f"{args.cgm[0]}: {reason}")

@@ -1,8 +1,10 @@
 """``medview train TARGET``: the project's reproducible training commands.
 
 ``classifier`` and ``autoencoder`` run :mod:`medview.ai.training`; ``glucose-lstm``
-runs :mod:`medview.forecast.train`. Progress lines go to stderr (imaging) or stdout
-(glucose), the result summary to stdout; a bad input is one line and exit 2.
+runs :mod:`medview.forecast.train`; ``glucose`` (the network trained on real CGM,
+``--cgm FILE ...``) runs :mod:`medview.forecast.realtrain`. Progress lines go to stderr
+(imaging) or stdout (glucose), the result summary to stdout; a bad input is one line
+and exit 2.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medview.commands import _glucose_train
 from medview.commands._common import error, print_json
 
 HELP = "train a bundled model reproducibly (fixed seeds) and write it under models/"
 
-TARGETS = ("autoencoder", "classifier", "glucose-lstm", "ct-seg")
+TARGETS = ("autoencoder", "classifier", "glucose-lstm", "glucose", "ct-seg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--data", help="training data (default: ../shared/data/...)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    _glucose_train.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return run_train(args)
     if args.target == "glucose-lstm":
         return _run_glucose(args)
+    if args.target == "glucose":
+        return _glucose_train.run(args)
     return _run_imaging(args)
 
 

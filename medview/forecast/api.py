@@ -23,6 +23,8 @@ import numpy as np
 
 from medview.forecast import baselines
 from medview.forecast.clarke import clarke_percentages
+from medview.forecast.evaluation import ar_net
+from medview.forecast.realnet import conformal_methods
 from medview.forecast.reference import reference_range
 from medview.forecast.series import (
     STEP_MIN,
@@ -194,15 +196,21 @@ def _forecast_dense(
             f"{WINDOW * STEP_MIN // 60} h of CGM without gaps over 30 min"
         )
     q = model.predict(last[None, :])[0]  # (12, 3)
+    real, real_note = _real_for(series)
     state.progress(0.2, "backtesting on the patient's own history")
     bt = backtest_dense(
-        grid_v, model, horizons=(steps * STEP_MIN,), max_origins=backtest_origins, state=state
+        grid_v,
+        model,
+        horizons=(steps * STEP_MIN,),
+        max_origins=backtest_origins,
+        state=state,
+        real=real,
     )
     key = str(steps * STEP_MIN)
     table = {m: r for m, r in bt["per_horizon"].get(key, {}).items() if m in bt["methods"]}
-    notes = list(series.problems) + bt["notes"]
-    winner = _winner(table) or "lstm"
-    values, lower, upper, how = _presented(winner, grid_v, q, steps, model, bt)
+    notes = list(series.problems) + bt["notes"] + real_note
+    winner = _winner(table, dense=True) or "lstm"
+    values, lower, upper, how = _presented(winner, grid_v, q, steps, model, bt, real)
     notes.append(how)
     if winner == "persistence":
         notes.insert(
@@ -233,6 +241,20 @@ def _forecast_dense(
     )
 
 
+def _real_for(series: Series) -> tuple[Any, list[str]]:
+    """The network trained on real CGM for this patient (None, with the reason, when
+    it is not installed or the patient was in its training data)."""
+    from medview.forecast.realnet import installed_real_model
+
+    real = installed_real_model()  # a tampered card or weights: ModelError, one line
+    if real is None:
+        return None, ["the network trained on real CGM is not installed (medview train glucose)"]
+    if real.saw(series.seconds, series.values):
+        why = "this patient was in its training data (its backtest would not be honest)"
+        return None, [f"{real.method} (trained on real CGM) left out: {why}"]
+    return real, []
+
+
 def _agp_of(series: Series) -> dict[str, Any] | None:
     """The AGP metrics of a dense glucose history (None when too short)."""
     from medview.forecast.agp import AGPRefused, agp_metrics
@@ -250,6 +272,7 @@ def _presented(
     steps: int,
     model: GlucoseLSTM,
     bt: dict[str, Any],
+    real: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """The forecast of the backtest winner with its calibrated 80 % interval.
 
@@ -264,15 +287,20 @@ def _presented(
         point = baselines.persistence(last, HORIZON_STEPS)[0]
     elif method == "linear":
         point = baselines.linear(last, HORIZON_STEPS)[0]
-    elif method in ("ar", ENSEMBLE):
+    elif real is not None and method == real.method:
+        point = real.predict(last)[0]
+    elif method.startswith("ar"):
         x, y, _ = baselines.make_windows(grid_v, WINDOW, HORIZON_STEPS)
         point = baselines.ARModel.fit(x, y).predict(last)[0]
         if method == ENSEMBLE:
             point = 0.5 * (point + q[:, 1])
+        elif real is not None and method == "ar+" + real.method:
+            point = ar_net(point[None, :], real.predict(last), last)[0]
     else:
         point = q[:, 1].astype(np.float64)
     calib = model.metadata.get("output", {}).get("conformal_real", {})
-    half = _adaptive_half_width(calib.get("methods", {}), method, grid_v, last, steps, bt)
+    methods = {**calib.get("methods", {}), **conformal_methods(real)}
+    half = _adaptive_half_width(methods, method, grid_v, last, steps, bt)
     if half is None:
         lo = point - (q[:, 1] - q[:, 0])
         hi = point + (q[:, 2] - q[:, 1])
@@ -334,9 +362,14 @@ def _adaptive_half_width(
     return half, group, level
 
 
-def _winner(table: dict[str, dict[str, float]]) -> str:
+def _winner(table: dict[str, dict[str, float]], dense: bool = False) -> str:
+    """Lowest RMSE; CGM: the default method unless another one is clearly better."""
     if not table:
         return ""
+    if dense:
+        from medview.forecast.evaluation import pick
+
+        return pick({m: r["rmse"] for m, r in table.items()})
     return min(table, key=lambda m: table[m]["rmse"])
 
 
@@ -348,8 +381,11 @@ def backtest_dense(
     folds: int = 3,
     state: TaskState | None = None,
     model_dir: str | Path | None = None,
+    real: Any = None,
 ) -> dict[str, Any]:
     """Rolling-origin backtest of the LSTM and the baselines on one gridded series.
+
+    ``real``: the network trained on real CGM, added with its mean with the AR.
 
     The origins are split in time into an initial 40 % and ``folds`` later
     blocks; each block is forecast by every method, the AR model being refitted
@@ -393,6 +429,8 @@ def backtest_dense(
         preds["lstm"].append(q[..., 1])
         preds["persistence"].append(baselines.persistence(xb, HORIZON_STEPS))
         preds["linear"].append(baselines.linear(xb, HORIZON_STEPS))
+        if real is not None:
+            preds.setdefault(real.method, []).append(real.predict(xb))
         # AR: only windows whose targets ended before this block's first origin
         past = origin + HORIZON_STEPS <= origin[lo]
         if past.sum() >= AR_MIN_WINDOWS and use_ar:
@@ -409,6 +447,9 @@ def backtest_dense(
     stacked = {m: np.concatenate(p) for m, p in preds.items()}
     if "ar" in stacked:
         stacked[ENSEMBLE] = 0.5 * (stacked["ar"] + stacked["lstm"])
+        if real is not None:
+            xs = np.concatenate(x_all)
+            stacked["ar+" + real.method] = ar_net(stacked["ar"], stacked[real.method], xs)
     result["origins"] = int(len(yy))
     result["methods"] = list(stacked)
     # per origin, for the adaptive interval of the method shown (not printed)
@@ -419,24 +460,30 @@ def backtest_dense(
     }
     for minutes in horizons:
         h = int(minutes) // STEP_MIN - 1
-        if not 0 <= h < HORIZON_STEPS:
-            continue
-        row: dict[str, dict] = {}
-        for m, p in stacked.items():
-            err = p[:, h] - yy[:, h]
-            row[m] = {
-                "rmse": float(np.sqrt(np.mean(err**2))),
-                "mae": float(np.mean(np.abs(err))),
-                "n": int(len(err)),
-                "clarke": clarke_percentages(yy[:, h], p[:, h]),
-            }
-        inside = (yy[:, h] >= q[:, h, 0]) & (yy[:, h] <= q[:, h, 2])
-        row["lstm_interval80"] = {
-            "coverage": float(inside.mean()),
-            "mean_width_mgdl": float(np.mean(q[:, h, 2] - q[:, h, 0])),
-        }
-        result["per_horizon"][str(int(minutes))] = row
+        if 0 <= h < HORIZON_STEPS:
+            result["per_horizon"][str(int(minutes))] = _horizon_row(stacked, yy, q, h)
     return result
+
+
+def _horizon_row(
+    stacked: dict[str, np.ndarray], yy: np.ndarray, q: np.ndarray, h: int
+) -> dict[str, dict]:
+    """RMSE, MAE, n and Clarke zones of every method at step ``h``; LSTM band coverage."""
+    row: dict[str, dict] = {}
+    for m, p in stacked.items():
+        err = p[:, h] - yy[:, h]
+        row[m] = {
+            "rmse": float(np.sqrt(np.mean(err**2))),
+            "mae": float(np.mean(np.abs(err))),
+            "n": int(len(err)),
+            "clarke": clarke_percentages(yy[:, h], p[:, h]),
+        }
+    inside = (yy[:, h] >= q[:, h, 0]) & (yy[:, h] <= q[:, h, 2])
+    row["lstm_interval80"] = {
+        "coverage": float(inside.mean()),
+        "mean_width_mgdl": float(np.mean(q[:, h, 2] - q[:, h, 0])),
+    }
+    return row
 
 
 # -- sparse (labs, vitals) ---------------------------------------------------

@@ -75,15 +75,14 @@ def build(kind: str, hidden: int = 32) -> Any:
     raise ValueError(f"unknown model kind {kind!r}")
 
 
-def fit_predict(
+def fit(
     kind: str,
     train_x: np.ndarray,
     train_y: np.ndarray,
-    test_x: np.ndarray,
     epochs: int = 4,
     seed: int = 0,
-) -> np.ndarray:
-    """Train ``kind`` on windows (N, WINDOW) -> targets (N, H) mg/dL; predict ``test_x``."""
+) -> Any:
+    """Train ``kind`` on windows (N, WINDOW) -> targets (N, H) mg/dL (MSE, 1 thread)."""
     import torch
 
     torch.set_num_threads(1)
@@ -101,6 +100,21 @@ def fit_predict(
             loss = torch.mean((net(xt[b]) - yt[b]) ** 2)
             loss.backward()
             opt.step()
+    return net
+
+
+def fit_predict(
+    kind: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    epochs: int = 4,
+    seed: int = 0,
+) -> np.ndarray:
+    """Train ``kind`` (:func:`fit`) and predict ``test_x`` (mg/dL, (N, H))."""
+    import torch
+
+    net = fit(kind, train_x, train_y, epochs, seed)
     with torch.no_grad():
         out = net(torch.from_numpy(features(test_x))).numpy()
     return np.asarray(test_x[:, -1:] + SCALE * out, dtype=np.float64)
@@ -154,4 +168,4 @@ def leave_patients_out(
     return {"train_s": timing, "windows": sizes}
 
 
-__all__ = ["KINDS", "build", "fit_predict", "leave_patients_out"]
+__all__ = ["KINDS", "build", "fit", "fit_predict", "leave_patients_out"]

@@ -11,9 +11,16 @@ from every origin of the last 60 % of the record with:
   patients),
 * ``ar+lstm``: the mean of the two (kept because it beat both on held-out
   patients of both real sets at 60 minutes),
-* ``selected``: what medview presents: the method with the lowest RMSE on the
-  first half of the patient's backtest origins, judged on the second half only
-  (so the choice never sees the points it is judged on); it may be persistence.
+* ``attn_gru`` (the network trained on real CGM, :mod:`medview.forecast.realnet`)
+  and ``ar+attn_gru`` (its mean with the patient's own AR; from a last reading below
+  100 mg/dL the lower of the two), when the patient was not
+  in that network's training data;
+* ``selected``: what medview presents: the default (``ar+<network>``, or the
+  network alone when the patient's AR cannot be fitted) unless another method's
+  RMSE on the first half of the patient's backtest origins is at least
+  :data:`DEFAULT_MARGIN` lower (:func:`pick`); judged on the second half only (so
+  the choice never sees the points it is judged on); it may be persistence.
+  Without the network: the lowest RMSE on the first half.
 
 Intervals: split-conformal with normalised scores ``|error| / scale`` where
 ``scale`` = SD of the window's 5-minute changes + 1 mg/dL, Mondrian by the
@@ -48,6 +55,8 @@ FOLDS = 3
 AR_MIN_WINDOWS = 100
 ENSEMBLE = "ar+lstm"  # the mean of the two: adopted because it won on held-out patients
 CANDIDATES = ("persistence", "linear", "ar", "lstm", ENSEMBLE)
+DEFAULT_MARGIN = 0.05  # another method replaces the default only when 5 % better (Hall 2018)
+LOW_GUARD = 100.0  # mg/dL: below it ar+<network> takes the lower forecast (Clarke D, Hall 2018)
 MIN_CALIBRATION_PATIENTS = 3
 
 
@@ -81,9 +90,12 @@ def window_scale(x: np.ndarray) -> np.ndarray:
 
 
 def patient_backtest(
-    series: Series, model: Any, max_origins: int | None = None
+    series: Series, model: Any, max_origins: int | None = None, real: Any = None
 ) -> PatientBacktest | None:
-    """Rolling-origin backtest of every method on one patient (None: too little data)."""
+    """Rolling-origin backtest of every method on one patient (None: too little data).
+
+    ``real``: the network trained on real CGM (:class:`medview.forecast.realnet.RealNet`);
+    left out, with a note, for a patient of its training data."""
     from medview.forecast.lstm import HORIZON_STEPS, WINDOW
 
     _, grid = to_grid(series.seconds, series.values)
@@ -118,25 +130,73 @@ def patient_backtest(
         bt.preds[ENSEMBLE] = 0.5 * (bt.preds["ar"] + bt.preds["lstm"])
     else:
         bt.notes.append(f"AR left out: fewer than {AR_MIN_WINDOWS} past windows to fit it on")
+    if real is not None and real.saw(series.seconds, series.values):
+        bt.notes.append(
+            f"{real.method} left out: this patient was in its training data (card fingerprints)"
+        )
+    elif real is not None:
+        add_real(bt, real.method, real.predict(bt.x))
+        return bt
     _add_selected(bt)
     return bt
 
 
+def ar_net(ar: np.ndarray, net: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``ar+<network>``: the mean of the two; from a last reading below
+    :data:`LOW_GUARD` mg/dL the lower of the two (a hypo is not averaged away)."""
+    low = np.asarray(x, dtype=np.float64)[:, -1:] < LOW_GUARD
+    return np.where(low, np.minimum(ar, net), 0.5 * (ar + net))
+
+
+def add_real(bt: PatientBacktest, method: str, pred: np.ndarray) -> None:
+    """Add a real-data network's forecasts (and ``ar+`` it, :func:`ar_net`); re-select."""
+    bt.preds[method] = np.asarray(pred, dtype=np.float64)
+    if "ar" in bt.preds:
+        bt.preds["ar+" + method] = ar_net(bt.preds["ar"], bt.preds[method], bt.x)
+    bt.preds.pop("selected", None)
+    bt.notes = [n for n in bt.notes if not n.startswith("selected")]
+    _add_selected(bt)
+
+
+def real_methods(methods: Any) -> list[str]:
+    """The real-data network's methods among ``methods`` (network, ``ar+`` network)."""
+    from medview.forecast.realnet import KINDS
+
+    return [m for m in methods if m in KINDS or m.removeprefix("ar+") in KINDS]
+
+
+def default_method(methods: Any) -> str | None:
+    """``ar+<network>`` when present, else the network alone, else None."""
+    real = real_methods(methods)
+    both = [m for m in real if m.startswith("ar+")]
+    chosen = both or real
+    return chosen[0] if chosen else None
+
+
+def pick(rmse: dict[str, float], margin: float = DEFAULT_MARGIN) -> str:
+    """The method shown: the default (:func:`default_method`) unless another one's RMSE
+    is at least ``margin`` lower; without a default, the lowest RMSE."""
+    best = min(rmse, key=lambda m: rmse[m])
+    default = default_method(rmse)
+    if default is not None and rmse[best] > (1.0 - margin) * rmse[default]:
+        return default
+    return best
+
+
 def _add_selected(bt: PatientBacktest) -> None:
-    """``selected``: per horizon, the best method on the first half of the origins.
+    """``selected``: per horizon, :func:`pick` on the first half of the origins.
 
     Its forecasts exist only for the second half (NaN in the first)."""
     n = len(bt.y)
     half = n // 2
     sel = np.full(bt.y.shape, np.nan)
     choice: list[str] = []
+    cands = [m for m in bt.preds if m in CANDIDATES or m in real_methods([m])]
     for h in range(bt.y.shape[1]):
         rmse = {
-            m: float(np.sqrt(np.mean((p[:half, h] - bt.y[:half, h]) ** 2)))
-            for m, p in bt.preds.items()
-            if m in CANDIDATES
+            m: float(np.sqrt(np.mean((bt.preds[m][:half, h] - bt.y[:half, h]) ** 2))) for m in cands
         }
-        best = min(rmse, key=lambda m: rmse[m]) if half else "persistence"
+        best = pick(rmse) if half else "persistence"
         choice.append(best)
         sel[half:, h] = bt.preds[best][half:, h]
     bt.preds["selected"] = sel
@@ -157,12 +217,18 @@ def scores(bt: PatientBacktest, method: str) -> np.ndarray:
 Table = dict[str, dict[str, list[list[float]]]]  # method -> group -> [level][horizon]
 
 
-def calibrate(bts: list[PatientBacktest], methods: tuple[str, ...] = CANDIDATES) -> Table:
+def calibrate(bts: list[PatientBacktest], methods: tuple[str, ...] | None = None) -> Table:
     """``{method: {group: [[score quantile per horizon] per level of LEVELS]}}``.
+
+    ``methods``: default every candidate present (the baselines, the LSTM, the
+    real-data network and the ensembles).
 
     Every patient weighs the same (an equal-size resample of its scores), so a long
     record does not outvote the others."""
     table: Table = {}
+    if methods is None:
+        present = {m for b in bts for m in b.preds}
+        methods = tuple(m for m in sorted(present) if m in CANDIDATES or real_methods([m]))
     for m in methods:
         for group in ("high", "low"):
             parts = [_equal_weight(scores(b, m)) for b in bts if m in b.preds and b.group == group]
@@ -296,12 +362,15 @@ def evaluate_patients(
     state: TaskState | None = None,
     max_origins: int | None = None,
     fallback: Table | None = None,
+    real: Any = None,
 ) -> dict[str, Any]:
     """Backtest every patient; intervals calibrated leave-patients-out; pooled figures.
 
     A patient's interval is calibrated on the other patients of the file in its
     variability group; with fewer than :data:`MIN_CALIBRATION_PATIENTS` of them, on
-    ``fallback`` (the card's table) when given, which is noted.
+    ``fallback`` (the cards' table) when given, which is noted; a method the other
+    patients lack (the real-data network is left out for its training patients)
+    also takes ``fallback``'s row. ``real``: the network trained on real CGM.
 
     Returns ``{"patients": {id: {"group", "origins", "per_horizon", "notes"}},
     "pooled": per_horizon, "skipped": {id: reason}}``."""
@@ -310,7 +379,7 @@ def evaluate_patients(
     skipped: dict[str, str] = {}
     for k, s in enumerate(series_list):
         state.progress(k / max(len(series_list), 1), f"backtesting {s.patient}")
-        bt = patient_backtest(s, model, max_origins)
+        bt = patient_backtest(s, model, max_origins, real)
         if bt is None:
             skipped[s.patient] = "too little continuous CGM for a backtest (needs about 4 h)"
         else:
@@ -319,7 +388,7 @@ def evaluate_patients(
     for bt in bts:
         others = [b for b in bts if b is not bt and b.group == bt.group]  # leave it out
         if len(others) >= MIN_CALIBRATION_PATIENTS or not fallback:
-            table = calibrate(others)
+            table = {**(fallback or {}), **calibrate(others)}
         else:
             table = fallback
             bt.notes.append(
@@ -396,7 +465,9 @@ def _weighted_clarke(patients: dict[str, Any], key: str, method: str) -> dict[st
     return {z: sum(r["clarke"][z] * r["n"] for r in rows) / n for z in "ABCDE"}
 
 
-def calibration_block(bts: list[PatientBacktest], sources: list[str]) -> dict[str, Any]:
+def calibration_block(
+    bts: list[PatientBacktest], sources: list[str], methods: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """The card's ``output.conformal_real``: score quantiles of every patient given."""
     return {
         "level": LEVEL,
@@ -404,7 +475,7 @@ def calibration_block(bts: list[PatientBacktest], sources: list[str]) -> dict[st
         "groups": f"high: CV of the patient's history >= {GROUP_CV:g} %, low: below",
         "patients": {g: sum(1 for b in bts if b.group == g) for g in ("high", "low")},
         "sources": sources,
-        "methods": calibrate(bts),
+        "methods": calibrate(bts, methods),
     }
 
 

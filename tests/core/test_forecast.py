@@ -252,7 +252,16 @@ def test_cgm_forecast_shape_and_speed(model):
         (t[-1] + timedelta(minutes=5 * k)).minute for k in range(1, 7)
     ]
     assert np.all(r.lower <= r.values) and np.all(r.values <= r.upper)
-    assert set(r.backtest) == {"lstm", "persistence", "linear", "ar", "ar+lstm"}
+    # every baseline, the simulator LSTM and the network trained on real CGM (+ AR mean)
+    assert set(r.backtest) == {
+        "lstm",
+        "persistence",
+        "linear",
+        "ar",
+        "ar+lstm",
+        "attn_gru",
+        "ar+attn_gru",
+    }
     assert r.winner in r.backtest
 
 

@@ -45,7 +45,10 @@ def test_cgm_json_shape(cgm_csv, capsys):
     assert first["time"] == "2024-05-03T00:00:00"  # 5 min after the last reading
     assert first["lower"] <= first["value"] <= first["upper"]
     assert 60 < first["value"] < 250  # mg/dL, converted from mmol/L
-    assert set(data["backtest"]) == {"lstm", "persistence", "linear", "ar", "ar+lstm"}
+    assert set(data["backtest"]) == {"lstm", "persistence", "linear", "ar", "ar+lstm"} | {
+        "attn_gru",
+        "ar+attn_gru",
+    }  # + the network trained on real CGM and its mean with the AR
     assert all(set(v) == {"rmse", "mae"} for v in data["backtest"].values())
     assert data["winner"] in data["backtest"]
     assert "sensor.csv:101" in out.err  # the bad row, with its line
@@ -66,7 +69,7 @@ def test_cgm_evaluate(cgm_csv, capsys):
     one = data["patients"]["sensor"]
     assert set(one["backtest"]) == {"30", "60"} == set(one["clarke"])
     for h, row in one["backtest"].items():
-        assert {"lstm", "persistence", "linear", "ar", "selected"} <= set(row)
+        assert {"lstm", "persistence", "linear", "ar", "selected", "ar+attn_gru"} <= set(row)
         assert row["lstm"]["n"] == one["origins"] > 100
         zones = one["clarke"][h]["lstm"]
         assert set(zones) == set("ABCDE") and sum(zones.values()) == pytest.approx(100, abs=0.01)
