@@ -27,6 +27,11 @@ def _audit(action: str, **fields: Any) -> str:
     return ""
 
 
+def _audit_series(action: str, study: str, series: str, **fields: Any) -> str:
+    """:func:`_audit` of an event about one series of one study (either may be unknown)."""
+    return _audit(action, study_uid=study or None, series_uids=[series] if series else [], **fields)
+
+
 def audit_export(report: ExportReport) -> str:
     """One ``export`` event per exported study; "" or why the log could not be written."""
     destination = report.zip_path or os.path.abspath(report.out)
@@ -106,11 +111,9 @@ def sr_job(
     st.progress(0.6, "writing the SR")
     sr = build_sr(refs, rows)
     path = write_sr(sr, out)
-    study, series = _series_uids(volume)
-    note = _audit(
+    note = _audit_series(
         "sr",
-        study_uid=study or None,
-        series_uids=[series] if series else [],
+        *_series_uids(volume),
         output=str(path.resolve()),
         measurements=len(rows),
         findings=0,
@@ -143,13 +146,7 @@ def kos_job(
     paths = sorted({str(i.path) for i in volume.instances if i.sop_uid in {k[0] for k in flagged}})
     kos = build_kos(image_refs(paths), keys)
     path = write_kos(kos, out)
-    note = _audit(
-        "sr",
-        study_uid=study or None,
-        series_uids=[series] if series else [],
-        output=str(path.resolve()),
-        key_images=len(keys),
-    )
+    note = _audit_series("sr", study, series, output=str(path.resolve()), key_images=len(keys))
     return {"out": str(path), "key_images": len(keys), "audit": note}
 
 
@@ -206,11 +203,9 @@ def report_job(
         inp.records = records_section(records, volume.series, state=st)
     path = build_report(inp, out, state=st)
     models = sorted({(r.model, r.version) for r in inp.ai_results})
-    study, series = _series_uids(volume)
-    note = _audit(
+    note = _audit_series(
         "report",
-        study_uid=study or None,
-        series_uids=[series] if series else [],
+        *_series_uids(volume),
         model=[audit.model_info(n, v) for n, v in models] or None,
         output=str(Path(path).resolve()),
     )
@@ -228,21 +223,15 @@ def audit_open(volume: Any) -> str:
     if not (study or series):
         return ""
     first = next((str(i.path) for i in volume.instances if getattr(i, "path", "")), None)
-    return _audit(
-        "open",
-        study_uid=study or None,
-        series_uids=[series] if series else [],
-        output=None,
-        source=first,
-    )
+    return _audit_series("open", study, series, output=None, source=first)
 
 
 def audit_analyze(study_uid: str, series_uid: str, models: list[tuple[str, str]]) -> str:
     """The ``analyze`` event of an AI run in the viewer; "" or why it was not written."""
-    return _audit(
+    return _audit_series(
         "analyze",
-        study_uid=study_uid or None,
-        series_uids=[series_uid] if series_uid else [],
+        study_uid,
+        series_uid,
         model=[audit.model_info(n, v) for n, v in models] or None,
         output=None,
     )
