@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,8 @@ class ImportReport:
     errors: list[FileProblem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "instances": self.instances,
-            "new_instances": self.new_instances,
-            "series": self.series,
-            "studies": self.studies,
-            "errors": [e.as_dict() for e in self.errors],
-        }
+        """The fields in order (each error as its ``path`` and ``reason``)."""
+        return asdict(self)
 
 
 def patient_key(patient_id: str, name: str, birth_date: str) -> str:
