@@ -74,11 +74,7 @@ class AIResult:
             "model": self.model,
             "version": self.version,
             "device": self.device,
-            "probabilities": (
-                {k: round(float(v), 6) for k, v in self.probabilities.items()}
-                if self.probabilities is not None
-                else None
-            ),
+            "probabilities": _rounded(self.probabilities),
             "predicted": self.predicted,
             "threshold": self.threshold,
             "anomaly_score": None if self.anomaly_score is None else round(self.anomaly_score, 6),
@@ -90,11 +86,7 @@ class AIResult:
             "heatmap_label": self.heatmap_label,
             "in_distribution": self.in_distribution,
             "in_distribution_reason": self.distribution_reason,
-            "uncertainty": (
-                {k: round(float(v), 6) for k, v in self.uncertainty.items()}
-                if self.uncertainty is not None
-                else None
-            ),
+            "uncertainty": _rounded(self.uncertainty),
         }
 
     def overlay_heatmap(self) -> np.ndarray | None:
@@ -102,6 +94,11 @@ class AIResult:
         if self.heatmap is None or self.source_shape is None:
             return None
         return heatmap_to_source(self.heatmap, self.source_shape)
+
+
+def _rounded(values: dict[str, float] | None) -> dict[str, float] | None:
+    """A figure per label rounded to 6 decimals for JSON (None stays None)."""
+    return None if values is None else {k: round(float(v), 6) for k, v in values.items()}
 
 
 def heatmap_to_source(hm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -237,6 +234,29 @@ class LoadedModel:
             p = self._to_probs(z)
             feats = f.float().mean(dim=(2, 3))
             return p.cpu().numpy().astype(np.float64), feats.cpu().numpy().astype(np.float64)
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether the module is an ensemble (``member_logits``: spread over members)."""
+        return hasattr(self.module, "member_logits") and hasattr(self.module, "forward_features")
+
+    def classify_members(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An ensemble's (probabilities (N, K), pooled features (N, F), each member's
+        probabilities (M, N, K)) in one pass; calibrated with the card's temperature."""
+        import torch
+
+        m = self.module
+        with self.lock, torch.inference_mode(), self._autocast():
+            f = m.forward_features(self._tensor(x))
+            zk = m.member_logits(f).float() / self.temperature
+            p = self._to_probs(zk.mean(dim=0))
+            pk = torch.stack([self._to_probs(z) for z in zk])
+            feats = f.float().mean(dim=(2, 3))
+            return (
+                p.cpu().numpy().astype(np.float64),
+                feats.cpu().numpy().astype(np.float64),
+                pk.cpu().numpy().astype(np.float64),
+            )
 
     def predicted(self, p: np.ndarray) -> str:
         """Label decided by the card's threshold on the positive class (binary)."""

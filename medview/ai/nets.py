@@ -157,9 +157,49 @@ class ConvAutoencoder(nn.Module):
         return score, err, z
 
 
+def _call(module: nn.Module, method: str, x: torch.Tensor) -> torch.Tensor:
+    """``module.method(x)`` for a method the architecture table does not type."""
+    out: torch.Tensor = getattr(module, method)(x)
+    return out
+
+
+class Ensemble(nn.Module):
+    """``members`` networks of one architecture (``member``: ``{name, params}``) run side
+    by side; the logits are averaged.
+
+    ``forward_features`` concatenates the members' last-stage feature maps along the
+    channels (the Grad-CAM target and, pooled, the embedding), ``member_logits`` gives
+    each member's logits (K, N, outputs): their spread is the ensemble's uncertainty.
+    Members must have ``forward_features``/``forward_head`` and equal feature widths.
+    """
+
+    def __init__(self, members: int, member: dict[str, Any]) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {members}")
+        self.members = nn.ModuleList(
+            [build(str(member["name"]), dict(member.get("params") or {})) for _ in range(members)]
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([_call(m, "forward_features", x) for m in self.members], dim=1)
+
+    def member_logits(self, f: torch.Tensor) -> torch.Tensor:
+        parts = torch.chunk(f, len(self.members), dim=1)
+        heads = zip(self.members, parts, strict=True)
+        return torch.stack([_call(m, "forward_head", p) for m, p in heads])
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(f).mean(dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small_resnet": SmallResNet,
     "conv_autoencoder": ConvAutoencoder,
+    "ensemble": Ensemble,
     # outside architectures a clinic brings checkpoints of (medview models import)
     "resnet18": zoo.ResNet18,
     "densenet121": zoo.DenseNet121,

@@ -1,6 +1,9 @@
 """How far to trust one output: test-time-augmentation spread and the in-distribution check.
 
-* **Uncertainty** (:func:`classify`, :func:`anomaly`): the model also runs on two
+* **Uncertainty** (:func:`classify`, :func:`anomaly`): an ensemble classifier
+  (:class:`medview.ai.nets.Ensemble`) reports the standard deviation of each calibrated
+  probability over its members (one forward pass of the original image each; no
+  shifted views). Other models also run on two
   copies of the input shifted by one pixel diagonally, one each way (three views in
   one batch of 3: at batch 5 the 28x28 nets cost 3-10x batch 1 on this CPU, at 3 about
   2x; tests/bench/bench_ai.py). Edges are replicated; no flips: a mirrored
@@ -53,8 +56,15 @@ def views(x: np.ndarray, shifts: list[tuple[int, int]]) -> np.ndarray:
 
 
 def classify(lm: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, Any]:
-    """(probabilities (N, K), TTA std (N, K) or None, pooled features (N, F) or None)."""
+    """(probabilities (N, K), spread (N, K) or None, pooled features (N, F) or None).
+
+    The spread is the std over the members of an ensemble (one view each), else over
+    the TTA views.
+    """
     n = len(x)
+    if lm.is_ensemble:
+        p_ens, f_ens, per_member = lm.classify_members(x)
+        return p_ens, per_member.std(axis=0), f_ens
     p_all, feats = lm.classify(views(x, lm.shifts) if lm.shifts else x)
     p = p_all[:n]
     spread = p_all.reshape(-1, n, p.shape[1]).std(axis=0) if lm.shifts else None

@@ -1,6 +1,7 @@
 """``medview train TARGET``: the project's reproducible training commands.
 
-``classifier`` and ``autoencoder`` run :mod:`medview.ai.training`; ``glucose-lstm``
+``classifier``, ``ensemble`` (of trained classifiers, ``--members DIR ...``) and
+``autoencoder`` run :mod:`medview.ai.training`; ``glucose-lstm``
 runs :mod:`medview.forecast.train`; ``glucose`` (the network trained on real CGM,
 ``--cgm FILE ...``) runs :mod:`medview.forecast.realtrain`. Progress lines go to stderr
 (imaging) or stdout (glucose), the result summary to stdout; a bad input is one line
@@ -20,7 +21,7 @@ from medview.commands._common import error, print_json
 
 HELP = "train a bundled model reproducibly (fixed seeds) and write it under models/"
 
-TARGETS = ("autoencoder", "classifier", "glucose-lstm", "glucose", "ct-seg")
+TARGETS = ("autoencoder", "classifier", "ensemble", "glucose-lstm", "glucose", "ct-seg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--data", help="training data (default: ../shared/data/...)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument(
+        "--members",
+        nargs="+",
+        metavar="DIR",
+        help="ensemble: trained classifier folders (medview train classifier --seed S --out DIR)",
+    )
     _glucose_train.add_arguments(parser)
 
 
@@ -50,7 +57,7 @@ def _stderr_log(msg: str) -> None:
 
 
 def _run_imaging(args: argparse.Namespace) -> int:
-    """``medview train classifier|autoencoder``."""
+    """``medview train classifier|ensemble|autoencoder``."""
     from medview.ai import training
     from medview.ai.training.ood import refit_after_training
     from medview.errors import MedviewError
@@ -58,7 +65,7 @@ def _run_imaging(args: argparse.Namespace) -> int:
 
     data = Path(args.data) if args.data else training.default_data_path()
     target = args.target
-    name = training.CLASSIFIER_NAME if target == "classifier" else training.AUTOENCODER_NAME
+    name = training.AUTOENCODER_NAME if target == "autoencoder" else training.CLASSIFIER_NAME
     out = Path(args.out) if args.out else bundled_models_dir() / name
     seed = int(args.seed or 0)
     device = args.device or "cpu"
@@ -71,10 +78,15 @@ def _run_imaging(args: argparse.Namespace) -> int:
     try:
         if target == "classifier":
             meta = training.train_classifier(data, out, epochs=args.epochs or 16, **kw)
+        elif target == "ensemble":
+            from medview.ai.training.ensemble import train_ensemble
+
+            meta = train_ensemble(data, list(args.members or []), out, command=cmd)
         else:
             meta = training.train_autoencoder(data, out, epochs=args.epochs or 30, **kw)
         # the in-distribution checks depend on the new weights: refit (train split only)
-        refit = refit_after_training(target, out, data, log=_stderr_log)
+        kind = "autoencoder" if target == "autoencoder" else "classifier"
+        refit = refit_after_training(kind, out, data, log=_stderr_log)
     except (MedviewError, ValueError) as exc:  # ValueError: e.g. --device cuda without CUDA
         return error(exc, prog="medview train")
     summary = {

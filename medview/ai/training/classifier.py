@@ -233,7 +233,11 @@ def _training_block(data: str | Path, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_classifier(
-    model: Any, data: str | Path, out: str | Path, run: dict[str, Any]
+    model: Any,
+    data: str | Path,
+    out: str | Path,
+    run: dict[str, Any],
+    card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Calibrate (temperature) and threshold a trained classifier on val, write the card.
 
@@ -241,7 +245,8 @@ def finish_classifier(
     train prevalence of pneumonia (likelihood ratio 1). It does not depend on the
     class mix, which differs between train/val (74 % pneumonia) and the official test
     split, and is not fitted to the 135 normal val images; the val Youden-optimal
-    threshold is reported for reference.
+    threshold is reported for reference. ``card`` replaces or adds card entries
+    (an ensemble's architecture, description, training block and output keys).
     """
     import torch
 
@@ -288,4 +293,7 @@ def finish_classifier(
         "validation": validation,
         **shared_blocks(),
     }
+    extra = dict(card or {})
+    meta["output"].update(extra.pop("output", {}))
+    meta.update(extra)
     return write_versioned(out, ema, meta)
