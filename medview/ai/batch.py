@@ -36,6 +36,23 @@ CREATE TABLE IF NOT EXISTS ai_done (
 """
 
 
+#: Dask settings of the LocalCluster's workers: its statistical profiler (a stack sample
+#: every 10 ms, deep in torch here) and the GIL monitor (every 1 ms) cost a
+#: single-threaded worker a large share of its one core (tests/bench/bench_batch.py);
+#: a hospital's own cluster keeps its own configuration.
+WORKER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    # Dask's default also sets MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
+    # memory back at once and every batch's tensors fault their pages in again
+    "distributed.nanny.pre-spawn-environ": {
+        "OMP_NUM_THREADS": 1,
+        "MKL_NUM_THREADS": 1,
+        "OPENBLAS_NUM_THREADS": 1,
+    },
+}
+
+
 @dataclass
 class BatchReport:
     """What a batch run did."""
@@ -48,6 +65,11 @@ class BatchReport:
     seconds: float = 0.0
     workers: int = 0
     scheduler: str = ""
+    scan_s: float = 0.0  # listing the sources (the cluster starts meanwhile on a first run)
+    startup_s: float = 0.0  # the wait after the scan until the workers were ready
+    warmup_s: float = 0.0  # of which the workers' torch import and model loading
+    worker_cpu_s: float = 0.0  # CPU seconds the workers spent on the chunks (not start-up)
+    driver_cpu_s: float = 0.0  # CPU seconds of this process meanwhile (scheduler, writes)
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -84,19 +106,64 @@ def work_items(
     return todo, len(files) - len(todo), problems
 
 
-def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
-    """Worker task: every image of ``paths`` through ``models`` (CPU, 1 thread), batched
-    across files. Decoding runs in this worker process: the Dask worker is the isolation
-    boundary (a decoder that kills it costs this chunk, reported and retried next run)."""
+_resolved: dict[tuple[str, ...], list[Any]] = {}
+
+
+def _worker_models(models: list[str]) -> list[Any]:
+    """The worker process's models: resolved (registry, card checks) once per process and
+    set of names, loaded once (:func:`medview.ai.inference.load_model` caches them), with
+    one torch thread and decoding in this process."""
     import os
 
     os.environ["MEDVIEW_AI_THREADS"] = "1"
     os.environ["MEDVIEW_DECODE_WORKERS"] = "0"
-    from medview.ai.inference import analyze_images
-    from medview.ai.preprocess import SourceImage, iter_path_images
+    from medview.ai.inference import load_model
     from medview.ai.registry import get_model
 
-    infos = [get_model(n) for n in models]  # resolved once per chunk
+    key = (os.environ.get("MEDVIEW_MODELS", ""), *models)
+    if key not in _resolved:
+        infos = [get_model(n) for n in models]
+        for info in infos:
+            load_model(info, "cpu")  # weights sha256 checked, warm-up pass, then cached
+        _resolved[key] = infos
+    return _resolved[key]
+
+
+def warm_up(models: list[str]) -> int:
+    """Worker start-up, run once on every worker before the first chunk: import torch,
+    resolve and load ``models`` (seconds per worker; otherwise billed to its first chunk).
+    Returns the worker's process id."""
+    import os
+
+    _worker_models(models)
+    return os.getpid()
+
+
+def _any_done(db: Any, models: Sequence[tuple[str, str]]) -> bool:
+    """Whether the database holds any file done by one of these model versions."""
+    con = connect(db)
+    try:
+        return any(
+            con.execute(
+                "SELECT 1 FROM ai_done WHERE model = ? AND version = ? LIMIT 1", mv
+            ).fetchone()
+            for mv in models
+        )
+    finally:
+        con.close()
+
+
+def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
+    """Worker task: every image of ``paths`` through ``models`` (CPU, 1 thread), batched
+    across files. Decoding runs in this worker process: the Dask worker is the isolation
+    boundary (a decoder that kills it costs this chunk, reported and retried next run)."""
+    import time
+
+    from medview.ai.inference import analyze_images
+    from medview.ai.preprocess import SourceImage, iter_path_images
+
+    cpu0 = time.process_time()
+    infos = _worker_models(models)
     problems: list[str] = []
     file_of: dict[str, str] = {}
     counts = {p: 0 for p in paths}
@@ -119,7 +186,8 @@ def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
         row["_key"] = key
         row["_latent"] = None if r.latent is None else [float(v) for v in r.latent]
         out.append(row)
-    return {"results": out, "problems": problems, "counts": counts}
+    cpu = time.process_time() - cpu0  # this chunk's CPU seconds in the worker process
+    return {"results": out, "problems": problems, "counts": counts, "cpu_s": cpu}
 
 
 def store(
@@ -160,15 +228,38 @@ def _client(workers: int, scheduler: str | None) -> Any:
 
     if scheduler:
         return Client(scheduler, timeout="20s")
-    cluster = LocalCluster(  # everything on the loopback interface only
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address="127.0.0.1:0",
-    )
+    import dask
+
+    with dask.config.set(WORKER_CONFIG):  # the nannies hand it to their worker processes
+        cluster = LocalCluster(  # everything on the loopback interface only
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
+        )
     return Client(cluster)
+
+
+def _start(
+    factory: Callable[[int, str | None], Any], workers: int, scheduler: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """Start the Dask client in a thread (process start-up overlaps the driver's scan);
+    returns the thread and a dict that gets ``client`` or ``error``."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            box["client"] = factory(workers, scheduler)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=go, name="medview-dask-start", daemon=True)
+    t.start()
+    return t, box
 
 
 def run_batch(
@@ -181,24 +272,46 @@ def run_batch(
     state: TaskState | None = None,
     client_factory: Callable[[int, str | None], Any] | None = None,
 ) -> BatchReport:
-    """Analyse every not-yet-analysed file of ``sources`` on Dask; progress via ``state``."""
+    """Analyse every not-yet-analysed file of ``sources`` on Dask; progress via ``state``.
+
+    The cluster starts while the sources are scanned; every worker then imports torch and
+    loads the models once (:func:`warm_up`) before the chunks are sent, so a worker's
+    start-up is not billed to its first chunk (``startup_s`` in the report: the wait
+    for the cluster and the warm-up after the scan).
+    """
     import time
 
     st = ensure_state(state)
     t0 = time.perf_counter()
     names = [(m.name, m.version) for m in models]
+    model_names = [m for m, _ in names]
+    factory = client_factory or _client
+    # a first run starts the cluster during the scan; a re-run first sees what is left
+    early = _start(factory, workers, scheduler) if not _any_done(db, names) else None
     todo, skipped, problems = work_items(sources, names, db)
+    t_scan = time.perf_counter()
     rep = BatchReport(files=len(todo) + skipped, skipped=skipped, problems=problems)
+    rep.scan_s = round(t_scan - t0, 3)
     rep.workers, rep.scheduler = workers, scheduler or "LocalCluster"
-    if todo:
-        from distributed import as_completed
+    if early is None and not todo:
+        rep.seconds = round(time.perf_counter() - t0, 3)
+        return rep
+    starter, box = early or _start(factory, workers, scheduler)
+    starter.join()
+    if "error" in box:
+        raise box["error"]
+    client = box["client"]
+    try:
+        if todo:
+            from distributed import as_completed
 
-        client = (client_factory or _client)(workers, scheduler)
-        try:
+            t_up = time.perf_counter()
+            client.run(warm_up, model_names)  # every worker, in parallel
+            rep.warmup_s = round(time.perf_counter() - t_up, 3)
+            rep.startup_s = round(time.perf_counter() - t_scan, 3)
+            cpu0 = time.process_time()
             parts = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-            futs = {
-                client.submit(analyse_files, p, [m for m, _ in names], pure=False): p for p in parts
-            }
+            futs = {client.submit(analyse_files, p, model_names, pure=False): p for p in parts}
             for fut in as_completed(list(futs)):
                 try:
                     res = fut.result()
@@ -209,15 +322,17 @@ def run_batch(
                     )
                     continue
                 rep.images += store(res, futs[fut], names, db)
+                rep.worker_cpu_s += float(res.get("cpu_s", 0.0))
                 rep.analysed_files += len(futs[fut])
                 rep.problems += res["problems"]
                 st.progress(
                     rep.analysed_files / len(todo), f"{rep.analysed_files}/{len(todo)} files"
                 )
-        finally:
-            client.close()
-            cluster = getattr(client, "cluster", None)
-            if cluster is not None:
-                cluster.close()
+        rep.driver_cpu_s = round(time.process_time() - cpu0, 3) if todo else 0.0
+    finally:
+        client.close()
+        cluster = getattr(client, "cluster", None)
+        if cluster is not None:
+            cluster.close()
     rep.seconds = round(time.perf_counter() - t0, 3)
     return rep
