@@ -188,10 +188,29 @@ def _wait(dul: Any, waker: _Waker) -> None:
     waker.drain()
 
 
+def _serve_lock(assoc: Any) -> Any:
+    lock = assoc.__dict__.setdefault("_medview_serve_lock", threading.Lock())
+    return lock
+
+
+def serve_waiting(assoc: Any) -> bool:
+    """Serve the complete DIMSE requests waiting for ``assoc``, one at a time under the
+    association's lock (the DUL and the association thread both call this; a request is
+    served once, in arrival order). True when one or more were served."""
+    served = False
+    while True:
+        with _serve_lock(assoc):
+            context_id, msg = assoc.dimse.get_msg(block=False)
+            if not msg:
+                return served
+            assoc._serve_request(msg, context_id)
+            served = True
+
+
 def _serve_inline(assoc: Any) -> bool:
-    """Serve the complete DIMSE requests waiting for ``assoc`` in the calling (DUL)
-    thread. False when the association is not established yet (the association thread
-    serves those)."""
+    """Serve waiting requests in the calling (DUL) thread, saving the hand-over to the
+    association thread and back. False (the association thread serves them) until the
+    association thread has finished negotiating."""
     if not assoc.is_established:
         return False
     blocking_abort = assoc.abort
@@ -199,11 +218,8 @@ def _serve_inline(assoc: Any) -> bool:
     # would wait for this very thread to stop)
     assoc.abort = assoc._abort_nonblocking
     try:
-        while True:
-            context_id, msg = assoc.dimse.get_msg(block=False)
-            if not msg:
-                return True
-            assoc._serve_request(msg, context_id)
+        serve_waiting(assoc)
+        return True
     finally:
         assoc.abort = blocking_abort
 
@@ -251,7 +267,13 @@ def _dul_loop(dul: Any) -> None:
             except queue.Empty:
                 _wait(dul, waker)
                 continue
-            dul.state_machine.do_action(event)
+            try:
+                dul.state_machine.do_action(event)
+            except Exception as exc:  # e.g. a late response after an abort: end quietly
+                LOGGER.error("association ended: %s", exc)
+                dul.assoc.is_established = False
+                dul.assoc._kill = True
+                break
             if not (inline and _serve_inline(dul.assoc)):
                 assoc_wake.set()
     finally:
@@ -278,12 +300,14 @@ def _assoc_loop(assoc: Any) -> None:
         assoc._is_paused = False
         if assoc._kill:
             break
-        context_id, msg = None, None
-        if not (assoc.is_acceptor and assoc.is_established):  # else the DUL serves them
-            context_id, msg = assoc.dimse.get_msg(block=False)
-        busy = bool(msg)
-        if msg:
-            assoc._serve_request(msg, context_id)
+        if not assoc._reactor_checkpoint.is_set():
+            # paused again between the wait and the flag (a send_*() saw the flag still
+            # set): its response must not be taken from the queue here
+            busy = False
+            continue
+        # normally the DUL thread has served an acceptor's requests already; this
+        # catches those that arrived while negotiation was finishing
+        busy = serve_waiting(assoc)
         if assoc.is_established and assoc.acse.is_release_requested():
             assoc.acse.send_release(is_response=True)
             log.info("Association Released")

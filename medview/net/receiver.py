@@ -15,6 +15,7 @@ never reach the store. Logs name AE titles, addresses and UIDs, never patient da
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -71,9 +72,49 @@ class ReceiverConfig:
         self.allow_aets = [check_aet(a, "allowed AE title") for a in self.allow_aets if a.strip()]
         if not 0 <= int(self.port) < 65536:
             raise BadRequest(f"port {self.port} is not between 1 and 65535")
+        self.allow_ips = [check_ip(a) for a in self.allow_ips if a.strip()]
+        self.tls_cert, self.tls_key, self.tls_ca = (
+            (p or "").strip() or None for p in (self.tls_cert, self.tls_key, self.tls_ca)
+        )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise BadRequest("TLS needs both a certificate and a key")
+        if self.tls_ca and not self.tls_cert:
+            raise BadRequest("a TLS CA needs the listener's own certificate and key too")
+        for path, what in ((self.tls_cert, "certificate"), (self.tls_key, "key")):
+            if path and not os.path.isfile(path):
+                raise BadRequest(f"TLS {what} file not found", path)
+        if self.tls_ca and not os.path.isfile(self.tls_ca):
+            raise BadRequest("TLS CA file not found", self.tls_ca)
         return self
+
+
+def check_ip(text: str) -> str:
+    """An IPv4 or IPv6 address in its canonical form, or :class:`BadRequest`."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise BadRequest(f"allowed address {text.strip()[:60]!r} is not an IP address") from None
+
+
+def server_ssl_context(cfg: ReceiverConfig) -> Any:
+    """The TLS context of a listener (None without a certificate); :class:`BadRequest`
+    with one line when the PEM files cannot be loaded."""
+    if not cfg.tls_cert:
+        return None
+    import ssl
+
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        if cfg.tls_ca:
+            ctx.load_verify_locations(cfg.tls_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ValueError) as exc:
+        path = cfg.tls_cert if isinstance(exc, OSError) else None
+        raise BadRequest(f"cannot load the TLS certificate/key ({one_line(exc)})", path) from None
+    return ctx
 
 
 def make_store_handler(
@@ -216,13 +257,7 @@ class Receiver:
             (evt.EVT_ABORTED, self._on_done),
             (evt.EVT_PDU_RECV, self._on_pdu),
         ]
-        try:
-            ssl_context = self._ssl_context()
-        except (OSError, ValueError) as exc:
-            path = cfg.tls_cert if isinstance(exc, OSError) else None
-            raise BadRequest(
-                f"cannot load the TLS certificate/key ({one_line(exc)})", path
-            ) from None
+        ssl_context = server_ssl_context(cfg)
         self._indexer.start()
         try:
             # a _server_class() instance, which has allow_ips
@@ -290,19 +325,6 @@ class Receiver:
         self.stop()
 
     # -- internals --------------------------------------------------------------
-    def _ssl_context(self) -> Any:
-        cfg = self.config
-        if not cfg.tls_cert:
-            return None
-        import ssl
-
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        if cfg.tls_ca:
-            ctx.load_verify_locations(cfg.tls_ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
     def _info(self, assoc: Any) -> dict[str, Any]:
         with self._lock:
             return self._assoc_info.setdefault(

@@ -204,12 +204,12 @@ def _echo_many(port: int, n: int) -> float:
 
 
 def test_event_driven_associations_serve_requests_and_release() -> None:
-    """Both sides event-driven: 50 C-ECHOs on one association, answered in the DUL
+    """Both sides event-driven: 200 C-ECHOs on one association, answered in the DUL
     thread, released cleanly; an unmarked AE keeps pynetdicom's loops."""
     server, seen = _echo_server(fast=True)
     try:
-        _echo_many(int(server.server_address[1]), 50)
-        assert len(seen) == 50
+        _echo_many(int(server.server_address[1]), 200)
+        assert len(seen) == 200
         assert all("AcceptorThread" not in name for name in seen)  # served by the DUL
         deadline = time.monotonic() + 15  # generous: the shared test machine is loaded
         while server.active_associations and time.monotonic() < deadline:

@@ -40,4 +40,5 @@ class CheckedForm(QDialog):
         except NetError as exc:
             self.error.setText(str(exc))
             return
+        self.error.setText("")
         self.accept()

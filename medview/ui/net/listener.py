@@ -3,8 +3,11 @@ its arrivals handed to the GUI thread through a queued signal, in batches.
 
 Settings (:mod:`medview.ui.settings`, key ``net/listener``, a plain object):
 ``enabled`` (default off), ``port`` (11112), ``aet`` (``MEDVIEW``), ``allow`` (calling AE
-titles; empty = anyone), ``network`` (listen on the network; default off = loopback only)
-and ``bind`` (the interface address used when ``network`` is on; default ``0.0.0.0``).
+titles; empty = anyone), ``allow_ip`` (source IP addresses; empty = any), ``network``
+(listen on the network; default off = loopback only), ``bind`` (the interface address
+used when ``network`` is on; default ``0.0.0.0``) and ``tls_cert``, ``tls_key``,
+``tls_ca`` (PEM paths: a certificate and key turn DICOM TLS on; a CA makes senders
+present a certificate it signed; empty = plain DICOM).
 
 The receiver's callbacks run on its indexer and association threads. They only append to
 a locked list and, when that list was empty, emit one signal; Qt queues it to the GUI
@@ -33,7 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "allow": [],
     "network": False,
     "bind": "0.0.0.0",
+    "allow_ip": [],
+    "tls_cert": "",
+    "tls_key": "",
+    "tls_ca": "",
 }
+_LISTS = ("allow", "allow_ip")
 #: arrivals gathered into one GUI update (ms)
 BATCH_MS = 150
 
@@ -49,7 +57,8 @@ def listener_settings() -> dict[str, Any]:
                 isinstance(value, bool) and not isinstance(default, bool)
             ):
                 out[key] = value
-    out["allow"] = [str(a).strip() for a in out["allow"] if str(a).strip()]
+    for key in _LISTS:
+        out[key] = [str(a).strip() for a in out[key] if str(a).strip()]
     return out
 
 
@@ -71,6 +80,10 @@ def receiver_config(values: dict[str, Any], db_path: str | None = None) -> Any:
         aet=str(values["aet"]),
         host=host,
         allow_aets=list(values.get("allow") or []),
+        allow_ips=list(values.get("allow_ip") or []),
+        tls_cert=str(values.get("tls_cert") or "") or None,
+        tls_key=str(values.get("tls_key") or "") or None,
+        tls_ca=str(values.get("tls_ca") or "") or None,
         db_path=db_path,
     ).validate()
 
@@ -173,7 +186,8 @@ class Listener(QObject):
             return "Listener off"
         cfg = self.receiver.config
         where = "loopback" if cfg.host == "127.0.0.1" else f"network {cfg.host}"
-        return f"Listening as {cfg.aet} on port {self.receiver.port} ({where})"
+        tls = ", TLS" if cfg.tls_cert else ""
+        return f"Listening as {cfg.aet} on port {self.receiver.port} ({where}{tls})"
 
     def apply(self, values: dict[str, Any] | None = None) -> None:
         """(Re)start from ``values`` (default: the stored settings); stop when not enabled.
