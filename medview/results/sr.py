@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -469,7 +469,13 @@ class SRContents:
     skipped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "path": self.path,
+            "study_uid": self.study_uid,
+            "measurements": self.measurements,
+            "findings": self.findings,
+            "skipped": self.skipped,
+        }
 
 
 def read_sr(path: str | Path) -> SRContents:
