@@ -7,6 +7,9 @@
 * Bundled folders (``models/``, ``resources/``) are found next to the package in
   a source checkout, under ``<prefix>/share/medview`` after ``pip install .``, or
   under ``sys._MEIPASS`` in a PyInstaller build.
+* The study database file is shared by the features' tables: :func:`open_sqlite` opens it
+  for them (folder created, mode 0600, schema run); :class:`LazyDatabase` is a database
+  the viewer opens on first use.
 """
 
 from __future__ import annotations
