@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Any
 
 from medview.commands._args import add_db, add_device, add_flag, add_json, add_model, add_path
@@ -72,9 +73,7 @@ def _overlay_name(res: Any, index_in_series: bool) -> str:
     return f"{stem}{frame}_{res.model}_{res.heatmap_kind}.png"
 
 
-def _fail(reason: Any) -> int:
-    """One line on stderr, exit 2 (the common CLI error helper)."""
-    return error(reason, prog=PROG)
+_fail = partial(error, prog=PROG)  # one line on stderr, exit 2
 
 
 def _list_models() -> int:

@@ -6,9 +6,11 @@ import argparse
 import json
 import sqlite3
 import sys
+from functools import partial
 from typing import TYPE_CHECKING
 
 from medview.commands._args import add_db, add_flag, add_json, add_paths
+from medview.commands._common import error
 
 if TYPE_CHECKING:
     from medview.notes.model import NoteAnalysis
@@ -51,11 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _err(msg: object) -> int:
-    """One line on stderr, exit 2 (the common CLI error helper)."""
-    from medview.commands._common import error
-
-    return error(str(msg), prog="medview notes")
+_err = partial(error, prog="medview notes")  # one line on stderr, exit 2
 
 
 def _print_eval(d: dict) -> None:

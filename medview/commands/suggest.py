@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import Any
 
 from medview.commands._args import add_flag, add_json, add_k, add_patient, add_records
+from medview.commands._common import error
 
 HELP = (
     "suggest treatments for a patient from local records (similar patients + "
@@ -50,11 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json(parser)
 
 
-def _err(msg: object) -> int:
-    """One line on stderr, exit 2 (the common CLI error helper)."""
-    from medview.commands._common import error
-
-    return error(str(msg), prog="medview suggest")
+_err = partial(error, prog="medview suggest")  # one line on stderr, exit 2
 
 
 def _print_eval(d: dict) -> None:
