@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from medview.errors import Cancelled, one_line
+from medview.errors import one_line
 from medview.net.common import (
     DEFAULT_TIMEOUT,
     BadRequest,
@@ -161,7 +161,7 @@ def get(
     import pydicom
 
     from medview.net.common import log
-    from medview.net.store import Indexer, Rejected, StudyStore, retrieval_summary
+    from medview.net.store import Rejected, Retrieval
 
     state = ensure_state(state)
     study_uid = check_uid(study_uid, "study UID")
@@ -185,12 +185,8 @@ def get(
         )
     else:
         it = _call(node, "WADO-RS retrieve", client.iter_study, study_uid, media_types=media)
-    store = StudyStore(store_dir)
-    arrivals: list[Any] = []
-    indexer = Indexer(db_path, on_indexed=arrivals.append).start()
-    rejected = 0
     n = 0
-    try:
+    with Retrieval(store_dir, db_path) as got:
         while True:
             state.check()
             try:
@@ -201,22 +197,18 @@ def get(
             buf = io.BytesIO()
             pydicom.dcmwrite(buf, ds, enforce_file_format=True)
             try:
-                a = store.accept(
+                a = got.store.accept(
                     [buf.getvalue()], str(ds.SOPClassUID), str(ds.SOPInstanceUID), node.url
                 )
             except Rejected as exc:
-                rejected += 1
+                got.rejected += 1
                 log.warning("refused instance from %s: %s", node.url, exc.reason)
                 continue
-            indexer.submit(a)
+            got.submit(a)
             state.progress(n / total if total else 0.5, f"retrieved {n}/{total or '?'}")
-    except Cancelled:
-        raise
-    finally:
-        indexer.stop()
     if n == 0:
         raise RemoteRefused(f"{node.url} returned no instances for study {study_uid}")
-    return retrieval_summary(arrivals, completed=n, failed=rejected, warning=0)
+    return got.summary(completed=n, failed=0, warning=0)
 
 
 def send(

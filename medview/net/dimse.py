@@ -288,6 +288,17 @@ def find(
     return out
 
 
+def _retrieve_request(
+    study_uid: str, series_uid: str | None, calling_aet: str, timeout: float, model: str
+) -> tuple[Any, Any]:
+    """The identifier of a C-GET / C-MOVE (study or series level) and an AE proposing
+    the query/retrieve ``model``."""
+    ident = _retrieve_identifier(study_uid, series_uid)
+    ae = _make_ae(calling_aet, timeout)
+    ae.add_requested_context(model)
+    return ident, ae
+
+
 def _retrieve_identifier(study_uid: str, series_uid: str | None) -> Any:
     from pydicom.dataset import Dataset
 
@@ -355,23 +366,19 @@ def get(
     from pynetdicom import build_role, evt
 
     from medview.net.receiver import make_store_handler
-    from medview.net.store import Indexer, StudyStore, retrieval_summary
+    from medview.net.store import Retrieval
 
     state = ensure_state(state)
-    ident = _retrieve_identifier(study_uid, series_uid)
-    ae = _make_ae(calling_aet, timeout, max_pdu)
-    ae.add_requested_context(STUDY_ROOT_GET)
+    ident, ae = _retrieve_request(study_uid, series_uid, calling_aet, timeout, STUDY_ROOT_GET)
+    ae.maximum_pdu_size = max_pdu
     roles: dict[str, Any] = {}
     for sop_class, ts in get_storage_contexts():
         ae.add_requested_context(sop_class, ts)
         roles.setdefault(sop_class, build_role(sop_class, scp_role=True))
-    store = StudyStore(store_dir)
-    arrivals: list[Any] = []
-    indexer = Indexer(db_path, on_indexed=arrivals.append).start()
     counters: dict[str, int] = {}
-    handler = make_store_handler(store, lambda a, _assoc: indexer.submit(a), counters)
     final: dict[str, int] = {}
-    try:
+    with Retrieval(store_dir, db_path) as got:
+        handler = make_store_handler(got.store, got.submit, counters)
         with _association(
             ae,
             node,
@@ -387,12 +394,10 @@ def get(
                     raise RemoteRefused(
                         f"{node.describe()} refused the C-GET (status 0x{code:04X})"
                     )
-    finally:
-        indexer.stop()
-    return retrieval_summary(
-        arrivals,
+        got.rejected = counters.get("rejected", 0)
+    return got.summary(
         completed=final.get("completed", 0),
-        failed=final.get("failed", 0) + counters.get("rejected", 0),
+        failed=final.get("failed", 0),
         warning=final.get("warning", 0),
     )
 
@@ -410,10 +415,8 @@ def move(
     """C-MOVE a study (or series) to ``dest_aet`` (normally our own storage SCP, which
     the remote must know by that AE title). Returns the final sub-operation counts."""
     state = ensure_state(state)
-    ident = _retrieve_identifier(study_uid, series_uid)
     dest_aet = check_aet(dest_aet, "destination AE title")
-    ae = _make_ae(calling_aet, timeout)
-    ae.add_requested_context(STUDY_ROOT_MOVE)
+    ident, ae = _retrieve_request(study_uid, series_uid, calling_aet, timeout, STUDY_ROOT_MOVE)
     final: dict[str, int] = {}
     with _association(ae, node, retries) as assoc:
         responses = assoc.send_c_move(ident, dest_aet, STUDY_ROOT_MOVE)

@@ -202,20 +202,42 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             views[0] = views[0][n:]
 
 
-def retrieval_summary(
-    arrivals: list[Arrival], completed: int, failed: int, warning: int
-) -> dict[str, Any]:
-    """What a retrieve (C-GET, WADO-RS) returns: ``stored`` counts the ``arrivals`` written
-    and indexed here, ``paths`` their files, ``not_indexed`` "path: reason" for the others."""
-    stored = [a for a in arrivals if a.indexed]
-    return {
-        "stored": len(stored),
-        "completed": completed,
-        "failed": failed,
-        "warning": warning,
-        "not_indexed": [f"{a.path}: {a.reason}" for a in arrivals if not a.indexed],
-        "paths": [a.path for a in stored],
-    }
+class Retrieval:
+    """The receiving end of a retrieve (C-GET, WADO-RS): the ``store`` instances are
+    written to, an :class:`Indexer` started for the ``with`` block (stopped, everything
+    indexed, when it ends) and the ``arrivals`` it reported; :meth:`summary` is what the
+    retrieve returns."""
+
+    def __init__(self, store_dir: str | None = None, db_path: str | None = None) -> None:
+        self.store = StudyStore(store_dir)
+        self.arrivals: list[Arrival] = []
+        self.rejected = 0
+        self._indexer = Indexer(db_path, on_indexed=self.arrivals.append)
+
+    def __enter__(self) -> Retrieval:
+        self._indexer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._indexer.stop()
+
+    def submit(self, arrival: Arrival, *_: Any) -> None:
+        """Index a stored instance (extra arguments, e.g. the association, are ignored)."""
+        self._indexer.submit(arrival)
+
+    def summary(self, completed: int, failed: int, warning: int) -> dict[str, Any]:
+        """``stored`` counts the arrivals written and indexed here, ``paths`` their files,
+        ``not_indexed`` "path: reason" for the others; ``failed`` adds the instances
+        refused here (:attr:`rejected`)."""
+        stored = [a for a in self.arrivals if a.indexed]
+        return {
+            "stored": len(stored),
+            "completed": completed,
+            "failed": failed + self.rejected,
+            "warning": warning,
+            "not_indexed": [f"{a.path}: {a.reason}" for a in self.arrivals if not a.indexed],
+            "paths": [a.path for a in stored],
+        }
 
 
 def read_uids(parts: list[bytes], transfer_syntax: str = "") -> tuple[str, str, str]:
