@@ -8,8 +8,8 @@
   a source checkout, under ``<prefix>/share/medview`` after ``pip install .``, or
   under ``sys._MEIPASS`` in a PyInstaller build.
 * The study database file is shared by the features' tables: :func:`open_sqlite` opens it
-  for them (folder created, mode 0600, schema run); :class:`LazyDatabase` is a database
-  the viewer opens on first use.
+  for them (folder created, mode 0600, schema run), :class:`ThreadLocalDatabase` with one
+  connection per thread; :class:`LazyDatabase` is a database the viewer opens on first use.
 """
 
 from __future__ import annotations
@@ -79,6 +79,46 @@ def open_sqlite(
     con = sqlite3.connect(str(path), timeout=timeout)
     con.executescript(schema)
     return con
+
+
+class ThreadLocalDatabase:
+    """The SQLite file ``path`` (default :func:`database_path`; folder created, mode 0600)
+    with one connection per thread (rows as ``sqlite3.Row``, WAL journal), its ``SCHEMA``
+    run on opening; subclasses add their tables' methods and may extend :meth:`_setup`."""
+
+    SCHEMA = ""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        import threading
+
+        self.path = database_path() if path is None else Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # mode 0600: the database names patients
+        self._local = threading.local()
+        with self._conn() as con:
+            con.executescript(self.SCHEMA)
+
+    def _setup(self, con: sqlite3.Connection) -> None:
+        """Settings of a new connection (before WAL is switched on)."""
+
+    def _conn(self) -> sqlite3.Connection:
+        import sqlite3
+
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30)
+            con.row_factory = sqlite3.Row
+            self._setup(con)
+            con.execute("PRAGMA journal_mode = WAL")
+            self._local.con = con
+        return con
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
 
 
 class _Closable(Protocol):

@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from medview.errors import FileProblem
 from medview.io.model import SeriesInfo
-from medview.paths import private_file
+from medview.paths import ThreadLocalDatabase
 from medview.tasks import TaskState, ensure_state
 
 SCHEMA_VERSION = 1
@@ -78,40 +76,21 @@ def patient_key(patient_id: str, name: str, birth_date: str) -> str:
     return patient_id or f"{name}|{birth_date}"
 
 
-class StudyDatabase:
+class StudyDatabase(ThreadLocalDatabase):
     """A connection to the study database. Safe to use from one thread at a time;
     each thread gets its own SQLite connection."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        if path is None:
-            from medview.paths import database_path
+    SCHEMA = _SCHEMA
 
-            path = database_path()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        private_file(self.path)  # mode 0600: the database names patients
-        self._local = threading.local()
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(path)
         with self._conn() as con:
-            con.executescript(_SCHEMA)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
 
-    def _conn(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=30)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA foreign_keys = ON")
-            con.execute("PRAGMA journal_mode = WAL")
-            self._local.con = con
-        return con
-
-    def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+    def _setup(self, con: sqlite3.Connection) -> None:
+        con.execute("PRAGMA foreign_keys = ON")
 
     # -- import ---------------------------------------------------------------
     def import_path(

@@ -9,15 +9,11 @@ Selection document of the flagged images is written by :mod:`medview.results.kos
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from medview.paths import LazyDatabase
+from medview.paths import LazyDatabase, ThreadLocalDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_images (
@@ -50,31 +46,10 @@ class KeyImage:
         }
 
 
-class KeyImageDatabase:
+class KeyImageDatabase(ThreadLocalDatabase):
     """The ``key_images`` table of the study database (one SQLite connection per thread)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        if path is None:
-            from medview.paths import database_path
-
-            path = database_path()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        from medview.paths import private_file
-
-        private_file(self.path)
-        self._local = threading.local()
-        with self._conn() as con:
-            con.executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=30)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode = WAL")
-            self._local.con = con
-        return con
+    SCHEMA = _SCHEMA
 
     def flag(self, key: KeyImage) -> None:
         """Flag an image (again: nothing changes)."""
@@ -121,12 +96,6 @@ class KeyImageDatabase:
         return [
             KeyImage(r["sop_uid"], int(r["frame"]), r["series_uid"], r["study_uid"]) for r in rows
         ]
-
-    def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
 
 
 class KeyImageStore(LazyDatabase[KeyImageDatabase]):
