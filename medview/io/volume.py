@@ -13,8 +13,14 @@
 
 from __future__ import annotations
 
+import mmap
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -110,11 +116,10 @@ def _new_volume(series: SeriesInfo, dtype: np.dtype, to_hu: bool, color: bool) -
     frames = first.frames
     nz = len(items) * frames if len(items) > 1 else frames
     shape = (nz, first.rows, first.columns) + ((3,) if color else ())
-    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    limits.check_budget(needed, f"the series ({nz} slices)", first.path, series=True)
+    array = allocate_volume(shape, dtype, f"the series ({nz} slices)", first.path, len(items) > 1)
     direction = np.array(series.direction, dtype=float).reshape(3, 3)
     vol = Volume(
-        array=np.empty(shape, dtype=dtype),
+        array=array,
         spacing=series.spacing,
         origin=series.origin,
         direction=direction,
@@ -140,6 +145,119 @@ def _new_volume(series: SeriesInfo, dtype: np.dtype, to_hu: bool, color: bool) -
             "RescaleSlope varies between slices: values use the first slice's slope"
         )
     return vol
+
+
+#: ``MEDVIEW_MEMMAP_MB``: series larger than this are memory-mapped (default: over the
+#: RAM budget, :func:`medview.io.limits.series_budget`)
+MEMMAP_ENV = "MEDVIEW_MEMMAP_MB"
+#: ``MEDVIEW_VOLUME_DIR``: where memory-mapped volumes live (default: the user's cache)
+VOLUME_DIR_ENV = "MEDVIEW_VOLUME_DIR"
+#: disk space left free beside a memory-mapped volume
+DISK_MARGIN = limits.GIB
+
+
+def _memmap_threshold() -> int | None:
+    """``MEDVIEW_MEMMAP_MB`` in bytes (0: map every series); None when unset or not a number."""
+    text = os.environ.get(MEMMAP_ENV, "").strip()
+    try:
+        return max(0, int(float(text))) * limits.MIB if text else None
+    except ValueError:
+        return None
+
+
+def volume_dir() -> Path:
+    """``MEDVIEW_VOLUME_DIR``, else ``<user data folder>/cache/volumes`` (not created here)."""
+    env = os.environ.get(VOLUME_DIR_ENV, "").strip()
+    if env:
+        return Path(env)
+    from medview.paths import user_data_dir
+
+    return user_data_dir() / "cache" / "volumes"
+
+
+def allocate_volume(
+    shape: tuple[int, ...], dtype: np.dtype, what: str, path: str, mappable: bool = True
+) -> np.ndarray:
+    """The uninitialised array of a volume: in memory when it fits the RAM budget, else
+    (a series of several files, ``mappable``) a memory map on a file in :func:`volume_dir`
+    that the kernel pages in and out, so a series larger than the machine's memory opens
+    instead of exhausting it. ``ReadError`` saying so when neither memory nor disk can
+    hold it (or it is over an explicit ``MEDVIEW_MAX_SERIES_MB``); nothing is allocated."""
+    needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    explicit = os.environ.get("MEDVIEW_MAX_SERIES_MB", "").strip()
+    threshold = _memmap_threshold()
+    if explicit or not mappable:
+        limits.check_budget(needed, what, path, series=True)
+    in_ram = limits.series_budget() if threshold is None else min(threshold, limits.series_budget())
+    if needed <= in_ram or not mappable:
+        return np.empty(shape, dtype=dtype)
+    folder = volume_dir()
+    try:
+        from medview.paths import private_dir
+
+        private_dir(folder)
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise ReadError(
+            f"{what} needs {limits.human_bytes(needed)}, more than the memory "
+            f"budget, and {folder} cannot hold a memory map ({exc.strerror or exc})",
+            path,
+        ) from None
+    if needed > free - DISK_MARGIN:
+        raise ReadError(
+            f"{what} needs {limits.human_bytes(needed)}: more than this machine can hold "
+            f"({limits.human_bytes(limits.available_memory())} of memory available, "
+            f"{limits.human_bytes(max(0, free))} free in {folder})",
+            path,
+        )
+    try:
+        return _mapped(folder, shape, dtype)
+    except OSError as exc:
+        raise ReadError(
+            f"{what} needs {limits.human_bytes(needed)}: no memory map of it in {folder} "
+            f"({exc.strerror or exc})",
+            path,
+        ) from None
+
+
+def _mapped(folder: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A zero-filled file of the volume's size (its blocks reserved where the system can),
+    mapped; on POSIX the file is unlinked at once (its space returns when the last view of
+    the array goes)."""
+    fd, name = tempfile.mkstemp(prefix="volume-", suffix=".raw", dir=folder)
+    fp = os.fdopen(fd, "w+b")
+    try:
+        if hasattr(os, "posix_fallocate"):  # reserved now: a full disk later would be SIGBUS
+            os.posix_fallocate(fd, 0, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+        mm = np.memmap(fp, dtype=dtype, mode="w+", shape=shape)
+    except BaseException:
+        fp.close()
+        os.unlink(name)
+        raise
+    fp.close()  # the map keeps its own handle
+    array = np.asarray(mm)  # a plain ndarray view; the mapping lives as long as it does
+    if os.name == "posix":
+        os.unlink(name)
+    else:  # Windows cannot delete a mapped file: once the array is gone
+        weakref.finalize(mm, _remove_quietly, name)
+    return array
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+
+
+def is_mapped(array: np.ndarray) -> bool:
+    """True when ``array`` (or the array it views) is a memory map."""
+    base: Any = array
+    while base is not None:
+        if isinstance(base, (np.memmap, mmap.mmap)):
+            return True
+        base = getattr(base, "base", None)
+    return False
 
 
 class _SeriesFill:
