@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+# the networking fixtures (orthanc, ct_copy, study_uid) shared by tests/core/test_net.py and
+# tests/ui/test_net_gui.py (assertions in the plugin are rewritten by pytest)
+pytest_plugins = ("tests.helpers.net_fixtures",)
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-test-home-"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -41,30 +45,37 @@ def need(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    return need(SHARED_DATA)
+def _data_fixture(name: str, path: Path):
+    """A session fixture ``name`` giving ``path``; a test asking for it skips when absent."""
+
+    def fixture() -> Path:
+        return need(path)
+
+    fixture.__doc__ = f"{path} (skips the test when absent)"
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def ct_dir() -> Path:
-    return need(CT_DIR)
-
-
-@pytest.fixture(scope="session")
-def xray_dir() -> Path:
-    return need(XRAY_DIR)
-
-
-@pytest.fixture(scope="session")
-def records_dir() -> Path:
-    return need(RECORDS_DIR)
+shared_data = _data_fixture("shared_data", SHARED_DATA)
+ct_dir = _data_fixture("ct_dir", CT_DIR)
+xray_dir = _data_fixture("xray_dir", XRAY_DIR)
+records_dir = _data_fixture("records_dir", RECORDS_DIR)
 
 
 @pytest.fixture(scope="session")
 def csv_dir(records_dir: Path) -> Path:
     """The Synthea CSV export of ../shared/data/records (27 patients)."""
     return records_dir / "synthea_csv_ma27"
+
+
+@pytest.fixture(scope="session")
+def fuzz_sources() -> list[Path]:
+    """The DICOM files the fuzz mutants are made from (tests/fuzz/mutants.py)."""
+    from tests.fuzz.mutants import source_files
+
+    found = source_files()
+    if len(found) < 20:
+        pytest.skip("pydicom's test files are not installed")
+    return found
 
 
 @pytest.fixture()

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -85,15 +86,8 @@ def load_medview_first(folder: str) -> np.ndarray:
 
 def load_medview_no_cache(folder: str) -> np.ndarray:
     """medview with the pixel cache turned off (what a first open costs without writing it)."""
-    old = os.environ.get("MEDVIEW_PIXEL_CACHE_MB")
-    os.environ["MEDVIEW_PIXEL_CACHE_MB"] = "0"
-    try:
+    with mock.patch.dict(os.environ, {"MEDVIEW_PIXEL_CACHE_MB": "0"}):
         return load_medview(folder)
-    finally:
-        if old is None:
-            del os.environ["MEDVIEW_PIXEL_CACHE_MB"]
-        else:
-            os.environ["MEDVIEW_PIXEL_CACHE_MB"] = old
 
 
 def empty_cache() -> None:

@@ -43,12 +43,13 @@ from tests.helpers.series import build_series  # noqa: E402
 STALL_LIMIT_MS = 50.0
 #: GUI-thread slots that handle arrivals; their longest run is printed per phase
 HANDLERS = [
-    ("medview.ui.net.live", "LiveArrivals", "on_batch"),
-    ("medview.ui.net.live", "LiveArrivals", "_mark"),
-    ("medview.ui.net.listener", "ArrivalBridge", "_drain"),
-    ("medview.ui.study_browser", "StudyBrowser", "_db_loaded"),
-    ("medview.ui.study_browser", "StudyBrowser", "_thumb_arrived"),
-    ("medview.ui.study_browser", "StudyBrowser", "refresh_database"),
+    (module, cls, slot)
+    for module, cls, slots in (
+        ("medview.ui.net.live", "LiveArrivals", "on_batch _mark"),
+        ("medview.ui.net.listener", "ArrivalBridge", "_drain"),
+        ("medview.ui.study_browser", "StudyBrowser", "_db_loaded _thumb_arrived refresh_database"),
+    )
+    for slot in slots.split()
 ]
 HANDLER_MS: list[float] = []
 

@@ -227,15 +227,21 @@ def main() -> int:
         f"IU dev reports (FINDINGS/IMPRESSION text): {len(docs)}; "
         f"process RSS {rss_mb():.0f} MB with them loaded"
     )
-    m0 = rss_mb()
-    preds, secs = run_medview(docs)
-    m1 = rss_mb()
-    _, micro, macro, _ = score(zip(gold, preds, strict=True))
-    ours = len(docs) / secs
-    print(
-        f"medview : {ours:8.0f} reports/s (CPU, one core)  micro F1 {micro['f1']:.3f}  "
-        f"macro F1 {macro:.3f}  RSS +{m1 - m0:.0f} MB"
-    )
+
+    def measure(label: str, run, extra: str = "", since: float | None = None) -> float:
+        """Run ``run(docs)``; print its speed, F1 and RSS growth (from ``since``, or now)."""
+        m0 = rss_mb() if since is None else since
+        preds, secs = run(docs)
+        grown = rss_mb() - m0
+        _, micro, macro, _ = score(zip(gold, preds, strict=True))
+        speed = len(docs) / secs
+        print(
+            f"{label:8}: {speed:8.0f} reports/s (CPU, one core)  micro F1 {micro['f1']:.3f}  "
+            f"macro F1 {macro:.3f}  RSS +{grown:.0f} MB{extra}"
+        )
+        return speed
+
+    ours = measure("medview", run_medview)
     m_imp = rss_mb()
     try:
         nlp, other, normal = build_baseline()
@@ -244,13 +250,11 @@ def main() -> int:
     else:
         m1 = rss_mb()
         run_baseline(nlp, other, normal, docs[:50])  # warm-up
-        bpreds, bsecs = run_baseline(nlp, other, normal, docs)
-        m2 = rss_mb()
-        _, bmicro, bmacro, _ = score(zip(gold, bpreds, strict=True))
-        theirs = len(docs) / bsecs
-        print(
-            f"baseline: {theirs:8.0f} reports/s (CPU, one core)  micro F1 {bmicro['f1']:.3f}  "
-            f"macro F1 {bmacro:.3f}  RSS +{m2 - m1:.0f} MB (+{m1 - m_imp:.0f} MB spaCy import)"
+        theirs = measure(
+            "baseline",
+            lambda d: run_baseline(nlp, other, normal, d),
+            f" (+{m1 - m_imp:.0f} MB spaCy import)",
+            since=m1,
         )
         print(f"ratio   : medview is {ours / theirs:.1f}x the baseline's speed")
     if Path(args.records).exists():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -295,14 +294,15 @@ def test_ct_series_runs_in_batches_with_progress_and_cancel(ct_dir, tmp_path):
     n = vol.shape[0]
     partials, fractions = [], []
     st = TaskState(on_progress=lambda f, m: fractions.append(f), on_partial=partials.append)
-    res = analyze_images(
-        volume_images(vol, str(ct_dir)),
-        [str(folder)],
-        batch_size=8,
-        total=n,
-        device="cpu",
-        state=st,
-    )
+
+    def analyze(state: TaskState) -> list:
+        """The CT's slices in batches of 8, on the CPU."""
+        images = volume_images(vol, str(ct_dir))
+        return analyze_images(
+            images, [str(folder)], batch_size=8, total=n, device="cpu", state=state
+        )
+
+    res = analyze(st)
     assert len(res) == n and [r.index for r in res] == list(range(n))
     assert [len(p) for p in partials] == [8, 8, n - 16]
     assert fractions[-1] == pytest.approx(1.0)
@@ -316,14 +316,7 @@ def test_ct_series_runs_in_batches_with_progress_and_cancel(ct_dir, tmp_path):
 
     st2 = TaskState(on_partial=on_partial)
     with pytest.raises(Cancelled):
-        analyze_images(
-            volume_images(vol, str(ct_dir)),
-            [str(folder)],
-            batch_size=8,
-            total=n,
-            device="cpu",
-            state=st2,
-        )
+        analyze(st2)
     assert len(seen) == 1
 
 
@@ -342,29 +335,11 @@ def test_analyze_cr_monochrome1_and_monochrome2_give_same_probability(xray_dir, 
     need_model(CNN)
     need_model(AE)
     files = [xray_dir / "cr_chest_pa_jpeg_baseline.dcm", xray_dir / "cr_chest_pa_monochrome1.dcm"]
-    rc, rows, err = _analyze_json(
-        capsys,
-        str(files[0]),
-        "--model",
-        "pneumonia_cnn",
-        "--model",
-        "pneumonia_ae",
-        "--device",
-        "cpu",
-        "--heatmap-out",
-        str(tmp_path / "maps"),
-    )
+    both = ["--model", "pneumonia_cnn", "--model", "pneumonia_ae", "--device", "cpu"]
+    maps_out = ["--heatmap-out", str(tmp_path / "maps")]
+    rc, rows, err = _analyze_json(capsys, str(files[0]), *both, *maps_out)
     assert rc == 0, err
-    rc, rows2, err = _analyze_json(
-        capsys,
-        str(files[1]),
-        "--model",
-        "pneumonia_cnn",
-        "--model",
-        "pneumonia_ae",
-        "--device",
-        "cpu",
-    )
+    rc, rows2, err = _analyze_json(capsys, str(files[1]), *both)
     assert rc == 0, err
     keys = {
         "path",
@@ -448,15 +423,10 @@ def test_analyze_bad_input_exit_codes(tmp_path, capsys):
 
 
 def test_analyze_command_module_is_light():
-    import subprocess
+    from tests.helpers.imports import loaded_after
 
-    code = (
-        "import sys, medview.cli, medview.commands.analyze, medview.ai;"
-        "medview.cli.build_parser();"
-        "print('torch' in sys.modules, 'PySide6' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert out.stdout.strip() == "False False", out.stderr
+    code = "import medview.cli, medview.commands.analyze, medview.ai\nmedview.cli.build_parser()"
+    assert loaded_after(code, ("torch", "PySide6")) == []
 
 
 def test_discover_skips_other_subsystems_models_but_reports_broken_cards(tmp_path, monkeypatch):
@@ -525,20 +495,10 @@ def test_training_split_is_reproducible_and_writes_one_schema_cards(tmp_path, ta
     pytest.importorskip("torch")
     from medview.ai import training
     from medview.modelcards import read_card, sha256_file
-    from tests.conftest import PNEUMONIAMNIST, need
+    from tests.helpers.data_helpers import tiny_pneumoniamnist
 
     monkeypatch.setenv("MEDVIEW_TRAIN_THREADS", "1")
-    with np.load(need(PNEUMONIAMNIST)) as d:
-        tr = np.concatenate([np.flatnonzero(d["train_labels"][:, 0] == c)[:24] for c in (0, 1)])
-        va = np.concatenate([np.flatnonzero(d["val_labels"][:, 0] == c)[:16] for c in (0, 1)])
-        npz = tmp_path / "tiny.npz"
-        np.savez(
-            npz,
-            train_images=d["train_images"][tr],
-            train_labels=d["train_labels"][tr],
-            val_images=d["val_images"][va],
-            val_labels=d["val_labels"][va],
-        )
+    npz = tiny_pneumoniamnist(tmp_path / "tiny.npz", 24, 16)
     fn = training.train_classifier if target == "classifier" else training.train_autoencoder
     lines: list[str] = []
     metas = [fn(npz, tmp_path / f"r{k}", epochs=1, log=lines.append) for k in (0, 1)]

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PNEUMONIAMNIST, REPO, need
+from tests.helpers.data_helpers import tiny_pneumoniamnist
 
 MODELS = REPO / "models"
 BOTH = ["pneumonia_cnn", "pneumonia_ae"]
@@ -220,18 +221,7 @@ def test_resolve_device_only_auto_falls_back():
 
 def _tiny_npz(tmp_path: Path) -> Path:
     """A small real slice of PneumoniaMNIST (48 train, 32 val images, both classes)."""
-    with np.load(need(PNEUMONIAMNIST)) as d:
-        tr_i = np.concatenate([np.flatnonzero(d["train_labels"][:, 0] == c)[:24] for c in (0, 1)])
-        va_i = np.concatenate([np.flatnonzero(d["val_labels"][:, 0] == c)[:16] for c in (0, 1)])
-        out = tmp_path / "tiny.npz"
-        np.savez(
-            out,
-            train_images=d["train_images"][tr_i],
-            train_labels=d["train_labels"][tr_i],
-            val_images=d["val_images"][va_i],
-            val_labels=d["val_labels"][va_i],
-        )
-    return out
+    return tiny_pneumoniamnist(tmp_path / "tiny.npz", 24, 16)
 
 
 @pytest.mark.parametrize("target", ["classifier", "autoencoder"])

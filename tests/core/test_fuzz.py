@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.mutants import CLASSES, mutants, run_all, source_files, summary
+from tests.fuzz.mutants import CLASSES, mutants, run_all, summary
 
 #: mutants per class in the default run (10 classes: 150 mutants, about 300 runs)
 SAMPLE_PER_CLASS = 15
@@ -24,22 +24,14 @@ FULL_PER_CLASS = 200
 TIMEOUT_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def sources() -> list[Path]:
-    found = source_files()
-    if len(found) < 20:
-        pytest.skip("pydicom's test files are not installed")
-    return found
-
-
-def test_mutants_are_deterministic(sources):
-    a = [(m.name, m.source) for m in mutants(3, sources)]
-    b = [(m.name, m.source) for m in mutants(3, sources)]
+def test_mutants_are_deterministic(fuzz_sources):
+    a = [(m.name, m.source) for m in mutants(3, fuzz_sources)]
+    b = [(m.name, m.source) for m in mutants(3, fuzz_sources)]
     assert a == b and len(a) == 3 * len(CLASSES)
 
 
-def test_mutants_differ_from_their_source(sources, tmp_path):
-    for m in mutants(2, sources):
+def test_mutants_differ_from_their_source(fuzz_sources, tmp_path):
+    for m in mutants(2, fuzz_sources):
         if m.cls == "special":
             continue
         folder = tmp_path / m.name
@@ -51,8 +43,8 @@ def test_mutants_differ_from_their_source(sources, tmp_path):
         assert made.read_bytes() != m.source.read_bytes(), m.name
 
 
-def _check(per_class: int, sources: list[Path], tmp_path: Path) -> None:
-    outcomes = run_all(list(mutants(per_class, sources)), tmp_path, timeout=TIMEOUT_S)
+def _check(per_class: int, fuzz_sources: list[Path], tmp_path: Path) -> None:
+    outcomes = run_all(list(mutants(per_class, fuzz_sources)), tmp_path, timeout=TIMEOUT_S)
     assert len(outcomes) >= 2 * per_class * len(CLASSES) * 0.9  # a few edits pydicom cannot write
     bad = [(o.mutant, o.command, o.problems, o.stderr[-300:]) for o in outcomes if o.problems]
     assert not bad, f"{summary(outcomes)}\n" + "\n".join(map(str, bad[:20]))
@@ -62,10 +54,10 @@ def _check(per_class: int, sources: list[Path], tmp_path: Path) -> None:
     assert rendered and refused
 
 
-def test_fuzz_sample(sources, tmp_path):
-    _check(SAMPLE_PER_CLASS, sources, tmp_path)
+def test_fuzz_sample(fuzz_sources, tmp_path):
+    _check(SAMPLE_PER_CLASS, fuzz_sources, tmp_path)
 
 
 @pytest.mark.slow
-def test_fuzz_full(sources, tmp_path):
-    _check(FULL_PER_CLASS, sources, tmp_path)
+def test_fuzz_full(fuzz_sources, tmp_path):
+    _check(FULL_PER_CLASS, fuzz_sources, tmp_path)

@@ -8,6 +8,7 @@ is at the top of its reformats in patient coordinates.
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -90,15 +91,8 @@ def test_plane_axes_and_orientation_letters():
 def ct_volume(ct_dir):
     from medview.io import load_path
 
-    old = os.environ.get("MEDVIEW_DECODE_WORKERS")
-    os.environ["MEDVIEW_DECODE_WORKERS"] = "0"
-    try:
+    with mock.patch.dict(os.environ, {"MEDVIEW_DECODE_WORKERS": "0"}):  # no decoder pool
         return load_path(ct_dir)
-    finally:
-        if old is None:
-            os.environ.pop("MEDVIEW_DECODE_WORKERS", None)
-        else:
-            os.environ["MEDVIEW_DECODE_WORKERS"] = old
 
 
 def test_real_ct_reformats_have_the_head_at_the_top(ct_volume):

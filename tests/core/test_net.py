@@ -26,8 +26,6 @@ import pytest
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
 
-pytest.register_assert_rewrite("tests.helpers.net_fixtures")
-
 from medview.cli import main  # noqa: E402
 from tests.helpers.net_fixtures import (  # noqa: E402
     ACCESSION,
@@ -44,8 +42,7 @@ from tests.helpers.net_fixtures import (  # noqa: E402
     storescu,
 )
 
-# the shared fixtures (orthanc, ct_copy, study_uid): one Orthanc for the whole session
-pytest_plugins = ("tests.helpers.net_fixtures",)
+# the shared fixtures (orthanc, ct_copy, study_uid; tests/conftest.py): one Orthanc per session
 
 # -- helpers -------------------------------------------------------------------------
 
@@ -107,24 +104,11 @@ def test_bad_input_is_exit_2_with_one_line(capsys, home):
     assert code == 2 and err.count("\n") == 1 and "YYYYMMDD" in err
     code, _, err = cli(capsys, "pacs", "get", "--dicomweb", "ftp://x", "--study", "1.2.3")
     assert code == 2 and "http" in err
-    code, _, err = cli(
-        capsys,
-        "pacs",
-        "get",
-        *_dimse(104, "X"),
-        "--study",
-        "1.2.../etc",
-    )
+    code, _, err = cli(capsys, "pacs", "get", *_dimse(104, "X"), "--study", "1.2.../etc")
     assert code == 2 and "not a valid DICOM UID" in err
     # nobody listens on this port: unreachable is exit 2, one line, no traceback
-    code, _, err = cli(
-        capsys,
-        "pacs",
-        "echo",
-        *_dimse(free_port(), "NOBODY"),
-        "--timeout",
-        "3",
-    )
+    nobody = _dimse(free_port(), "NOBODY")
+    code, _, err = cli(capsys, "pacs", "echo", *nobody, "--timeout", "3")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -450,15 +434,8 @@ def test_dicomweb_qido_wado_stow(capsys, orthanc, study_uid, home, tmp_path):
     assert code == 0 and json.loads(out.splitlines()[0])["study_uid"] == uid
     code, _, err = cli(capsys, "pacs", "find", *web, "--study-date", "19000101-19000102")
     assert code == 1 and "nothing found" in err
-    code, _, err = cli(
-        capsys,
-        "pacs",
-        "echo",
-        "--dicomweb",
-        f"http://127.0.0.1:{free_port()}/dicom-web",
-        "--timeout",
-        "3",
-    )
+    dead = f"http://127.0.0.1:{free_port()}/dicom-web"
+    code, _, err = cli(capsys, "pacs", "echo", "--dicomweb", dead, "--timeout", "3")
     assert code == 2 and err.count("\n") == 1
 
 

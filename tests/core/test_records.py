@@ -164,6 +164,26 @@ def test_fhir_reason_reference_resolved(fhir_records: RecordSet, fhir_dir: Path)
     assert enc.start.tzinfo is None
 
 
+def _observation(
+    oid: str,
+    when: str,
+    coding: tuple[str | None, str],
+    quantity: tuple[float, str] | None = None,
+    subject: str | None = "Patient/p1",
+) -> dict:
+    """A FHIR Observation: ``coding`` is (system or None, code), ``quantity`` (value, unit)."""
+    system, code = coding
+    obs: dict = {"resourceType": "Observation", "id": oid, "effectiveDateTime": when}
+    obs["code"] = {
+        "coding": [{"code": code} if system is None else {"system": system, "code": code}]
+    }
+    if subject is not None:
+        obs["subject"] = {"reference": subject}
+    if quantity is not None:
+        obs["valueQuantity"] = {"value": quantity[0], "unit": quantity[1]}
+    return obs
+
+
 def test_fhir_ndjson_and_malformed(tmp_path: Path) -> None:
     lines = [
         {
@@ -184,12 +204,8 @@ def test_fhir_ndjson_and_malformed(tmp_path: Path) -> None:
             },
             "onsetDateTime": "2010-01-01",
         },
-        {
-            "resourceType": "Observation",
-            "id": "o1",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2020-01-01T08:00:00+01:00",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "15074-8"}]},
+        _observation("o1", "2020-01-01T08:00:00+01:00", ("http://loinc.org", "15074-8"))
+        | {
             "valueQuantity": {
                 "value": 5.5,
                 "unit": "millimole per litre",  # display text; the UCUM code is used
@@ -197,35 +213,11 @@ def test_fhir_ndjson_and_malformed(tmp_path: Path) -> None:
                 "code": "mmol/L",
             },
         },
-        {
-            "resourceType": "Observation",
-            "id": "o2-no-subject",
-            "effectiveDateTime": "2020-01-01",
-            "code": {"coding": [{"code": "2339-0"}]},
-            "valueQuantity": {"value": 99, "unit": "mg/dL"},
-        },
-        {
-            "resourceType": "Observation",
-            "id": "o3",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2020-01-02",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
-            "valueQuantity": {"value": 7, "unit": "g/furlong"},
-        },
-        {
-            "resourceType": "Observation",
-            "id": "o4-bad-date",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "yesterday",
-            "code": {"coding": [{"code": "2339-0"}]},
-            "valueQuantity": {"value": 7, "unit": "mg/dL"},
-        },
-        {
-            "resourceType": "Observation",
-            "id": "bp",
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2020-01-03",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        _observation("o2-no-subject", "2020-01-01", (None, "2339-0"), (99, "mg/dL"), subject=None),
+        _observation("o3", "2020-01-02", ("http://loinc.org", "2339-0"), (7, "g/furlong")),
+        _observation("o4-bad-date", "yesterday", (None, "2339-0"), (7, "mg/dL")),
+        _observation("bp", "2020-01-03", ("http://loinc.org", "85354-9"))
+        | {
             "component": [
                 {
                     "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},

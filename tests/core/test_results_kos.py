@@ -15,7 +15,7 @@ from medview.io import scan
 from medview.results.key_images import KeyImage, KeyImageDatabase, KeyImageStore
 from medview.results.kos import build_kos, read_kos, write_kos
 from medview.results.sr import SRError, image_refs
-from tests.core.test_results_sr import _tool, dciodvfy_errors
+from tests.helpers.tools import dciodvfy_errors, dumps_cleanly, tool
 
 
 def _keys(info, picks: list[int]) -> list[KeyImage]:
@@ -63,8 +63,8 @@ def test_ct_kos_valid(tmp_path: Path, ct_dir: Path) -> None:
     out = write_kos(build_kos(refs, keys), tmp_path / "ct_kos.dcm")
 
     assert dciodvfy_errors(out) == []
-    assert subprocess.run([_tool("dcmdump"), str(out)], capture_output=True).returncode == 0
-    dump = subprocess.run([_tool("dsrdump"), str(out)], capture_output=True, text=True)
+    assert dumps_cleanly(out)
+    dump = subprocess.run([tool("dsrdump"), str(out)], capture_output=True, text=True)
     assert dump.returncode == 0 and "Of Interest" in dump.stdout
 
     ds = pydicom.dcmread(out)

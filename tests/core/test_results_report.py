@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,18 +15,12 @@ from medview.io import scan
 from medview.io.database import StudyDatabase
 from medview.results import audit
 from medview.results.report import build_report, draw_image, gather, key_images
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"needs {name} (apt-get install poppler-utils)")
-    return path
+from tests.helpers.tools import tool
 
 
 def pages_text(pdf: Path) -> list[str]:
     text = subprocess.run(
-        [_tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True
+        [tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True
     )
     assert text.returncode == 0
     return [p for p in text.stdout.split("\f") if p.strip()]
@@ -65,7 +58,7 @@ def test_report_pages_images_and_disclaimer(tmp_path: Path, cr_with_measurements
     # rasterised: the page shows the X-ray (a large grey area) and the coloured overlay
     subprocess.run(
         [
-            _tool("pdftoppm"),
+            tool("pdftoppm"),
             "-r",
             "50",
             "-png",
@@ -158,7 +151,7 @@ def test_report_with_linked_records_has_forecast_and_suggestions(
     assert f"1. {first.display}"[:40] in text
     # the plot is drawn: the forecast page has blue (forecast line) pixels
     subprocess.run(
-        [_tool("pdftoppm"), "-r", "50", "-png", str(out), str(tmp_path / "page")], check=True
+        [tool("pdftoppm"), "-r", "50", "-png", str(out), str(tmp_path / "page")], check=True
     )
     blue = 0
     for png in sorted(tmp_path.glob("page*.png")):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,20 +16,9 @@ from medview.io import load_series, scan
 from medview.io.database import StudyDatabase
 from medview.results import audit
 from medview.results.sr import build_sr, image_refs, import_sr, read_sr, write_sr
+from tests.helpers.tools import dciodvfy_errors, dumps_cleanly, tool
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"needs {name} (apt-get install dicom3tools dcmtk)")
-    return path
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    out = subprocess.run([_tool("dciodvfy"), str(path)], capture_output=True, text=True)
-    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
 
 
 def measure_rows(vol, sops: list[str]) -> list[dict]:
@@ -61,18 +49,24 @@ def ct_series(ct_dir: Path):
     return info, vol
 
 
-def test_ct_sr_valid_and_round_trips(tmp_path: Path, ct_series) -> None:
+def write_ct_sr(ct_series, out: Path) -> tuple[list[str], list[dict], Path]:
+    """An SR of :func:`measure_rows` on the CT: (the slices' SOP UIDs, the rows, the file)."""
     info, vol = ct_series
     sops = [i.sop_uid for i in vol.instances]
     rows = measure_rows(vol, sops)
     refs = image_refs([str(i.path) for i in info.instances])
-    out = write_sr(build_sr(refs, rows), tmp_path / "ct_sr.dcm")
+    return sops, rows, write_sr(build_sr(refs, rows), out)
+
+
+def test_ct_sr_valid_and_round_trips(tmp_path: Path, ct_series) -> None:
+    info, vol = ct_series
+    sops, rows, out = write_ct_sr(ct_series, tmp_path / "ct_sr.dcm")
 
     assert dciodvfy_errors(out) == []
-    dump = subprocess.run([_tool("dsrdump"), str(out)], capture_output=True, text=True)
+    dump = subprocess.run([tool("dsrdump"), str(out)], capture_output=True, text=True)
     assert dump.returncode == 0 and "Imaging Measurement Report" in dump.stdout
     assert '"Length"' in dump.stdout and "[hnsf'U]" in dump.stdout
-    assert subprocess.run([_tool("dcmdump"), str(out)], capture_output=True).returncode == 0
+    assert dumps_cleanly(out)
 
     ds = pydicom.dcmread(out)
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
@@ -95,10 +89,7 @@ def test_roi_geometry_round_trip_gives_the_same_stats(tmp_path: Path, ct_series)
     from medview.imaging.measure import Measurement, compute
 
     info, vol = ct_series
-    sops = [i.sop_uid for i in vol.instances]
-    rows = measure_rows(vol, sops)
-    refs = image_refs([str(i.path) for i in info.instances])
-    out = write_sr(build_sr(refs, rows), tmp_path / "sr.dcm")
+    sops, rows, out = write_ct_sr(ct_series, tmp_path / "sr.dcm")
     rs, cs = vol.spacing[1], vol.spacing[0]
     for orig, got in zip(rows, read_sr(out).measurements, strict=True):
         k = sops.index(got["sop_uid"])
@@ -142,10 +133,7 @@ def test_cr_sr_with_ai_finding(tmp_path: Path, xray_dir: Path) -> None:
 
 def test_import_sr_restores_measurements(tmp_path: Path, ct_series, medview_home) -> None:
     info, vol = ct_series
-    sops = [i.sop_uid for i in vol.instances]
-    rows = measure_rows(vol, sops)
-    refs = image_refs([str(i.path) for i in info.instances])
-    out = write_sr(build_sr(refs, rows), tmp_path / "sr.dcm")
+    sops, rows, out = write_ct_sr(ct_series, tmp_path / "sr.dcm")
     db = StudyDatabase(tmp_path / "db.sqlite")
     assert import_sr(out, db) == len(rows)
     assert import_sr(out, db) == 0  # not doubled

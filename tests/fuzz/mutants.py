@@ -335,16 +335,8 @@ def _wrong_ts(src: Path, rng: random.Random) -> Callable[[Path], Path]:
 def _nan_values(src: Path, rng: random.Random) -> Callable[[Path], Path]:
     bad = rng.choice(["NaN", "nan", "inf", "-inf", "Infinity", "1e999"])
     what = rng.choice(
-        [
-            "RescaleSlope",
-            "RescaleIntercept",
-            "PixelSpacing",
-            "WindowWidth",
-            "WindowCenter",
-            "SliceThickness",
-            "ImagePositionPatient",
-            "both_rescale",
-        ]
+        "RescaleSlope RescaleIntercept PixelSpacing WindowWidth WindowCenter SliceThickness"
+        " ImagePositionPatient both_rescale".split()
     )
 
     def make(folder: Path) -> Path:
@@ -400,14 +392,7 @@ ESCAPES = (
 def _control_text(src: Path, rng: random.Random) -> Callable[[Path], Path]:
     text = rng.choice(ESCAPES)
     where = rng.choice(
-        [
-            "SeriesDescription",
-            "StudyDescription",
-            "PatientName",
-            "PatientID",
-            "Modality",
-            "SeriesInstanceUID",
-        ]
+        "SeriesDescription StudyDescription PatientName PatientID Modality SeriesInstanceUID".split()
     )
 
     def make(folder: Path) -> Path:

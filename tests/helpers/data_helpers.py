@@ -24,3 +24,22 @@ def import_radiograph(xray_dir: Path) -> dict:
     finally:
         db.close()
     return study
+
+
+def tiny_pneumoniamnist(out: Path, train_per_class: int, val_per_class: int) -> Path:
+    """A small real slice of PneumoniaMNIST written to ``out`` (an .npz with the train/val
+    arrays of the original): the first ``train_per_class`` train and ``val_per_class`` val
+    images of each class. Skips the test when ../shared/data is absent."""
+    import numpy as np
+
+    from tests.conftest import PNEUMONIAMNIST, need
+
+    with np.load(need(PNEUMONIAMNIST)) as d:
+        arrays = {}
+        for split, n in (("train", train_per_class), ("val", val_per_class)):
+            labels = d[f"{split}_labels"]
+            idx = np.concatenate([np.flatnonzero(labels[:, 0] == c)[:n] for c in (0, 1)])
+            arrays[f"{split}_images"] = d[f"{split}_images"][idx]
+            arrays[f"{split}_labels"] = labels[idx]
+    np.savez(out, **arrays)
+    return out

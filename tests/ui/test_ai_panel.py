@@ -12,7 +12,6 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 
-
 def _tiny_model(folder, seed=0):
     import torch
 
@@ -62,6 +61,13 @@ def _panel(qtbot):
     return panel
 
 
+def _run(qtbot, panel, run) -> None:
+    """``run()`` (run_current/run_series): wait for its results and for the panel's worker."""
+    with qtbot.waitSignal(panel.results_changed, timeout=60000):
+        run()
+    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+
+
 def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
     from medview.ui.context import Overlay, StudyContext
 
@@ -71,9 +77,7 @@ def test_panel_runs_on_current_image_and_overlays(qtbot, user_models):
     panel.overlay_changed.connect(overlays.append)
     panel.set_study_context(StudyContext(volume=vol, index=2, image_key="k2"))
     assert panel.run_image_btn.isEnabled()
-    with qtbot.waitSignal(panel.results_changed, timeout=60000):
-        panel.run_current()
-    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    _run(qtbot, panel, panel.run_current)
     assert panel.table.rowCount() == 1
     row = [panel.table.item(0, j).text() for j in range(panel.table.columnCount())]
     # slice numbers are 1-based, as in the viewport (index 2 is the third slice)
@@ -184,9 +188,7 @@ def test_panel_finding_signal_for_positive_result(qtbot, user_models):
     panel = _panel(qtbot)
     panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
     assert not panel.finding_btn.isEnabled()
-    with qtbot.waitSignal(panel.results_changed, timeout=60000):
-        panel.run_current()
-    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    _run(qtbot, panel, panel.run_current)
     assert panel.finding_btn.isEnabled()
     with qtbot.waitSignal(panel.finding) as sig:
         panel.send_finding()
@@ -206,9 +208,7 @@ def test_out_of_distribution_probability_is_greyed_and_explained(qtbot):
     qtbot.addWidget(panel)
     panel.set_selected(["pneumonia_cnn"])
     panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
-    with qtbot.waitSignal(panel.results_changed, timeout=60000):
-        panel.run_current()
-    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    _run(qtbot, panel, panel.run_current)
     (res,) = panel._results_for(0)
     assert res.in_distribution is False
     prob = panel.table.item(0, COLUMNS.index("Probability"))
@@ -229,9 +229,7 @@ def test_find_similar_lists_stored_slices(qtbot, user_models, medview_home):
     panel = _panel(qtbot)
     panel.set_study_context(StudyContext(volume=_volume(n=3), index=0))
     assert not panel.similar_btn.isEnabled()
-    with qtbot.waitSignal(panel.results_changed, timeout=60000):
-        panel.run_series()
-    qtbot.waitUntil(lambda: not panel.slot.busy, timeout=30000)
+    _run(qtbot, panel, panel.run_series)
     for k in (1, 2, 0):  # store slices 2 and 3 first, then ask from slice 1
         panel.set_study_context(StudyContext(volume=panel.ctx.volume, index=k))
         assert panel.similar_btn.isEnabled()

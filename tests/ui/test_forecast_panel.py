@@ -41,15 +41,20 @@ def records():
     return rs
 
 
-@pytest.fixture()
-def panel(qtbot, records):
+def _forecast_panel(qtbot):
+    """A forecast panel owned by pytest-qt, shut down before it is closed."""
     from medview.ui.panels.forecast_panel import ForecastPanel
 
     p = ForecastPanel()
-    qtbot.addWidget(p)
+    qtbot.addWidget(p, before_close_func=lambda w: w.shutdown())
+    return p
+
+
+@pytest.fixture()
+def panel(qtbot, records):
+    p = _forecast_panel(qtbot)
     p.resize(500, 500)
-    yield p
-    p.shutdown()
+    return p
 
 
 def test_follows_patient_and_forecasts_glucose(qtbot, panel, records):
@@ -147,20 +152,15 @@ def test_loads_cgm_file(qtbot, panel, tmp_path):
 def test_follows_patient_from_saved_records(qtbot, medview_home, records):
     """Without set_records, the panel links the patient in view against the database."""
     from medview.records import save_records
-    from medview.ui.panels.forecast_panel import ForecastPanel
 
     save_records(records)
-    p = ForecastPanel()
-    qtbot.addWidget(p)
-    try:
-        with qtbot.waitSignal(p.forecast_ready, timeout=15000) as sig:
-            p.set_study_context(
-                StudyContext(patient_name="Doe^Jane", birth_date=date(1970, 2, 3), patient_id="X9")
-            )
-        assert p.patient == "p1" and "name" in p.link_label.text()
-        assert sig.args[0].code == "99504-3" and len(sig.args[0].history_values) == 576
-    finally:
-        p.shutdown()
+    p = _forecast_panel(qtbot)
+    with qtbot.waitSignal(p.forecast_ready, timeout=15000) as sig:
+        p.set_study_context(
+            StudyContext(patient_name="Doe^Jane", birth_date=date(1970, 2, 3), patient_id="X9")
+        )
+    assert p.patient == "p1" and "name" in p.link_label.text()
+    assert sig.args[0].code == "99504-3" and len(sig.args[0].history_values) == 576
 
 
 def test_late_result_of_another_patient_is_dropped(qtbot, panel, records):

@@ -13,18 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzz.mutants import mutants, source_files
+from tests.fuzz.mutants import mutants
 
 REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("PySide6")
-
-
-@pytest.fixture(scope="module")
-def sources() -> list[Path]:
-    found = source_files()
-    if len(found) < 20:
-        pytest.skip("pydicom's test files are not installed")
-    return found
 
 
 def _write(items, folder: Path) -> int:
@@ -35,7 +27,7 @@ def _write(items, folder: Path) -> int:
         try:
             m.make(sub)
             made += 1
-        except TypeError:  # pydicom cannot write a few edits of a few sources
+        except TypeError:  # pydicom cannot write a few edits of a few fuzz_sources
             continue
     return made
 
@@ -68,10 +60,10 @@ def _assert_survived(rc: int, err: str, shot: Path, what: str) -> None:
         assert len(line) < 1200, f"{what}: a message is not one short line: {line[:200]}"
 
 
-def test_gui_opens_a_folder_of_mutants(sources, tmp_path):
+def test_gui_opens_a_folder_of_mutants(fuzz_sources, tmp_path):
     folder = tmp_path / "mutants"
     folder.mkdir()
-    made = _write(mutants(4, sources), folder)
+    made = _write(mutants(4, fuzz_sources), folder)
     assert made >= 30
     rc, err, _ = _open(folder, tmp_path / "shot.png", tmp_path / "home", timeout=600)
     _assert_survived(rc, err, tmp_path / "shot.png", "folder of mutants")
@@ -79,8 +71,8 @@ def test_gui_opens_a_folder_of_mutants(sources, tmp_path):
 
 
 @pytest.mark.slow
-def test_gui_opens_every_mutant_alone(sources, tmp_path):
-    for m in mutants(3, sources):
+def test_gui_opens_every_mutant_alone(fuzz_sources, tmp_path):
+    for m in mutants(3, fuzz_sources):
         folder = tmp_path / m.name
         folder.mkdir()
         try:

@@ -451,13 +451,10 @@ def test_screenshot_reports_bad_path(tmp_path):
 
 
 def test_start_up_is_light():
-    code = (
-        "import sys, medview.ui.app, medview.ui.main_window;"
-        "heavy = [m for m in ('torch', 'SimpleITK', 'sklearn', 'pyqtgraph') if m in sys.modules];"
-        "print(heavy); sys.exit(1 if heavy else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from tests.helpers.imports import loaded_after
+
+    heavy = ("torch", "SimpleITK", "sklearn", "pyqtgraph")
+    assert loaded_after("import medview.ui.app, medview.ui.main_window", heavy) == []
 
 
 def test_thumbnails_of_compressed_series_render_in_decoder_processes(monkeypatch, ct_dir):

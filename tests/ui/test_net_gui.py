@@ -13,19 +13,8 @@ import pytest
 
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
-pytest.register_assert_rewrite("tests.helpers.net_fixtures")
 
-from tests.helpers.net_fixtures import (  # noqa: E402
-    PATIENT_ID,
-    _copy_as_new_series,
-    db_instances,
-    echoscu,
-    free_port,
-    integrity_ok,
-    storescu,
-)
-
-pytest_plugins = ("tests.helpers.net_fixtures",)
+from tests.helpers import net_fixtures as nf  # noqa: E402 - its fixtures: tests/conftest.py
 
 TIMEOUT = 60_000
 
@@ -118,6 +107,10 @@ def test_listener_and_node_forms_refuse_bad_input(qtbot, medview_home):
         "allow": ["CT1", "MR2"],
         "network": True,
         "bind": "0.0.0.0",
+        "allow_ip": [],  # TLS and address fields: tests/ui/test_net_listener_tls.py
+        "tls_cert": "",
+        "tls_key": "",
+        "tls_ca": "",
     }
     form = NodeForm(None)
     qtbot.addWidget(form)
@@ -184,7 +177,7 @@ def test_nodes_editor_round_trip_and_echo(qtbot, window, orthanc, capsys):
 def test_echo_of_an_unreachable_node_is_one_line(qtbot, window):
     from medview.net.nodes import Node, add_node
 
-    add_node(Node(name="nobody", host="127.0.0.1", port=free_port(), aet="NOBODY"))
+    add_node(Node(name="nobody", host="127.0.0.1", port=nf.free_port(), aet="NOBODY"))
     dlg = window.net.dialog()
     dlg.echo()
     qtbot.waitUntil(lambda: "echo failed" in dlg.status.text(), timeout=TIMEOUT)
@@ -204,7 +197,7 @@ def test_search_series_and_cget_into_database(qtbot, window, orthanc, study_uid,
     dlg.search()
     qtbot.waitUntil(lambda: dlg.results.topLevelItemCount() == 1, timeout=TIMEOUT)
     study = dlg.results.topLevelItem(0)
-    assert study.text(1) == PATIENT_ID and study.text(6) == "20"
+    assert study.text(1) == nf.PATIENT_ID and study.text(6) == "20"
     study.setExpanded(True)
     qtbot.waitUntil(lambda: study.childCount() == 1, timeout=TIMEOUT)
     assert study.child(0).text(4) == "CT" and study.child(0).text(6) == "20"
@@ -222,8 +215,8 @@ def test_search_series_and_cget_into_database(qtbot, window, orthanc, study_uid,
     assert job.status == "done", job.message
     assert job.result["stored"] == 20
     db = _db(medview_home)
-    assert len(db_instances(db)) == 20
-    integrity_ok(db)
+    assert len(nf.db_instances(db)) == 20
+    nf.integrity_ok(db)
     # the retrieved study lands in the browser
     qtbot.waitUntil(
         lambda: any(s.study_uid == study_uid for s in _db_series(window).values()),
@@ -238,7 +231,7 @@ def test_wado_retrieve_of_one_series(qtbot, window, orthanc, study_uid, medview_
     dlg = window.net.dialog()
     dlg.select_node("orthanc-web")
     assert [dlg.method.itemData(i) for i in range(dlg.method.count())] == ["wado"]
-    dlg.patient_id.setText(PATIENT_ID)
+    dlg.patient_id.setText(nf.PATIENT_ID)
     dlg.search()
     qtbot.waitUntil(lambda: dlg.results.topLevelItemCount() >= 1, timeout=TIMEOUT)
     study = next(
@@ -253,7 +246,7 @@ def test_wado_retrieve_of_one_series(qtbot, window, orthanc, study_uid, medview_
     _wait_jobs(qtbot, dlg.queue)
     job = dlg.queue.jobs[-1]
     assert job.status == "done", job.message
-    assert job.result["stored"] == 20 and len(db_instances(_db(medview_home))) == 20
+    assert job.result["stored"] == 20 and len(nf.db_instances(_db(medview_home))) == 20
 
 
 def test_cmove_to_the_gui_listener_arrives_live(qtbot, window, orthanc, study_uid, medview_home):
@@ -266,7 +259,7 @@ def test_cmove_to_the_gui_listener_arrives_live(qtbot, window, orthanc, study_ui
     dlg.select_node("orthanc")
     assert dlg.method.findData("move") >= 0
     dlg.method.setCurrentIndex(dlg.method.findData("move"))
-    dlg.patient_id.setText(PATIENT_ID)
+    dlg.patient_id.setText(nf.PATIENT_ID)
     dlg.search()
     qtbot.waitUntil(lambda: dlg.results.topLevelItemCount() == 1, timeout=TIMEOUT)
     dlg.results.topLevelItem(0).setSelected(True)
@@ -285,19 +278,19 @@ def test_cmove_to_the_gui_listener_arrives_live(qtbot, window, orthanc, study_ui
         ),
         timeout=TIMEOUT,
     )
-    assert len(db_instances(_db(medview_home))) == 20
+    assert len(nf.db_instances(_db(medview_home))) == 20
 
 
 # -- receive while the GUI is open ------------------------------------------------------
 
 
 def test_storescu_push_into_the_open_window(qtbot, window, ct_copy, tmp_path, medview_home):
-    port = free_port()
+    port = nf.free_port()
     _listen(qtbot, window, port)
-    pushed = _copy_as_new_series(ct_copy, tmp_path / "push", "gui-push")
+    pushed = nf._copy_as_new_series(ct_copy, tmp_path / "push", "gui-push")
     series_uid = str(pydicom.dcmread(next(pushed.glob("*.dcm"))).SeriesInstanceUID)
     proc = subprocess.Popen(
-        storescu(port, sorted(pushed.glob("*.dcm")), "CTSCANNER"),
+        nf.storescu(port, sorted(pushed.glob("*.dcm")), "CTSCANNER"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -331,11 +324,11 @@ def test_storescu_push_into_the_open_window(qtbot, window, ct_copy, tmp_path, me
         ),
         timeout=TIMEOUT,
     )
-    assert len(db_instances(_db(medview_home))) == 20
-    integrity_ok(_db(medview_home))
+    assert len(nf.db_instances(_db(medview_home))) == 20
+    nf.integrity_ok(_db(medview_home))
     window.close()  # stops the listener: nothing answers on the port any more
     assert not window.net.listener.running
-    res = subprocess.run(echoscu(port), capture_output=True)
+    res = subprocess.run(nf.echoscu(port), capture_output=True)
     assert res.returncode != 0
 
 
@@ -348,7 +341,7 @@ def test_send_to_from_the_browser_menu(qtbot, window, orthanc, ct_copy, tmp_path
     from medview.cli import main
 
     _add_orthanc_nodes(orthanc)
-    copy = _copy_as_new_series(ct_copy, tmp_path / "send", "gui-send")
+    copy = nf._copy_as_new_series(ct_copy, tmp_path / "send", "gui-send")
     new_study = pydicom.uid.generate_uid(entropy_srcs=["gui-send", "study"])
     for f in copy.glob("*.dcm"):  # a study of its own: Orthanc's first one keeps 20 images
         ds = pydicom.dcmread(f)
@@ -402,5 +395,5 @@ def test_cancel_running_and_queued_transfers(qtbot, window, orthanc, study_uid, 
     assert second.status == "cancelled" and second.handle is None
     assert third.status == "done" and third.result["stored"] == 20
     assert "TEST CT NET" in queue.table.item(2, 0).text()
-    assert len(db_instances(_db(medview_home))) == 20
-    integrity_ok(_db(medview_home))
+    assert len(nf.db_instances(_db(medview_home))) == 20
+    nf.integrity_ok(_db(medview_home))

@@ -18,7 +18,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from tests.core.test_results_sr import dciodvfy_errors  # noqa: E402
+from tests.helpers.tools import dciodvfy_errors  # noqa: E402
 
 TIMEOUT = 60000
 

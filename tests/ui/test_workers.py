@@ -55,17 +55,8 @@ class _Log:
 
 
 def _run(slot, fn, *args, log: _Log, name: str = "job"):
-    return slot.run(
-        fn,
-        *args,
-        on_result=log.result,
-        on_partial=log.partial,
-        on_progress=log.progress,
-        on_error=log.error,
-        on_busy=log.busy,
-        on_finished=log.finished,
-        name=name,
-    )
+    kinds = ("result", "partial", "progress", "error", "busy", "finished")
+    return slot.run(fn, *args, name=name, **{f"on_{k}": getattr(log, k) for k in kinds})
 
 
 def test_run_delivers_partials_progress_and_result_in_order(qtbot) -> None:
