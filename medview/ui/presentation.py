@@ -4,7 +4,6 @@ applied (window, annotations, shutter) and switched off or on with
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from medview.viewer import gsps
@@ -32,10 +31,9 @@ def look_for(win: MainWindow, vol: Any) -> None:
     if slot is None:
         slot = win.gsps_slot = TaskSlot(win)
         win.side_slots.append(slot)
-    folders = sorted({os.path.dirname(os.path.abspath(i.path)) for i in insts})
     slot.run(
         gsps.find_presentation_states,
-        folders,
+        [i.path for i in insts],  # their folders are worked out on the worker
         {i.sop_uid for i in insts},
         name="gsps",
         on_result=lambda found, v=vol: _found(win, v, found),

@@ -189,20 +189,38 @@ def _files(paths: list[str]) -> list[str]:
     return out
 
 
+def _may_be_gsps(path: str) -> bool:
+    """False when the file's meta header says it is not a GSPS: a Part 10 file names its
+    SOP class in the first few hundred bytes, so the slices of a 3,000-file series are
+    passed over without parsing them (files with no meta header are parsed)."""
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(4096)
+    except OSError:
+        return False
+    if head[128:132] != b"DICM":
+        return True
+    return GSPS_SOP_CLASS.encode() in head
+
+
 def find_presentation_states(
     paths: list[str], sop_uids: set[str], state: TaskState | None = None
 ) -> list[PresentationState]:
-    """The GSPS among the files of ``paths`` (a folder's own files) that reference any of
-    ``sop_uids``; unreadable files and other objects are passed over."""
+    """The GSPS among the files of the folders ``paths`` and of the folders holding the
+    files ``paths`` (a series' files; a folder's own files, not its subfolders) that
+    reference any of ``sop_uids``; unreadable files and other objects are passed over."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     state = ensure_state(state)
-    files = _files(paths)
+    folders = {p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p)) for p in paths}
+    files = _files(sorted(folders))
     found: list[PresentationState] = []
     for n, f in enumerate(files):
         if n % 50 == 0:
             state.progress(n / max(len(files), 1), "presentation states")
+        if not _may_be_gsps(f):
+            continue
         try:
             head = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"])
             if str(head.get("SOPClassUID", "")) != GSPS_SOP_CLASS:

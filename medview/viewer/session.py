@@ -107,6 +107,7 @@ def warm_up(state: TaskState | None = None) -> bool:
     import medview.imaging.display  # noqa: F401
     import medview.io  # noqa: F401
     import medview.io.database  # noqa: F401
+    import medview.results.jobs  # noqa: F401 - imported when a series is first shown (audit)
 
     ensure_state(state).check()
     from medview.io.decoders import decoder_pool
