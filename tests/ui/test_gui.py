@@ -286,6 +286,7 @@ def test_command_line_preset_reaches_every_ct_viewport_only(make_window, qtbot, 
     window in HU would wash out the radiograph, which keeps its own."""
     win = make_window()
     win.set_layout("1x2")
+    win.pinned_layout = "1x2"  # as `--layout` does (ui.app): no hanging protocol
     win.requested_preset = "lung"
     win.open_paths([str(xray_dir / "cr_chest_pa_jpeg_baseline.dcm"), str(ct_dir)])
     idle(qtbot, win)
