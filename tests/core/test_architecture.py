@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,12 @@ def _size_offenders() -> list[str]:
 def test_module_and_function_size_limits():
     offenders = _size_offenders()
     assert not offenders, "too long (split it): " + "; ".join(offenders)
+
+
+def test_no_qsettings_in_medview() -> None:
+    uses = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "medview").rglob("*.py")
+        if re.search(r"import[^\n]*\bQSettings\b|\bQSettings\(", p.read_text(encoding="utf-8"))
+    ]
+    assert uses == []

@@ -304,3 +304,23 @@ def test_modality_lut_output_is_not_wrapped():
     vol = load_path(path)
     assert np.array_equal(vol.array[0].astype(np.int64), expected)
     assert np.array_equal(vol.modality_values(0), expected.astype(np.float32))
+
+
+def test_thumbnails_of_compressed_series_render_in_decoder_processes(monkeypatch, ct_dir):
+    """A JPEG 2000 thumbnail decoded on a thread would hold the GIL (GUI stall)."""
+    from medview.imaging import thumbnails as thumbs
+    from medview.io import decoders, scan
+    from medview.tasks import TaskState
+
+    series = scan(str(ct_dir)).series[0]
+    expected = thumbs.render_thumbnail(series)  # in this process
+    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
+    got = []
+    try:
+        assert decoders.decoder_pool() is not None
+        n = thumbs.make_thumbnails([("k", series)], TaskState(on_partial=got.append))
+    finally:
+        decoders.shutdown()
+    assert n == 1 and got[0][0] == "k"
+    assert got[0][1].shape == expected.shape and max(expected.shape) <= thumbs.SIZE
+    assert np.array_equal(got[0][1], expected)

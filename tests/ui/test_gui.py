@@ -458,26 +458,6 @@ def test_start_up_is_light():
     assert loaded_after("import medview.ui.app, medview.ui.main_window", heavy) == []
 
 
-def test_thumbnails_of_compressed_series_render_in_decoder_processes(monkeypatch, ct_dir):
-    """A JPEG 2000 thumbnail decoded on a thread would hold the GIL (GUI stall)."""
-    from medview.imaging import thumbnails as thumbs
-    from medview.io import decoders, scan
-    from medview.tasks import TaskState
-
-    series = scan(str(ct_dir)).series[0]
-    expected = thumbs.render_thumbnail(series)  # in this process
-    monkeypatch.setenv("MEDVIEW_DECODE_WORKERS", "2")
-    got = []
-    try:
-        assert decoders.decoder_pool() is not None
-        n = thumbs.make_thumbnails([("k", series)], TaskState(on_partial=got.append))
-    finally:
-        decoders.shutdown()
-    assert n == 1 and got[0][0] == "k"
-    assert got[0][1].shape == expected.shape and max(expected.shape) <= thumbs.SIZE
-    assert np.array_equal(got[0][1], expected)
-
-
 def test_drop_files_and_series_onto_a_viewport(make_window, qtbot, ct_dir):
     from PySide6.QtCore import QMimeData, QUrl
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import subprocess
 import sys
@@ -192,12 +191,3 @@ def test_only_plain_data_is_stored(medview_home) -> None:
     with pytest.raises(TypeError):
         settings.set_value("recent", ["/a", float("nan")])
     assert not (medview_home / "settings.json").exists()
-
-
-def test_no_qsettings_in_medview() -> None:
-    uses = [
-        str(p.relative_to(REPO))
-        for p in (REPO / "medview").rglob("*.py")
-        if re.search(r"import[^\n]*\bQSettings\b|\bQSettings\(", p.read_text(encoding="utf-8"))
-    ]
-    assert uses == []
