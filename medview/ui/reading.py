@@ -7,6 +7,7 @@ Widgets and handlers only; the logic is Qt-free: :mod:`medview.imaging.projectio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -127,31 +128,64 @@ def copy_viewport(win: MainWindow, overlays: bool = True) -> None:
 
 def export_cine_dialog(win: MainWindow) -> None:
     """File > Export cine: every slice of the active viewport's plane as GIF or MP4,
-    written on a worker with the viewport's window and projection."""
+    written on a worker with the viewport's window and projection; in the 3D layout a
+    full rotation of the 3D view (:func:`export_rotation`)."""
     from medview.viewer import export
 
+    rotate = win.area.layout_name == "3d"
     vp = win.active
-    if vp.volume is None or vp.loading:
+    if vp.volume is None or vp.loading or (rotate and win.area.view3d.renderer is None):
         win.notify("nothing to export: load a series first", "info")
         return
     filters = "Animated GIF (*.gif)" + (";;MP4 video (*.mp4)" if export.mp4_available() else "")
-    path, _ = QFileDialog.getSaveFileName(win, "Export cine", "cine.gif", filters)
+    title, name = ("Export 3D rotation", "rotation.gif") if rotate else ("Export cine", "cine.gif")
+    path, _ = QFileDialog.getSaveFileName(win, title, name, filters)
     if path:
-        export_cine(win, path)
+        (export_rotation if rotate else export_cine)(win, path)
 
 
-def export_cine(win: MainWindow, path: str) -> Any:
-    """Write the active viewport's cine to ``path`` on a worker; returns the task handle."""
+def _export_slot(win: MainWindow) -> Any:
     from medview.ui.workers import TaskSlot
-    from medview.viewer.export import write_cine_of
 
-    vp = win.active
-    v = vp.view
     slot = getattr(win, "export_slot", None)
     if slot is None:
         slot = win.export_slot = TaskSlot(win)
         win.side_slots.append(slot)
-    h = slot.run(
+    return slot
+
+
+def export_rotation(win: MainWindow, path: str, frames: int = 36) -> Any:
+    """A full turn of the 3D view as it is now (preset, elevation, zoom, clipping box,
+    size), ``frames`` frames at the cine rate, written to ``path`` on a worker by the 3D
+    view's own renderer; returns the task handle."""
+    from medview.viewer.export import write_rotation
+
+    v3 = win.area.view3d
+    w, h = v3.canvas.width(), v3.canvas.height()
+    view = dataclasses.replace(v3.view, size=(max(32, w - w % 2), max(32, h - h % 2)))
+    h_ = _export_slot(win).run(
+        write_rotation,
+        path,
+        v3.renderer.volume,
+        view,
+        frames,
+        win.active.cine.fps,
+        v3.renderer,
+        name="rotation",
+        on_result=lambda n: win.notify(f"{path}: {n} frames written", "info"),
+        on_error=win.notify,
+    )
+    win.progress.track(h_, f"Exporting {os.path.basename(path)}")
+    return h_
+
+
+def export_cine(win: MainWindow, path: str) -> Any:
+    """Write the active viewport's cine to ``path`` on a worker; returns the task handle."""
+    from medview.viewer.export import write_cine_of
+
+    vp = win.active
+    v = vp.view
+    h = _export_slot(win).run(
         write_cine_of,
         path,
         vp.volume,

@@ -4,7 +4,8 @@
 the viewer's display pipeline (:func:`medview.imaging.display.render_slice`, or
 :func:`medview.imaging.projection.render_projection` for a slab). :func:`write_cine`
 writes them as an animated GIF (Pillow) or an H.264 MP4 (the ffmpeg binary that
-the ``imageio-ffmpeg`` wheel bundles; nothing else is run). :func:`write_image`
+the ``imageio-ffmpeg`` wheel bundles; nothing else is run); :func:`write_rotation` a full
+turn of the 3D volume rendering the same way. :func:`write_image`
 writes one uint8 image as PNG or JPEG (Pillow).
 """
 
@@ -184,6 +185,37 @@ def write_cine_of(
     return write_cine(path, frames, fps)
 
 
+def write_rotation(
+    path: str,
+    volume: Volume,
+    view: Any = None,
+    frames: int = 36,
+    fps: float = 10.0,
+    renderer: Any = None,
+    state: TaskState | None = None,
+) -> int:
+    """A 3D rotation of ``volume`` (a full turn about the head-foot axis from ``view``, a
+    :class:`~medview.viewer.volume3d.View3D`; default: bone preset, from the front,
+    512x512) written by :func:`write_cine` as GIF or MP4, ``frames`` frames. ``renderer``:
+    the 3D view's :class:`~medview.viewer.volume3d.VolumeRenderer` (else one is made and
+    closed here). A worker function; ``ValueError`` when VTK is missing."""
+    from medview.viewer import volume3d
+
+    if os.path.splitext(path)[1].lower() not in CINE_SUFFIXES:
+        raise ValueError(f"a rotation is written as {' or '.join(CINE_SUFFIXES)}, not {path!r}")
+    if renderer is None and not volume3d.vtk_available():
+        raise ValueError("3D rendering needs VTK: pip install 'medview[3d]'")
+    views = volume3d.rotation_views(view or volume3d.View3D(), frames)
+    own = renderer is None
+    r = volume3d.VolumeRenderer(volume) if own else renderer
+    try:
+        images = r.render_all(views, state)
+    finally:
+        if own:
+            r.close()
+    return write_cine(path, images, fps)
+
+
 def write_image(path: str, image: np.ndarray, quality: int = 92) -> None:
     """Write a uint8 (H, W), (H, W, 3) or (H, W, 4) image as PNG or JPEG (by suffix)."""
     from PIL import Image
@@ -208,4 +240,5 @@ __all__ = [
     "write_cine",
     "write_cine_of",
     "write_image",
+    "write_rotation",
 ]

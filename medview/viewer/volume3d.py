@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medview.tasks import TaskState
+from medview.tasks import TaskState, ensure_state
 
 if TYPE_CHECKING:
     from medview.io.model import Volume
@@ -283,10 +283,14 @@ class VolumeRenderer:
         return future.result()
 
     def _render(self, view: View3D, generation: int) -> np.ndarray | None:
-        import time
-
         if generation != self._generation:
             return None
+        return self._frame(view)
+
+    def _frame(self, view: View3D) -> np.ndarray:
+        """One frame, on the VTK thread (the pipeline is built with the first)."""
+        import time
+
         t0 = time.perf_counter()
         if self._pipeline is None:
             self._pipeline = _Pipeline(self.volume, view.mode)
@@ -295,6 +299,20 @@ class VolumeRenderer:
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - t0
         return out
+
+    def render_all(self, views: list[View3D], state: TaskState | None = None) -> list[np.ndarray]:
+        """Every view in order, as one job on the VTK thread: an interactive request made
+        meanwhile waits for it and drops none of its frames (a rotation export)."""
+        state = ensure_state(state)
+
+        def job() -> list[np.ndarray]:
+            out = []
+            for n, view in enumerate(views):
+                state.progress(n / max(1, len(views)), f"3D frame {n + 1}/{len(views)}")
+                out.append(self._frame(view))
+            return out
+
+        return self._exec.submit(job).result()
 
     def close(self, state: TaskState | None = None) -> None:
         """Release the VTK objects and stop the thread (a worker function too)."""
@@ -308,6 +326,16 @@ class VolumeRenderer:
             self._exec.submit(_drop).result()
         finally:
             self._exec.shutdown(wait=True)
+
+
+def rotation_views(view: View3D, frames: int = 36, degrees: float = 360.0) -> list[View3D]:
+    """``frames`` views turning by ``degrees`` about the head-foot axis from ``view``'s
+    azimuth, evenly (a full turn does not repeat its first frame, so it loops smoothly);
+    preset, elevation, zoom, clipping box and size as in ``view``."""
+    if not 1 <= frames <= 3600:
+        raise ValueError(f"a rotation has 1 to 3600 frames, not {frames}")
+    step = degrees / frames
+    return [replace(view, azimuth=view.azimuth + n * step) for n in range(frames)]
 
 
 def render_volume(volume: Volume, view: View3D | None = None) -> np.ndarray:
@@ -327,6 +355,7 @@ __all__ = [
     "View3D",
     "VolumeRenderer",
     "render_volume",
+    "rotation_views",
     "transfer_points",
     "vtk_available",
 ]
