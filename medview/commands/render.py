@@ -1,5 +1,6 @@
 """``medview render PATH --out FILE.png``: one slice, a slab projection (MIP, MinIP,
-average) or a cine loop (GIF/MP4) through the viewer's display pipeline."""
+average) or a cine loop (GIF/MP4) through the viewer's display pipeline, or (``--rotate``)
+a full turn of the 3D volume rendering as GIF/MP4."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 from medview.commands import _args
 
-HELP = "render one slice, a MIP/MinIP/average slab or a cine loop exactly as the viewer shows it"
+HELP = (
+    "render one slice, a MIP/MinIP/average slab or a cine loop exactly as the viewer shows "
+    "it, or a 3D rotation"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, "--cine", "write every slice of the plane, in order, as an animated GIF or an MP4"
     )
     parser.add_argument("--fps", type=float, default=10.0, help="cine frame rate (default 10)")
+    parser.add_argument(
+        "--rotate",
+        type=int,
+        metavar="FRAMES",
+        help="write a full turn of the 3D volume rendering (VTK) in FRAMES frames as an "
+        "animated GIF or an MP4",
+    )
+    parser.add_argument(
+        "--preset3d",
+        default="bone",
+        choices=["bone", "lung", "soft tissue", "angio"],
+        help="3D transfer-function preset with --rotate (default: bone)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             window = preset
         if args.cine:
             return _cine(args, vol, window)
+        if args.rotate is not None:
+            return _rotate(args, vol)
         n = plane_size(vol, args.plane)
         index = n // 2 if args.index is None else args.index
         if not 0 <= index < n:
@@ -127,7 +146,19 @@ def _option_problem(args: argparse.Namespace) -> str:
         return "--slab needs --projection mip|minip|avg"
     if args.slab is not None and not args.slab > 0:
         return f"--slab must be a thickness in mm above 0, not {args.slab:g}"
-    if args.cine:
+    if args.rotate is not None:
+        if suffix not in (".gif", ".mp4"):
+            return f"{args.out}: a rotation is written as .gif or .mp4"
+        if args.cine or args.index is not None or args.projection or args.window or args.preset:
+            return (
+                "--rotate renders the whole volume in 3D (--preset3d): leave out --cine, "
+                "--index, --projection, --window and --preset"
+            )
+        if not 1 <= args.rotate <= 3600:
+            return f"--rotate takes 1 to 3600 frames, not {args.rotate}"
+        if not 0 < args.fps <= 120:
+            return f"--fps must be above 0 and at most 120, not {args.fps:g}"
+    elif args.cine:
         if suffix not in (".gif", ".mp4"):
             return f"{args.out}: a cine is written as .gif or .mp4"
         if args.index is not None:
@@ -135,7 +166,7 @@ def _option_problem(args: argparse.Namespace) -> str:
         if not 0 < args.fps <= 120:
             return f"--fps must be above 0 and at most 120, not {args.fps:g}"
     elif suffix not in (".png", ".jpg", ".jpeg"):
-        return f"{args.out}: an image is written as .png or .jpg (a cine needs --cine)"
+        return f"{args.out}: an image is written as .png or .jpg (a cine needs --cine or --rotate)"
     return ""
 
 
@@ -169,4 +200,25 @@ def _cine(args: argparse.Namespace, vol: Any, window: tuple[float, float] | None
         return error(f"{args.out}: cannot write ({exc.strerror or exc})")
     h, w = frames[0].shape[:2]
     print(f"wrote {args.out} ({count} frames, {w}x{h}, {args.plane}, {args.fps:g} fps)")
+    return 0
+
+
+def _rotate(args: argparse.Namespace, vol: Any) -> int:
+    """``--rotate FRAMES``: a full turn of the 3D rendering, written as GIF or MP4."""
+    from medview.commands._common import error
+    from medview.viewer import export, volume3d
+
+    if args.out.lower().endswith(".mp4") and not export.mp4_available():
+        return error(f"{args.out}: MP4 needs the imageio-ffmpeg package; write a .gif instead")
+    if not volume3d.vtk_available():
+        return error("--rotate needs VTK for 3D rendering: pip install 'medview[3d]'")
+    view = volume3d.View3D(preset=args.preset3d)
+    try:
+        count = export.write_rotation(args.out, vol, view, args.rotate, args.fps)
+    except ValueError as exc:
+        return error(f"{args.path}: {exc}")
+    except OSError as exc:
+        return error(f"{args.out}: cannot write ({exc.strerror or exc})")
+    w, h = view.size
+    print(f"wrote {args.out} ({count} frames, {w}x{h}, 3D {args.preset3d}, {args.fps:g} fps)")
     return 0

@@ -78,3 +78,25 @@ def test_rotation_mp4_decodes_to_the_frame_count(ct, tmp_path):
 def test_rotation_refusals(ct, tmp_path):
     with pytest.raises(ValueError, match="written as .gif or .mp4"):
         export.write_rotation(str(tmp_path / "x.avi"), ct)
+
+
+def test_render_rotate_on_the_command_line(ct_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from medview.cli import main
+
+    out = tmp_path / "turn.gif"
+    args = ["render", str(ct_dir), "--rotate", "5", "--preset3d", "soft tissue", "--fps", "5"]
+    assert main([*args, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "5 frames, 512x512, 3D soft tissue, 5 fps" in said
+    with Image.open(out) as gif:
+        assert gif.n_frames == 5 and gif.size == (512, 512)
+        assert abs(gif.info["duration"] - 200) <= 10
+    for bad, why in (
+        (["--rotate", "5", "--out", str(tmp_path / "x.png")], "written as .gif or .mp4"),
+        (["--rotate", "5", "--cine", "--out", str(out)], "leave out --cine"),
+        (["--rotate", "0", "--out", str(out)], "1 to 3600 frames"),
+    ):
+        assert main(["render", str(ct_dir), *bad]) == 2
+        assert why in capsys.readouterr().err
