@@ -18,9 +18,10 @@ from every origin of the last 60 % of the record with:
 * ``selected``: what medview presents: the default (``ar+<network>``, or the
   network alone when the patient's AR cannot be fitted) unless another method's
   RMSE on the first half of the patient's backtest origins is at least
-  :data:`DEFAULT_MARGIN` lower (:func:`pick`); judged on the second half only (so
-  the choice never sees the points it is judged on); it may be persistence.
-  Without the network: the lowest RMSE on the first half.
+  :data:`DEFAULT_MARGIN` lower (:func:`pick`), and persistence unless the choice beat
+  it there by :data:`PERSISTENCE_MARGIN`; judged on the second half only (so the
+  choice never sees the points it is judged on). Without the network: the lowest
+  RMSE on the first half (with the same persistence floor).
 
 Intervals: split-conformal with normalised scores ``|error| / scale`` where
 ``scale`` = SD of the window's 5-minute changes + 1 mg/dL, Mondrian by the
@@ -56,6 +57,7 @@ AR_MIN_WINDOWS = 100
 ENSEMBLE = "ar+lstm"  # the mean of the two: adopted because it won on held-out patients
 CANDIDATES = ("persistence", "linear", "ar", "lstm", ENSEMBLE)
 DEFAULT_MARGIN = 0.05  # another method replaces the default only when 5 % better (Hall 2018)
+PERSISTENCE_MARGIN = 0.05  # persistence is shown unless the choice beat it by 5 % (Hall 2018)
 LOW_GUARD = 100.0  # mg/dL: below it ar+<network> takes the lower forecast (Clarke D, Hall 2018)
 MIN_CALIBRATION_PATIENTS = 3
 
@@ -173,13 +175,18 @@ def default_method(methods: Any) -> str | None:
     return chosen[0] if chosen else None
 
 
-def pick(rmse: dict[str, float], margin: float = DEFAULT_MARGIN) -> str:
+def pick(
+    rmse: dict[str, float], margin: float = DEFAULT_MARGIN, floor: float = PERSISTENCE_MARGIN
+) -> str:
     """The method shown: the default (:func:`default_method`) unless another one's RMSE
-    is at least ``margin`` lower; without a default, the lowest RMSE."""
+    is at least ``margin`` lower; without a default, the lowest RMSE. Then persistence
+    unless the choice beat it by at least ``floor`` (no gain shown without evidence)."""
     best = min(rmse, key=lambda m: rmse[m])
     default = default_method(rmse)
     if default is not None and rmse[best] > (1.0 - margin) * rmse[default]:
-        return default
+        best = default
+    if "persistence" in rmse and rmse[best] > (1.0 - floor) * rmse["persistence"]:
+        return "persistence"
     return best
 
 

@@ -105,7 +105,14 @@ def _rules(sets: dict[str, Any], kind: str) -> None:
     from medview.forecast.evaluation import CANDIDATES, pick
 
     print(f"\nselection rules with {kind} (RMSE, x persistence, patients worse):")
-    for margin in (None, 0.0, 0.05, 0.1, 0.2):
+    for margin, floor in (
+        (None, 0.0),
+        (0.0, 0.0),
+        (0.05, 0.0),
+        (0.1, 0.0),
+        (0.05, 0.05),
+        (0.05, 0.1),
+    ):
         cells = []
         for name, (_, bts) in sets.items():
             for minutes in (30, 60):
@@ -120,14 +127,18 @@ def _rules(sets: dict[str, Any], kind: str) -> None:
                         m: float(np.sqrt(np.mean((b.preds[m][:half, h] - b.y[:half, h]) ** 2)))
                         for m in ok
                     }
-                    m = min(r, key=lambda k: r[k]) if margin is None else pick(r, margin)
+                    m = min(r, key=lambda k: r[k]) if margin is None else pick(r, margin, floor)
                     e.append(b.preds[m][half:, h] - b.y[half:, h])
                     p.append(b.preds["persistence"][half:, h] - b.y[half:, h])
                     worse += int(np.sqrt(np.mean(e[-1] ** 2)) > np.sqrt(np.mean(p[-1] ** 2)))
                 r_ = float(np.sqrt(np.mean(np.concatenate(e) ** 2)))
                 rp = float(np.sqrt(np.mean(np.concatenate(p) ** 2)))
                 cells.append(f"{name[:4]} {minutes}: {r_:5.2f} x{r_ / rp:.3f} {worse}/{len(bts)}")
-        label = "old (lowest RMSE, no network)" if margin is None else f"default, margin {margin:g}"
+        label = (
+            "old (lowest RMSE, no network)"
+            if margin is None
+            else f"default, margin {margin:g}, floor {floor:g}"
+        )
         print(f"  {label:31s} " + " | ".join(cells))
 
 
@@ -212,10 +223,13 @@ def main() -> None:
             + ", ".join(f"{k} {v:.0f} s" for k, v in info["train_s"].items())
             + f"; windows per fold {info['windows']}"
         )
+        from medview.forecast.attention import KINDS
         from medview.forecast.evaluation import add_real
 
-        for b in allbts:
+        for b in allbts:  # medview's selection sees only the --kind network
+            aside = {k: b.preds.pop(k) for k in list(b.preds) if k in KINDS and k != args.kind}
             add_real(b, args.kind, b.preds[args.kind])
+            b.preds.update(aside)
         _rules(sets, args.kind)
     for name, (_, bts) in sets.items():
         _table(name, bts)

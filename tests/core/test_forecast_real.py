@@ -166,9 +166,23 @@ def test_pick_keeps_the_default_unless_another_method_is_clearly_better():
     assert default_method(["persistence", "ar", "attn_gru", "ar+attn_gru"]) == "ar+attn_gru"
     assert default_method(["persistence", "attn_gru"]) == "attn_gru"
     assert default_method(["persistence", "ar"]) is None
-    assert pick({"persistence": 10.0, "ar+attn_gru": 10.2, "ar": 9.9}) == "ar+attn_gru"
+    assert pick({"persistence": 20.0, "ar+attn_gru": 10.2, "ar": 9.9}) == "ar+attn_gru"
+    assert pick({"persistence": 20.0, "ar+attn_gru": 10.2, "ar": 9.0}) == "ar"  # 12 % better
+    assert pick({"persistence": 20.0, "ar": 9.0, "lstm": 9.5}) == "ar"  # no network: lowest
+    # persistence unless the choice beat it by 5 % on the patient's own backtest
+    assert pick({"persistence": 10.0, "ar+attn_gru": 9.8, "ar": 9.7}) == "persistence"
     assert pick({"persistence": 9.0, "ar+attn_gru": 10.0}) == "persistence"
-    assert pick({"persistence": 10.0, "ar": 9.0, "lstm": 9.5}) == "ar"  # no network: lowest
+
+
+def test_bundled_network_knows_its_training_patients(shared_data):
+    """Every real patient it was trained on is recognised (so its backtests stay honest)."""
+    from medview.forecast.cgmdata import load_patients
+
+    model = load_real_model(BUNDLED)
+    for name, n in (("Dubosson2018", 9), ("Hall2018", 57)):
+        series, _, _ = load_patients(shared_data / "cgm_real" / f"{name}_processed.csv")
+        assert len(series) == n and all(model.saw(s.seconds, s.values) for s in series)
+        assert not model.saw(series[0].seconds + 3600.0, series[0].values)  # shifted: unseen
 
 
 @pytest.mark.slow
