@@ -158,6 +158,8 @@ class LoadedModel:
 
         self.ood = load_check(info)  # verifies the calibration file's sha256
         self.shifts = reliability.tta_shifts(out)
+        tta = out.get("tta")
+        self.tta_average = bool(isinstance(tta, dict) and tta.get("average")) and bool(self.shifts)
         self.helpers: dict[str, LoadedModel] = {}  # e.g. the autoencoder the check uses
         self._warm_up()
 
@@ -197,10 +199,19 @@ class LoadedModel:
             torch.cuda.synchronize(self.device)
 
     # -- classification ---------------------------------------------------------
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) model input -> (N, K) calibrated class probabilities."""
+    def probabilities(self, x: np.ndarray, average: bool = True) -> np.ndarray:
+        """(N, C, H, W) model input -> (N, K) calibrated class probabilities.
+
+        A card with ``output.tta.average`` gives the probability of the mean logit over
+        the original and shifted views (as every result reports it) unless ``average``
+        is False (one view).
+        """
         import torch
 
+        if average and self.tta_average:
+            return reliability.view_probabilities(self, reliability.views(x, self.shifts), len(x))[
+                0
+            ]
         with self.lock, torch.inference_mode(), self._autocast():
             z = self.module(self._tensor(x)).float() / self.temperature
             return self._to_probs(z).cpu().numpy().astype(np.float64)
@@ -239,24 +250,6 @@ class LoadedModel:
     def is_ensemble(self) -> bool:
         """Whether the module is an ensemble (``member_logits``: spread over members)."""
         return hasattr(self.module, "member_logits") and hasattr(self.module, "forward_features")
-
-    def classify_members(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """An ensemble's (probabilities (N, K), pooled features (N, F), each member's
-        probabilities (M, N, K)) in one pass; calibrated with the card's temperature."""
-        import torch
-
-        m = self.module
-        with self.lock, torch.inference_mode(), self._autocast():
-            f = m.forward_features(self._tensor(x))
-            zk = m.member_logits(f).float() / self.temperature
-            p = self._to_probs(zk.mean(dim=0))
-            pk = torch.stack([self._to_probs(z) for z in zk])
-            feats = f.float().mean(dim=(2, 3))
-            return (
-                p.cpu().numpy().astype(np.float64),
-                feats.cpu().numpy().astype(np.float64),
-                pk.cpu().numpy().astype(np.float64),
-            )
 
     def predicted(self, p: np.ndarray) -> str:
         """Label decided by the card's threshold on the positive class (binary)."""

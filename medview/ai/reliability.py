@@ -9,10 +9,12 @@
   2x; tests/bench/bench_ai.py). Edges are replicated; no flips: a mirrored
   chest film is not a plausible input, and the bundled nets have no dropout to
   sample). The reported figure is the standard deviation of each probability (or
-  of the anomaly score) over the original and the shifted views; the reported
-  probability itself is the one of the original view, unchanged. All views run
-  in one batch. A card may set its own shifts in ``output.tta.shifts``
-  (``[[dy, dx], ...]``; ``[]`` turns the spread off).
+  of the anomaly score) over the original and the shifted views. The reported
+  probability is the original view's, or, when the card says ``output.tta.average``
+  (the bundled classifier), that of the mean calibrated logit over all views (the
+  temperature was fitted on that mean). All views run in one batch. A card may set
+  its own shifts in ``output.tta.shifts`` (``[[dy, dx], ...]``; ``[]`` turns the
+  spread off).
 * **In distribution** (:func:`distribution`): the card's calibrated check
   (:mod:`medview.ai.ood`), fed with the classifier's pooled features and the
   autoencoder's reconstruction error and latent vector.
@@ -63,12 +65,58 @@ def classify(lm: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
     """
     n = len(x)
     if lm.is_ensemble:
-        p_ens, f_ens, per_member = lm.classify_members(x)
+        p_ens, f_ens, per_member = member_probabilities(lm, x)
         return p_ens, per_member.std(axis=0), f_ens
+    if lm.tta_average:  # the probability of the mean logit over the views
+        p_avg, f_avg, per_view = view_probabilities(lm, views(x, lm.shifts), n)
+        return p_avg, per_view.std(axis=0), f_avg
     p_all, feats = lm.classify(views(x, lm.shifts) if lm.shifts else x)
     p = p_all[:n]
     spread = p_all.reshape(-1, n, p.shape[1]).std(axis=0) if lm.shifts else None
     return p, spread, (None if feats is None else feats[:n])
+
+
+def member_probabilities(
+    lm: LoadedModel, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An ensemble's (probabilities (N, K), pooled features (N, F), each member's
+    probabilities (M, N, K)) in one pass, calibrated with the card's temperature."""
+    import torch
+
+    m = lm.module
+    with lm.lock, torch.inference_mode(), lm._autocast():
+        f = m.forward_features(lm._tensor(x))
+        zk = m.member_logits(f).float() / lm.temperature
+        p = lm._to_probs(zk.mean(dim=0))
+        pk = torch.stack([lm._to_probs(z) for z in zk])
+        feats = f.float().mean(dim=(2, 3))
+        return _np(p), _np(feats), _np(pk)
+
+
+def view_probabilities(
+    lm: LoadedModel, xv: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``n`` images as V views in one batch (:func:`views`) -> (probabilities of the mean
+    calibrated logit (n, K), pooled features of the first view (n, F) or None, each
+    view's probabilities (V, n, K))."""
+    import torch
+
+    m = lm.module
+    split = hasattr(m, "forward_features") and hasattr(m, "forward_head")
+    with lm.lock, torch.inference_mode(), lm._autocast():
+        t = lm._tensor(xv)
+        f = m.forward_features(t) if split else None
+        z = (m.forward_head(f) if split else m(t)).float() / lm.temperature
+        zv = z.reshape(-1, n, z.shape[1])
+        p = lm._to_probs(zv.mean(dim=0))
+        pv = torch.stack([lm._to_probs(v) for v in zv])
+        feats = None if f is None else _np(f[:n].float().mean(dim=(2, 3)))
+        return _np(p), feats, _np(pv)
+
+
+def _np(t: Any) -> np.ndarray:
+    """A torch tensor as float64 numpy on the CPU."""
+    return np.asarray(t.cpu().numpy(), dtype=np.float64)
 
 
 def anomaly(

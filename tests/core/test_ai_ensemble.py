@@ -55,6 +55,7 @@ def test_train_ensemble_end_to_end(tmp_path, monkeypatch, capsys):
     from medview.ai.inference import LoadedModel, run_batch
     from medview.ai.preprocess import SourceImage, prepare
     from medview.ai.registry import read_model_folder
+    from medview.ai.reliability import member_probabilities
     from medview.cli import main
     from medview.modelcards import read_card, sha256_file
 
@@ -75,6 +76,7 @@ def test_train_ensemble_end_to_end(tmp_path, monkeypatch, capsys):
     card.verify()
     meta = card.meta
     assert meta["architecture"]["name"] == "ensemble"
+    assert meta["version"].startswith("2.0.0-retrained-")  # a new model line
     assert meta["architecture"]["params"]["members"] == 2
     assert [s["weights_sha256"] for s in meta["training"]["members"]] == [
         sha256_file(m / "model.safetensors") for m in members
@@ -88,11 +90,11 @@ def test_train_ensemble_end_to_end(tmp_path, monkeypatch, capsys):
     with np.load(data) as d:
         imgs = d["val_images"][:4]
     x = np.stack([prepare(im, lm.spec) for im in imgs])
-    p, feats, per = lm.classify_members(x)
+    p, feats, per = member_probabilities(lm, x)
     assert per.shape == (2, 4, 2) and feats.shape == (4, 256)
     # each member's calibrated probability is that member's logit at the ensemble's temperature
     for k, part in enumerate(parts):
-        z = part.probabilities(x)  # member's own temperature: compare logits instead
+        z = part.probabilities(x, average=False)  # its own temperature: compare logits
         zk = np.log(z[:, 1] / z[:, 0]) * part.temperature / lm.temperature
         assert np.allclose(per[k][:, 1], 1 / (1 + np.exp(-zk)), atol=1e-5)
     res = run_batch(lm, [SourceImage(path="x", index=i, image=im) for i, im in enumerate(imgs)])

@@ -120,7 +120,8 @@ def test_out_of_distribution_images_are_refused(loaded, ood_images):
 
 
 def test_uncertainty_is_the_spread_over_shifted_views(loaded):
-    """Every output carries a TTA spread; the probability itself is the original view's."""
+    """Every output carries a TTA spread; the probability is the card's: the original
+    view's, or that of the mean logit over the views (``output.tta.average``)."""
     from medview.ai.reliability import views
 
     with np.load(need(PNEUMONIAMNIST)) as d:
@@ -133,7 +134,12 @@ def test_uncertainty_is_the_spread_over_shifted_views(loaded):
     direct = lm.probabilities(x)[:, 1]
     got = np.array([r.probabilities["pneumonia"] for r in res])
     assert np.allclose(got, direct, atol=1e-5)
-    allp = lm.probabilities(views(x, lm.shifts))[:, 1].reshape(-1, len(x))
+    allp = lm.probabilities(views(x, lm.shifts), average=False)[:, 1].reshape(-1, len(x))
+    if lm.tta_average:  # the mean calibrated logit over the views
+        logit = np.log(allp / (1 - allp)).mean(axis=0)
+        assert np.allclose(got, 1 / (1 + np.exp(-logit)), atol=1e-5)
+    else:
+        assert np.allclose(got, allp[0], atol=1e-5)
     unc = np.array([r.uncertainty["pneumonia"] for r in res])
     assert np.allclose(unc, allp.std(axis=0), atol=1e-5)
     assert unc.max() > 0 and all(

@@ -75,7 +75,9 @@ def version_retrained(meta: dict[str, Any], reference: dict[str, Any] | None) ->
     """Give a newly written card its own version when its weights differ from the bundled.
 
     A run that reproduces the bundled weights bit for bit keeps the bundled version.
-    Any other weights get ``<bundled version>-retrained-<sha256[:8]>`` and a
+    Any other weights get ``<bundled version>-retrained-<sha256[:8]>`` (the card's own
+    version instead of the bundled one when the architectures differ, e.g. an ensemble
+    against a single net) and a
     ``retrained_from`` block (name, version, sha256 of the bundled model), so results
     cached under model name + version can tell the two apart.
     """
@@ -86,10 +88,15 @@ def version_retrained(meta: dict[str, Any], reference: dict[str, Any] | None) ->
     ref_sha = str(reference.get("weights", {}).get("sha256", ""))
     ref_version = str(reference.get("version", VERSION))
     if sha == ref_sha:
-        meta["version"] = ref_version
+        # same weights: the bundled version, unless the card changes what the model
+        # outputs (temperature, test-time averaging): then the card's own (newer) version
+        if reference.get("output") == meta.get("output"):
+            meta["version"] = ref_version
         meta.pop("retrained_from", None)
         return meta
     base = ref_version.split("-retrained-")[0]
+    if reference.get("architecture") != meta.get("architecture"):  # another model line
+        base = str(meta.get("version", VERSION)).split("-retrained-")[0]
     meta["version"] = f"{base}-retrained-{sha[:8]}"
     meta["retrained_from"] = {
         "name": str(reference.get("name", meta["name"])),

@@ -17,7 +17,6 @@ from medview.ai.training.card import (
     CLASSIFIER_NAME,
     INTENDED_USE_SCOPE,
     LIMITS,
-    VERSION,
     shared_blocks,
     write_versioned,
 )
@@ -46,6 +45,15 @@ CLASSIFIER_ARCH: dict[str, Any] = {
     },
 }
 BATCH = 96
+#: test-time augmentation of the bundled classifier: the probability is that of the mean
+#: logit over the original and two views shifted by one pixel diagonally (the views the
+#: uncertainty needs anyway: no extra cost); the temperature is fitted on that mean.
+#: Val (single view -> mean of 3, temperature refitted each time; seeds 0, 1, 2): log-loss
+#: 0.075 -> 0.051, 0.068 -> 0.054, 0.062 -> 0.059; AUC 0.9977 -> 0.9982, 0.9975 -> 0.9979,
+#: 0.9977 -> 0.9974.
+TTA: dict[str, Any] = {"shifts": [[1, 1], [-1, -1]], "average": True}
+#: 1.0.0: the original view's probability; 1.1.0: the same weights, TTA-averaged (above)
+CLASSIFIER_VERSION = "1.1.0"
 
 
 @dataclass
@@ -250,18 +258,35 @@ def finish_classifier(
     """
     import torch
 
+    from medview.ai.reliability import views
+
+    extra = dict(card or {})
+    out_extra = dict(extra.pop("output", {}))
+    tta = dict(out_extra.setdefault("tta", dict(TTA)))
+    shifts = [(int(a), int(b)) for a, b in tta.get("shifts", [])]
     xva_u8, yva = load_split(data, "val")
-    xva = torch.from_numpy(prepare_batch(xva_u8, SPEC))
+    xva = prepare_batch(xva_u8, SPEC)
     ema = model.cpu().eval()
-    zva = predict_logits(ema, xva.cpu())
+    z_views = predict_logits(ema, torch.from_numpy(views(xva, shifts))).reshape(-1, len(xva))
+    zva = z_views.mean(axis=0) if tta.get("average") else z_views[0]
     temperature = M.fit_temperature(yva, zva)
     threshold = float(run["train_prevalence"])
     validation = classifier_validation(yva, zva, temperature, threshold, int(run["seed"]))
     validation["selected_epoch"] = run["selected_epoch"]
     validation["note"] = "val was used for epoch selection and temperature scaling: optimistic"
+    if tta.get("average"):
+        t1 = M.fit_temperature(yva, z_views[0])
+        validation["prediction"] = (
+            f"mean logit over the original and {len(shifts)} shifted views (tta.average)"
+        )
+        validation["original_view_only"] = {
+            "auc": round(M.roc_auc(yva, z_views[0]), 4),
+            "nll": round(M.nll(yva, z_views[0], t1), 4),
+            **_rounded(M.binary_metrics(yva, M.sigmoid(z_views[0] / t1), threshold)),
+        }
     meta = {
         "name": CLASSIFIER_NAME,
-        "version": VERSION,
+        "version": CLASSIFIER_VERSION,
         "task": "classification",
         "description": "Small ResNet (3 stages, 32-64-128 channels) classifying a frontal "
         "paediatric chest X-ray as normal or pneumonia, with a temperature-calibrated "
@@ -293,7 +318,6 @@ def finish_classifier(
         "validation": validation,
         **shared_blocks(),
     }
-    extra = dict(card or {})
-    meta["output"].update(extra.pop("output", {}))
+    meta["output"].update(out_extra)
     meta.update(extra)
     return write_versioned(out, ema, meta)

@@ -57,7 +57,7 @@ COLUMNS = [
     "Label",
     "Intended use",  # the verdict, next to the label it qualifies
     "Probability",
-    "Uncertainty",  # TTA spread (std over shifted views) of the probability / score
+    "Uncertainty",  # spread (std over ensemble members, else shifted views) of the figure
     "Threshold",
     "Anomaly",
     "Device",
@@ -68,7 +68,7 @@ OUT_OF_SCOPE_GREY = QColor(140, 140, 140)
 
 
 def uncertainty_text(r: Any) -> str:
-    """The TTA spread of the figure shown in the Probability / Anomaly column."""
+    """The spread (ensemble members or shifted views) of the Probability / Anomaly figure."""
     unc = getattr(r, "uncertainty", None) or {}
     if r.probabilities is not None:
         key = "pneumonia" if "pneumonia" in unc else (r.predicted if r.predicted in unc else "")
