@@ -1,6 +1,6 @@
 """Viewer benchmark (issue 3, item 10). Not run by pytest.
 
-    python3 -m tests.bench.bench_viewer [--slices 300] [--compressed] [--json out.json]
+    python3 -m tests.bench.bench_viewer [--slices 300] [--compressed] [--memmap] [--json out.json]
 
 Builds an N-slice CT series from the real slices in ../shared/data (new UIDs and
 positions, see tests/helpers/series.py) and measures, offscreen:
@@ -19,7 +19,9 @@ positions, see tests/helpers/series.py) and measures, offscreen:
   ``mip20_viewport_repaint_ms``: the viewport repainting a 20 mm MIP at a new W/L.
 
 * ``peak_rss_mib_after_load``: the process's peak resident memory once the series is
-  loaded, beside the int16 volume's size (Qt, pydicom and the window included);
+  loaded, beside the int16 volume's size (Qt, pydicom and the window included), and the
+  anonymous / file-backed resident memory then (``--memmap``: the volume in a
+  memory-mapped file, as a series over the RAM budget is loaded);
 * ``volume3d_first_frame_s`` / ``volume3d_frame_s``: the 3D view (VTK offscreen, 512x512,
   bone preset): first frame and the median rotated frame (skipped without VTK).
 
@@ -40,7 +42,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-HERE = Path(__file__).resolve().parent
 
 
 def _repaint_ms(vp, n: int) -> list[float]:
@@ -66,7 +67,12 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--series-dir", help="use (or build into) this folder")
     ap.add_argument("--switch-interval", type=float, help="override sys.setswitchinterval (s)")
+    ap.add_argument(
+        "--memmap", action="store_true", help="load into a memory-mapped file (MEDVIEW_MEMMAP_MB=0)"
+    )
     args = ap.parse_args()
+    if args.memmap:
+        os.environ["MEDVIEW_MEMMAP_MB"] = "0"  # every series memory-mapped (medview.io.volume)
 
     os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-bench-home-"))
     from tests.helpers.series import build_series
@@ -115,10 +121,12 @@ def main() -> int:
     clock = QElapsedTimer()
     clock.start()
     last = [clock.nsecsElapsed()]
+    stall_at: list[float] = []
 
     def tick() -> None:
         now = clock.nsecsElapsed()
         stalls.append((now - last[0]) / 1e6 - 10.0)
+        stall_at.append(time.perf_counter())
         last[0] = now
 
     timer = QTimer()
@@ -136,6 +144,7 @@ def main() -> int:
     res["idle_max_stall_ms"] = round(max(stalls), 1)
     res["idle_p99_stall_ms"] = round(_pct(stalls, 0.99), 1)
     stalls.clear()
+    stall_at.clear()
     last[0] = clock.nsecsElapsed()
     first_shown: list[float] = []  # first slice of the series on screen
 
@@ -161,9 +170,15 @@ def main() -> int:
     res["volume_int16_mib"] = round(vol_mb, 1)
     res["peak_rss_mib_after_load"] = round(rss_mb, 1)
     res["peak_rss_over_volume"] = round(rss_mb / vol_mb, 2)
+    from medview.io.volume import is_mapped
+
+    res["memory_mapped"] = is_mapped(vp.volume.array)
+    res.update(_rss_now())  # anonymous (unswappable here) vs file-backed (the kernel's to drop)
     res["open_first_slice_s"] = round(first_shown[0] - t_open, 3)
     res["open_to_loaded_s"] = round(t_loaded - t_open, 3)
     res["max_stall_ms"] = round(max(stalls), 1)
+    worst = max(range(len(stalls)), key=stalls.__getitem__)  # when: during the scan or load?
+    res["max_stall_at_s"] = round(stall_at[worst] - t_open, 2)
     res["stalls_over_50ms"] = sum(1 for x in stalls if x > 50)
     res["p99_stall_ms"] = round(_pct(stalls, 0.99), 1)
     res["timer_ticks"] = len(stalls)
@@ -239,6 +254,22 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(text + "\n")
     return 0
+
+
+def _rss_now() -> dict[str, float]:
+    """Resident memory now, MiB: anonymous and file-backed (a memory-mapped volume's pages
+    are file-backed: the kernel writes them back and drops them under memory pressure)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as fp:
+            for line in fp:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    out[f"rss_{line[3:7].lower()}_mib_after_load"] = round(
+                        int(line.split()[1]) / 1024, 1
+                    )
+    except OSError:
+        pass
+    return out
 
 
 def _volume3d_figures(vol, res: dict[str, object]) -> None:
