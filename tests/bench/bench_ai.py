@@ -2,7 +2,7 @@
 
 Usage::
 
-    python3 -m tests.bench.bench_ai [--repeats 200] [--threads N] [--update-cards]
+    python3 -m tests.bench.bench_ai [--repeats 200] [--threads N] [--update-cards [--only NAME]]
 
 For each model it measures
 
@@ -17,7 +17,8 @@ For each model it measures
 * ``preprocess_1024_ms``: a 1024x1024 display image to the 28x28 model input;
 * ``result_b1_ms`` / ``result_b64_ms_per_image``: one whole result as ``medview analyze``
   makes it (:func:`medview.ai.inference.run_batch` on a 28x28 display image): the
-  probability plus its TTA uncertainty (4 shifted views in the same batch) and the
+  probability plus its uncertainty (an ensemble: the members' spread, one view; else
+  2 shifted views in the same batch as the original) and the
   in-distribution check (which runs the autoencoder for the classifier), with
   ``result_over_plain_b1`` = result_b1_ms / medview_b1_ms (the cost of knowing how far
   to trust the figure).
@@ -82,11 +83,11 @@ def _bench_one(lm, rng, repeats: int, sync) -> dict[str, float]:
     r["eager_fp32_b1_ms_fastest"] = _MIN[id(eager_b1)]
     classify = lm.info.task == "classification"
 
-    def ours() -> None:
-        lm.probabilities(x1) if classify else lm.anomaly(x1)
+    def ours() -> None:  # one forward pass (no test-time views)
+        lm.probabilities(x1, average=False) if classify else lm.anomaly(x1)
 
     def ours64() -> None:
-        lm.probabilities(x64) if classify else lm.anomaly(x64)
+        lm.probabilities(x64, average=False) if classify else lm.anomaly(x64)
 
     r["medview_b1_ms"] = _median_ms(ours, repeats)
     r["medview_b1_ms_fastest"] = _MIN[id(ours)]
@@ -170,6 +171,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: medview's)")
     ap.add_argument("--update-cards", action="store_true")
+    ap.add_argument(
+        "--only", nargs="+", metavar="NAME", help="with --update-cards: only these models' cards"
+    )
     args = ap.parse_args()
     if args.threads:
         os.environ["MEDVIEW_AI_THREADS"] = str(args.threads)
@@ -200,7 +204,7 @@ def main() -> int:
         from medview.modelcards import write_card
 
         for info in discover().values():
-            if info.source != "bundled":
+            if info.source != "bundled" or (args.only and info.name not in args.only):
                 continue
             perf = {
                 "measured": time.strftime("%Y-%m-%d"),
