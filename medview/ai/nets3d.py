@@ -5,8 +5,9 @@ A volume model's card names its architecture (``"architecture": {"name": "unet3d
 then loaded from safetensors (never unpickled). Imports torch at module level: import
 this module only inside functions that run or train a model.
 
-* ``unet3d`` (:class:`TinyUNet3D`): a small 3D U-Net (two 3x3x3 conv + instance norm +
-  LeakyReLU per level, max-pool down, transposed conv up, skip concatenation). With
+* ``unet3d`` (:class:`TinyUNet3D`): a small 3D U-Net (two 3x3x3 conv + norm + LeakyReLU
+  per level; ``norm`` "batch" (running statistics at inference, so a window of pure air
+  is not rescaled as instance norm would) or "instance"), max-pool down, transposed conv up, skip concatenation). With
   ``levels`` = 3 the input sides must be multiples of 4 (the sliding window's patch).
 * ``pointwise3d`` (:class:`Pointwise3D`): one 1x1x1 convolution, a model whose output
   at each voxel depends on that voxel only. The tests use it to check that the sliding
@@ -20,14 +21,24 @@ from typing import Any
 import torch
 from torch import nn
 
+NORMS = ("batch", "instance")
 
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    raise ValueError(f"unknown norm {kind!r} (known: {', '.join(NORMS)})")
+
+
+def _conv_block(cin: int, cout: int, norm: str) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv3d(cin, cout, 3, padding=1, bias=False),
-        nn.InstanceNorm3d(cout, affine=True),
+        _norm(norm, cout),
         nn.LeakyReLU(0.01, inplace=True),
         nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-        nn.InstanceNorm3d(cout, affine=True),
+        _norm(norm, cout),
         nn.LeakyReLU(0.01, inplace=True),
     )
 
@@ -36,7 +47,12 @@ class TinyUNet3D(nn.Module):
     """A small 3D U-Net: ``base`` channels at full resolution, doubled per level."""
 
     def __init__(
-        self, in_channels: int = 1, num_outputs: int = 4, base: int = 8, levels: int = 3
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 4,
+        base: int = 8,
+        levels: int = 3,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if levels < 1:
@@ -46,14 +62,14 @@ class TinyUNet3D(nn.Module):
         self.down = nn.ModuleList()
         cin = in_channels
         for w in widths:
-            self.down.append(_conv_block(cin, w))
+            self.down.append(_conv_block(cin, w, norm))
             cin = w
         self.pool = nn.MaxPool3d(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         for w_hi, w_lo in zip(widths[-2::-1], widths[:0:-1], strict=True):
             self.up.append(nn.ConvTranspose3d(w_lo, w_hi, 2, stride=2))
-            self.merge.append(_conv_block(2 * w_hi, w_hi))
+            self.merge.append(_conv_block(2 * w_hi, w_hi, norm))
         self.head = nn.Conv3d(widths[0], num_outputs, 1)
 
     @property

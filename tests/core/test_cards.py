@@ -140,7 +140,7 @@ def test_glucose_trainer_writes_the_committed_card_shape(tmp_path):
         ({"input": {"channels": 1, "size": [28, 100000]}}, "input.size must be"),
         ({"input": {"channels": 0, "size": [28, 28]}}, "input.channels must be"),
         ({"input": {"channels": 1, "size": "big"}}, "input.size must be"),
-        ({"task": "segmentation"}, "unknown task"),
+        ({"task": "detection"}, "unknown task"),  # segmentation is known (volume models)
         ({"output": "sigmoid"}, "output must be a JSON object"),
     ],
 )

@@ -37,14 +37,14 @@ from medview.errors import MedviewError
 NAME = "ct_seg"
 VERSION = "1.0.0"
 LABELS = ["background", "body", "lungs", "bone"]
-COLORS = ["#000000", "#e8a33d", "#3d9be8", "#f2f2f2"]
+COLORS = ["#000000", "#e8a33d", "#3d9be8", "#ff3df5"]  # bone magenta: white on white is invisible
 LUNG_IDS = tuple(range(10, 15))
 BONE_IDS = tuple(range(25, 51)) + tuple(range(69, 79)) + (91,) + tuple(range(92, 117))
 BODY_HU = -500.0
 BODY_PART_FRACTION = 0.05  # components at least this fraction of the largest (arms) are body
 ARCH: dict[str, Any] = {
     "name": "unet3d",
-    "params": {"in_channels": 1, "num_outputs": 4, "base": 8, "levels": 3},
+    "params": {"in_channels": 1, "num_outputs": 4, "base": 8, "levels": 3, "norm": "batch"},
 }
 PATCH = (16, 64, 64)  # (z, y, x) voxels of one window, multiples of 4 (3-level U-Net)
 CLIP = (-1000.0, 1500.0)  # HU
@@ -64,7 +64,9 @@ INPUT: dict[str, Any] = {
 }
 TRAIN_CT = ("totalseg_volumes/example_ct_sm.nii.gz", "totalseg_volumes/example_seg.nii.gz")
 TEST_CT = ("totalseg_example_dicom", "totalseg_example_dicom_seg.nii.gz")
-STEPS = 600
+STEPS = 800
+AIR_PAD = 24  # voxels of air added around the training volume in y and x
+Z_PAD = 6  # first/last slice repeated this often (crops see volume ends as inference does)
 BATCH = 2
 LR = 3e-3
 
@@ -178,7 +180,7 @@ def evaluate(model: Any, ct_dir: Path, device: str = "cpu") -> dict[str, Any]:
     voxel_ml = float(np.prod([float(s) for s in vol.spacing])) / 1000.0
     per_label = {}
     for k, name in enumerate(LABELS[1:], start=1):
-        d = dice(res.labels, ref, k)
+        d = dice(res.labels, ref, k) if (ref == k).any() else None  # no reference: no Dice
         per_label[name] = {
             "dice": None if d is None else round(d, 4),
             "reference_ml": round(int((ref == k).sum()) * voxel_ml, 1),
@@ -214,6 +216,14 @@ def train_ct_seg(
     hu = np.asarray(vol.array, np.float32) * float(vol.rescale_slope) + float(vol.rescale_intercept)
     x = (np.clip(hu, CLIP[0], CLIP[1]) - MEAN) / STD
     log(f"training volume {vol.array.shape}, voxels per class {np.bincount(ref.ravel()).tolist()}")
+    # air around the patient (test fields of view are wider than this cropped volume), and
+    # the first and last slices repeated as inference pads a short volume (edge mode)
+    pad = ((0, 0), (AIR_PAD, AIR_PAD), (AIR_PAD, AIR_PAD))
+    x = np.pad(x, pad, constant_values=(CLIP[0] - MEAN) / STD)
+    ref = np.pad(ref, pad, constant_values=0)
+    if Z_PAD:
+        x = np.pad(x, ((Z_PAD, Z_PAD), (0, 0), (0, 0)), mode="edge")
+        ref = np.pad(ref, ((Z_PAD, Z_PAD), (0, 0), (0, 0)), mode="edge")
     net = _fit(torch, x.astype(np.float32), ref, seed, steps, log)
     fit_s = time.perf_counter() - t0
     meta = card(
