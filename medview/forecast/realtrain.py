@@ -315,8 +315,9 @@ def _validation(cv: dict[str, Any] | None) -> dict[str, Any]:
         "backtest over the last 60 % of each record (the origins of medview forecast "
         "--evaluate); 'selected' = what medview shows (the default ar+network mean, another "
         "method only when it beat the default by 5 % on the first half of the patient's "
-        "origins; judged on the second half); interval: leave-patients-out within the file "
-        "and variability group, adaptive (ACI)",
+        "origins, then persistence unless the choice beat it by 5 % there; judged on the "
+        "second half); interval: leave-patients-out within the file and variability group, "
+        "adaptive (ACI)",
         "windows_per_fold": cv["windows_per_fold"],
         "sets": cv["sets"],
     }
