@@ -132,7 +132,7 @@ def make_store_handler(
         calling = _calling_aet(event.assoc)
         sop_uid = str(req.AffectedSOPInstanceUID or "")
         try:
-            raw = req.DataSet.getvalue()
+            raw = req.DataSet.getbuffer()  # the received bytes, not a copy of them
             sop_class = str(req.AffectedSOPClassUID)
             ts = str(event.context.transfer_syntax)
             try:

@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ STATUS_OK = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
+
+Chunk = bytes | bytearray | memoryview  # a part of an encoded instance
 
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_INSTANCE_BYTES = 2 * 1024 * 1024 * 1024
@@ -121,7 +123,7 @@ class StudyStore:
 
     def accept(
         self,
-        meta_and_dataset: list[bytes],
+        meta_and_dataset: Sequence[Chunk],
         sop_class: str,
         sop_uid: str,
         calling_aet: str = "",
@@ -157,7 +159,7 @@ class StudyStore:
         self.write_atomic(dest, meta_and_dataset)
         return Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
 
-    def write_atomic(self, dest: Path, parts: list[bytes]) -> None:
+    def write_atomic(self, dest: Path, parts: Sequence[Chunk]) -> None:
         """Write ``parts`` to ``dest`` through a temporary file and a rename."""
         tmp = self.incoming / f"{self._tag}-{next(self._serial)}.part"
         try:
@@ -186,7 +188,7 @@ class StudyStore:
 _O_BINARY = getattr(os, "O_BINARY", 0)
 
 
-def _write_all(fd: int, parts: list[bytes]) -> None:
+def _write_all(fd: int, parts: Sequence[Chunk]) -> None:
     """Write every byte of ``parts`` (one ``writev`` where the platform has it)."""
     views = [memoryview(b) for b in parts if len(b)]
     writev = getattr(os, "writev", None)
@@ -240,7 +242,7 @@ class Retrieval:
         }
 
 
-def read_uids(parts: list[bytes], transfer_syntax: str = "") -> tuple[str, str, str]:
+def read_uids(parts: Sequence[Chunk], transfer_syntax: str = "") -> tuple[str, str, str]:
     """(Study, Series, SOP Instance UID) of an encoded instance: walked in its bytes when
     ``transfer_syntax`` allows (the last part is then the dataset alone), else, or when
     the walk finds it malformed, parsed by pydicom (:class:`Rejected` if that fails too)."""
@@ -255,7 +257,7 @@ def read_uids(parts: list[bytes], transfer_syntax: str = "") -> tuple[str, str, 
     return study, series, sop
 
 
-def parse_header(parts: list[bytes]) -> Any:
+def parse_header(parts: Sequence[Chunk]) -> Any:
     """Parse the header (no pixel data) of an encoded file; :class:`Rejected` when it
     is not a readable dataset."""
     import warnings

@@ -74,7 +74,7 @@ def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes
     return b"\x00" * 128 + b"DICM" + group_length + body
 
 
-def header_uids(data: bytes, transfer_syntax: str) -> tuple[str, str, str]:
+def header_uids(data: bytes | bytearray | memoryview, transfer_syntax: str) -> tuple[str, str, str]:
     """(StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID) of a dataset encoded in
     ``transfer_syntax`` (see :func:`walkable`); "" for a missing one. Raises
     :class:`MalformedDataset` when an element runs past the end, a sequence or item is
