@@ -89,3 +89,27 @@ def test_panel_without_a_volume_says_so(qtbot):
     panel.run_volume()
     assert "No volume" in panel.status.text()
     panel.shutdown()
+
+
+def test_slice_scores_are_plotted_per_slice(qtbot):
+    if not (REPO / "models" / "pneumonia_cnn" / "metadata.json").exists():
+        pytest.skip("models/pneumonia_cnn not in this checkout")
+    from medview.io.model import Volume
+    from medview.ui.context import StudyContext
+    from medview.ui.panels.volume_ai_panel import VolumeAIPanel
+
+    panel = VolumeAIPanel()
+    qtbot.addWidget(panel)
+    panel.resize(400, 600)
+    arr = np.random.default_rng(0).integers(0, 255, size=(5, 64, 64)).astype(np.uint8)
+    panel.set_study_context(StudyContext(volume=Volume(arr, modality="CT"), index=2))
+    i = panel.slice_model_box.findData("pneumonia_cnn")
+    assert i >= 0
+    panel.slice_model_box.setCurrentIndex(i)
+    panel.slice_btn.click()
+    qtbot.waitUntil(lambda: len(panel.plot.scores) == 5, timeout=TIMEOUT)
+    assert [s["slice"] for s in panel.plot.scores] == [1, 2, 3, 4, 5]
+    assert len(panel.plot.points()) == 5 and panel.plot.current == 2
+    assert "5 slices scored" in panel.status.text()
+    assert "outside intended use" in panel.status.text()  # CT slices, a chest X-ray model
+    panel.shutdown()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -45,6 +45,51 @@ def legend_rows(result: Any) -> list[tuple[str, str, str, str, str]]:
             mean = span = "-"
         rows.append((s.color, s.name, f"{s.ml:.1f}", mean, span))
     return rows
+
+
+class SliceScorePlot(QWidget):
+    """Score per slice (0..1 for probabilities) as a line, the slice in view marked."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scores: list[dict[str, Any]] = []
+        self.current = -1  # 0-based slice in view
+        self.setMinimumHeight(90)
+
+    def set_scores(self, scores: list[dict[str, Any]]) -> None:
+        self.scores = scores
+        self.update()
+
+    def set_current(self, index: int) -> None:
+        self.current = index
+        self.update()
+
+    def points(self) -> list[tuple[float, float]]:
+        """(x, y) widget coordinates of every scored slice (tests read them)."""
+        vals = [s["score"] for s in self.scores if s["score"] is not None]
+        if not vals:
+            return []
+        lo, hi = min(0.0, min(vals)), max(1.0, max(vals))
+        n = max(1, len(self.scores) - 1)
+        w, h = self.width() - 8, self.height() - 8
+        return [
+            (4 + w * i / n, 4 + h * (1 - (s["score"] - lo) / (hi - lo or 1.0)))
+            for i, s in enumerate(self.scores)
+            if s["score"] is not None
+        ]
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(20, 20, 20))
+        pts = self.points()
+        if pts:
+            p.setPen(QPen(QColor(240, 160, 60), 1.5))
+            p.drawPolyline(QPolygonF([QPointF(x, y) for x, y in pts]))
+            if 0 <= self.current < len(pts):
+                p.setPen(QPen(QColor(120, 200, 255), 1))
+                x = pts[self.current][0]
+                p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
+        p.end()
 
 
 class VolumeAIPanel(QWidget, PanelTasks):
@@ -93,6 +138,16 @@ class VolumeAIPanel(QWidget, PanelTasks):
         self.scope_label = QLabel("", self)
         self.scope_label.setWordWrap(True)
         lay.addWidget(self.scope_label)
+        row2 = QHBoxLayout()
+        self.slice_model_box = QComboBox(self)
+        self.slice_btn = QPushButton("Score every slice", self)
+        self.slice_btn.clicked.connect(self.run_slices)
+        row2.addWidget(self.slice_model_box, 1)
+        row2.addWidget(self.slice_btn)
+        lay.addWidget(QLabel("Slice-level model over the series (score per slice):", self))
+        lay.addLayout(row2)
+        self.plot = SliceScorePlot(self)
+        lay.addWidget(self.plot)
 
     def reload_models(self) -> None:
         """Fill the model list with the volume models (a broken card is notified)."""
@@ -107,6 +162,12 @@ class VolumeAIPanel(QWidget, PanelTasks):
         for m in models:
             self.model_box.addItem(f"{m.name} {m.version}", m.name)
         self.run_btn.setEnabled(bool(models))
+        from medview.ai.registry import discover
+
+        self.slice_model_box.clear()
+        for m in sorted(discover().values(), key=lambda m: m.name):
+            self.slice_model_box.addItem(f"{m.name} {m.version}", m.name)
+        self.slice_btn.setEnabled(self.slice_model_box.count() > 0)
         if not models:
             self.status.setText("No volume model installed (models/ct_seg).")
         for e in errors:
@@ -117,7 +178,10 @@ class VolumeAIPanel(QWidget, PanelTasks):
         if ctx.volume is not self.ctx.volume and self.result is not None:
             if ctx.volume is not None and ctx.volume is not self.result.volume:
                 self.status.setText("The label map belongs to another series (kept on it).")
+        if ctx.volume is not self.ctx.volume:
+            self.plot.set_scores([])
         self.ctx = ctx
+        self.plot.set_current(ctx.index)
 
     def shutdown(self) -> None:
         self.close_tasks()
@@ -136,6 +200,25 @@ class VolumeAIPanel(QWidget, PanelTasks):
             return
         name = self.model_box.currentData()
         self.run_task(segment_volume, vol, name, "auto", on_result=self._done, name="segment")
+
+    def run_slices(self) -> None:
+        """Run the chosen 2D model on every slice of the volume in view; plot the scores."""
+        from medview.ai.volume_analysis import slice_scores
+
+        vol = self.ctx.volume
+        if vol is None:
+            self.status.setText("No volume in view.")
+            return
+        name = self.slice_model_box.currentData()
+        self.run_task(slice_scores, vol, name, "auto", on_result=self._scored, name="slices")
+
+    def _scored(self, scores: list[dict[str, Any]]) -> None:
+        self.plot.set_scores(scores)
+        outside = sum(1 for s in scores if not s["in_scope"] or s["in_distribution"] is False)
+        self.status.setText(
+            f"{len(scores)} slices scored"
+            + (f"; {outside} outside intended use or training data" if outside else "")
+        )
 
     def _done(self, result: Any) -> None:
         self.result = result
