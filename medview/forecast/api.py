@@ -23,7 +23,7 @@ import numpy as np
 
 from medview.forecast import baselines
 from medview.forecast.clarke import clarke_percentages
-from medview.forecast.evaluation import ar_net
+from medview.forecast.evaluation import ar_net, why_shown
 from medview.forecast.realnet import conformal_methods
 from medview.forecast.reference import reference_range
 from medview.forecast.series import (
@@ -212,12 +212,9 @@ def _forecast_dense(
     winner = _winner(table, dense=True) or "lstm"
     values, lower, upper, how = _presented(winner, grid_v, q, steps, model, bt, real)
     notes.append(how)
-    if winner == "persistence":
-        notes.insert(
-            0,
-            f"persistence wins on this patient's own backtest at {key} min: the forecast shown "
-            "is glucose staying at the last reading; no model is presented as the answer",
-        )
+    why = why_shown(winner, {m: r["rmse"] for m, r in table.items()}, key)
+    if why:
+        notes.insert(0, why)
     t_last = series.times[-1]
     return ForecastResult(
         patient=series.patient,

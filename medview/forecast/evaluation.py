@@ -190,6 +190,31 @@ def pick(
     return best
 
 
+def why_shown(winner: str, rmse: dict[str, float], minutes: str) -> str | None:
+    """The note on the method shown when it is persistence or not the lowest RMSE."""
+    if not rmse:
+        return None
+    lowest = min(rmse, key=lambda m: rmse[m])
+    if winner == "persistence":
+        extra = (
+            ""
+            if lowest == "persistence"
+            else f" (no method beat it by {PERSISTENCE_MARGIN:.0%}; lowest RMSE: {lowest})"
+        )
+        return (
+            f"persistence wins on this patient's own backtest at {minutes} min{extra}: the "
+            "forecast shown is glucose staying at the last reading; no model is presented as "
+            "the answer"
+        )
+    if winner != lowest:
+        return (
+            f"{winner} shown: medview's default (the network trained on real CGM, with the "
+            f"patient's own AR when it can be fitted); no other method was {DEFAULT_MARGIN:.0%} "
+            f"better on this patient's backtest at {minutes} min (lowest RMSE: {lowest})"
+        )
+    return None
+
+
 def _add_selected(bt: PatientBacktest) -> None:
     """``selected``: per horizon, :func:`pick` on the first half of the origins.
 

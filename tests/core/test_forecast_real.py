@@ -16,6 +16,7 @@ from medview.forecast.evaluation import (
     add_real,
     default_method,
     pick,
+    why_shown,
 )
 from medview.forecast.realnet import KINDS, fingerprints, load_real_model
 from medview.modelcards import ModelError
@@ -172,6 +173,12 @@ def test_pick_keeps_the_default_unless_another_method_is_clearly_better():
     # persistence unless the choice beat it by 5 % on the patient's own backtest
     assert pick({"persistence": 10.0, "ar+attn_gru": 9.8, "ar": 9.7}) == "persistence"
     assert pick({"persistence": 9.0, "ar+attn_gru": 10.0}) == "persistence"
+    # and the forecast says why when the method shown is not simply the lowest RMSE
+    said = why_shown("ar+attn_gru", {"ar": 9.0, "ar+attn_gru": 9.2, "persistence": 12.0}, "30")
+    assert said is not None and "lowest RMSE: ar" in said
+    said = why_shown("persistence", {"ar": 9.8, "persistence": 10.0}, "60")
+    assert said is not None and said.startswith("persistence wins") and "5%" in said
+    assert why_shown("ar", {"ar": 9.0, "persistence": 12.0}, "30") is None
 
 
 def test_bundled_network_knows_its_training_patients(shared_data):
