@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PNEUMONIAMNIST, need
+from tests.helpers.data_helpers import tiny_pneumoniamnist
 
 
 def test_ensemble_averages_its_members_logits():
@@ -36,18 +36,8 @@ def test_ensemble_averages_its_members_logits():
 
 
 def _tiny_npz(tmp_path: Path) -> Path:
-    with np.load(need(PNEUMONIAMNIST)) as d:
-        tr = np.concatenate([np.flatnonzero(d["train_labels"][:, 0] == c)[:32] for c in (0, 1)])
-        va = np.concatenate([np.flatnonzero(d["val_labels"][:, 0] == c)[:16] for c in (0, 1)])
-        out = tmp_path / "tiny.npz"
-        np.savez(
-            out,
-            train_images=d["train_images"][tr],
-            train_labels=d["train_labels"][tr],
-            val_images=d["val_images"][va],
-            val_labels=d["val_labels"][va],
-        )
-    return out
+    """64 train, 32 val images of PneumoniaMNIST, both classes."""
+    return tiny_pneumoniamnist(tmp_path / "tiny.npz", 32, 16)
 
 
 def test_train_ensemble_end_to_end(tmp_path, monkeypatch, capsys):
