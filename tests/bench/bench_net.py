@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -91,14 +92,24 @@ def bench_medview_receive(tmp: Path, files: list[Path]) -> float:
         line = proc.stderr.readline()
         if "listening" not in line:
             raise SystemExit(f"medview receive did not start: {line}")
+        # read its JSON lines while storescu runs, as a consumer would: unread, 300 lines
+        # fill the pipe and its indexer thread would wait for the bench, not for work
+        done: list[float] = []
+
+        def read_lines() -> None:
+            for n, _line in enumerate(proc.stdout, start=1):
+                if n == len(files):
+                    done.append(time.perf_counter())
+                    return
+
+        reader = threading.Thread(target=read_lines, daemon=True)
+        reader.start()
         t0 = time.perf_counter()
         storescu(port, "MEDVIEW", files)
-        n = 0
-        while n < len(files):
-            if not proc.stdout.readline():
-                raise SystemExit("medview receive ended early")
-            n += 1
-        elapsed = time.perf_counter() - t0
+        reader.join(120)
+        if not done:
+            raise SystemExit("medview receive ended early or did not index everything")
+        elapsed = done[0] - t0
     finally:
         proc.terminate()
         proc.wait(30)
