@@ -35,6 +35,9 @@ LIMITS = [
     "axial slice, minus lungs and bone), not an anatomical structure: the CT table, "
     "clothing or a second object touching the patient can be included, and a body cut by "
     "the field of view is not closed.",
+    "Seen on the held-out volume: bone is also found on the contrast-filled aorta (about "
+    "200 HU) and along the CT table, and the predicted lung (66.5 mL where the reference has "
+    "none) lies on the table and in patches of the most cranial slice (a volume end).",
     "Works at 3 mm voxels: thin structures (ribs, cortical bone) are coarse; label "
     "boundaries on a finer volume are nearest-neighbour steps of 3 mm.",
     "Research demonstration of 3D inference in medview; not a diagnostic device and not "
