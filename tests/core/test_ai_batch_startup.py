@@ -1,0 +1,91 @@
+"""Batch start-up (issue 17 item 2): the cluster starts during a first run's scan, a re-run
+with nothing left starts none, a failing start is the caller's error, and the workers'
+warm-up and CPU are reported. An in-process stand-in replaces Dask's client here (the
+real LocalCluster is exercised by tests/core/test_ai_batch.py)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+
+from tests.conftest import PNEUMONIAMNIST, need
+
+pytest.importorskip("torch")
+pytest.importorskip("distributed")
+
+
+class _InProcessClient:
+    """The three calls run_batch makes, run in this process."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.closed = False
+
+    def run(self, fn, *args):  # noqa: ANN001, ANN201 - mirrors distributed.Client.run
+        self.ran.append(fn.__name__)
+        return {"local": fn(*args)}
+
+    def submit(self, fn, *args, pure=False):  # noqa: ANN001, ANN201, ARG002
+        fut: Future = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    from PIL import Image
+
+    with np.load(need(PNEUMONIAMNIST)) as d:
+        imgs = d["val_images"][:6]
+    out = tmp_path / "archive"
+    out.mkdir()
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(out / f"img{i}.png")
+    return out
+
+
+def test_first_run_warms_workers_and_a_rerun_with_nothing_left_starts_no_cluster(
+    folder, tmp_path, monkeypatch
+):
+    import distributed
+
+    from medview.ai import batch
+    from medview.ai.registry import get_model
+
+    monkeypatch.setattr(distributed, "as_completed", lambda futs: iter(futs))
+    model = get_model("pneumonia_cnn")
+    db = tmp_path / "b.db"
+    clients: list[_InProcessClient] = []
+
+    def factory(workers: int, scheduler: str | None) -> _InProcessClient:
+        clients.append(_InProcessClient())
+        return clients[-1]
+
+    assert not batch._any_done(db, [(model.name, model.version)])
+    rep = batch.run_batch([folder], [model], workers=1, db=db, chunk=4, client_factory=factory)
+    assert (rep.files, rep.analysed_files, rep.images) == (6, 6, 6)
+    assert clients[0].ran == ["warm_up"] and clients[0].closed  # warmed before the chunks
+    assert rep.startup_s >= rep.warmup_s >= 0 and rep.scan_s >= 0
+    assert rep.worker_cpu_s > 0  # CPU seconds of the chunks, summed
+    assert batch._any_done(db, [(model.name, model.version)])
+    again = batch.run_batch([folder], [model], workers=1, db=db, client_factory=factory)
+    assert (again.skipped, again.analysed_files) == (6, 0)
+    assert len(clients) == 1  # nothing left: no cluster was started
+
+
+def test_a_cluster_that_fails_to_start_is_the_callers_error(folder, tmp_path):
+    from medview.ai import batch
+    from medview.ai.registry import get_model
+
+    def factory(workers: int, scheduler: str | None) -> _InProcessClient:
+        raise OSError("no scheduler at tcp://nowhere:8786")
+
+    with pytest.raises(OSError, match="no scheduler"):
+        batch.run_batch(
+            [folder], [get_model("pneumonia_cnn")], db=tmp_path / "b.db", client_factory=factory
+        )
