@@ -266,6 +266,24 @@ def test_ct_seg_dice_on_the_volume_it_never_saw(ct_card, shared_data, in_process
     assert -200 < body.mean < 150, "soft tissue HU inside the body"
 
 
+def test_ct_seg_windows_agree_with_one_pass(ct_card, ct_dir, in_process_decoding):
+    """The trained U-Net sees context, so windows may differ from one whole-volume pass
+    only near patch borders (zero padding): the labels must agree almost everywhere."""
+    from medview.ai.volume_grid import to_model_grid
+    from medview.io import load_path
+
+    lm = volume_inference.load_volume_model(ct_card, "cpu")
+    grid = to_model_grid(load_path(ct_dir), lm.spec.spacing)
+    sw = lm.sliding_window()
+    windows = sw.labels(grid)
+    pads = [(0, max(-n % 4, p - n)) for n, p in zip(grid.shape, lm.spec.patch, strict=True)]
+    whole_in = lm.spec.normalise(np.pad(grid, pads, mode="edge"))[None, None]
+    z, y, x = grid.shape
+    whole = np.argmax(lm.predict(whole_in)[0], 0)[:z, :y, :x]
+    assert sw.windows > 1
+    assert (whole == windows).mean() > 0.98
+
+
 def test_cli_analyze_ct_seg_json_and_labels_out(ct_card, shared_data, tmp_path):
     import SimpleITK as sitk
 
