@@ -262,6 +262,16 @@ def _start(
     return t, box
 
 
+def _close(client: Any) -> None:
+    """Close a client and the LocalCluster it started (None: nothing to close)."""
+    if client is None:
+        return
+    client.close()
+    cluster = getattr(client, "cluster", None)
+    if cluster is not None:
+        cluster.close()
+
+
 def run_batch(
     sources: Sequence[str | Path],
     models: Sequence[Any],
@@ -288,7 +298,13 @@ def run_batch(
     factory = client_factory or _client
     # a first run starts the cluster during the scan; a re-run first sees what is left
     early = _start(factory, workers, scheduler) if not _any_done(db, names) else None
-    todo, skipped, problems = work_items(sources, names, db)
+    try:
+        todo, skipped, problems = work_items(sources, names, db)
+    except BaseException:
+        if early is not None:  # do not leave the cluster that was starting behind
+            early[0].join()
+            _close(early[1].get("client"))
+        raise
     t_scan = time.perf_counter()
     rep = BatchReport(files=len(todo) + skipped, skipped=skipped, problems=problems)
     rep.scan_s = round(t_scan - t0, 3)
@@ -330,9 +346,6 @@ def run_batch(
                 )
         rep.driver_cpu_s = round(time.process_time() - cpu0, 3) if todo else 0.0
     finally:
-        client.close()
-        cluster = getattr(client, "cluster", None)
-        if cluster is not None:
-            cluster.close()
+        _close(client)
     rep.seconds = round(time.perf_counter() - t0, 3)
     return rep

@@ -89,3 +89,24 @@ def test_a_cluster_that_fails_to_start_is_the_callers_error(folder, tmp_path):
         batch.run_batch(
             [folder], [get_model("pneumonia_cnn")], db=tmp_path / "b.db", client_factory=factory
         )
+
+
+def test_a_scan_that_fails_closes_the_cluster_started_meanwhile(tmp_path, monkeypatch):
+    from medview.ai import batch
+    from medview.ai.registry import get_model
+
+    clients: list[_InProcessClient] = []
+
+    def factory(workers: int, scheduler: str | None) -> _InProcessClient:
+        clients.append(_InProcessClient())
+        return clients[-1]
+
+    def bad_scan(*args: object) -> None:
+        raise PermissionError("archive not readable")
+
+    monkeypatch.setattr(batch, "work_items", bad_scan)
+    with pytest.raises(PermissionError):
+        batch.run_batch(
+            [tmp_path], [get_model("pneumonia_cnn")], db=tmp_path / "b.db", client_factory=factory
+        )
+    assert len(clients) == 1 and clients[0].closed
