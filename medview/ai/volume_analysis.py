@@ -161,6 +161,8 @@ def _check_volume(vol: Any) -> None:
         raise MedviewError("a volume model needs a greyscale 3D volume, not a colour image")
     if min(vol.array.shape) < 1:
         raise MedviewError("the volume is empty")
+    if vol.array.shape[0] < 2:
+        raise MedviewError("a volume model needs a 3D series, not a single image")
 
 
 def segment_volume(

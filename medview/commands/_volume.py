@@ -98,7 +98,8 @@ def run_volume(args: argparse.Namespace) -> int:
                 if getattr(args, "labels_out", None):
                     out = write_labels(_labels_path(args.labels_out, k), res.labels, vol)
             except (MedviewError, ValueError) as exc:
-                error(exc, prog=PROG)
+                named = isinstance(exc, MedviewError) and exc.path is not None
+                error(exc if named else f"{args.path}: {exc}", prog=PROG)
                 continue
             done += 1
             where = str(args.path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medview.errors import Cancelled
+from medview.errors import Cancelled, MedviewError
 from medview.io.model import Volume
 from medview.modelcards import ModelError
 from medview.tasks import TaskState
@@ -190,6 +190,8 @@ def test_segment_volume_resamples_and_returns_the_volume_geometry(tmp_path):
     assert sum(s.voxels for s in res.stats) + int((res.labels == 0).sum()) == arr.size
     js = res.as_json("x")
     assert js["labels"][0]["name"] == "low" and "mean" in js["labels"][0]
+    with pytest.raises(MedviewError, match="single image"):
+        volume_analysis.segment_volume(Volume(arr[:1]), str(folder), device="cpu")
     mr = Volume(arr, spacing=(2.0, 2.0, 2.0), modality="MR")
     assert not volume_analysis.segment_volume(mr, str(folder), device="cpu").in_scope
 
@@ -316,3 +318,15 @@ def test_slice_scores_one_per_slice():
     assert [s["slice"] for s in scores] == [1, 2, 3]
     assert all(0.0 <= s["score"] <= 1.0 for s in scores)
     assert all(s["in_scope"] is False for s in scores)  # CT is outside the card's use
+
+
+def test_cli_refuses_a_single_image_for_a_volume_model(ct_card, tmp_path, capsys):
+    from PIL import Image
+
+    from medview.cli import main
+
+    png = tmp_path / "one.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(png)
+    assert main(["analyze", str(png), "--model", "ct_seg", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{png}: a volume model needs a 3D series" in err and "Traceback" not in err
