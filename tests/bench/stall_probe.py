@@ -1,0 +1,125 @@
+"""Where the GUI thread stalls while a series is scanned and loaded (issue 16). Not run
+by pytest.
+
+    python3 -m tests.bench.stall_probe FOLDER
+
+Opens FOLDER in the main window (offscreen, pinned 1x1 as bench_viewer does) with a
+10 ms timer on the GUI thread; a watchdog thread samples the GUI thread's Python stack
+(and the innermost frame of every other thread) each 5 ms while the timer is more than
+30 ms late. Prints the longest stalls, the samples taken during the five longest, and
+the garbage collections over 5 ms. A stall whose samples show the GUI thread in trivial
+code, or in Qt's event loop, with every other thread waiting, is the machine's load.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+
+def _where(frame, depth: int) -> list[str]:
+    return [
+        f"{os.path.basename(f.filename)}:{f.lineno}:{f.name}"
+        for f in reversed(traceback.extract_stack(frame)[-depth:])
+        if "frozen" not in f.filename
+    ]
+
+
+def main() -> int:  # noqa: PLR0915 - one measurement, read top to bottom
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-probe-home-"))
+    folder = sys.argv[1]
+    from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt, QTimer
+
+    from medview.ui.app import _app
+    from medview.ui.main_window import MainWindow
+    from medview.ui.workers import shutdown_all
+
+    app = _app()
+    win = MainWindow(load_panels=False)
+    win.pinned_layout = "1x1"
+    win.resize(1400, 900)
+    win.show()
+    t = time.perf_counter()
+    while win.busy or time.perf_counter() - t < 0.5:
+        QCoreApplication.processEvents()
+        time.sleep(0.005)
+    main_id = threading.get_ident()
+    beat = [time.perf_counter()]
+    gcs: list[tuple[int, float, str]] = []
+    started: dict[int, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[threading.get_ident()] = time.perf_counter()
+        elif (t0 := started.pop(threading.get_ident(), None)) is not None:
+            ms = (time.perf_counter() - t0) * 1000
+            gcs.append((info["generation"], ms, threading.current_thread().name))
+
+    gc.callbacks.append(on_gc)
+    stop = [False]
+    samples: list[tuple[float, list[str], list[str]]] = []
+
+    def watchdog() -> None:
+        me = threading.get_ident()
+        while not stop[0]:
+            time.sleep(0.005)
+            if time.perf_counter() - beat[0] > 0.03:
+                frames = sys._current_frames()
+                others = [_where(f, 1)[0] for tid, f in frames.items() if tid not in (main_id, me)]
+                samples.append((time.perf_counter(), _where(frames[main_id], 40), others))
+
+    stalls: list[tuple[float, float]] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.nsecsElapsed()]
+
+    def tick() -> None:
+        now = clock.nsecsElapsed()
+        stalls.append(((now - last[0]) / 1e6 - 10.0, time.perf_counter()))
+        last[0] = now
+        beat[0] = time.perf_counter()
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    threading.Thread(target=watchdog, daemon=True).start()
+    timer.start()
+    t0 = time.perf_counter()
+    win.open_paths([folder])
+    vp = win.active
+    while win.busy or vp.volume is None or vp.loaded is not None:
+        QCoreApplication.processEvents()
+        beat[0] = time.perf_counter()
+        time.sleep(0.001)
+    timer.stop()
+    stop[0] = True
+    print(f"loaded in {time.perf_counter() - t0:.2f} s")
+    worst = sorted(stalls, reverse=True)[:10]
+    print("longest stalls, ms (ending at s):", [(round(s), round(at - t0, 2)) for s, at in worst])
+    print("collections over 5 ms (generation, ms, thread):", [g for g in gcs if g[1] > 5])
+    waiting = ("wait", "select", "_worker")
+    for ms, at in worst[:5]:
+        print(f"=== {ms:.0f} ms ending at {at - t0:.2f} s")
+        for when, stack, others in samples:
+            if at - ms / 1000 - 0.02 <= when <= at:
+                busy = [o for o in others if not any(w in o for w in waiting)]
+                print(f"  {when - t0:.3f} GUI: {' <- '.join(stack[:10])}")
+                print(f"        other threads not waiting: {', '.join(busy) or 'none'}")
+    win.close()
+    shutdown_all()
+    from medview.io import decoders
+
+    decoders.shutdown()
+    del app
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
