@@ -15,6 +15,7 @@ from medview.io import scan
 from medview.io.database import StudyDatabase
 from medview.results import audit
 from medview.results.report import build_report, draw_image, gather, key_images
+from tests.conftest import REPO
 from tests.helpers.tools import tool
 
 
@@ -54,7 +55,9 @@ def test_report_pages_images_and_disclaimer(tmp_path: Path, cr_with_measurements
     first = " ".join(pages[0].split())
     assert "Key images" in first and "Measurements" in first and "ruler" in first
     whole = " ".join(" ".join(pages).split())
-    assert "pneumonia_cnn 1.0.0" in whole and "Intended use:" in whole and "AUC" in whole
+    card = json.loads((REPO / "models" / "pneumonia_cnn" / "metadata.json").read_text())
+    assert f"pneumonia_cnn {card['version']}" in whole  # the bundled model's own version
+    assert "Intended use:" in whole and "AUC" in whole
     # rasterised: the page shows the X-ray (a large grey area) and the coloured overlay
     subprocess.run(
         [
