@@ -67,6 +67,31 @@ def csv_dir(records_dir: Path) -> Path:
     return records_dir / "synthea_csv_ma27"
 
 
+@pytest.fixture(scope="module")
+def ct_volume(ct_dir: Path):
+    """The real 20-slice CT, decoded in-process (no decoder pool left behind); one per module."""
+    from unittest import mock
+
+    from medview.io import load_path
+
+    with mock.patch.dict(os.environ, {"MEDVIEW_DECODE_WORKERS": "0"}):
+        vol = load_path(ct_dir)
+    assert vol.shape == (20, 512, 512)
+    return vol
+
+
+@pytest.fixture()
+def volume_renderer(ct_volume):
+    """A VTK offscreen renderer of :func:`ct_volume` (skips without VTK), closed after the
+    test (its VTK thread ends with it)."""
+    pytest.importorskip("vtkmodules.vtkRenderingCore", reason="VTK is not installed (optional)")
+    from medview.viewer import volume3d
+
+    r = volume3d.VolumeRenderer(ct_volume)
+    yield r
+    r.close()
+
+
 @pytest.fixture(scope="session")
 def fuzz_sources() -> list[Path]:
     """The DICOM files the fuzz mutants are made from (tests/fuzz/mutants.py)."""

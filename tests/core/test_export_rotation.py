@@ -16,20 +16,6 @@ FRAMES = 8
 SIZE = (160, 160)
 
 
-@pytest.fixture(scope="module")
-def ct(ct_dir):
-    from medview.io import load_path
-
-    return load_path(ct_dir)
-
-
-@pytest.fixture()
-def renderer(ct):
-    r = V.VolumeRenderer(ct)
-    yield r
-    r.close()
-
-
 def _gif_frames(path) -> list[np.ndarray]:
     from PIL import Image, ImageSequence
 
@@ -46,16 +32,18 @@ def test_rotation_views_turn_evenly_and_keep_the_rest():
         V.rotation_views(start, 0)
 
 
-def test_rotation_gif_has_one_frame_per_angle(ct, renderer, tmp_path):
+def test_rotation_gif_has_one_frame_per_angle(ct_volume, volume_renderer, tmp_path):
     view = V.View3D(size=SIZE)
     out = tmp_path / "turn.gif"
-    n = export.write_rotation(str(out), ct, view, frames=FRAMES, fps=12, renderer=renderer)
+    n = export.write_rotation(
+        str(out), ct_volume, view, frames=FRAMES, fps=12, renderer=volume_renderer
+    )
     frames = _gif_frames(out)
     assert n == FRAMES and len(frames) == FRAMES
     assert frames[0].shape == (SIZE[1], SIZE[0], 3)
     # each GIF frame is the frame rendered at its angle (palette-quantised, so close)
     for k in (0, FRAMES // 4):
-        direct = renderer.render(V.rotation_views(view, FRAMES)[k])
+        direct = volume_renderer.render(V.rotation_views(view, FRAMES)[k])
         diff = np.abs(frames[k].astype(int) - direct.astype(int)).mean()
         assert diff < 6, (k, diff)
     # none is blank; a quarter turn shows the body from the side, where its front-to-back
@@ -66,18 +54,18 @@ def test_rotation_gif_has_one_frame_per_angle(ct, renderer, tmp_path):
 
 
 @pytest.mark.skipif(not export.mp4_available(), reason="imageio-ffmpeg is not installed")
-def test_rotation_mp4_decodes_to_the_frame_count(ct, tmp_path):
+def test_rotation_mp4_decodes_to_the_frame_count(ct_volume, tmp_path):
     import imageio_ffmpeg
 
     out = tmp_path / "turn.mp4"
-    n = export.write_rotation(str(out), ct, V.View3D(size=SIZE), frames=FRAMES, fps=10)
+    n = export.write_rotation(str(out), ct_volume, V.View3D(size=SIZE), frames=FRAMES, fps=10)
     count, _secs = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert n == FRAMES and count == FRAMES
 
 
-def test_rotation_refusals(ct, tmp_path):
+def test_rotation_refusals(ct_volume, tmp_path):
     with pytest.raises(ValueError, match="written as .gif or .mp4"):
-        export.write_rotation(str(tmp_path / "x.avi"), ct)
+        export.write_rotation(str(tmp_path / "x.avi"), ct_volume)
 
 
 def test_render_rotate_on_the_command_line(ct_dir, tmp_path, capsys):

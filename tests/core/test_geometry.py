@@ -7,9 +7,6 @@ is at the top of its reformats in patient coordinates.
 
 from __future__ import annotations
 
-import os
-from unittest import mock
-
 import numpy as np
 import pytest
 
@@ -85,14 +82,6 @@ def test_plane_axes_and_orientation_letters():
     # oblique: dominant component first, components <= 0.3 ignored
     assert geometry.orientation_letters(np.array([0.5, -0.8, 0.2])) == "AL"
     assert geometry.orientation_letters(np.array([0.0, 0.0, 0.0])) == ""
-
-
-@pytest.fixture(scope="module")
-def ct_volume(ct_dir):
-    from medview.io import load_path
-
-    with mock.patch.dict(os.environ, {"MEDVIEW_DECODE_WORKERS": "0"}):  # no decoder pool
-        return load_path(ct_dir)
 
 
 def test_real_ct_reformats_have_the_head_at_the_top(ct_volume):

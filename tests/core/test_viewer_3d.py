@@ -11,59 +11,47 @@ pytest.importorskip("vtkmodules.vtkRenderingCore", reason="VTK is not installed 
 from medview.viewer import volume3d as V  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def ct(ct_dir):
-    from medview.io import load_path
-
-    return load_path(ct_dir)
-
-
-@pytest.fixture()
-def renderer(ct):
-    r = V.VolumeRenderer(ct)
-    yield r
-    r.close()  # its VTK thread ends with the test
-
-
 def _lit(img: np.ndarray) -> float:
     """Fraction of pixels that are not background."""
     return float((img.max(axis=2) > 20).mean())
 
 
-def test_presets_are_placed_in_stored_values(ct):
-    pts = V.transfer_points(ct, "bone")
-    hu = [p[0] * ct.rescale_slope + ct.rescale_intercept for p in pts]
+def test_presets_are_placed_in_stored_values(ct_volume):
+    pts = V.transfer_points(ct_volume, "bone")
+    hu = [p[0] * ct_volume.rescale_slope + ct_volume.rescale_intercept for p in pts]
     assert hu == pytest.approx([p[0] for p in V.PRESETS["bone"]])
     assert set(V.PRESETS) == {"bone", "lung", "soft tissue", "angio"}
 
 
-def test_offscreen_render_is_not_blank_and_follows_the_camera(renderer, ct):
+def test_offscreen_render_is_not_blank_and_follows_the_camera(volume_renderer, ct_volume):
     top = V.View3D(preset="bone", elevation=89.0, size=(256, 256))  # looking down the body axis
-    img = renderer.render(top)
+    img = volume_renderer.render(top)
     assert img.shape == (256, 256, 3) and img.dtype == np.uint8
     # the axial extent (0.98 mm x 512) fills most of a top view; bone (spine, ribs) is lit
     assert _lit(img) > 0.005 and img.max() > 100
-    front = renderer.render(V.View3D(preset="bone", size=(256, 256)))
+    front = volume_renderer.render(V.View3D(preset="bone", size=(256, 256)))
     assert not np.array_equal(front, img)  # another camera, another picture
-    soft = renderer.render(dataclass_replace(top, preset="soft tissue"))
+    soft = volume_renderer.render(dataclass_replace(top, preset="soft tissue"))
     assert _lit(soft) > _lit(img)  # soft tissue shows more than bone
-    clipped = renderer.render(dataclass_replace(top, clip=(0.0, 0.5, 0.0, 1.0, 0.0, 1.0)))
+    clipped = volume_renderer.render(dataclass_replace(top, clip=(0.0, 0.5, 0.0, 1.0, 0.0, 1.0)))
     assert _lit(clipped) < _lit(soft) and _lit(clipped) < _lit(img) + 1e-9
-    assert renderer.first_frame_s is not None and renderer.first_frame_s > 0
-    assert renderer.backend in ("cpu", "gpu")  # llvmpipe (no GPU here): "cpu"
+    assert volume_renderer.first_frame_s is not None and volume_renderer.first_frame_s > 0
+    assert volume_renderer.backend in ("cpu", "gpu")  # llvmpipe (no GPU here): "cpu"
 
 
-def test_cpu_ray_casting_mode_renders_too(ct):
-    img = V.render_volume(ct, V.View3D(preset="lung", elevation=60.0, size=(128, 128), mode="cpu"))
+def test_cpu_ray_casting_mode_renders_too(ct_volume):
+    img = V.render_volume(
+        ct_volume, V.View3D(preset="lung", elevation=60.0, size=(128, 128), mode="cpu")
+    )
     assert _lit(img) > 0.02
 
 
-def test_large_volumes_are_subsampled_in_plane(ct):
+def test_large_volumes_are_subsampled_in_plane(ct_volume):
     """300 slices of 512x512 (the real slices repeated): every 4th row and column go to
     VTK (4.9 M voxels <= MAX_VOXELS), the frame still shows the body."""
     import dataclasses
 
-    big = dataclasses.replace(ct, array=np.tile(ct.array, (15, 1, 1)))
+    big = dataclasses.replace(ct_volume, array=np.tile(ct_volume.array, (15, 1, 1)))
     r = V.VolumeRenderer(big)
     try:
         img = r.render(V.View3D(preset="bone", size=(200, 200)))

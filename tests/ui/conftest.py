@@ -37,3 +37,28 @@ def make_window(qtbot, medview_home, in_process_decoding):
     yield make
     for w in made:
         w.close()
+
+
+@pytest.fixture()
+def make_3d_window(qtbot, medview_home, in_process_decoding, ct_dir):
+    """``make(width, height)``: the main window as ``medview CT --layout 3d`` opens it on
+    the real CT, shown; every window made is closed after the test (skips without VTK)."""
+    pytest.importorskip("vtkmodules.vtkRenderingCore", reason="VTK is not installed (optional)")
+    import types
+
+    from medview.ui.app import create_window
+
+    made = []
+
+    def make(width: int, height: int):
+        args = types.SimpleNamespace(layout="3d", preset=None, paths=[str(ct_dir)])
+        win = create_window(args, load_panels=False)
+        qtbot.addWidget(win)
+        win.resize(width, height)
+        win.show()
+        made.append(win)
+        return win
+
+    yield make
+    for w in made:
+        w.close()

@@ -4,7 +4,6 @@ measurements (mm and HU), AI overlay, cine. Offscreen Qt via pytest-qt."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -17,24 +16,6 @@ from PySide6.QtTest import QTest  # noqa: E402
 
 from medview.imaging.measure import Measurement, roi_mask  # noqa: E402
 from medview.ui.viewport import Viewport, pixel_to_voxel, voxel_to_pixel  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ct_volume(ct_dir):
-    """The real 20-slice CT, decoded in-process (no decoder pool left behind)."""
-    from medview.io import load_path
-
-    old = os.environ.get("MEDVIEW_DECODE_WORKERS")
-    os.environ["MEDVIEW_DECODE_WORKERS"] = "0"
-    try:
-        vol = load_path(ct_dir)
-    finally:
-        if old is None:
-            os.environ.pop("MEDVIEW_DECODE_WORKERS", None)
-        else:
-            os.environ["MEDVIEW_DECODE_WORKERS"] = old
-    assert vol.shape == (20, 512, 512)
-    return vol
 
 
 def expected_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
