@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-import numpy as np
 import pytest
 
-from tests.conftest import PNEUMONIAMNIST, need
+from tests.helpers.data_helpers import pneumoniamnist_pngs
 
 pytest.importorskip("torch")
 pytest.importorskip("distributed")
@@ -16,15 +15,7 @@ pytest.importorskip("distributed")
 
 @pytest.fixture()
 def folder(tmp_path):
-    from PIL import Image
-
-    with np.load(need(PNEUMONIAMNIST)) as d:
-        imgs = d["val_images"][:12]
-    out = tmp_path / "archive"
-    out.mkdir()
-    for i, im in enumerate(imgs):
-        Image.fromarray(im).save(out / f"img{i:02d}.png")
-    return out
+    return pneumoniamnist_pngs(tmp_path / "archive", 12)
 
 
 def test_batch_matches_analyze_and_skips_what_is_done(folder, tmp_path, medview_home, capsys):

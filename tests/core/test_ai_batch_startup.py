@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-import numpy as np
 import pytest
 
-from tests.conftest import PNEUMONIAMNIST, need
+from tests.helpers.data_helpers import pneumoniamnist_pngs
 
 pytest.importorskip("torch")
 pytest.importorskip("distributed")
@@ -38,15 +37,7 @@ class _InProcessClient:
 
 @pytest.fixture()
 def folder(tmp_path):
-    from PIL import Image
-
-    with np.load(need(PNEUMONIAMNIST)) as d:
-        imgs = d["val_images"][:6]
-    out = tmp_path / "archive"
-    out.mkdir()
-    for i, im in enumerate(imgs):
-        Image.fromarray(im).save(out / f"img{i}.png")
-    return out
+    return pneumoniamnist_pngs(tmp_path / "archive", 6)
 
 
 def test_first_run_warms_workers_and_a_rerun_with_nothing_left_starts_no_cluster(

@@ -43,3 +43,19 @@ def tiny_pneumoniamnist(out: Path, train_per_class: int, val_per_class: int) -> 
             arrays[f"{split}_labels"] = labels[idx]
     np.savez(out, **arrays)
     return out
+
+
+def pneumoniamnist_pngs(out: Path, n: int) -> Path:
+    """The first ``n`` PneumoniaMNIST val images as 28x28 PNGs ``img00.png``... in the new
+    folder ``out`` (an archive of images without DICOM metadata). Skips without the data."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import PNEUMONIAMNIST, need
+
+    with np.load(need(PNEUMONIAMNIST)) as d:
+        imgs = d["val_images"][:n]
+    out.mkdir()
+    for i, im in enumerate(imgs):
+        Image.fromarray(im).save(out / f"img{i:02d}.png")
+    return out

@@ -52,12 +52,13 @@ def _volume(n=300, size=64):
     return Volume(array=arr, modality="CT", unit="HU", window=(40.0, 400.0))
 
 
-def _panel(qtbot):
+def _panel(qtbot, model: str = "tiny_cls"):
+    """An AI panel owned by pytest-qt with ``model`` selected."""
     from medview.ui.panels.ai_panel import AIPanel
 
     panel = AIPanel()
     qtbot.addWidget(panel)
-    panel.set_selected(["tiny_cls"])
+    panel.set_selected([model])
     return panel
 
 
@@ -199,14 +200,12 @@ def test_panel_finding_signal_for_positive_result(qtbot, user_models):
 def test_out_of_distribution_probability_is_greyed_and_explained(qtbot):
     """The bundled classifier on a noise 'CT': the figure is shown greyed, with the reason."""
     from medview.ui.context import StudyContext
-    from medview.ui.panels.ai_panel import COLUMNS, OUT_OF_SCOPE_GREY, AIPanel
+    from medview.ui.panels.ai_panel import COLUMNS, OUT_OF_SCOPE_GREY
     from tests.conftest import REPO
 
     if not (REPO / "models" / "pneumonia_cnn" / "ood.safetensors").exists():
         pytest.skip("the bundled classifier has no in-distribution check in this checkout")
-    panel = AIPanel()
-    qtbot.addWidget(panel)
-    panel.set_selected(["pneumonia_cnn"])
+    panel = _panel(qtbot, "pneumonia_cnn")
     panel.set_study_context(StudyContext(volume=_volume(n=1), index=0))
     _run(qtbot, panel, panel.run_current)
     (res,) = panel._results_for(0)
