@@ -54,12 +54,9 @@ def _ood_lines(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_card_readme(folder: str | Path) -> Path:
-    """Render ``README.md`` of a model folder from its metadata.json."""
-    folder = Path(folder)
-    meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
-    v = meta.get("validation", {})
-    lines = [
+def intro_lines(meta: dict[str, Any]) -> list[str]:
+    """Title, disclaimer, description and intended use: the start of every card README."""
+    return [
         f"# {meta['name']} {meta['version']} (model card)",
         "",
         f"**{meta.get('disclaimer', AI_MODEL_CARD)}**",
@@ -70,11 +67,59 @@ def write_card_readme(folder: str | Path) -> Path:
         "",
         meta.get("intended_use", ""),
         "",
+    ]
+
+
+def limitation_lines(meta: dict[str, Any]) -> list[str]:
+    return ["## Limitations", "", *[f"- {x}" for x in meta.get("limitations", [])], ""]
+
+
+def training_lines(tr: dict[str, Any], schedule: str, threads: str) -> list[str]:
+    """The "Training" section; ``schedule`` says how long (epochs or steps) and the batch."""
+    return [
+        "## Training",
+        "",
+        f"- data: {tr.get('data')}",
+        f"- command: `{tr.get('command')}`",
+        f"- seed {tr.get('seed')}, {schedule}, "
+        f"{tr.get('train_seconds')} s on {tr.get('device')} "
+        f"({tr.get('environment', {}).get('threads')} {threads})",
+        f"- optimiser: {tr.get('optimizer')}; loss: {tr.get('loss')}",
+        f"- augmentation: {tr.get('augmentation')}",
+        "",
+    ]
+
+
+def weights_lines(meta: dict[str, Any]) -> list[str]:
+    return [
+        "## Weights",
+        "",
+        f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
+        f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
+        "",
+    ]
+
+
+def license_lines(meta: dict[str, Any]) -> list[str]:
+    return [
+        "## License and citations",
+        "",
+        *[f"- {k}: {val}" for k, val in meta.get("license", {}).items()],
+        "",
+        *[f"- {c}" for c in meta.get("citations", [])],
+        "",
+    ]
+
+
+def write_card_readme(folder: str | Path) -> Path:
+    """Render ``README.md`` of a model folder from its metadata.json."""
+    folder = Path(folder)
+    meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    v = meta.get("validation", {})
+    lines = [
+        *intro_lines(meta),
         *_scope_lines(meta),
-        "## Limitations",
-        "",
-        *[f"- {x}" for x in meta.get("limitations", [])],
-        "",
+        *limitation_lines(meta),
         "## Input",
         "",
         "```json",
@@ -98,32 +143,15 @@ def write_card_readme(folder: str | Path) -> Path:
     if perf:
         lines += ["## Performance", "", "```json", json.dumps(perf, indent=2), "```", ""]
     tr = meta.get("training", {})
+    schedule = f"{tr.get('epochs')} epochs, batch {tr.get('batch_size')}"
     lines += [
-        "## Training",
-        "",
-        f"- data: {tr.get('data')}",
-        f"- command: `{tr.get('command')}`",
-        f"- seed {tr.get('seed')}, {tr.get('epochs')} epochs, batch {tr.get('batch_size')}, "
-        f"{tr.get('train_seconds')} s on {tr.get('device')} "
-        f"({tr.get('environment', {}).get('threads')} threads)",
-        f"- optimiser: {tr.get('optimizer')}; loss: {tr.get('loss')}",
-        f"- augmentation: {tr.get('augmentation')}",
-        "",
+        *training_lines(tr, schedule, "threads"),
         *_ood_lines(meta),
-        "## Weights",
-        "",
-        f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
-        f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
-        "",
+        *weights_lines(meta),
         "Manifest (one sha256 over this card's metadata.json and, through the sha256s it "
         f"holds, the weights): `{(meta.get('manifest') or {}).get('sha256', '')}`.",
         "",
-        "## License and citations",
-        "",
-        *[f"- {k}: {val}" for k, val in meta.get("license", {}).items()],
-        "",
-        *[f"- {c}" for c in meta.get("citations", [])],
-        "",
+        *license_lines(meta),
     ]
     path = folder / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -7,6 +7,13 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from medview.ai.training.card_readme import (
+    intro_lines,
+    license_lines,
+    limitation_lines,
+    training_lines,
+    weights_lines,
+)
 from medview.disclaimers import AI_MODEL_CARD
 from medview.modelcards import METADATA_FILE
 
@@ -120,16 +127,7 @@ def write_readme(folder: str | Path) -> Path:
     ]
     tr = meta.get("training", {})
     lines = [
-        f"# {meta['name']} {meta['version']} (model card)",
-        "",
-        f"**{meta.get('disclaimer', AI_MODEL_CARD)}**",
-        "",
-        meta.get("description", ""),
-        "",
-        "## Intended use",
-        "",
-        meta.get("intended_use", ""),
-        "",
+        *intro_lines(meta),
         "## Held-out volume (never used in training)",
         "",
         f"{val.get('volume', '')}; shape {val.get('shape_zyx')}, spacing {val.get('spacing_mm')} mm",
@@ -138,37 +136,18 @@ def write_readme(folder: str | Path) -> Path:
         "|---|---|---|---|",
         *rows,
         "",
-        "## Limitations",
-        "",
-        *[f"- {x}" for x in meta.get("limitations", [])],
-        "",
+        *limitation_lines(meta),
         "## Input and output",
         "",
         "```json",
         json.dumps({"input": meta["input"], "output": meta["output"]}, indent=2),
         "```",
         "",
-        "## Training",
-        "",
-        f"- data: {tr.get('data')}",
-        f"- command: `{tr.get('command')}`",
-        f"- seed {tr.get('seed')}, {tr.get('steps')} steps of batch {tr.get('batch_size')}, "
-        f"{tr.get('train_seconds')} s on {tr.get('device')} "
-        f"({tr.get('environment', {}).get('threads')} thread(s))",
-        f"- optimiser: {tr.get('optimizer')}; loss: {tr.get('loss')}",
-        f"- augmentation: {tr.get('augmentation')}",
-        "",
-        "## Weights",
-        "",
-        f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
-        f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
-        "",
-        "## License and citations",
-        "",
-        *[f"- {k}: {v}" for k, v in meta.get("license", {}).items()],
-        "",
-        *[f"- {c}" for c in meta.get("citations", [])],
-        "",
+        *training_lines(
+            tr, f"{tr.get('steps')} steps of batch {tr.get('batch_size')}", "thread(s)"
+        ),
+        *weights_lines(meta),
+        *license_lines(meta),
     ]
     path = folder / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
