@@ -89,24 +89,16 @@ def main() -> int:
     from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt, QTimer
 
     from medview.ui.app import _app
-    from medview.ui.main_window import MainWindow
     from medview.ui.workers import shutdown_all
+    from tests.helpers.qt_helpers import warm_main_window
 
     app = _app()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     res_si = sys.getswitchinterval()
-    win = MainWindow(load_panels=False)
-    win.pinned_layout = "1x1"  # no hanging protocol: the 1x1 figures of earlier runs
-    win.resize(1400, 900)
-    win.show()
-    # the user opens a study once the window is up and has warmed up (readers
-    # imported, a decoder process started: medview.ui.main_window.warm_up)
-    t_warm = time.perf_counter()
-    while win.busy or time.perf_counter() - t_warm < 0.5:
-        QCoreApplication.processEvents()
-        time.sleep(0.005)
-    warm_s = time.perf_counter() - t_warm
+    # the user opens a study once the window is up and has warmed up; pinned 1x1 (no
+    # hanging protocol): the 1x1 figures of earlier runs
+    win, warm_s = warm_main_window()
     vp = win.active
     res: dict[str, object] = {
         "slices": args.slices,

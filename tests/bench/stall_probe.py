@@ -37,18 +37,11 @@ def main() -> int:  # noqa: PLR0915 - one measurement, read top to bottom
     from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt, QTimer
 
     from medview.ui.app import _app
-    from medview.ui.main_window import MainWindow
     from medview.ui.workers import shutdown_all
+    from tests.helpers.qt_helpers import warm_main_window
 
     app = _app()
-    win = MainWindow(load_panels=False)
-    win.pinned_layout = "1x1"
-    win.resize(1400, 900)
-    win.show()
-    t = time.perf_counter()
-    while win.busy or time.perf_counter() - t < 0.5:
-        QCoreApplication.processEvents()
-        time.sleep(0.005)
+    win, _warm_s = warm_main_window()
     main_id = threading.get_ident()
     beat = [time.perf_counter()]
     gcs: list[tuple[int, float, str]] = []
