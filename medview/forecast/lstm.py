@@ -27,6 +27,17 @@ from medview.modelcards import METADATA_FILE, ModelError, read_card, sha256_file
 MODEL_NAME = "glucose_lstm"
 WINDOW = 36  # input steps (3 h at 5 min)
 HORIZON_STEPS = 12  # output steps (5..60 min)
+
+#: The ``input`` block of the glucose model cards: both networks (this LSTM and the
+#: real-data network of ``realnet``) take the same window and features.
+CARD_INPUT: dict[str, Any] = {
+    "description": "last 3 h of CGM glucose in mg/dL on a 5-minute grid (36 values; "
+    "gaps up to 30 min interpolated); no insulin, carbohydrate or time-of-day inputs",
+    "window": WINDOW,
+    "step_min": 5,
+    "unit": "mg/dL",
+    "features": ["(glucose - 140) / 50", "5-min change of that x 5"],
+}
 QUANTILES = (0.1, 0.5, 0.9)
 CENTER = 140.0  # mg/dL
 SCALE = 50.0  # mg/dL

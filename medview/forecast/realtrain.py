@@ -38,7 +38,7 @@ from medview.forecast.evaluation import (
     pooled,
     summarize,
 )
-from medview.forecast.lstm import HORIZON_STEPS, WINDOW
+from medview.forecast.lstm import CARD_INPUT, HORIZON_STEPS
 from medview.forecast.realnet import MODEL_NAME, fingerprints
 from medview.forecast.series import to_grid
 from medview.modelcards import weights_block, write_card
@@ -257,14 +257,7 @@ def model_card(
             "params": {"hidden": HIDDEN, "layers": 1},
             "description": arch if kind == "attn_gru" else "LSTM (1 layer)",
         },
-        "input": {
-            "description": "last 3 h of CGM glucose in mg/dL on a 5-minute grid (36 values; "
-            "gaps up to 30 min interpolated); no insulin, carbohydrate or time-of-day inputs",
-            "window": WINDOW,
-            "step_min": 5,
-            "unit": "mg/dL",
-            "features": ["(glucose - 140) / 50", "5-min change of that x 5"],
-        },
+        "input": dict(CARD_INPUT),
         "output": output,
         "training": {
             "command": f"medview train glucose {files} --sim-days {run['sim_days']:g} "

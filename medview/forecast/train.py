@@ -29,6 +29,7 @@ import numpy as np
 
 from medview.forecast import baselines
 from medview.forecast.lstm import (
+    CARD_INPUT,
     HORIZON_STEPS,
     MODEL_NAME,
     QUANTILES,
@@ -315,14 +316,7 @@ def _card_core(weights_path: Path, state: dict[str, Any], conformal: np.ndarray)
             "not a medical device; not for dosing or diagnostic decisions",
         ],
         "architecture": {"name": "glucose_lstm", "params": {"layers": LAYERS, "hidden": HIDDEN}},
-        "input": {
-            "description": "last 3 h of CGM glucose in mg/dL on a 5-minute grid (36 values; "
-            "gaps up to 30 min interpolated); no insulin, carbohydrate or time-of-day inputs",
-            "window": WINDOW,
-            "step_min": 5,
-            "unit": "mg/dL",
-            "features": ["(glucose - 140) / 50", "5-min change of that x 5"],
-        },
+        "input": dict(CARD_INPUT),
         "output": {
             "description": "10 %, 50 %, 90 % quantiles of glucose (mg/dL) at +5..+60 min "
             "(12 steps); the 80 % interval is widened per horizon by conformal_mgdl",
