@@ -124,6 +124,7 @@ def heatmap_to_source(hm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 # -- loaded models -----------------------------------------------------------------
 
+
 _cache_lock = threading.Lock()
 _loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
 
@@ -143,6 +144,11 @@ class LoadedModel:
             configure_cpu_threads()
         self.module = info.load_module(str(self.device))
         self.channels_last = optimize and self.device.type == "cpu"
+        if self.channels_last:  # conv + batch norm as one convolution (our own nets)
+            from medview.ai.nets import FOLDABLE, fold_batchnorm
+
+            if info.meta["architecture"].get("name") in FOLDABLE:
+                self.module = fold_batchnorm(self.module.eval())
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.amp = optimize and self.device.type == "cuda"
