@@ -23,6 +23,7 @@ torch when a model is actually loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,19 +209,33 @@ def discover(errors: list[str] | None = None) -> dict[str, ModelInfo]:
     return {n: m for n, m in discover_cards(errors).items() if m.task in IMAGE_TASKS}
 
 
-def get_model(name_or_path: str) -> ModelInfo:
-    """An image model by registry name, or by the path of a model folder."""
+def lookup_card(
+    name_or_path: str,
+    accept: Callable[[ModelInfo], bool],
+    what: str = "model",
+    hide_rejected: bool = True,
+) -> ModelInfo:
+    """A card by the path of a model folder, or by registry name.
+
+    An unknown name is refused with the names ``accept`` takes; so is a known card that
+    ``accept`` refuses when ``hide_rejected`` (otherwise the caller says why it is refused,
+    as it must for a folder's card anyway)."""
     p = Path(name_or_path)
     if p.is_dir() and (p / METADATA_FILE).exists():
-        info = read_model_folder(p, "path")
-    else:
-        cards, broken = scan_models()
-        if name_or_path in broken and name_or_path not in cards:
-            raise broken[name_or_path]
-        if name_or_path not in cards or not cards[name_or_path].is_image_model:
-            known = ", ".join(sorted(n for n, m in cards.items() if m.is_image_model)) or "none"
-            raise ModelError(f"unknown model {name_or_path!r} (available: {known})")
-        info = cards[name_or_path]
+        return read_model_folder(p, "path")
+    cards, broken = scan_models()
+    if name_or_path in broken and name_or_path not in cards:
+        raise broken[name_or_path]
+    found = cards.get(name_or_path)
+    if found is None or (hide_rejected and not accept(found)):
+        known = ", ".join(sorted(n for n, m in cards.items() if accept(m))) or "none"
+        raise ModelError(f"unknown {what} {name_or_path!r} (available: {known})")
+    return found
+
+
+def get_model(name_or_path: str) -> ModelInfo:
+    """An image model by registry name, or by the path of a model folder."""
+    info = lookup_card(name_or_path, lambda m: m.is_image_model)
     if not info.is_image_model:
         raise ModelError(f"a {info.task} model does not analyse images", info.folder)
     return info

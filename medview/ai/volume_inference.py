@@ -250,23 +250,9 @@ def volume_models(errors: list[str] | None = None) -> list[Any]:
 
 def get_volume_model(name_or_path: str) -> Any:
     """A volume model's :class:`~medview.ai.registry.ModelInfo` by name or folder."""
-    from pathlib import Path
+    from medview.ai.registry import lookup_card
 
-    from medview.ai.registry import read_model_folder, scan_models
-    from medview.modelcards import METADATA_FILE
-
-    p = Path(name_or_path)
-    if p.is_dir() and (p / METADATA_FILE).exists():
-        info = read_model_folder(p, "path")
-    else:
-        cards, broken = scan_models()
-        if name_or_path in broken and name_or_path not in cards:
-            raise broken[name_or_path]
-        found = cards.get(name_or_path)
-        if found is None:
-            known = ", ".join(sorted(n for n, m in cards.items() if is_volume_model(m))) or "none"
-            raise ModelError(f"unknown volume model {name_or_path!r} (available: {known})")
-        info = found
+    info = lookup_card(name_or_path, is_volume_model, "volume model", hide_rejected=False)
     if not is_volume_model(info):
         raise ModelError(
             f"not a volume model (task {info.task!r}, input dims {info.input.get('dims', 2)})",
