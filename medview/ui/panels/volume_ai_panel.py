@@ -9,6 +9,7 @@ the HU statistics inside it. "Show label map" toggles the overlay (``labelmap_vi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -115,12 +116,7 @@ class VolumeAIPanel(QWidget, PanelTasks):
         warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
         warn.setWordWrap(True)
         lay.addWidget(warn)
-        row = QHBoxLayout()
-        self.model_box = QComboBox(self)
-        self.run_btn = QPushButton("Segment volume", self)
-        self.run_btn.clicked.connect(self.run_volume)
-        row.addWidget(self.model_box, 1)
-        row.addWidget(self.run_btn)
+        self.model_box, self.run_btn, row = self._model_row("Segment volume", self.run_volume)
         lay.addLayout(row)
         self.status = QLabel("Open a CT series, then Segment volume.", self)
         self.status.setWordWrap(True)
@@ -138,16 +134,25 @@ class VolumeAIPanel(QWidget, PanelTasks):
         self.scope_label = QLabel("", self)
         self.scope_label.setWordWrap(True)
         lay.addWidget(self.scope_label)
-        row2 = QHBoxLayout()
-        self.slice_model_box = QComboBox(self)
-        self.slice_btn = QPushButton("Score every slice", self)
-        self.slice_btn.clicked.connect(self.run_slices)
-        row2.addWidget(self.slice_model_box, 1)
-        row2.addWidget(self.slice_btn)
+        self.slice_model_box, self.slice_btn, row2 = self._model_row(
+            "Score every slice", self.run_slices
+        )
         lay.addWidget(QLabel("Slice-level model over the series (score per slice):", self))
         lay.addLayout(row2)
         self.plot = SliceScorePlot(self)
         lay.addWidget(self.plot)
+
+    def _model_row(
+        self, label: str, slot: Callable[[], None]
+    ) -> tuple[QComboBox, QPushButton, QHBoxLayout]:
+        """A model picker and the button that runs ``slot``, in one row."""
+        row = QHBoxLayout()
+        box = QComboBox(self)
+        button = QPushButton(label, self)
+        button.clicked.connect(slot)
+        row.addWidget(box, 1)
+        row.addWidget(button)
+        return box, button, row
 
     def reload_models(self) -> None:
         """Fill the model list with the volume models (a broken card is notified)."""
