@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,10 @@ from medview.ai.training.card import (
 from medview.ai.training.data import (
     SPEC,
     Log,
+    Run,
     augment,
     environment,
-    no_log,
-    start_run,
+    train,
 )
 from medview.tasks import TaskState
 
@@ -193,20 +194,13 @@ def _training_block(
     }
 
 
-def train_autoencoder(
-    data: str | Path,
-    out: str | Path,
-    seed: int = 0,
-    epochs: int = 30,
-    device: str = "cpu",
-    command: str = "",
-    state: TaskState | None = None,
-    log: Log = no_log,
-) -> dict[str, Any]:
+def _train(r: Run) -> dict[str, Any]:
     """Fit the autoencoder on normal train images only; score val as anomaly detector."""
-    torch, dev, xtr_u8, ytr, xva_u8, yva = start_run(data, seed, device)
-
     from medview.ai import nets
+
+    torch, dev, xtr_u8, ytr, xva_u8, yva = r.torch, r.dev, r.xtr_u8, r.ytr, r.xva_u8, r.yva
+    seed, epochs, command, state, log = r.seed, r.epochs, r.command, r.state, r.log
+    data, out = r.data, r.out
 
     normal = xtr_u8[ytr == 0]
     xtr = torch.from_numpy(prepare_batch(normal, SPEC)).to(dev)
@@ -254,3 +248,8 @@ def train_autoencoder(
         **shared_blocks(),
     }
     return write_versioned(out, model, meta)
+
+
+#: ``train_autoencoder(data, out, seed=0, epochs=30, device="cpu", command="", state=None,
+#: log=no_log)``: :func:`medview.ai.training.data.train` with the autoencoder's fit
+train_autoencoder = functools.partial(train, _train, epochs=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,13 @@ from medview.ai.training.card import (
 from medview.ai.training.data import (
     SPEC,
     Log,
+    Run,
     augment,
     ema_update,
     environment,
     load_split,
-    no_log,
     predict_logits,
-    start_run,
+    train,
 )
 from medview.tasks import TaskState
 
@@ -142,43 +143,40 @@ def _fit(
     return ema.cpu().eval(), history, int(best["epoch"]), train_seconds
 
 
-def train_classifier(
-    data: str | Path,
-    out: str | Path,
-    seed: int = 0,
-    epochs: int = 16,
-    device: str = "cpu",
-    command: str = "",
-    state: TaskState | None = None,
-    log: Log = no_log,
-) -> dict[str, Any]:
+def _train(r: Run) -> dict[str, Any]:
     """Fit the pneumonia CNN on train, select/calibrate/threshold on val, write the model."""
-    torch, dev, xtr_u8, ytr, xva_u8, yva = start_run(data, seed, device)
-
     from medview.ai import nets
 
+    torch, dev = r.torch, r.dev
     d = _Data(
-        xtr=torch.from_numpy(prepare_batch(xtr_u8, SPEC)).to(dev),
-        ytr_t=torch.from_numpy(ytr.astype(np.float32)).to(dev),
-        xva=torch.from_numpy(prepare_batch(xva_u8, SPEC)).to(dev),
-        yva=yva,
+        xtr=torch.from_numpy(prepare_batch(r.xtr_u8, SPEC)).to(dev),
+        ytr_t=torch.from_numpy(r.ytr.astype(np.float32)).to(dev),
+        xva=torch.from_numpy(prepare_batch(r.xva_u8, SPEC)).to(dev),
+        yva=r.yva,
     )
     model = nets.build(CLASSIFIER_ARCH["name"], CLASSIFIER_ARCH["params"]).to(dev)
-    ema, history, selected, train_seconds = _fit(torch, model, d, seed, epochs, dev, state, log)
+    ema, history, selected, train_seconds = _fit(
+        torch, model, d, r.seed, r.epochs, dev, r.state, r.log
+    )
     run = {
-        "seed": seed,
-        "epochs": epochs,
+        "seed": r.seed,
+        "epochs": r.epochs,
         "batch_size": BATCH,
         "selected_epoch": selected,
-        "select_from": epochs // 2,
+        "select_from": r.epochs // 2,
         "train_seconds": train_seconds,
         "device": str(dev),
         "history": history,
-        "command": command,
-        "n_train": int(len(xtr_u8)),
-        "train_prevalence": float(ytr.mean()),
+        "command": r.command,
+        "n_train": int(len(r.xtr_u8)),
+        "train_prevalence": float(r.ytr.mean()),
     }
-    return finish_classifier(ema, data, out, run)
+    return finish_classifier(ema, r.data, r.out, run)
+
+
+#: ``train_classifier(data, out, seed=0, epochs=16, device="cpu", command="", state=None,
+#: log=no_log)``: :func:`medview.ai.training.data.train` with the classifier's fit
+train_classifier = functools.partial(train, _train, epochs=16)
 
 
 def _rounded(m: dict[str, Any]) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from medview.ai.preprocess import InputSpec
 from medview.errors import MedviewError
+from medview.tasks import TaskState
 
 #: the input every bundled imaging model is trained on (and declares in its card)
 SPEC = InputSpec(channels=1, height=28, width=28, mean=0.5, std=0.25, polarity="chest-auto")
@@ -68,6 +70,45 @@ def start_run(
     xtr_u8, ytr = load_split(data, "train")
     xva_u8, yva = load_split(data, "val")
     return torch, dev, xtr_u8, ytr, xva_u8, yva
+
+
+@dataclass
+class Run:
+    """One training run as a trainer's fit function gets it (see :func:`train`)."""
+
+    torch: Any
+    dev: Any  # the torch device
+    xtr_u8: np.ndarray
+    ytr: np.ndarray
+    xva_u8: np.ndarray
+    yva: np.ndarray
+    data: str | Path
+    out: str | Path
+    seed: int
+    epochs: int
+    command: str
+    state: TaskState | None
+    log: Log
+
+
+def train(
+    fit: Callable[[Run], dict[str, Any]],
+    data: str | Path,
+    out: str | Path,
+    seed: int = 0,
+    epochs: int = 16,
+    device: str = "cpu",
+    command: str = "",
+    state: TaskState | None = None,
+    log: Log = no_log,
+) -> dict[str, Any]:
+    """The one entry of the imaging trainers (``train_classifier``/``train_autoencoder``
+    bind ``fit`` and their epochs): :func:`start_run`, then ``fit`` writes the model
+    to ``out`` and returns its card."""
+    torch, dev, xtr_u8, ytr, xva_u8, yva = start_run(data, seed, device)
+    return fit(
+        Run(torch, dev, xtr_u8, ytr, xva_u8, yva, data, out, seed, epochs, command, state, log)
+    )
 
 
 def augment(x: Any, gen: Any, spec: InputSpec, strength: float = 1.0) -> Any:
