@@ -109,33 +109,44 @@ def work_items(
 _resolved: dict[tuple[str, ...], list[Any]] = {}
 
 
-def _worker_models(models: list[str]) -> list[Any]:
-    """The worker process's models: resolved (registry, card checks) once per process and
-    set of names, loaded once (:func:`medview.ai.inference.load_model` caches them), with
-    one torch thread and decoding in this process."""
+def _worker_models(models: list[str], versions: list[str] | None = None) -> list[Any]:
+    """The worker process's models: resolved (registry, card checks) once per process,
+    set of names and expected versions, loaded once (:func:`medview.ai.inference.load_model`
+    caches them), with one torch thread and decoding in this process. A long-lived worker
+    (a hospital's cluster) resolves again when the driver expects other versions, and a
+    worker whose models differ from the driver's is an error, not results under the wrong
+    version."""
     import os
 
     os.environ["MEDVIEW_AI_THREADS"] = "1"
     os.environ["MEDVIEW_DECODE_WORKERS"] = "0"
     from medview.ai.inference import load_model
     from medview.ai.registry import get_model
+    from medview.errors import MedviewError
 
-    key = (os.environ.get("MEDVIEW_MODELS", ""), *models)
+    key = (os.environ.get("MEDVIEW_MODELS", ""), *models, "|", *(versions or []))
     if key not in _resolved:
         infos = [get_model(n) for n in models]
+        for info, want in zip(infos, versions or [i.version for i in infos], strict=True):
+            if info.version != want:
+                raise MedviewError(
+                    f"this worker has {info.name} {info.version}, the driver {want}: "
+                    "install the same models on every worker",
+                    info.folder,
+                )
         for info in infos:
             load_model(info, "cpu")  # weights sha256 checked, warm-up pass, then cached
         _resolved[key] = infos
     return _resolved[key]
 
 
-def warm_up(models: list[str]) -> int:
+def warm_up(models: list[str], versions: list[str] | None = None) -> int:
     """Worker start-up, run once on every worker before the first chunk: import torch,
     resolve and load ``models`` (seconds per worker; otherwise billed to its first chunk).
     Returns the worker's process id."""
     import os
 
-    _worker_models(models)
+    _worker_models(models, versions)
     return os.getpid()
 
 
@@ -153,7 +164,9 @@ def _any_done(db: Any, models: Sequence[tuple[str, str]]) -> bool:
         con.close()
 
 
-def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
+def analyse_files(
+    paths: list[str], models: list[str], versions: list[str] | None = None
+) -> dict[str, Any]:
     """Worker task: every image of ``paths`` through ``models`` (CPU, 1 thread), batched
     across files. Decoding runs in this worker process: the Dask worker is the isolation
     boundary (a decoder that kills it costs this chunk, reported and retried next run)."""
@@ -163,7 +176,7 @@ def analyse_files(paths: list[str], models: list[str]) -> dict[str, Any]:
     from medview.ai.preprocess import SourceImage, iter_path_images
 
     cpu0 = time.process_time()
-    infos = _worker_models(models)
+    infos = _worker_models(models, versions)
     problems: list[str] = []
     file_of: dict[str, str] = {}
     counts = {p: 0 for p in paths}
@@ -322,12 +335,15 @@ def run_batch(
             from distributed import as_completed
 
             t_up = time.perf_counter()
-            client.run(warm_up, model_names)  # every worker, in parallel
+            versions = [v for _, v in names]
+            client.run(warm_up, model_names, versions)  # every worker, in parallel
             rep.warmup_s = round(time.perf_counter() - t_up, 3)
             rep.startup_s = round(time.perf_counter() - t_scan, 3)
             cpu0 = time.process_time()
             parts = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-            futs = {client.submit(analyse_files, p, model_names, pure=False): p for p in parts}
+            futs = {
+                client.submit(analyse_files, p, model_names, versions, pure=False): p for p in parts
+            }
             for fut in as_completed(list(futs)):
                 try:
                     res = fut.result()

@@ -101,3 +101,16 @@ def test_a_scan_that_fails_closes_the_cluster_started_meanwhile(tmp_path, monkey
             [tmp_path], [get_model("pneumonia_cnn")], db=tmp_path / "b.db", client_factory=factory
         )
     assert len(clients) == 1 and clients[0].closed
+
+
+def test_a_worker_with_other_model_versions_refuses_the_chunk():
+    """A long-lived worker re-resolves when the driver expects another version, and
+    refuses when its models differ (no results under the wrong version)."""
+    from medview.ai import batch
+    from medview.ai.registry import get_model
+    from medview.errors import MedviewError
+
+    have = get_model("pneumonia_cnn").version
+    assert batch.warm_up(["pneumonia_cnn"], [have]) > 0
+    with pytest.raises(MedviewError, match="install the same models on every worker"):
+        batch.analyse_files([], ["pneumonia_cnn"], ["9.9.9"])
