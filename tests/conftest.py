@@ -4,7 +4,8 @@
   ``tests/helpers``: helpers shared by tests and benchmarks (``tests.helpers.<module>``).
 * Qt runs offscreen; the per-user data folder is a temporary one (``MEDVIEW_HOME``).
 * ``shared_data`` points at ``../shared/data``; tests needing it skip when absent.
-* Every test fails if it leaves a medview worker (or any new Python thread) running.
+* Every test fails if it leaves a medview worker (or any new Python thread) running, and
+  what it writes into ``os.environ`` is undone after it.
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ def fresh_pool(monkeypatch):
     monkeypatch.setattr(decoders, "_pool_ever_worked", False)
     yield monkeypatch
     decoders.shutdown()  # a pool (or replacement pool) started by the test
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_environment():
+    """Undo whatever a test, or code it runs in this process (a batch worker's set-up run
+    by an in-process client sets MEDVIEW_DECODE_WORKERS=0), wrote into ``os.environ``:
+    later tests, and the processes they start, see the suite's environment."""
+    from unittest import mock
+
+    with mock.patch.dict(os.environ):
+        yield
 
 
 @pytest.fixture(autouse=True)
