@@ -4,7 +4,8 @@ Usage::
 
     python3 -m tests.bench.bench_batch [--images 400] [--workers 1 2 4]
 
-Writes ``--images`` PneumoniaMNIST val images as PNG files into a temporary folder, then
+Writes ``--images`` PneumoniaMNIST val images (then train images beyond the 524 of
+val; only throughput is measured) as PNG files into a temporary folder, then
 times, over the same files and the bundled classifier, (a) the baseline: one process,
 one torch thread, :func:`medview.ai.inference.analyze_path` over the folder (what
 ``medview analyze`` does), and (b) :func:`medview.ai.batch.run_batch` with a LocalCluster
@@ -54,7 +55,7 @@ def main() -> int:
     data = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist_train_val.npz"
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     with np.load(data) as d:
-        imgs = d["val_images"][: args.images]
+        imgs = np.concatenate([d["val_images"], d["train_images"]])[: args.images]
     for i, im in enumerate(imgs):
         Image.fromarray(im).save(tmp / f"img{i:04d}.png")
     model = get_model("pneumonia_cnn")
