@@ -90,18 +90,24 @@ def training_lines(tr: dict[str, Any], schedule: str, threads: str) -> list[str]
     ]
 
 
-def weights_lines(meta: dict[str, Any]) -> list[str]:
-    return [
+def closing_lines(meta: dict[str, Any], manifest: bool = False) -> list[str]:
+    """The "Weights" section (with the manifest's sha256 when asked) and the licence and
+    citations: the end of every card README."""
+    lines = [
         "## Weights",
         "",
         f"`{meta['weights']['file']}` (safetensors, {meta['weights'].get('parameters')} "
         f"parameters), sha256 `{meta['weights']['sha256']}`; verified before every load.",
         "",
     ]
-
-
-def license_lines(meta: dict[str, Any]) -> list[str]:
+    if manifest:
+        lines += [
+            "Manifest (one sha256 over this card's metadata.json and, through the sha256s it "
+            f"holds, the weights): `{(meta.get('manifest') or {}).get('sha256', '')}`.",
+            "",
+        ]
     return [
+        *lines,
         "## License and citations",
         "",
         *[f"- {k}: {val}" for k, val in meta.get("license", {}).items()],
@@ -147,11 +153,7 @@ def write_card_readme(folder: str | Path) -> Path:
     lines += [
         *training_lines(tr, schedule, "threads"),
         *_ood_lines(meta),
-        *weights_lines(meta),
-        "Manifest (one sha256 over this card's metadata.json and, through the sha256s it "
-        f"holds, the weights): `{(meta.get('manifest') or {}).get('sha256', '')}`.",
-        "",
-        *license_lines(meta),
+        *closing_lines(meta, manifest=True),
     ]
     path = folder / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from medview.ai.training.card_readme import (
+    closing_lines,
     intro_lines,
-    license_lines,
     limitation_lines,
     training_lines,
-    weights_lines,
 )
 from medview.disclaimers import AI_MODEL_CARD
 from medview.modelcards import METADATA_FILE
@@ -146,8 +145,7 @@ def write_readme(folder: str | Path) -> Path:
         *training_lines(
             tr, f"{tr.get('steps')} steps of batch {tr.get('batch_size')}", "thread(s)"
         ),
-        *weights_lines(meta),
-        *license_lines(meta),
+        *closing_lines(meta),
     ]
     path = folder / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
