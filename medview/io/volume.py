@@ -480,9 +480,3 @@ def _windowed(
     finally:
         for _, fut in inflight:
             fut.cancel()
-
-
-# Spellings from before medview.io.decoders existed, for callers outside medview/io
-# (medview.ui.thumbs, medview.ui.app, tests/test_gui.py); new code uses medview.io.decoders.
-decoder_pool = decoders.decoder_pool
-shutdown_decoders = decoders.shutdown
