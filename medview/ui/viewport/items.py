@@ -83,12 +83,26 @@ def paint_image(p: QPainter, vp: Viewport, t: QTransform) -> None:
     p.restore()
 
 
+EMPTY_HINT = (
+    "No image\n\nOpen a file (Ctrl+O) or a folder (Ctrl+Shift+O),\n"
+    "drop files here, or try File > Open sample study (Ctrl+Shift+S)"
+)
+
+
+def centre_text(vp: Viewport) -> str:
+    """The centred text: the viewport's message (loading, errors), else how to open a
+    study when it shows nothing."""
+    return vp.message or ("" if vp.volume is not None else EMPTY_HINT)
+
+
 def paint_message_and_border(p: QPainter, vp: Viewport) -> None:
-    """The centred message (loading, errors) and the frame (orange when active)."""
-    if vp.message:
-        p.setPen(TEXT)
+    """The centred message (loading, errors; how to open a study when empty) and the frame
+    (orange when active)."""
+    text = centre_text(vp)
+    if text:
+        p.setPen(TEXT if vp.message else QColor(140, 140, 140))
         flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
-        p.drawText(vp.rect(), flags, vp.message)
+        p.drawText(vp.rect(), flags, text)
     border = QColor(255, 170, 0) if vp.active else QColor(60, 60, 60)
     p.setPen(QPen(border, 2 if vp.active else 1))
     p.setBrush(Qt.BrushStyle.NoBrush)
