@@ -85,8 +85,32 @@ def _single_thread_blas() -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def lstm_layer(x: np.ndarray, w: dict[str, np.ndarray], names: str) -> np.ndarray:
+    """One torch-style LSTM layer (gate order i, f, g, o) over (N, T, F) -> states (N, T, H).
+
+    ``names`` formats a weight name, e.g. ``"lstm.{}_l0"`` -> ``lstm.weight_ih_l0``."""
+    whh = w[names.format("weight_hh")]
+    hidden = whh.shape[1]
+    b = w[names.format("bias_ih")] + w[names.format("bias_hh")]
+    n, steps = x.shape[:2]
+    xs = (x.reshape(n * steps, -1) @ w[names.format("weight_ih")].T + b).reshape(n, steps, -1)
+    h = np.zeros((n, hidden), dtype=np.float32)
+    c = np.zeros((n, hidden), dtype=np.float32)
+    out = np.empty((n, steps, hidden), dtype=np.float32)
+    for t in range(steps):
+        gates = xs[:, t] + h @ whh.T
+        i = sigmoid(gates[:, :hidden])
+        f = sigmoid(gates[:, hidden : 2 * hidden])
+        g = np.tanh(gates[:, 2 * hidden : 3 * hidden])
+        o = sigmoid(gates[:, 3 * hidden :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out[:, t] = h
+    return out
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -127,25 +151,7 @@ class GlucoseLSTM:
         h_seq = features(windows)
         n = len(windows)
         for layer in range(self.layers):
-            wih = w[f"lstm.weight_ih_l{layer}"]
-            whh = w[f"lstm.weight_hh_l{layer}"]
-            b = w[f"lstm.bias_ih_l{layer}"] + w[f"lstm.bias_hh_l{layer}"]
-            hidden = whh.shape[1]
-            h = np.zeros((n, hidden), dtype=np.float32)
-            c = np.zeros((n, hidden), dtype=np.float32)
-            steps = h_seq.shape[1]
-            xs = (h_seq.reshape(n * steps, -1) @ wih.T + b).reshape(n, steps, -1)  # (n, T, 4H)
-            out = np.empty((n, h_seq.shape[1], hidden), dtype=np.float32)
-            for t in range(h_seq.shape[1]):
-                gates = xs[:, t] + h @ whh.T
-                i = _sigmoid(gates[:, :hidden])
-                f = _sigmoid(gates[:, hidden : 2 * hidden])
-                g = np.tanh(gates[:, 2 * hidden : 3 * hidden])
-                o = _sigmoid(gates[:, 3 * hidden :])
-                c = f * c + i * g
-                h = o * np.tanh(c)
-                out[:, t] = h
-            h_seq = out
+            h_seq = lstm_layer(h_seq, w, f"lstm.{{}}_l{layer}")
         z = np.maximum(h_seq[:, -1] @ w["head1.weight"].T + w["head1.bias"], 0.0)
         raw = (z @ w["head2.weight"].T + w["head2.bias"]).reshape(n, HORIZON_STEPS, 3)
         med = raw[..., 1]
@@ -154,14 +160,15 @@ class GlucoseLSTM:
         return np.stack([lo, med, hi], axis=-1).astype(np.float32)
 
 
-def default_model_dir() -> Path:
-    """The user's model folder wins over the bundled one when it holds this model."""
+def default_model_dir(name: str = MODEL_NAME) -> Path:
+    """The folder of model ``name``: the user's one wins over the bundled one when it
+    holds that model."""
     from medview.paths import bundled_models_dir, user_models_dir
 
-    user = user_models_dir() / MODEL_NAME
+    user = user_models_dir() / name
     if (user / METADATA_FILE).exists():
         return user
-    return bundled_models_dir() / MODEL_NAME
+    return bundled_models_dir() / name
 
 
 _CACHE: dict[str, GlucoseLSTM] = {}

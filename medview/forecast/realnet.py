@@ -28,16 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from medview.forecast.lstm import HORIZON_STEPS, SCALE, WINDOW, features
+from medview.forecast.lstm import (
+    HORIZON_STEPS,
+    SCALE,
+    WINDOW,
+    features,
+    lstm_layer,
+    sigmoid,
+)
+from medview.forecast.lstm import default_model_dir as lstm_model_dir
 from medview.modelcards import METADATA_FILE, ModelError, read_card, sha256_file
 
 MODEL_NAME = "glucose_real"
 KINDS = ("attn_gru", "real_lstm")
 FINGERPRINT_BLOCK = 12  # readings hashed from each day's first reading
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _gru(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
@@ -49,28 +53,10 @@ def _gru(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
     out = np.empty((x.shape[0], x.shape[1], hid), dtype=np.float32)
     for t in range(x.shape[1]):
         hh = h @ whh.T + w["rnn.bias_hh_l0"]
-        r = _sigmoid(xs[:, t, :hid] + hh[:, :hid])
-        z = _sigmoid(xs[:, t, hid : 2 * hid] + hh[:, hid : 2 * hid])
+        r = sigmoid(xs[:, t, :hid] + hh[:, :hid])
+        z = sigmoid(xs[:, t, hid : 2 * hid] + hh[:, hid : 2 * hid])
         n = np.tanh(xs[:, t, 2 * hid :] + r * hh[:, 2 * hid :])
         h = (1.0 - z) * n + z * h
-        out[:, t] = h
-    return out
-
-
-def _lstm(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
-    """One-layer LSTM (torch gate order i, f, g, o) over (N, T, F) -> states (N, T, H)."""
-    whh = w["rnn.weight_hh_l0"]
-    hid = whh.shape[1]
-    xs = x @ w["rnn.weight_ih_l0"].T + w["rnn.bias_ih_l0"] + w["rnn.bias_hh_l0"]
-    h = np.zeros((x.shape[0], hid), dtype=np.float32)
-    c = np.zeros_like(h)
-    out = np.empty((x.shape[0], x.shape[1], hid), dtype=np.float32)
-    for t in range(x.shape[1]):
-        g = xs[:, t] + h @ whh.T
-        c = _sigmoid(g[:, hid : 2 * hid]) * c + _sigmoid(g[:, :hid]) * np.tanh(
-            g[:, 2 * hid : 3 * hid]
-        )
-        h = _sigmoid(g[:, 3 * hid :]) * np.tanh(c)
         out[:, t] = h
     return out
 
@@ -94,7 +80,7 @@ def forward(kind: str, w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         ctx = np.einsum("nt,nth->nh", att, out)
         return _head(np.concatenate([last, ctx], axis=1), w)
     if kind == "real_lstm":
-        return _head(_lstm(x, w)[:, -1], w)
+        return _head(lstm_layer(x, w, "rnn.{}_l0")[:, -1], w)
     raise ModelError(f"unknown network kind {kind!r} (known: {', '.join(KINDS)})")
 
 
@@ -154,12 +140,7 @@ def fingerprints(seconds: np.ndarray, values: np.ndarray) -> list[str]:
 
 def default_model_dir() -> Path:
     """The user's model folder wins over the bundled one when it holds this model."""
-    from medview.paths import bundled_models_dir, user_models_dir
-
-    user = user_models_dir() / MODEL_NAME
-    if (user / METADATA_FILE).exists():
-        return user
-    return bundled_models_dir() / MODEL_NAME
+    return lstm_model_dir(MODEL_NAME)
 
 
 _CACHE: dict[str, RealNet] = {}
