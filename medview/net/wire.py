@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import struct
 
+from medview.io import filemeta
+from medview.io.filemeta import LONG_VRS
+
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
-IMPLEMENTATION_VERSION = b"MEDVIEW "  # SH, padded to even length
-
-# explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2)
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
@@ -42,16 +39,6 @@ def walkable(transfer_syntax: str) -> bool:
     return ts.startswith("1.2.840.10008.1.2") and ts not in (_BIG_ENDIAN, _DEFLATED)
 
 
-def _short(tag: int, vr: bytes, value: bytes) -> bytes:
-    """An explicit VR little endian element with a 2-byte length."""
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
-
-
-def _uid_element(tag: int, uid: str) -> bytes:
-    value = uid.encode("ascii")
-    return _short(tag, b"UI", value + b"\x00" * (len(value) % 2))
-
-
 def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes:
     """Preamble, ``DICM`` and the File Meta Information (group 0002, explicit VR little
     endian) for one instance; the UIDs must be ASCII of at most 64 characters."""
@@ -60,18 +47,9 @@ def file_meta_bytes(sop_class: str, sop_uid: str, transfer_syntax: str) -> bytes
     for uid in (sop_class, sop_uid, transfer_syntax):
         if not 0 < len(uid) <= 64 or not uid.isascii():
             raise MalformedDataset("a UID in the request is empty, too long or not ASCII")
-    body = b"".join(
-        (
-            struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01",
-            _uid_element(0x00020002, sop_class),
-            _uid_element(0x00020003, sop_uid),
-            _uid_element(0x00020010, transfer_syntax),
-            _uid_element(0x00020012, str(PYDICOM_IMPLEMENTATION_UID)),
-            _short(0x00020013, b"SH", IMPLEMENTATION_VERSION),
-        )
+    return filemeta.file_meta_bytes(
+        sop_class, sop_uid, transfer_syntax, str(PYDICOM_IMPLEMENTATION_UID)
     )
-    group_length = _short(0x00020000, b"UL", struct.pack("<I", len(body)))
-    return b"\x00" * 128 + b"DICM" + group_length + body
 
 
 def header_uids(data: bytes | bytearray | memoryview, transfer_syntax: str) -> tuple[str, str, str]:
@@ -103,7 +81,7 @@ class _Walker:
         vr = bytes(self.buf[pos + 4 : pos + 6])
         if not (vr.isalpha() and vr.isupper()):
             raise MalformedDataset(f"invalid VR at byte {pos}")
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if pos + 12 > self.n:
                 raise MalformedDataset(f"element header cut off at byte {pos}")
             return tag, vr, struct.unpack_from("<I", self.buf, pos + 8)[0], 12

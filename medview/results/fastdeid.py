@@ -27,23 +27,9 @@ import os
 import struct
 from typing import Any
 
+from medview.io.filemeta import LONG_VRS, file_meta_bytes
 from medview.results.deid import EXTRA_RULES, PIXEL_TAGS, Deidentifier, resolve_action, rule_for
 
-LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
 IMPLICIT = "1.2.840.10008.1.2"
 NOT_LITTLE = ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")  # big endian, deflate
 PIXEL_DATA = 0x7FE00010
@@ -389,33 +375,12 @@ def _sop_uid(parts: list[tuple[int, bytes]], implicit: bool) -> str:
     return ""
 
 
-def _short(tag: int, vr: bytes, value: bytes) -> bytes:
-    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", len(value)) + value
-
-
-def _uid_value(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\0" if len(raw) % 2 else raw
-
-
 def meta_bytes(sop_class: str, sop_instance: str, ts: str) -> bytes:
-    """Preamble, ``DICM`` and the file meta group medview writes (PS3.10 7.1): version,
-    SOP class and instance (when there is one), transfer syntax and medview's
-    implementation class UID and version name -- what pydicom writes for the same values."""
+    """Preamble, ``DICM`` and the file meta group medview writes (PS3.10 7.1), with
+    medview's implementation class UID (see :func:`medview.io.filemeta.file_meta_bytes`)."""
     from medview.results.deid import IMPLEMENTATION_UID
 
-    body = b"".join(
-        [
-            b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",
-            _short(0x00020002, b"UI", _uid_value(sop_class)),
-            _short(0x00020003, b"UI", _uid_value(sop_instance)) if sop_instance else b"",
-            _short(0x00020010, b"UI", _uid_value(ts)),
-            _short(0x00020012, b"UI", _uid_value(IMPLEMENTATION_UID)),
-            _short(0x00020013, b"SH", b"MEDVIEW "),
-        ]
-    )
-    length = b"\x02\x00\x00\x00UL\x04\x00" + struct.pack("<I", len(body))
-    return b"\0" * 128 + b"DICM" + length + body
+    return file_meta_bytes(sop_class, sop_instance, ts, IMPLEMENTATION_UID)
 
 
 def _pixel_data_is_last(f: Any, tail: int, implicit: bool, size: int) -> bool:
