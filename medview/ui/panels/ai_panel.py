@@ -104,6 +104,15 @@ def overlay_label(r: Any) -> str:
     return text if r.in_scope else text + " | OUTSIDE INTENDED USE"
 
 
+def disclaimer_banner(parent: QWidget | None = None, wrap: bool = False) -> QLabel:
+    """The red banner with the AI disclaimer that tops every AI panel."""
+    warn = QLabel(f"<b>{DISCLAIMER}</b>", parent)
+    warn.setStyleSheet("color: white; background: #a00000; padding: 3px;")
+    warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    warn.setWordWrap(wrap)
+    return warn
+
+
 class AIPanel(QWidget, PanelTasks):
     """Dock panel running medview.ai models on the current image or series."""
 
@@ -127,10 +136,7 @@ class AIPanel(QWidget, PanelTasks):
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
         lay = QVBoxLayout(self)
-        warn = QLabel(f"<b>{DISCLAIMER}</b>")
-        warn.setStyleSheet("color: white; background: #a00000; padding: 3px;")
-        warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        lay.addWidget(warn)
+        lay.addWidget(disclaimer_banner())
 
         lay.addWidget(QLabel("Models"))
         self.model_list = QListWidget(self)

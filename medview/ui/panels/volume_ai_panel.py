@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from medview.disclaimers import AI as DISCLAIMER
 from medview.ui.context import StudyContext
+from medview.ui.panels.ai_panel import disclaimer_banner
 from medview.ui.panels.base import PanelTasks
 
 LEGEND_COLUMNS = ["", "Label", "mL", "HU mean \u00b1 sd", "HU min..max"]
@@ -111,11 +111,7 @@ class VolumeAIPanel(QWidget, PanelTasks):
 
     def _build(self) -> None:
         lay = QVBoxLayout(self)
-        warn = QLabel(f"<b>{DISCLAIMER}</b>", self)
-        warn.setStyleSheet("color: white; background: #a00000; padding: 3px;")
-        warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        warn.setWordWrap(True)
-        lay.addWidget(warn)
+        lay.addWidget(disclaimer_banner(self, wrap=True))
         self.model_box, self.run_btn, row = self._model_row("Segment volume", self.run_volume)
         lay.addLayout(row)
         self.status = QLabel("Open a CT series, then Segment volume.", self)
