@@ -135,6 +135,11 @@ class KeyImageStore(LazyDatabase[KeyImageDatabase]):
             self.load([sop_uid])
         return (sop_uid, int(frame)) in self._known
 
+    def known(self, sop_uid: str, frame: int = 0) -> bool:
+        """Whether the image is flagged, from the flags read so far: never reads the
+        database (what the viewer asks while painting; :meth:`load` runs in a worker)."""
+        return (sop_uid, int(frame)) in self._known
+
     def toggle(self, key: KeyImage) -> bool:
         """Flag or unflag an image; its new state (True: a key image)."""
         pair = (key.sop_uid, int(key.frame))

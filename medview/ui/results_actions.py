@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.tasks import TaskState, ensure_state
 from medview.ui import settings as user_settings
 from medview.ui.panels.base import ResultsSource
 from medview.ui.workers import TaskHandle, TaskSlot
@@ -42,13 +43,33 @@ MAX_WARNINGS = 10
 
 
 # ---------------------------------------------------------------- set-up
+class _Warnings(QObject):
+    """Carries the key-image store's warnings to the GUI thread (the store also reads in a
+    worker: :func:`series_opened`)."""
+
+    message = Signal(str)
+
+    def __init__(self, win: MainWindow) -> None:
+        super().__init__(win)
+        self.win = win
+        self.message.connect(self._show)  # queued when emitted from a worker thread
+
+    def _show(self, text: str) -> None:
+        self.win.notify(text, "warning")
+
+
 def install(win: MainWindow) -> None:
     """Give ``win`` its key-image store, the results task slot and the audit hooks."""
     from medview.results.key_images import KeyImageStore
 
-    win.key_images = KeyImageStore(warn=lambda msg: win.notify(msg, "warning"))
+    warnings = _Warnings(win)
+    win.key_images = KeyImageStore(warn=warnings.message.emit)
     win.results_slot = TaskSlot(win)
     win.side_slots.append(win.results_slot)  # busy while it runs; cancelled on close
+    # a new series' key flags and open event, in a worker (one series after another)
+    win.open_slot = TaskSlot(win)
+    win.side_slots.append(win.open_slot)
+    win.open_queue = []
     win.audited_series = set()
     win.ai_audit_timer = QTimer(win)
     win.ai_audit_timer.setSingleShot(True)
@@ -62,11 +83,14 @@ def install(win: MainWindow) -> None:
 
 
 def _is_key(win: MainWindow, key: str, frame: int) -> bool:
-    return bool(key) and win.key_images.is_key(key, frame)
+    # asked while painting: only the flags read so far (series_opened reads them in a worker)
+    return bool(key) and win.key_images.known(key, frame)
 
 
 def _image_shown(win: MainWindow, vp: Viewport) -> None:
-    """A new series in a viewport: its open event (once per series) and its key flags."""
+    """A new series in a viewport: its open event (once per series) and its key flags,
+    both read or written by :func:`series_opened` in a worker (the GUI thread does not
+    touch the database or the audit log here)."""
     vol = vp.volume
     if vol is None or vp.loading:
         return
@@ -75,12 +99,43 @@ def _image_shown(win: MainWindow, vp: Viewport) -> None:
     if not uid or uid in win.audited_series:
         return
     win.audited_series.add(uid)
-    win.key_images.load(i.sop_uid for i in vol.instances if i.sop_uid)
+    win.open_queue.append(vol)
+    _next_open(win)
+
+
+def series_opened(store: Any, volume: Any, state: TaskState | None = None) -> str:
+    """Worker: read the key flags of ``volume``'s images into ``store`` and write its
+    ``open`` audit event; "" or why the event was not written."""
     from medview.results.jobs import audit_open
 
-    note = audit_open(vol)
+    state = ensure_state(state)
+    store.load([i.sop_uid for i in volume.instances if i.sop_uid])
+    state.check()
+    return audit_open(volume)
+
+
+def _next_open(win: MainWindow) -> None:
+    """Start :func:`series_opened` for the next queued series (one at a time: a second
+    series must not cancel the first one's audit event)."""
+    if win.open_slot.busy or not win.open_queue:
+        return
+    vol = win.open_queue.pop(0)
+    win.open_slot.run(
+        series_opened,
+        win.key_images,
+        vol,
+        name="series-open",
+        on_result=lambda note: _opened(win, note),
+        on_error=lambda msg: win.notify(f"open event not recorded: {msg}", "warning"),
+        on_finished=lambda _h: _next_open(win),
+    )
+
+
+def _opened(win: MainWindow, note: str) -> None:
     if note:
         win.notify(note, "warning")
+    for v in win.area.viewports:  # key markers of the flags just read
+        v.update()
 
 
 def _hook_ai_panel(win: MainWindow) -> None:
