@@ -30,6 +30,7 @@ from typing import Any
 
 from medview.ai.preprocess import InputSpec
 from medview.modelcards import (
+    FORECAST_TASKS,
     IMAGE_TASKS,
     METADATA_FILE,
     WEIGHTS_FILE,
@@ -50,6 +51,7 @@ __all__ = [
     "discover",
     "discover_cards",
     "get_model",
+    "model_use",
     "read_model_folder",
     "scan_models",
     "sha256_file",
@@ -235,9 +237,16 @@ def lookup_card(
 
 def get_model(name_or_path: str) -> ModelInfo:
     """An image model by registry name, or by the path of a model folder."""
-    info = lookup_card(name_or_path, lambda m: m.is_image_model)
+    info = lookup_card(name_or_path, lambda m: m.is_image_model, hide_rejected=False)
     if not info.is_image_model:
-        raise ModelError(f"a {info.task} model does not analyse images", info.folder)
+        use = model_use(info)
+        what = f"{use['kind']} ({use['dims']}D)" if use["dims"] else str(use["kind"])
+        how = f"; run it on its own: {use['command']}" if use["command"] else ""
+        raise ModelError(
+            f"{info.name} is a {what} model, not a 2D image model: it does not analyse "
+            f"images one by one{how}",
+            info.folder,
+        )
     return info
 
 
@@ -247,6 +256,29 @@ def default_models(errors: list[str] | None = None) -> list[ModelInfo]:
     Broken models (a user model failing validation takes its name with it) go to ``errors``.
     """
     return [m for _, m in sorted(discover(errors).items())]
+
+
+def model_use(card: ModelCard, device: str = "cpu") -> dict[str, Any]:
+    """What a model does and how it is run, for listings (``device``: where torch runs).
+
+    ``kind``: ``image`` (2D: one picture or each slice), ``volume`` (3D: a whole CT/MR
+    series), ``forecast`` (a time series) or the card's task; ``dims`` 2, 3, 1 or None;
+    ``runs_on``: the device a default (``--device auto``) run uses; ``command``: the
+    command that runs it.
+    """
+    name = card.name
+    fmt = card.weights.format
+    runs_on = f"onnxruntime ({device})" if fmt == "onnx" else device
+    if card.is_image_model:
+        kind, dims, cmd = "image", 2, f"medview analyze IMAGE_OR_FOLDER --model {name}"
+    elif card.task == "segmentation" and str(card.input.get("dims", "")) == "3":
+        kind, dims, cmd = "volume", 3, f"medview analyze SERIES_FOLDER --model {name}"
+    elif card.task in FORECAST_TASKS:
+        kind, dims, runs_on = "forecast", 1, "cpu"
+        cmd = "medview forecast --cgm FILE.csv"  # the forecaster picks its network
+    else:
+        kind, dims, cmd = card.task, None, None
+    return {"kind": kind, "dims": dims, "runs_on": runs_on, "command": cmd}
 
 
 def write_model(folder: str | Path, module: Any, meta: dict[str, Any]) -> ModelInfo:

@@ -26,7 +26,12 @@ EPILOG = (
     "in_distribution is false when the image is unlike the model's training data (the card's "
     "check, calibrated on the training split); the raw figure is still printed for research "
     "use. uncertainty: spread (std) of each figure over slightly shifted copies of the image. "
-    "--device cuda/mps when that device is missing is an error (exit 2); auto falls back."
+    "--device cuda/mps when that device is missing is an error (exit 2); auto falls back. "
+    "A volume (3D) model such as --model ct_seg runs alone on each CT/MR series of PATH: "
+    'one JSON object per series {"path", "model", "version", "device", "elapsed_s", '
+    '"shape_zyx", "model_grid_zyx", "windows", "batches", "labels": [{"label", "name", '
+    '"color", "voxels", "ml", "mean", "sd", "min", "max", "unit"}], "in_scope", '
+    '"scope_reasons", "disclaimer", "labels_out"}. --list-models shows every model\'s kind.'
 )
 
 
@@ -57,7 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     add_flag(parser, "--index", "store each image's embedding and findings for 'medview similar'")
     add_db(parser, "database for --index (default: the study one)")
-    add_flag(parser, "--list-models", "list registered models as JSON and exit")
+    add_flag(
+        parser,
+        "--list-models",
+        "list every installed model (2D image, 3D volume, forecast) with where it runs and "
+        "the command that runs it, and exit (--json: one object per model)",
+    )
     parser.add_argument(
         "--labels-out",
         metavar="FILE.nii.gz",
@@ -76,17 +86,36 @@ def _overlay_name(res: Any, index_in_series: bool) -> str:
 _fail = partial(error, prog=PROG)  # one line on stderr, exit 2
 
 
-def _list_models() -> int:
-    """``--list-models``: one JSON line per image model (its task included); broken cards."""
-    from medview.ai.registry import discover
+def _list_models(as_json: bool) -> int:
+    """``--list-models``: every installed model (2D image, 3D volume, forecast), how it runs.
+
+    One JSON object per model with ``--json`` (the card summary plus ``kind``, ``dims``,
+    ``runs_on``, ``command``), else a table; broken cards on stderr (exit 1).
+    """
+    from medview.ai.registry import discover_cards, model_use
 
     errors: list[str] = []
-    models = discover(errors)
-    for m in sorted(models.values(), key=lambda m: m.name):
-        print_json(m.summary())
+    models = sorted(discover_cards(errors).values(), key=lambda m: m.name)
+    device = "cpu"
+    if any(m.task != "forecast" for m in models):
+        from medview.ai.devices import resolve_device
+
+        device = str(resolve_device("auto"))
+    if not as_json:
+        print(f"{'name':<16} {'version':<9} {'kind':<9} {'task':<15} {'runs on':<10} run with")
+    for m in models:
+        row = {**m.summary(), **model_use(m, device)}
+        if as_json:
+            print_json(row)
+        else:
+            kind = f"{row['kind']} {row['dims']}D" if row["dims"] in (2, 3) else row["kind"]
+            print(
+                f"{m.name:<16} {m.version:<9} {kind:<9} {m.task:<15} {row['runs_on']:<10} "
+                f"{row['command'] or '-'}"
+            )
     for e in errors:
-        _fail(e)
-    return 0
+        error(e, prog=PROG, status=1)
+    return 1 if errors else 0
 
 
 def _load_models(args: argparse.Namespace) -> list[Any] | int:
@@ -231,7 +260,7 @@ def _analyse_all(args: argparse.Namespace, emit: _Emitter) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_models:
-        return _list_models()
+        return _list_models(bool(args.json))
     from medview.commands._volume import run_volume, wants_volume_models
 
     if wants_volume_models(args.model):  # 3D models: label map, mL and HU per label

@@ -38,12 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.add_argument("name", metavar="NAME")
 
 
-def _row(info: Any) -> dict[str, Any]:
-    """What `list` shows of one model."""
+def _device() -> str:
+    """Where a default (``--device auto``) run of a torch model goes on this machine."""
+    from medview.ai.devices import resolve_device
+
+    return str(resolve_device("auto"))
+
+
+def _row(info: Any, device: str = "cpu") -> dict[str, Any]:
+    """What `list` shows of one model (kind: image 2D, volume 3D, forecast; how to run it)."""
+    from medview.ai.registry import model_use
+
     return {
         "name": info.name,
         "version": info.version,
         "task": info.task,
+        **model_use(info, device),
         "source": info.source,
         "format": info.weights.format,
         "architecture": info.architecture.get("name"),
@@ -59,14 +69,17 @@ def _list(args: argparse.Namespace) -> int:
     from medview.commands._common import error, print_json
 
     found, broken = scan_models()
+    device = _device() if found else "cpu"
     for info in sorted(found.values(), key=lambda m: m.name):
-        row = _row(info)
+        row = _row(info, device)
         if args.json:
             print_json(row)
         else:
+            kind = f"{row['kind']} {row['dims']}D" if row["dims"] in (2, 3) else row["kind"]
             print(
-                f"{row['name']:<20} {row['version']:<12} {row['task']:<15} {row['source']:<8} "
-                f"{row['format']:<12} {row['architecture']}"
+                f"{row['name']:<20} {row['version']:<12} {kind:<10} {row['task']:<15} "
+                f"{row['source']:<8} {row['format']:<12} {row['architecture']:<16} "
+                f"{row['runs_on']}"
             )
     seen: set[str] = set()
     for exc in broken.values():  # loud: a broken model is never silently skipped
@@ -91,8 +104,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**info.meta, "source": info.source, "folder": str(info.folder)}, indent=2)
         return 0
-    row = _row(info)
-    for key in ("name", "version", "task", "source", "format", "architecture", "folder"):
+    row = _row(info, _device())
+    for key in ("name", "version", "kind", "dims", "task", "runs_on", "command", "source"):
+        print(f"{key}: {row[key]}")
+    for key in ("format", "architecture", "folder"):
         print(f"{key}: {row[key]}")
     print(f"labels: {', '.join(row['labels']) or '-'}")
     print(f"input: {info.meta['input']}")

@@ -177,8 +177,11 @@ def test_get_model_refuses_a_forecast_model_for_images(tmp_path):
     shutil.copytree(MODELS / "glucose_lstm", folder)
     with pytest.raises(ModelError, match="does not analyse images"):
         get_model(str(folder))
-    with pytest.raises(ModelError, match="unknown model 'glucose_lstm'"):
+    # by name too: the reason and the command that runs it, not "unknown model"
+    with pytest.raises(ModelError, match="forecast .1D. model.*medview forecast"):
         get_model("glucose_lstm")
+    with pytest.raises(ModelError, match=r"unknown model 'nope' \(available: pneumonia_ae"):
+        get_model("nope")
 
 
 def test_tampered_glucose_weights_are_a_one_line_medview_error(tmp_path):
