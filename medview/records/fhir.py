@@ -28,19 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medview.records import model
 from medview.records._common import make_observation, parse_date, parse_time
 from medview.records._text import show
 from medview.records.fhir_files import iter_fhir_file
-from medview.records.model import (
-    Allergy,
-    Condition,
-    Encounter,
-    Observation,
-    Patient,
-    RecordProblem,
-    RecordSet,
-    TreatmentEvent,
-)
 from medview.tasks import TaskState, ensure_state
 
 LOINC = "http://loinc.org"
@@ -222,7 +213,7 @@ class FhirImporter:
     """Accumulates resources from any number of files, then builds one RecordSet."""
 
     def __init__(self) -> None:
-        self.records = RecordSet(format="fhir")
+        self.records = model.RecordSet(format="fhir")
         self._conditions_by_id: dict[str, tuple[str, str]] = {}
         self._medications_by_id: dict[str, tuple[str, str]] = {}
         self._pending: list[tuple[str, dict]] = []
@@ -233,7 +224,7 @@ class FhirImporter:
         rtype = res.get("resourceType")
         if not isinstance(rtype, str):
             self.records.problems.append(
-                RecordProblem(source, f"resourceType is not a string: {show(rtype)}; skipped")
+                model.RecordProblem(source, f"resourceType is not a string: {show(rtype)}; skipped")
             )
             return
         if rtype not in KNOWN_TYPES:
@@ -242,7 +233,9 @@ class FhirImporter:
             self._index(source, res, rtype)
         except Exception as exc:  # noqa: BLE001 - one broken resource never stops the import
             self.records.problems.append(
-                RecordProblem(f"{source} {rtype}", f"malformed resource ({type(exc).__name__})")
+                model.RecordProblem(
+                    f"{source} {rtype}", f"malformed resource ({type(exc).__name__})"
+                )
             )
 
     def _index(self, source: str, res: dict, rtype: str) -> None:
@@ -260,7 +253,7 @@ class FhirImporter:
         self._pending.append((source, res))
 
     # pass 2: convert
-    def finish(self, state: TaskState | None = None) -> RecordSet:
+    def finish(self, state: TaskState | None = None) -> model.RecordSet:
         """Convert the collected resources (second pass); problems go to ``records.problems``."""
         state = ensure_state(state)
         n = max(len(self._pending), 1)
@@ -272,10 +265,10 @@ class FhirImporter:
             try:
                 getattr(self, f"_do_{rtype}")(res)
             except _Malformed as exc:
-                self.records.problems.append(RecordProblem(label, str(exc)))
+                self.records.problems.append(model.RecordProblem(label, str(exc)))
             except Exception as exc:  # noqa: BLE001 - one broken resource never stops the import
                 self.records.problems.append(
-                    RecordProblem(label, f"malformed resource ({type(exc).__name__})")
+                    model.RecordProblem(label, f"malformed resource ({type(exc).__name__})")
                 )
         self._pending.clear()
         return self.records
@@ -303,7 +296,7 @@ class FhirImporter:
             for i in res.get("identifier") or []
             if isinstance(i, dict) and i.get("value") and not is_national_identifier(i)
         ]
-        self.records.patients[pid] = Patient(pid, text, birth, death, sex, idents)
+        self.records.patients[pid] = model.Patient(pid, text, birth, death, sex, idents)
 
     def _do_Observation(self, res: dict) -> None:  # noqa: N802
         pid = _subject(res)
@@ -311,7 +304,7 @@ class FhirImporter:
         code, display = _coding(res.get("code"), LOINC)
         if not code:
             raise _Malformed("no code")
-        out: list[Observation] = []
+        out: list[model.Observation] = []
         val = _value(res, "value")
         if val is not None:
             out.append(make_observation(pid, t, code, display, *val))
@@ -335,7 +328,7 @@ class FhirImporter:
             raise _Malformed("no code")
         start = _time(res, "onsetDateTime", "onsetPeriod", "recordedDate")
         stop = _end(res, "abatementDateTime", "abatementPeriod")
-        self.records.conditions.append(Condition(pid, start, stop, code, display))
+        self.records.conditions.append(model.Condition(pid, start, stop, code, display))
 
     def _reason(self, res: dict, *ref_fields: str) -> tuple[str, str]:
         for rc in res.get("reasonCode") or []:
@@ -367,7 +360,7 @@ class FhirImporter:
         stop = _end(res, *ends)
         rcode, rdisplay = self._reason(res, "reasonReference", "addresses")
         self.records.treatments.append(
-            TreatmentEvent(
+            model.TreatmentEvent(
                 patient_id=_subject(res),
                 kind=kind,
                 start=start,
@@ -415,7 +408,7 @@ class FhirImporter:
         code, display = _coding(types[0], SNOMED) if types else ("", "")
         cls = res.get("class")
         ecls = str(cls.get("code") or "") if isinstance(cls, dict) else ""
-        self.records.encounters.append(Encounter(pid, start, stop, code, display, ecls))
+        self.records.encounters.append(model.Encounter(pid, start, stop, code, display, ecls))
 
     def _do_AllergyIntolerance(self, res: dict) -> None:  # noqa: N802
         pid = _subject(res)
@@ -439,7 +432,7 @@ class FhirImporter:
                 if text:
                     reactions.append(text)
         self.records.allergies.append(
-            Allergy(
+            model.Allergy(
                 patient_id=pid,
                 start=start,
                 stop=stop,
@@ -454,12 +447,12 @@ class FhirImporter:
         )
 
 
-def read_fhir(paths: Iterable[Path], state: TaskState | None = None) -> RecordSet:
+def read_fhir(paths: Iterable[Path], state: TaskState | None = None) -> model.RecordSet:
     """Import FHIR JSON / NDJSON files into one RecordSet (references resolved across files)."""
     state = ensure_state(state)
     files = list(paths)
     imp = FhirImporter()
-    problems: list[RecordProblem] = []
+    problems: list[model.RecordProblem] = []
     for i, path in enumerate(files):
         state.progress(0.5 * i / max(len(files), 1), f"reading {path.name}")
         for source, res in iter_fhir_file(path, problems):

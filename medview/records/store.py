@@ -20,16 +20,7 @@ from os import PathLike
 from typing import TYPE_CHECKING
 
 from medview.paths import open_sqlite
-from medview.records.model import (
-    Allergy,
-    Condition,
-    Encounter,
-    Observation,
-    Patient,
-    RecordProblem,
-    RecordSet,
-    TreatmentEvent,
-)
+from medview.records import model
 
 if TYPE_CHECKING:
     from medview.tasks import TaskState
@@ -166,7 +157,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _patient_row(p: Patient, source: str, now: str) -> Row:
+def _patient_row(p: model.Patient, source: str, now: str) -> Row:
     return (
         p.id,
         p.name,
@@ -192,7 +183,7 @@ def _row(item: object, fields: tuple[str, ...]) -> Row:
     return tuple(out)
 
 
-def _table_rows(records: RecordSet) -> dict[str, list[Row]]:
+def _table_rows(records: model.RecordSet) -> dict[str, list[Row]]:
     """The rows of every per-patient table (keys in :data:`_TABLES` order)."""
     items: dict[str, Sequence[object]] = {
         "rec_observations": records.observations,
@@ -205,7 +196,7 @@ def _table_rows(records: RecordSet) -> dict[str, list[Row]]:
 
 
 def save_records(
-    records: RecordSet, db_path: str | PathLike[str] | None = None, source: str = ""
+    records: model.RecordSet, db_path: str | PathLike[str] | None = None, source: str = ""
 ) -> int:
     """Store ``records`` (replacing earlier rows of the same patients); returns patients saved.
 
@@ -241,7 +232,7 @@ def import_records(
     path: str | PathLike[str],
     db_path: str | PathLike[str] | None = None,
     state: TaskState | None = None,
-) -> RecordSet:
+) -> model.RecordSet:
     """Load records from ``path`` and keep them in the local database for later sessions.
 
     A database that cannot be written is reported in ``problems``; the records are
@@ -253,16 +244,16 @@ def import_records(
     try:
         save_records(records, db_path)
     except (sqlite3.Error, OSError) as exc:
-        records.problems.append(RecordProblem("local database", f"records not saved: {exc}"))
+        records.problems.append(model.RecordProblem("local database", f"records not saved: {exc}"))
     return records
 
 
 def load_saved_records(
     db_path: str | PathLike[str] | None = None, patient_ids: Iterable[str] | None = None
-) -> RecordSet:
+) -> model.RecordSet:
     """Read stored records back (all patients, or only ``patient_ids``)."""
     con = connect(db_path)
-    rs = RecordSet(format="database", sources=[str(db_path or "")])
+    rs = model.RecordSet(format="database", sources=[str(db_path or "")])
     ids = list(patient_ids) if patient_ids is not None else None
 
     def rows(table: str, key: str = "patient_id") -> sqlite3.Cursor:
@@ -273,7 +264,7 @@ def load_saved_records(
 
     try:
         for pid, name, birth, death, sex, idents, _src, _at in rows("rec_patients", "id"):
-            rs.patients[pid] = Patient(
+            rs.patients[pid] = model.Patient(
                 pid,
                 name or "",
                 _d(birth),
@@ -283,7 +274,7 @@ def load_saved_records(
             )
         for r in rows("rec_observations"):
             rs.observations.append(
-                Observation(
+                model.Observation(
                     r[0],
                     _start(r[1], "rec_observations"),
                     r[2],
@@ -298,11 +289,11 @@ def load_saved_records(
             )
         for r in rows("rec_conditions"):
             rs.conditions.append(
-                Condition(r[0], _start(r[1], "rec_conditions"), _dt(r[2]), r[3], r[4] or "")
+                model.Condition(r[0], _start(r[1], "rec_conditions"), _dt(r[2]), r[3], r[4] or "")
             )
         for r in rows("rec_treatments"):
             rs.treatments.append(
-                TreatmentEvent(
+                model.TreatmentEvent(
                     r[0],
                     r[1],
                     _start(r[2], "rec_treatments"),
@@ -316,7 +307,7 @@ def load_saved_records(
             )
         for r in rows("rec_encounters"):
             rs.encounters.append(
-                Encounter(
+                model.Encounter(
                     r[0],
                     _start(r[1], "rec_encounters"),
                     _dt(r[2]),
@@ -327,7 +318,7 @@ def load_saved_records(
             )
         for r in rows("rec_allergies"):
             rs.allergies.append(
-                Allergy(
+                model.Allergy(
                     r[0],
                     _dt(r[1]),
                     _dt(r[2]),
