@@ -7,7 +7,10 @@ preset), so the layout of the previous study does not carry over. ``--layout`` p
 the layout (no protocol); a series dropped on a viewport goes there. Once the
 patient's prior studies are found in the local database (on a worker), a protocol
 that wants a prior (CR/DX: 1x2 beside the latest prior) is applied to them. The
-user's protocols are plain data in the settings (``hanging_protocols``).
+patient's studies on the PACS nodes are searched at the same time and listed in the
+browser (:mod:`medview.ui.pacs_priors`); they do not count as priors for a protocol
+until one is retrieved. The user's protocols are plain data in the settings
+(``hanging_protocols``).
 """
 
 from __future__ import annotations
@@ -160,6 +163,9 @@ def _look_for_priors(win: MainWindow, current: Any, proto: protocols.Protocol) -
         slot = win.priors_slot = TaskSlot(win)
         win.side_slots.append(slot)  # the window is busy (and --screenshot waits) meanwhile
     win.priors = []
+    from medview.ui import pacs_priors
+
+    pacs_priors.look_on_pacs(win, current)  # listed in the browser; not for the protocol
     if not getattr(current, "patient_id", ""):
         return
     slot.run(
@@ -205,17 +211,20 @@ def session_date(s: Any) -> str:
     return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else (d or "?")
 
 
-def compare_with_prior(win: MainWindow) -> None:
-    """View > Compare with prior: 1x2, the active study left, its latest prior right."""
-    if not getattr(win, "priors", None):
-        win.notify("no prior study of this patient in the local database", "info")
+def compare_with_prior(win: MainWindow, prior: str | None = None) -> None:
+    """View > Compare with prior: 1x2, the active study left, its latest prior (or the
+    series ``prior``, e.g. one just retrieved from a PACS node) right."""
+    if not prior and not getattr(win, "priors", None):
+        on_pacs = bool(getattr(win.browser, "remote", None))
+        where = "; open one listed under Priors on PACS" if on_pacs else ""
+        win.notify(f"no prior study of this patient in the local database{where}", "info")
         return
     key = win.series_of.get(win.active) or win.series_of.get(win.area.viewports[0])
     win.set_layout("1x2")
     left, right = win.area.viewports[:2]
     if key and win.series_of.get(left) != key:
         win.load_into(left, key)
-    win.load_into(right, win.priors[0])
+    win.load_into(right, prior or win.priors[0])
     from medview.ui.linking import link_all
 
     link_all(win)  # scrolling by position, W/L and zoom (View > Link... to unlink)

@@ -6,7 +6,10 @@ dragging them onto a viewport. The search box filters by patient name or ID,
 study or series description, accession, modality and date; the database part is
 queried again with the same text (:func:`medview.viewer.session.query_database`).
 Opened and database series are both :class:`~medview.io.SeriesInfo`; their keys
-(``open:`` / ``db:``) say where they came from.
+(``open:`` / ``db:``) say where they came from. "Priors on PACS" lists the hung
+patient's studies on the PACS nodes (:class:`~medview.viewer.remote_priors.RemotePrior`,
+keys ``pacs:``); activating one emits ``remote_prior_activated`` (retrieve, then
+compare: :mod:`medview.ui.pacs_priors`), they cannot be dragged (nothing is local yet).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from PySide6.QtWidgets import (
 from medview.errors import printable
 from medview.imaging.thumbnails import SIZE as THUMB
 from medview.ui.workers import TaskSlot
+from medview.viewer.remote_priors import REMOTE_PREFIX
 from medview.viewer.session import (
     DATABASE_PREFIX,
     OPENED_PREFIX,
@@ -56,6 +60,7 @@ class SeriesTree(QTreeWidget):
     def mimeData(self, items):  # noqa: N802
         md = QMimeData()
         keys = [it.data(0, ROLE_KEY) for it in items if it.data(0, ROLE_KEY)]
+        keys = [k for k in keys if not str(k).startswith(REMOTE_PREFIX)]
         md.setData(MIME_SERIES, "\n".join(keys).encode())
         return md
 
@@ -71,10 +76,12 @@ class StudyBrowser(QWidget):
     notify = Signal(str)
     send_requested = Signal(str, str)  # study UID, series UID ("" = the whole study)
     database_loaded = Signal()  # the database part was rebuilt (live arrivals re-mark theirs)
+    remote_prior_activated = Signal(str)  # a "Priors on PACS" row (key ``pacs:node|study``)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.series: dict[str, Any] = {}  # key -> SeriesInfo (opened or from the database)
+        self.remote: dict[str, Any] = {}  # key -> RemotePrior (listed under "Priors on PACS")
         self.items: dict[str, QTreeWidgetItem] = {}
         self.thumbs: dict[str, QIcon] = {}
         self._thumb_slot = TaskSlot(self)
@@ -105,7 +112,9 @@ class StudyBrowser(QWidget):
         lay.addWidget(self.tree)
         self.opened_root = QTreeWidgetItem(["Opened files", ""])
         self.db_root = QTreeWidgetItem(["Local database", ""])
-        self.tree.addTopLevelItems([self.opened_root, self.db_root])
+        self.pacs_root = QTreeWidgetItem(["Priors on PACS", ""])
+        self.tree.addTopLevelItems([self.opened_root, self.pacs_root, self.db_root])
+        self.pacs_root.setHidden(True)
         self.opened_root.setExpanded(True)
         self.db_root.setExpanded(True)
         self._search_timer = QTimer(self)
@@ -186,6 +195,41 @@ class StudyBrowser(QWidget):
         c.setData(0, ROLE_TEXT, label.lower())
         parent.addChild(c)
         return c
+
+    # ------------------------------------------------------------ PACS priors
+    def show_remote_priors(self, priors: list[Any], note: str = "") -> None:
+        """List ``priors`` (RemotePrior, newest first) under "Priors on PACS", with
+        ``note`` as a last grey row (searching, nothing found, a node's problem)."""
+        for key in self.remote:
+            self.items.pop(key, None)
+        self.remote = {p.key: p for p in priors}
+        self.pacs_root.takeChildren()
+        for p in priors:
+            warn = "\N{WARNING SIGN} " if p.name_differs else ""
+            n = "" if p.instances is None else str(p.instances)
+            item = QTreeWidgetItem([printable(warn + p.label(), 300), n])
+            item.setData(0, ROLE_KEY, p.key)
+            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsDragEnabled)
+            item.setToolTip(0, _remote_tip(p))
+            self.pacs_root.addChild(item)
+            self.items[p.key] = item
+        if note:
+            row = QTreeWidgetItem([printable(note, 300), ""])
+            row.setDisabled(True)
+            row.setToolTip(0, note)
+            self.pacs_root.addChild(row)
+        self.pacs_root.setHidden(not priors and not note)
+        self.pacs_root.setExpanded(True)
+
+    def drop_remote_prior(self, key: str) -> None:
+        """The prior ``key`` is local now: off the PACS list (it is in the database)."""
+        rest = [p for k, p in self.remote.items() if k != key]
+        notes = [
+            self.pacs_root.child(i).text(0)
+            for i in range(self.pacs_root.childCount())
+            if not self.pacs_root.child(i).data(0, ROLE_KEY)
+        ]
+        self.show_remote_priors(rest, notes[0] if notes else "")
 
     # ------------------------------------------------------------- thumbnails
     def _start_thumbnails(self) -> None:
@@ -304,7 +348,9 @@ class StudyBrowser(QWidget):
     # ----------------------------------------------------------------- events
     def _activated(self, item: QTreeWidgetItem, _col: int = 0) -> None:
         key = item.data(0, ROLE_KEY)
-        if key:
+        if key and str(key).startswith(REMOTE_PREFIX):
+            self.remote_prior_activated.emit(key)
+        elif key:
             self.series_activated.emit(key)
 
     def select_key(self, key: str) -> None:
@@ -315,7 +361,10 @@ class StudyBrowser(QWidget):
     def _menu(self, pos) -> None:
         item = self.tree.itemAt(pos)
         menu = QMenu(self)
-        if item is not None and item.data(0, ROLE_KEY):
+        key = item.data(0, ROLE_KEY) if item is not None else None
+        if key and str(key).startswith(REMOTE_PREFIX):
+            menu.addAction("Retrieve and compare side by side", lambda: self._activated(item))
+        elif item is not None and key:
             menu.addAction("Open in active viewport", lambda: self._activated(item))
         self._send_actions(menu, item)
         menu.addAction("Refresh database", self.refresh_database)
@@ -376,6 +425,23 @@ def _patient_node(
     hint = what or (f"study ...{study_uid[-8:]}" if study_uid else "")
     label = f"(no name)  [-]  {hint}".rstrip()
     return f"p:study:{study_uid}", label
+
+
+def _remote_tip(p: Any) -> str:
+    """A PACS prior's tooltip: where it is, what it holds, what opening it does."""
+    name = str(p.patient_name or "").replace("^", " ").strip()
+    lines = [
+        f"On PACS node {p.node}",
+        f"Patient {name or '(no name)'} [{p.patient_id}]",
+        f"{p.series if p.series is not None else '?'} series, "
+        f"{p.instances if p.instances is not None else '?'} image(s)",
+    ]
+    if p.accession:
+        lines.append(f"Accession {p.accession}")
+    if p.name_differs:
+        lines.append("The patient name differs from the study in view (same Patient ID)")
+    lines.append("Double-click: retrieve into the local database and compare side by side")
+    return "\n".join(lines)
 
 
 def _search_text(s: Any) -> str:

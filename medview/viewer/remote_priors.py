@@ -75,6 +75,7 @@ class RemoteSearch:
     priors: list[RemotePrior] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     asked: int = 0  # nodes asked
+    failed: int = 0  # nodes that did not answer (each has a line in ``problems``)
 
 
 def _norm_name(name: Any) -> str:
@@ -209,6 +210,7 @@ def find_remote_priors(
     for node, answer in _ask_all(nodes, pid, calling_aet, timeout, state):
         if isinstance(answer, str):
             out.problems.append(answer)
+            out.failed += 1
             continue
         for m in answer:
             p = _prior_of(node, m)

@@ -105,7 +105,7 @@ def test_unreachable_node_is_one_line_and_the_others_answer(pacs, studies, local
     ]
     res = find_remote_priors(_current(studies), [*dead, *_nodes(pacs)[:1]], timeout=5)
     assert [p.study_uid for p in res.priors] == [studies["prior"][1]]
-    assert len(res.problems) == 2
+    assert len(res.problems) == 2 and (res.asked, res.failed) == (3, 2)
     assert res.problems[0].startswith("dead: ") and res.problems[1].startswith("dead-web: ")
     assert all("\n" not in m and "Traceback" not in m for m in res.problems)
 

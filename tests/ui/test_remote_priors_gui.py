@@ -1,0 +1,94 @@
+"""Priors on a PACS node in the main window, against a real Orthanc on loopback
+(tests/helpers/prior_studies.py): hanging a CT lists the patient's earlier studies that
+are on the PACS (not the other patient's, not the later one) under "Priors on PACS",
+marked with their node; opening one retrieves it (C-GET) and ends in the side-by-side
+comparison with the retrieved series, scrolling linked by position."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
+
+from tests.helpers import prior_studies as ps  # noqa: E402
+from tests.helpers.net_fixtures import free_port  # noqa: E402
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    from tests.conftest import CT_DIR, need
+
+    return ps.prior_setup(tmp_path_factory.mktemp("priors-gui"), need(CT_DIR))
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, studies):
+    server = ps.start_orthanc(
+        tmp_path_factory.mktemp("orthanc-priors-gui"),
+        studies,
+        ("prior", "local_prior", "later", "other"),
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def idle(qtbot, win) -> None:
+    qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
+
+
+def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs, studies):
+    from medview.net.nodes import Node, add_node
+    from medview.viewer.session import DATABASE_PREFIX, import_into_db
+
+    add_node(Node(name="orthanc", host="127.0.0.1", port=pacs.dicom_port, aet=pacs.aet))
+    add_node(Node(name="gone", host="127.0.0.1", port=free_port(), aet="GONE"))
+    import_into_db(str(studies["local_prior"][0]))  # this one is local already
+    win = make_window()
+    win.open_paths([str(studies["current"][0])])
+    idle(qtbot, win)
+    browser = win.browser
+    assert not browser.pacs_root.isHidden()
+    assert list(browser.remote) == [f"pacs:orthanc|{studies['prior'][1]}"]
+    row = browser.items[f"pacs:orthanc|{studies['prior'][1]}"]
+    assert row.parent() is browser.pacs_root and row.text(1) == "20"
+    assert row.text(0) == "2023-01-15  CT prior (CT)  on PACS: orthanc"
+    assert any(
+        lvl == "warning" and "priors on PACS: gone: " in t for _, lvl, t in win.notifier.history
+    )
+    assert any(
+        "1 prior study on PACS: 2023-01-15 (orthanc)" in t for _, _, t in win.notifier.history
+    )
+    assert len(win.priors) == 1  # the local prior; the PACS one is not local yet
+
+    browser._activated(row)  # noqa: SLF001 - a double-click on the row
+    assert any("Retrieving 2023-01-15" in t for _, t in win.progress.handles)
+    idle(qtbot, win)
+    left, right = win.area.viewports[:2]
+    qtbot.waitUntil(lambda: right.volume is not None and left.volume is not None, timeout=TIMEOUT)
+    idle(qtbot, win)
+    assert win.area.layout_name == "1x2"
+    assert left.volume.series.study_uid == studies["current"][1]
+    assert right.volume.series.study_uid == studies["prior"][1]
+    assert win.series_of[right].startswith(DATABASE_PREFIX)  # retrieved into the database
+    assert right.volume.shape == left.volume.shape
+    assert win.actions_by_id["link_scroll"].isChecked()
+    assert browser.remote == {} and f"pacs:orthanc|{studies['prior'][1]}" not in browser.items
+    assert win.priors[0] == win.series_of[right]  # a local prior now, the latest
+    # linked scrolling by position (same Frame of Reference): the prior follows
+    left.set_index(3)
+    qtbot.waitUntil(lambda: right.index == 3, timeout=5000)
+    left.set_index(12)
+    qtbot.waitUntil(lambda: right.index == 12, timeout=5000)
+
+
+def test_no_nodes_no_pacs_query(make_window, qtbot, studies):
+    win = make_window()
+    win.open_paths([str(studies["current"][0])])
+    idle(qtbot, win)
+    assert win.browser.pacs_root.isHidden() and win.browser.remote == {}
+    assert getattr(win, "pacs_search_slot", None) is not None
+    assert win.pacs_search_slot.current is None  # nothing was started
