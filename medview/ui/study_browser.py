@@ -82,6 +82,7 @@ class StudyBrowser(QWidget):
         super().__init__(parent)
         self.series: dict[str, Any] = {}  # key -> SeriesInfo (opened or from the database)
         self.remote: dict[str, Any] = {}  # key -> RemotePrior (listed under "Priors on PACS")
+        self._remote_note = ""
         self.items: dict[str, QTreeWidgetItem] = {}
         self.thumbs: dict[str, QIcon] = {}
         self._thumb_slot = TaskSlot(self)
@@ -198,20 +199,25 @@ class StudyBrowser(QWidget):
 
     # ------------------------------------------------------------ PACS priors
     def show_remote_priors(self, priors: list[Any], note: str = "") -> None:
-        """List ``priors`` (RemotePrior, newest first) under "Priors on PACS", with
-        ``note`` as a last grey row (searching, nothing found, a node's problem)."""
+        """List ``priors`` (RemotePrior, newest first) under "Priors on PACS", grouped
+        under their node ("on PACS: NODE"), with ``note`` as a last grey row
+        (searching, nothing found, no answer)."""
         for key in self.remote:
             self.items.pop(key, None)
         self.remote = {p.key: p for p in priors}
+        self._remote_note = note
         self.pacs_root.takeChildren()
         for p in priors:
+            group = self._child(self.pacs_root, f"n:{p.node}", f"on PACS: {p.node}")
+            group.setToolTip(0, f"Studies of the patient in view on the PACS node {p.node}")
             warn = "\N{WARNING SIGN} " if p.name_differs else ""
             n = "" if p.instances is None else str(p.instances)
-            item = QTreeWidgetItem([printable(warn + p.label(), 300), n])
+            item = QTreeWidgetItem([printable(warn + p.label(node=False), 300), n])
             item.setData(0, ROLE_KEY, p.key)
             item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsDragEnabled)
             item.setToolTip(0, _remote_tip(p))
-            self.pacs_root.addChild(item)
+            group.addChild(item)
+            group.setExpanded(True)
             self.items[p.key] = item
         if note:
             row = QTreeWidgetItem([printable(note, 300), ""])
@@ -224,12 +230,7 @@ class StudyBrowser(QWidget):
     def drop_remote_prior(self, key: str) -> None:
         """The prior ``key`` is local now: off the PACS list (it is in the database)."""
         rest = [p for k, p in self.remote.items() if k != key]
-        notes = [
-            self.pacs_root.child(i).text(0)
-            for i in range(self.pacs_root.childCount())
-            if not self.pacs_root.child(i).data(0, ROLE_KEY)
-        ]
-        self.show_remote_priors(rest, notes[0] if notes else "")
+        self.show_remote_priors(rest, getattr(self, "_remote_note", ""))
 
     # ------------------------------------------------------------- thumbnails
     def _start_thumbnails(self) -> None:

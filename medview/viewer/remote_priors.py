@@ -59,13 +59,14 @@ class RemotePrior:
         """The browser key of this prior."""
         return f"{REMOTE_PREFIX}{self.node}|{self.study_uid}"
 
-    def label(self) -> str:
-        """``2019-03-02  CT Chest (CT)  on PACS: orthanc``, for the browser."""
+    def label(self, node: bool = True) -> str:
+        """``2019-03-02  CT Chest (CT)  on PACS: orthanc`` (without ``node``: no
+        ``on PACS: ...``), for the browser and messages."""
         d = self.study_date
         date = f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else (d or "?")
         mods = f"({', '.join(self.modalities)})" if self.modalities else ""
         text = "  ".join(x for x in (date, " ".join(y for y in (self.description, mods) if y)) if x)
-        return f"{text}  on PACS: {self.node}"
+        return f"{text}  on PACS: {self.node}" if node else text
 
 
 @dataclass

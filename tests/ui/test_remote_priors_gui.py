@@ -2,9 +2,19 @@
 (tests/helpers/prior_studies.py): hanging a CT lists the patient's earlier studies that
 are on the PACS (not the other patient's, not the later one) under "Priors on PACS",
 marked with their node; opening one retrieves it (C-GET) and ends in the side-by-side
-comparison with the retrieved series, scrolling linked by position."""
+comparison with the retrieved series, scrolling linked by position.
+
+With ``MEDVIEW_SHOT_DIR`` set the test also saves the window (the list, then the
+comparison) there, e.g. under Xvfb (docs/viewer.md)::
+
+    MEDVIEW_SHOT_DIR=/tmp/shots QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" \
+        python3 -m pytest tests/ui/test_remote_priors_gui.py -k listed
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +50,14 @@ def idle(qtbot, win) -> None:
     qtbot.waitUntil(lambda: not win.busy, timeout=TIMEOUT)
 
 
+def _shot(win, name: str) -> None:
+    """The window as a PNG in ``MEDVIEW_SHOT_DIR`` (when set), to look at."""
+    folder = os.environ.get("MEDVIEW_SHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        assert win.grab().save(str(Path(folder) / name), "PNG")
+
+
 def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs, studies):
     from medview.net.nodes import Node, add_node
     from medview.viewer.session import DATABASE_PREFIX, import_into_db
@@ -54,8 +72,9 @@ def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs,
     assert not browser.pacs_root.isHidden()
     assert list(browser.remote) == [f"pacs:orthanc|{studies['prior'][1]}"]
     row = browser.items[f"pacs:orthanc|{studies['prior'][1]}"]
-    assert row.parent() is browser.pacs_root and row.text(1) == "20"
-    assert row.text(0) == "2023-01-15  CT prior (CT)  on PACS: orthanc"
+    group = row.parent()
+    assert group.parent() is browser.pacs_root and group.text(0) == "on PACS: orthanc"
+    assert row.text(0) == "2023-01-15  CT prior (CT)" and row.text(1) == "20"
     assert any(
         lvl == "warning" and "priors on PACS: gone: " in t for _, lvl, t in win.notifier.history
     )
@@ -63,6 +82,8 @@ def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs,
         "1 prior study on PACS: 2023-01-15 (orthanc)" in t for _, _, t in win.notifier.history
     )
     assert len(win.priors) == 1  # the local prior; the PACS one is not local yet
+    browser.tree.scrollToItem(row)
+    _shot(win, "pacs_priors_listed.png")
 
     browser._activated(row)  # noqa: SLF001 - a double-click on the row
     assert any("Retrieving 2023-01-15" in t for _, t in win.progress.handles)
@@ -83,6 +104,7 @@ def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs,
     qtbot.waitUntil(lambda: right.index == 3, timeout=5000)
     left.set_index(12)
     qtbot.waitUntil(lambda: right.index == 12, timeout=5000)
+    _shot(win, "pacs_prior_compared.png")
 
 
 def test_no_nodes_no_pacs_query(make_window, qtbot, studies):
