@@ -219,7 +219,10 @@ def compare_with_prior(win: MainWindow, prior: str | None = None) -> None:
         where = "; open one listed under Priors on PACS" if on_pacs else ""
         win.notify(f"no prior study of this patient in the local database{where}", "info")
         return
-    key = win.series_of.get(win.active) or win.series_of.get(win.area.viewports[0])
+    known = {*(getattr(win, "priors", None) or []), prior}
+    shown = [win.series_of.get(win.active), win.series_of.get(win.area.viewports[0])]
+    study = [*shown, *(getattr(win, "hung_keys", None) or [])]
+    key = next((k for k in study if k and k not in known), None)  # not a prior on the left
     win.set_layout("1x2")
     left, right = win.area.viewports[:2]
     if key and win.series_of.get(left) != key:

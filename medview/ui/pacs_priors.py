@@ -60,6 +60,7 @@ def look_on_pacs(win: MainWindow, current: Any) -> None:
     slot = _slot(win, "pacs_search_slot")
     slot.cancel()
     win.browser.show_remote_priors([])
+    win.pacs_priors_of = current  # the study whose priors are listed
     if not str(getattr(current, "patient_id", "") or ""):
         return
     from medview.net.nodes import load_nodes
@@ -134,9 +135,14 @@ def _retrieved(win: MainWindow, key: str, series: Any) -> None:
     db_key = f"{DATABASE_PREFIX}{series.series_uid}"
     win.browser.series[db_key] = series
     win.browser.drop_remote_prior(key)
+    win.browser.refresh_database()
+    shown = getattr(win, "pacs_priors_of", None)
+    if str(getattr(shown, "patient_id", "") or "") != series.patient_id:
+        # another patient was opened meanwhile: the prior stays in the database only
+        win.notify(f"prior of {hanging.session_date(series)} retrieved into the database", "info")
+        return
     keys = [k for k in (getattr(win, "priors", None) or []) if k != db_key] + [db_key]
     keys.sort(key=lambda k: str(getattr(win.browser.series.get(k), "study_date", "")), reverse=True)
     win.priors = keys
     win.notify(f"prior of {hanging.session_date(series)} retrieved: now in the database", "info")
-    win.browser.refresh_database()
     hanging.compare_with_prior(win, db_key)

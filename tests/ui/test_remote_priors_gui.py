@@ -114,3 +114,21 @@ def test_no_nodes_no_pacs_query(make_window, qtbot, studies):
     assert win.browser.pacs_root.isHidden() and win.browser.remote == {}
     assert getattr(win, "pacs_search_slot", None) is not None
     assert win.pacs_search_slot.current is None  # nothing was started
+
+
+def test_unreachable_node_is_a_warning_and_a_note(make_window, qtbot, studies):
+    from medview.net.nodes import Node, add_node
+
+    add_node(Node(name="gone", host="127.0.0.1", port=free_port(), aet="GONE"))
+    win = make_window()
+    win.open_paths([str(studies["current"][0])])
+    idle(qtbot, win)
+    root = win.browser.pacs_root
+    assert not root.isHidden() and win.browser.remote == {}
+    assert [root.child(i).text(0) for i in range(root.childCount())] == [
+        "(no answer from 1 of 1 node(s))"
+    ]
+    warnings = [t for _, lvl, t in win.notifier.history if lvl == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("priors on PACS: gone: ")
+    assert win.errors == []  # a warning, not an error
+    win.area.viewports[0].scroll(1)  # the window still works
