@@ -331,24 +331,27 @@ def _fill_missing_uids(info: InstanceInfo) -> None:
             info.missing_uids.append(keyword)
 
 
-def read_header(path: str | os.PathLike[str]) -> InstanceInfo:
-    """Read one DICOM file's header (no pixels); raise :class:`ReadError` if it is not one."""
+def read_header(
+    path: str | os.PathLike[str], parsed: tuple[Any, int] | None = None
+) -> InstanceInfo:
+    """Read one DICOM file's header (no pixels); raise :class:`ReadError` if it is not one.
+    ``parsed``: its header already parsed (e.g. from the bytes a receiver stored) and the
+    offset of its pixel data element; the file is then opened for the pixel checks only."""
     pydicom = _pydicom()
     path = os.fspath(path)
     try:
         with limits.open_regular(path) as fp:
-            head = fp.read(132)
-            if len(head) < 132 or head[128:132] != b"DICM":
-                # no preamble: accept only what parses as a dataset with DICOM image keys
-                fp.seek(0)
-                force = True
-            else:
-                fp.seek(0)
-                force = False
+            head = fp.read(132) if parsed is None else b""
+            # no preamble: accept only what parses as a dataset with DICOM image keys
+            force = parsed is None and (len(head) < 132 or head[128:132] != b"DICM")
+            fp.seek(0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
-                pos = fp.tell()
+                if parsed is None:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
+                    pos = fp.tell()
+                else:
+                    ds, pos = parsed
                 info = header_from_dataset(ds, path)
                 if (
                     force

@@ -163,21 +163,7 @@ def scan(
     result = ScanResult()
     dicom, raster, volume = _collect(roots, result.errors)
     total = max(1, len(dicom) + len(raster) + len(volume))
-    headers: list[InstanceInfo] = []
-    for path, item in _read_headers(dicom, state, total):
-        if isinstance(item, MedviewError):
-            result.errors.append(FileProblem(path, item.reason))
-            continue
-        info = item
-        if not info.rows or not info.columns:
-            what = info.modality or "non-image"
-            result.errors.append(FileProblem(path, f"no image data ({what} object)"))
-            continue
-        if info.pixel_problem:
-            result.errors.append(FileProblem(path, info.pixel_problem))
-            continue
-        headers.append(info)
-    result.series.extend(group_series(headers))
+    add_headers(result, _read_headers(dicom, state, total))
     for path in raster:
         from medview.io.raster import raster_series
 
@@ -198,6 +184,29 @@ def scan(
                 result.errors.append(FileProblem(p, "empty folder: no images found"))
     state.progress(1.0, "scan finished")
     return result
+
+
+def add_headers(
+    result: ScanResult, items: Iterable[tuple[str, InstanceInfo | MedviewError]]
+) -> None:
+    """Group read headers (``(path, InstanceInfo or the error reading it)``) into
+    ``result.series``; unreadable files and files without readable image data go to
+    ``result.errors`` (what :func:`scan` does with the headers it reads)."""
+    headers: list[InstanceInfo] = []
+    for path, item in items:
+        if isinstance(item, MedviewError):
+            result.errors.append(FileProblem(path, item.reason))
+            continue
+        info = item
+        if not info.rows or not info.columns:
+            what = info.modality or "non-image"
+            result.errors.append(FileProblem(path, f"no image data ({what} object)"))
+            continue
+        if info.pixel_problem:
+            result.errors.append(FileProblem(path, info.pixel_problem))
+            continue
+        headers.append(info)
+    result.series.extend(group_series(headers))
 
 
 def _headers_chunk(paths: list[str]) -> list[InstanceInfo | MedviewError]:
@@ -457,6 +466,7 @@ def scan_one(path: str | os.PathLike[str]) -> SeriesInfo:
 
 
 __all__ = [
+    "add_headers",
     "dicomdir_files",
     "group_series",
     "iter_files",

@@ -19,13 +19,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medview.errors import one_line
 from medview.net.common import log, valid_uid
-from medview.net.wire import MalformedDataset, file_meta_bytes, header_uids, walkable
+from medview.net.wire import (
+    MalformedDataset,
+    WalkedHeader,
+    file_meta_bytes,
+    header_dataset,
+    walk_header,
+    walkable,
+)
 
 __all__ = ["file_meta_bytes"]  # re-exported: it used to live here
 
@@ -63,6 +70,8 @@ class Arrival:
     sop_class_uid: str = ""
     indexed: bool = False
     reason: str = ""  # why it was not indexed (e.g. no image data)
+    # the header as received, for the indexer (dropped once indexed); None: read the file
+    header: ReceivedHeader | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -72,6 +81,39 @@ class Arrival:
             "calling_aet": self.calling_aet,
             "path": self.path,
         }
+
+
+@dataclass
+class ReceivedHeader:
+    """The header of a stored instance as the handler walked it: the dataset's bytes up
+    to the pixel data (``data``), the walk, and the File Meta Information written before
+    it (``meta_length`` bytes: the pixel data element starts at ``meta_length +
+    walk.end`` in the file)."""
+
+    data: bytes
+    walk: WalkedHeader
+    sop_class_uid: str
+    sop_uid: str
+    transfer_syntax: str
+    meta_length: int
+
+    def instance_info(self, path: str) -> Any:
+        """The :class:`~medview.io.model.InstanceInfo` that
+        :func:`medview.io.read_header` returns for the stored file at ``path``, built
+        from this header (the file is opened only for the checks of its pixel data);
+        :class:`~medview.errors.ReadError` with the same reason when it cannot be."""
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import UID
+
+        from medview.io.dicom import read_header
+
+        ds = header_dataset(self.data, self.walk)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(self.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(self.sop_uid)
+        meta.TransferSyntaxUID = UID(self.transfer_syntax)
+        ds.file_meta = meta
+        return read_header(path, parsed=(ds, self.meta_length + self.walk.end))
 
 
 class Rejected(Exception):
@@ -146,7 +188,11 @@ class StudyStore:
                 STATUS_OUT_OF_RESOURCES,
                 f"free disk below the {self.min_free_bytes // (1024 * 1024)} MiB threshold",
             )
-        study, series, sop = read_uids(meta_and_dataset, transfer_syntax)
+        walked = _walk(meta_and_dataset, transfer_syntax)
+        if walked is not None:
+            study, series, sop = walked.uids
+        else:
+            study, series, sop = read_uids(meta_and_dataset)
         if sop != sop_uid:
             raise Rejected(
                 STATUS_DATASET_MISMATCH,
@@ -157,7 +203,18 @@ class StudyStore:
                 raise Rejected(STATUS_CANNOT_UNDERSTAND, f"missing {name} (a required attribute)")
         dest = self.path_for(study, series, sop)
         self.write_atomic(dest, meta_and_dataset)
-        return Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
+        arrival = Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
+        if walked is not None:  # keep the header bytes (a few KB), not the pixel data
+            dataset = meta_and_dataset[-1]
+            arrival.header = ReceivedHeader(
+                bytes(dataset[: walked.end]),
+                walked,
+                sop_class,
+                sop_uid,
+                transfer_syntax,
+                size - len(dataset),
+            )
+        return arrival
 
     def write_atomic(self, dest: Path, parts: Sequence[Chunk]) -> None:
         """Write ``parts`` to ``dest`` through a temporary file and a rename."""
@@ -242,15 +299,24 @@ class Retrieval:
         }
 
 
+def _walk(parts: Sequence[Chunk], transfer_syntax: str) -> WalkedHeader | None:
+    """The walk of the dataset (the last part) when ``transfer_syntax`` allows and it
+    is well-formed; None otherwise."""
+    if transfer_syntax and walkable(transfer_syntax):
+        try:
+            return walk_header(parts[-1], transfer_syntax)
+        except MalformedDataset:
+            pass  # pydicom reads some oddities (e.g. implicit VR sent as explicit)
+    return None
+
+
 def read_uids(parts: Sequence[Chunk], transfer_syntax: str = "") -> tuple[str, str, str]:
     """(Study, Series, SOP Instance UID) of an encoded instance: walked in its bytes when
     ``transfer_syntax`` allows (the last part is then the dataset alone), else, or when
     the walk finds it malformed, parsed by pydicom (:class:`Rejected` if that fails too)."""
-    if transfer_syntax and walkable(transfer_syntax):
-        try:
-            return header_uids(parts[-1], transfer_syntax)
-        except MalformedDataset:
-            pass  # pydicom reads some oddities (e.g. implicit VR sent as explicit)
+    walked = _walk(parts, transfer_syntax)
+    if walked is not None:
+        return walked.uids
     ds = parse_header(parts)
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
     study, series, sop = (str(ds.get(k, "") or "") for k in keys)
@@ -279,13 +345,15 @@ def index_files(db: Any, arrivals: list[Arrival], known: dict[str, set[str]] | N
     """Index stored files into ``db`` (a StudyDatabase) in one transaction; sets
     ``indexed``/``reason`` on each arrival. A series' slice count includes its files
     indexed earlier; ``known`` (series UID -> indexed paths) caches them between calls."""
-    from medview.io import scan
+    from medview.io.model import ScanResult
+    from medview.io.scanning import add_headers
 
     if not arrivals:
         return
     known = known if known is not None else {}
     by_path = {os.path.abspath(a.path): a for a in arrivals}
-    result = scan(list(by_path))
+    result = ScanResult()
+    add_headers(result, (_instance_info(path, a) for path, a in by_path.items()))
     for problem in result.errors:
         a = by_path.get(os.path.abspath(problem.path))
         if a is not None:
@@ -308,6 +376,24 @@ def index_files(db: Any, arrivals: list[Arrival], known: dict[str, set[str]] | N
                 a.indexed = True
 
 
+def _instance_info(path: str, arrival: Arrival) -> tuple[str, Any]:
+    """``(path, InstanceInfo or MedviewError)`` of a stored instance: from the header the
+    handler received when it has it (the same InstanceInfo as reading the file), else
+    read from the file as :func:`medview.io.scan` does."""
+    from medview.errors import MedviewError
+    from medview.io.dicom import read_header
+
+    if arrival.header is not None:
+        try:
+            return path, arrival.header.instance_info(path)
+        except Exception:  # noqa: S110 - the file reader decides, with its reason
+            pass
+    try:
+        return path, read_header(path)
+    except MedviewError as exc:
+        return path, exc
+
+
 class Indexer:
     """A thread that indexes stored instances in batches and then reports them.
 
@@ -315,7 +401,7 @@ class Indexer:
     the transaction that indexed it (or after indexing was found impossible: then
     ``arrival.indexed`` is False and ``arrival.reason`` says why)."""
 
-    BATCH = 48  # under scan()'s process-pool threshold: headers are read in this thread
+    BATCH = 48  # instances per transaction at most
     LINGER_S = 0.05  # gather arrivals this long into one transaction (fewer commits)
 
     def __init__(
@@ -393,6 +479,7 @@ class Indexer:
             for a in batch:
                 a.reason = a.reason or one_line(exc)
         for a in batch:
+            a.header = None  # indexed (or not): the bytes are no longer needed
             if a.indexed:
                 self.indexed += 1
             else:

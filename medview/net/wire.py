@@ -11,6 +11,8 @@ CT header (the receiver calls them once per instance, before it answers).
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from typing import Any, cast
 
 from medview.io import filemeta
 from medview.io.filemeta import LONG_VRS
@@ -22,7 +24,8 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQ_END = 0xFFFEE0DD
-_PIXEL_DATA = 0x7FE00010
+# where pydicom's ``stop_before_pixels`` stops: (Float / Double Float) Pixel Data
+_PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 _UNDEFINED = 0xFFFFFFFF
 _MAX_DEPTH = 64
 _UIDS = {0x0020000D: 0, 0x0020000E: 1, 0x00080018: 2}  # study, series, SOP instance
@@ -57,10 +60,59 @@ def header_uids(data: bytes | bytearray | memoryview, transfer_syntax: str) -> t
     ``transfer_syntax`` (see :func:`walkable`); "" for a missing one. Raises
     :class:`MalformedDataset` when an element runs past the end, a sequence or item is
     not closed, nesting is deeper than 64, or an explicit VR is not two letters."""
+    return walk_header(data, transfer_syntax).uids
+
+
+# A top-level element found by the walk: (tag, VR or b"" when implicit, value length as
+# encoded (0xFFFFFFFF: undefined), value start, value end (before a sequence delimiter))
+Element = tuple[int, bytes, int, int, int]
+
+
+@dataclass
+class WalkedHeader:
+    """What :func:`walk_header` found: the UIDs, every top-level element before the pixel
+    data (``elements``) and where the header ends (``end``: the pixel data element's
+    start, or the end of the dataset), in ``implicit`` VR or not."""
+
+    uids: tuple[str, str, str]
+    elements: list[Element]
+    end: int
+    implicit: bool
+
+
+def walk_header(data: bytes | bytearray | memoryview, transfer_syntax: str) -> WalkedHeader:
+    """Walk a dataset as :func:`header_uids` does, keeping its top-level elements: what
+    :func:`header_dataset` needs to build the header without parsing it again."""
     found = ["", "", ""]
-    walker = _Walker(memoryview(data), str(transfer_syntax) == IMPLICIT_LE, found)
-    walker.elements(0, len(data), depth=0, top=True, until_item_end=False)
-    return found[0], found[1], found[2]
+    implicit = str(transfer_syntax) == IMPLICIT_LE
+    walker = _Walker(memoryview(data), implicit, found)
+    end = walker.elements(0, len(data), depth=0, top=True, until_item_end=False)
+    return WalkedHeader((found[0], found[1], found[2]), walker.top, end, implicit)
+
+
+def header_dataset(data: bytes, header: WalkedHeader) -> Any:
+    """A pydicom Dataset of the header walked in ``data`` (the dataset's bytes up to at
+    least ``header.end``), made of the raw elements pydicom's reader would have made
+    (``stop_before_pixels``): values are converted by pydicom when they are read."""
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import BaseTag
+    from pydicom.values import empty_value_for_VR
+
+    elems: dict[BaseTag, DataElement | RawDataElement] = {}
+    for tag, vr, length, start, end in header.elements:
+        implicit = header.implicit
+        vr_text: str | None = vr.decode("ascii") if vr else None
+        if length == _UNDEFINED and vr_text in (None, "UN"):
+            # pydicom reads these as sequences (items in implicit VR for UN, PS3.5 6.2.2)
+            implicit = implicit or vr_text == "UN"
+            vr_text = "SQ" if vr_text == "UN" else None
+        value = data[start:end] if end > start else empty_value_for_VR(vr_text, raw=True)
+        # (raw=True: b"" or None, as pydicom's reader stores an empty value)
+        btag = BaseTag(tag)
+        raw = cast(bytes | None, value)
+        elems[btag] = RawDataElement(btag, vr_text, length, raw, start, implicit, True)
+    return Dataset(elems)
 
 
 class _Walker:
@@ -69,6 +121,7 @@ class _Walker:
         self.n = len(buf)
         self.implicit = implicit
         self.found = found
+        self.top: list[Element] = []
 
     def _header(self, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
         """(tag, VR or b"", value length, header size) of the element at ``pos``."""
@@ -103,21 +156,26 @@ class _Walker:
             tag, vr, length, size = self._header(pos, implicit)
             if tag == _ITEM_END and until_item_end:
                 return pos + 8
-            if top and tag == _PIXEL_DATA:
-                return end
+            if top and tag in _PIXEL_TAGS:
+                return pos
             pos += size
             if length == _UNDEFINED:
                 # a sequence (or UN holding one, whose items are implicit VR, or
                 # encapsulated fragments): items up to the sequence delimiter
+                start = pos
                 pos = self.sequence(pos, depth + 1, implicit or vr == b"UN")
+                if top:
+                    self.top.append((tag, vr, length, start, pos - 8))
                 continue
             if pos + length > end:
                 raise MalformedDataset(
                     f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end"
                 )
-            if top and tag in _UIDS:
-                value = bytes(self.buf[pos : pos + length]).rstrip(b"\x00 ")
-                self.found[_UIDS[tag]] = value.decode("latin-1")
+            if top:
+                if tag in _UIDS:
+                    value = bytes(self.buf[pos : pos + length]).rstrip(b"\x00 ")
+                    self.found[_UIDS[tag]] = value.decode("latin-1")
+                self.top.append((tag, vr, length, pos, pos + length))
             pos += length
         if until_item_end:
             raise MalformedDataset("item without its delimiter")

@@ -1,0 +1,177 @@
+"""The receiver indexes an arrival from the header it received, not by reading the file
+again, and the database ends up exactly as indexing the stored files would leave it.
+
+* every top-level header medview's walk accepts (pydicom's test files, the real CT):
+  the InstanceInfo built from the received bytes equals ``read_header`` of the stored file;
+* a real series pushed by dcmtk ``storescu`` (JPEG 2000 as the CT comes, and the same
+  images decompressed, sent as implicit and explicit VR little endian): every column of
+  every row equals what ``index_files`` writes for the same files into a new database,
+  and the stored files were not read back to index them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
+pydicom = pytest.importorskip("pydicom")
+
+from tests.helpers.net_fixtures import integrity_ok, storescu  # noqa: E402
+
+# ct_copy (the real CT with its UIDs filled in) is a shared fixture (tests/conftest.py)
+
+TABLES = {
+    "patients": "patient_key",
+    "studies": "study_uid",
+    "series": "series_uid",
+    "instances": "sop_uid, path",
+}
+
+
+def _split(path: str) -> tuple[bytes, str, str, str] | None:
+    """(dataset bytes, SOP class, SOP instance, transfer syntax) of a Part 10 file."""
+    raw = Path(path).read_bytes()
+    if raw[128:132] != b"DICM":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.filereader.read_file_meta_info(path)
+        ts = str(meta.TransferSyntaxUID)
+        sop_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+        group_length = struct.unpack_from("<I", raw, 140)[0]
+    except Exception:
+        return None
+    return raw[144 + group_length :], sop_class, sop, ts
+
+
+def _test_files() -> list[str]:
+    """pydicom's bundled test files (all of them: no download) and the real CT."""
+    import pydicom.data
+
+    from tests.conftest import CT_DIR
+
+    bundled = Path(pydicom.data.__file__).parent / "test_files"
+    files = [p for p in bundled.rglob("*") if p.is_file()]
+    return sorted(map(str, files)) + sorted(str(p) for p in CT_DIR.glob("*.dcm"))
+
+
+def test_header_from_received_bytes_equals_read_header(tmp_path: Path) -> None:
+    from medview.errors import MedviewError
+    from medview.io.dicom import read_header
+    from medview.net.store import StudyStore
+    from medview.net.wire import file_meta_bytes
+
+    store = StudyStore(tmp_path / "store", min_free_bytes=0)
+    compared = errors = 0
+    for f in _test_files():
+        parts = _split(f)
+        if parts is None:
+            continue
+        data, sop_class, sop, ts = parts
+        try:
+            meta = file_meta_bytes(sop_class, sop, ts)
+            arrival = store.accept([meta, data], sop_class, sop, "TEST", ts)
+        except Exception:
+            continue  # refused (no UIDs, big endian, ...): nothing stored, nothing to index
+        if arrival.header is None:
+            continue  # the walk left it to pydicom: the indexer reads the file
+        try:
+            expected = read_header(arrival.path)
+        except MedviewError:
+            errors += 1  # the indexer then falls back to read_header, with its reason
+            continue
+        got = arrival.header.instance_info(arrival.path)
+        assert got == expected, f
+        compared += 1
+    assert compared >= 60 and errors < compared, (compared, errors)
+
+
+def _rows(db: Path) -> dict[str, list[tuple]]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY {key}").fetchall()
+            for t, key in TABLES.items()
+        }
+    finally:
+        con.close()
+
+
+def _decompressed_copy(src: Path, dest: Path, tag: str) -> list[Path]:
+    """The images of ``src`` as a new series, decompressed (explicit VR little endian)."""
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    dest.mkdir(parents=True)
+    series = generate_uid(entropy_srcs=[tag, "series"])
+    for f in sorted(src.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.decompress()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[tag, str(ds.SOPInstanceUID)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(dest / f.name, enforce_file_format=True)
+    return sorted(dest.glob("*.dcm"))
+
+
+def test_received_series_rows_equal_index_files(
+    tmp_path: Path,
+    ct_copy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import medview.io.dicom
+    from medview.io.database import StudyDatabase
+    from medview.net.receiver import Receiver, ReceiverConfig
+    from medview.net.store import Arrival, index_files
+
+    pushes = [
+        (sorted(ct_copy.glob("*.dcm")), "-xv"),  # JPEG 2000 lossless, as the CT comes
+        (_decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
+        (_decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
+    ]
+    reads: list[str] = []
+    original = medview.io.dicom.read_header
+
+    def counting_read_header(path: str, parsed: tuple | None = None) -> object:
+        if parsed is None:  # the file parsed, not the received header
+            reads.append(str(path))
+        return original(path, parsed)
+
+    monkeypatch.setattr(medview.io.dicom, "read_header", counting_read_header)
+    db = tmp_path / "received.sqlite"
+    arrivals: list[Arrival] = []
+    cfg = ReceiverConfig(port=0, db_path=str(db), store_dir=str(tmp_path / "store"))
+    with Receiver(cfg, on_arrival=arrivals.append) as receiver:
+        for files, syntax in pushes:
+            args = storescu(receiver.port, files, "CTSCANNER")
+            args[args.index("-xv")] = syntax
+            p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+        assert receiver.flush(60)
+    monkeypatch.setattr(medview.io.dicom, "read_header", original)
+    total = sum(len(files) for files, _ in pushes)
+    assert len(arrivals) == total == 60 and all(a.indexed for a in arrivals)
+    assert reads == []  # indexed from the received headers: no file read back
+    syntaxes = {
+        pydicom.dcmread(a.path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        for a in arrivals
+    }
+    assert syntaxes == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+    # the same stored files indexed from disk (no received header) into a new database
+    ref = StudyDatabase(tmp_path / "reference.sqlite")
+    index_files(ref, [Arrival(a.sop_uid, a.study_uid, a.series_uid, "", a.path) for a in arrivals])
+    ref.close()
+    got, expected = _rows(db), _rows(tmp_path / "reference.sqlite")
+    assert [len(got[t]) for t in TABLES] == [1, 1, 3, 60]
+    for table in TABLES:
+        assert got[table] == expected[table], table
+    integrity_ok(db)
