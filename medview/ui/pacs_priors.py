@@ -80,6 +80,7 @@ def look_on_pacs(win: MainWindow, current: Any) -> None:
         nodes,
         calling_aet=_calling_aet(win),
         name="priors on PACS",
+        on_partial=lambda res: _found(win, res),  # a node answered, others still asked
         on_result=lambda res: _found(win, res),
         on_error=lambda msg: _search_failed(win, msg),
     )
@@ -91,6 +92,12 @@ def _search_failed(win: MainWindow, msg: str) -> None:
 
 
 def _found(win: MainWindow, res: remote_priors.RemoteSearch) -> None:
+    """Show what the nodes said (so far: ``res.answered < res.asked``)."""
+    waiting = res.asked - res.answered
+    if waiting > 0:
+        note = f"(waiting for {waiting} more node(s){ELLIPSIS})"
+        win.browser.show_remote_priors(res.priors, note)
+        return
     for problem in res.problems:
         win.notify(f"priors on PACS: {problem}", "warning")
     note = ""

@@ -19,6 +19,7 @@ priors take (:func:`medview.viewer.priors.find_priors`).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,7 @@ class RemoteSearch:
     problems: list[str] = field(default_factory=list)
     asked: int = 0  # nodes asked
     failed: int = 0  # nodes that did not answer (each has a line in ``problems``)
+    answered: int = 0  # nodes that have answered or failed (< asked: a partial result)
 
 
 def _norm_name(name: Any) -> str:
@@ -104,22 +106,32 @@ def _ask(
     )
 
 
+Answer = list[dict[str, Any]] | str  # a node's matches, or its one-line problem
+
+
 def _ask_all(
-    nodes: list[Node], pid: str, calling_aet: str, timeout: float, state: TaskState
-) -> list[tuple[Node, list[dict[str, Any]] | str]]:
-    """Every node asked at once (one thread each); per node its matches or a problem."""
-    answers: dict[int, list[dict[str, Any]] | str] = {}
+    nodes: list[Node],
+    pid: str,
+    calling_aet: str,
+    timeout: float,
+    state: TaskState,
+    on_answer: Callable[[dict[int, Answer]], None],
+) -> dict[int, Answer]:
+    """Every node asked at once (one thread each); ``on_answer(answers so far)`` each
+    time one answers. Per node index its matches or a problem."""
+    answers: dict[int, Answer] = {}
     inners = [TaskState() for _ in nodes]
 
     def work(n: int) -> None:
         try:
-            answers[n] = _ask(nodes[n], pid, calling_aet, timeout, inners[n])
+            found: Answer = _ask(nodes[n], pid, calling_aet, timeout, inners[n])
         except Cancelled:
-            answers[n] = "cancelled"
+            found = "cancelled"
         except NetError as exc:
-            answers[n] = f"{nodes[n].name}: {_one_line(exc)}"
+            found = f"{nodes[n].name}: {_one_line(exc)}"
         except Exception as exc:  # a peer that answers nonsense is a problem, not a crash
-            answers[n] = f"{nodes[n].name}: {type(exc).__name__}: {_one_line(exc)}"
+            found = f"{nodes[n].name}: {type(exc).__name__}: {_one_line(exc)}"
+        answers[n] = found
 
     threads = [
         threading.Thread(target=work, args=(n,), name=f"prior search {node.name}", daemon=True)
@@ -127,15 +139,21 @@ def _ask_all(
     ]
     for t in threads:
         t.start()
-    for n, t in enumerate(threads):
-        while t.is_alive():
-            t.join(0.1)
-            if state.cancelled:
-                for inner in inners:
-                    inner.cancel()
-                raise Cancelled()
-        state.progress((n + 1) / len(threads), f"{nodes[n].name} answered")
-    return [(node, answers.get(n, f"{node.name}: no answer")) for n, node in enumerate(nodes)]
+    done: set[int] = set()
+    while len(done) < len(threads):
+        next(t for n, t in enumerate(threads) if n not in done).join(0.05)
+        if state.cancelled:
+            for inner in inners:
+                inner.cancel()
+            raise Cancelled()
+        ended = {n for n, t in enumerate(threads) if n not in done and not t.is_alive()}
+        if ended:
+            done |= ended
+            state.progress(
+                len(done) / len(threads), f"{len(done)} of {len(nodes)} node(s) answered"
+            )
+            on_answer({n: answers.get(n, f"{nodes[n].name}: no answer") for n in done})
+    return {n: answers.get(n, f"{nodes[n].name}: no answer") for n in done}
 
 
 def _local_studies(pid: str, db_path: str | None) -> set[str]:
@@ -186,7 +204,10 @@ def find_remote_priors(
     ``nodes`` default to the configured ones. Only matches with exactly the same
     Patient ID are kept (a node may treat ``*``/``?`` in it as wildcards); the study in
     view, studies already local and studies dated after the one in view are left out;
-    a study on several nodes is listed once, from the first node. Newest first."""
+    a study on several nodes is listed once, from the first node. Newest first.
+    While nodes are still to answer, each answer hands the search so far to
+    ``state.partial`` (a :class:`RemoteSearch` with ``answered < asked``): a slow or
+    dead node does not hold back the others' priors."""
     state = ensure_state(state)
     out = RemoteSearch()
     pid = str(getattr(current, "patient_id", "") or "").strip()
@@ -202,35 +223,44 @@ def find_remote_priors(
             return out
     if not nodes:
         return out
-    out.asked = len(nodes)
     mine = str(getattr(current, "study_date", "") or "").replace("-", "")
     name = _norm_name(getattr(current, "patient_name", ""))
     local = _local_studies(pid, db_path)
     local.add(str(getattr(current, "study_uid", "") or ""))
-    seen: set[str] = set()
-    for node, answer in _ask_all(nodes, pid, calling_aet, timeout, state):
-        if isinstance(answer, str):
-            out.problems.append(answer)
-            out.failed += 1
-            continue
-        for m in answer:
-            p = _prior_of(node, m)
-            if p.patient_id != pid or not p.study_uid or p.study_uid in local | seen:
-                continue
-            if mine and p.study_date and p.study_date > mine:
-                continue
-            seen.add(p.study_uid)
-            theirs = _norm_name(p.patient_name)
-            if name and theirs and theirs != name:
-                p.name_differs = True
-                out.problems.append(
-                    f"{p.node}: the study of {p.label().split('  ')[0]} has patient name "
-                    f"{p.patient_name!r}, not {getattr(current, 'patient_name', '')!r} "
-                    f"(same Patient ID {pid}): check it is the same patient"
-                )
-            out.priors.append(p)
-    out.priors.sort(key=lambda p: (p.study_date, p.study_time), reverse=True)
-    return out
+
+    def collect(answers: dict[int, Answer]) -> RemoteSearch:
+        """The search so far: the answered nodes' priors, in node order."""
+        res = RemoteSearch(asked=len(nodes), answered=len(answers))
+        seen: set[str] = set()
+        for n, node in enumerate(nodes):
+            answer = answers.get(n)
+            if isinstance(answer, str):
+                res.problems.append(answer)
+                res.failed += 1
+            for m in answer if isinstance(answer, list) else []:
+                p = _prior_of(node, m)
+                if p.patient_id != pid or not p.study_uid or p.study_uid in local | seen:
+                    continue
+                if mine and p.study_date and p.study_date > mine:
+                    continue
+                seen.add(p.study_uid)
+                theirs = _norm_name(p.patient_name)
+                if name and theirs and theirs != name:
+                    p.name_differs = True
+                    res.problems.append(
+                        f"{p.node}: the study of {p.label().split('  ')[0]} has patient name "
+                        f"{p.patient_name!r}, not {getattr(current, 'patient_name', '')!r} "
+                        f"(same Patient ID {pid}): check it is the same patient"
+                    )
+                res.priors.append(p)
+        res.priors.sort(key=lambda p: (p.study_date, p.study_time), reverse=True)
+        return res
+
+    def partial(answers: dict[int, Answer]) -> None:
+        if len(answers) < len(nodes):  # the last answer is the result itself
+            state.partial(collect(answers))
+
+    return collect(_ask_all(nodes, pid, calling_aet, timeout, state, partial))
 
 
 def _main_series(study_uid: str, pid: str, db_path: str | None) -> SeriesInfo:

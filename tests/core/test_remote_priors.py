@@ -97,14 +97,20 @@ def test_a_different_name_under_the_same_id_is_flagged(pacs, studies, medview_ho
 
 def test_unreachable_node_is_one_line_and_the_others_answer(pacs, studies, local_db):
     from medview.net.nodes import Node
+    from medview.tasks import TaskState
     from medview.viewer.remote_priors import find_remote_priors
 
     dead = [
         Node(name="dead", host="127.0.0.1", port=free_port(), aet="NOBODY"),
         Node(name="dead-web", url=f"http://127.0.0.1:{free_port()}/dicom-web"),
     ]
-    res = find_remote_priors(_current(studies), [*dead, *_nodes(pacs)[:1]], timeout=5)
+    partials: list = []
+    state = TaskState(on_partial=partials.append)
+    res = find_remote_priors(_current(studies), [*dead, *_nodes(pacs)[:1]], timeout=5, state=state)
     assert [p.study_uid for p in res.priors] == [studies["prior"][1]]
+    # the answering node's prior is handed on before the dead ones have given up
+    assert partials and all(r.answered < r.asked == 3 for r in partials)
+    assert [p.study_uid for p in partials[-1].priors] == [studies["prior"][1]]
     assert len(res.problems) == 2 and (res.asked, res.failed) == (3, 2)
     assert res.problems[0].startswith("dead: ") and res.problems[1].startswith("dead-web: ")
     assert all("\n" not in m and "Traceback" not in m for m in res.problems)
