@@ -213,11 +213,16 @@ def session_date(s: Any) -> str:
 
 def compare_with_prior(win: MainWindow, prior: str | None = None) -> None:
     """View > Compare with prior: 1x2, the active study left, its latest prior (or the
-    series ``prior``, e.g. one just retrieved from a PACS node) right."""
+    series ``prior``, e.g. one just retrieved from a PACS node) right. With no local
+    prior, the latest one listed on PACS is retrieved first."""
     if not prior and not getattr(win, "priors", None):
-        on_pacs = bool(getattr(win.browser, "remote", None))
-        where = "; open one listed under Priors on PACS" if on_pacs else ""
-        win.notify(f"no prior study of this patient in the local database{where}", "info")
+        on_pacs = list(getattr(win.browser, "remote", None) or {})
+        if on_pacs:  # none here: retrieve the latest from the PACS, then compare
+            from medview.ui.pacs_priors import open_remote_prior
+
+            open_remote_prior(win, on_pacs[0])
+            return
+        win.notify("no prior study of this patient in the local database or on PACS", "info")
         return
     known = {*(getattr(win, "priors", None) or []), prior}
     shown = [win.series_of.get(win.active), win.series_of.get(win.area.viewports[0])]

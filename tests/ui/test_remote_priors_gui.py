@@ -107,6 +107,26 @@ def test_pacs_prior_listed_then_retrieved_side_by_side(make_window, qtbot, pacs,
     _shot(win, "pacs_prior_compared.png")
 
 
+def test_compare_with_prior_retrieves_the_latest_pacs_prior(make_window, qtbot, pacs, studies):
+    """Ctrl+Shift+P with no local prior: the newest PACS prior is retrieved and shown."""
+    from medview.net.nodes import Node, add_node
+    from medview.ui import hanging
+
+    add_node(Node(name="orthanc-web", url=f"{pacs.url}/dicom-web"))  # WADO-RS this time
+    win = make_window()
+    win.open_paths([str(studies["current"][0])])
+    idle(qtbot, win)
+    assert win.priors == [] and len(win.browser.remote) == 2  # 2023 and 2022, none local
+    hanging.compare_with_prior(win)
+    idle(qtbot, win)
+    left, right = win.area.viewports[:2]
+    qtbot.waitUntil(lambda: right.volume is not None, timeout=TIMEOUT)
+    assert win.area.layout_name == "1x2"
+    assert left.volume.series.study_uid == studies["current"][1]
+    assert right.volume.series.study_uid == studies["prior"][1]  # the newest one
+    assert [p.study_date for p in win.browser.remote.values()] == [ps.LOCAL_PRIOR_DATE]
+
+
 def test_no_nodes_no_pacs_query(make_window, qtbot, studies):
     win = make_window()
     win.open_paths([str(studies["current"][0])])
