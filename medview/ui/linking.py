@@ -37,9 +37,11 @@ class ViewLinker(QObject):
         self.links: dict[Viewport, Link] = {}  # viewport -> its link to the first member
         self._busy = False
         self.slots: dict[Viewport, Any] = {}  # registration workers, one per follower
+        self.shown: dict[Viewport, object] = {}  # viewport -> the volume it was linked with
         for vp in win.area.viewports:
             vp.index_changed.connect(lambda _i, v=vp: self._scrolled(v))
             vp.window_changed.connect(lambda c, w, v=vp: self._windowed(v, c, w))
+            vp.image_changed.connect(lambda v=vp: self._arrived(v))
             vp.installEventFilter(self)
 
     def members(self) -> list[Viewport]:
@@ -57,11 +59,29 @@ class ViewLinker(QObject):
             self.view = bool(view)
         self.links.clear()
         vps = self.members()
+        self.shown = {v: v.volume for v in vps}
         if not vps:
             return
         self._scrolled(vps[0])
         if self.view and vps[0].window:
             self._windowed(vps[0], *vps[0].window)
+        self.sync_camera(vps[0])
+
+    def _arrived(self, vp: Viewport) -> None:
+        """A volume that reaches a linked viewport after linking (a prior still loading or
+        retrieved from PACS when Compare linked the views) joins the link: the first
+        member's position, window/level and zoom, as if it had been there when linked."""
+        vps = self.members()
+        if not (self.scrolling or self.view) or vp not in vps or self.shown.get(vp) is vp.volume:
+            return
+        self.shown[vp] = vp.volume
+        if vp is vps[0]:
+            return
+        self.links.pop(vp, None)
+        if self.scrolling:
+            self._scrolled(vps[0])
+        if self.view and vps[0].window and vps[0].volume.unit == vp.volume.unit:
+            vp.set_window(*vps[0].window, emit=False)
         self.sync_camera(vps[0])
 
     def _offset(self, vp: Viewport) -> int:
