@@ -38,7 +38,12 @@ def _client(node: Node, timeout: float) -> Any:
     bundle = os.environ.get("MEDVIEW_CA_BUNDLE")
     if bundle:
         session.verify = bundle
-    return DICOMwebClient(url=node.url.rstrip("/"), session=session, timeout=timeout)
+    client = DICOMwebClient(url=node.url.rstrip("/"), session=session, timeout=timeout)
+    # dicomweb-client retries every failed request 5 times with exponential back-off by
+    # default (30 s for a refused port, whatever the timeout): fail at once, like DIMSE;
+    # the caller's retry policy decides (--retries for associations, the user otherwise)
+    client.set_http_retry_params(retry=False)
+    return client
 
 
 def _call(node: Node, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
