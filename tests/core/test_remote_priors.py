@@ -5,6 +5,7 @@ others still answer, and a retrieve lands the prior in the local database."""
 
 from __future__ import annotations
 
+import socket
 import types
 
 import pytest
@@ -100,13 +101,23 @@ def test_unreachable_node_is_one_line_and_the_others_answer(pacs, studies, local
     from medview.tasks import TaskState
     from medview.viewer.remote_priors import find_remote_priors
 
+    # a refused DIMSE port, and a DICOMweb server that accepts and never answers (it
+    # holds its node until the 5 s timeout, so the live node answers first)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
     dead = [
         Node(name="dead", host="127.0.0.1", port=free_port(), aet="NOBODY"),
-        Node(name="dead-web", url=f"http://127.0.0.1:{free_port()}/dicom-web"),
+        Node(name="dead-web", url=f"http://127.0.0.1:{silent.getsockname()[1]}/dicom-web"),
     ]
     partials: list = []
     state = TaskState(on_partial=partials.append)
-    res = find_remote_priors(_current(studies), [*dead, *_nodes(pacs)[:1]], timeout=5, state=state)
+    try:
+        res = find_remote_priors(
+            _current(studies), [*dead, *_nodes(pacs)[:1]], timeout=5, state=state
+        )
+    finally:
+        silent.close()
     assert [p.study_uid for p in res.priors] == [studies["prior"][1]]
     # the answering node's prior is handed on before the dead ones have given up
     assert partials and all(r.answered < r.asked == 3 for r in partials)
