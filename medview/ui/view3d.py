@@ -2,7 +2,8 @@
 
 Frames come from :class:`medview.viewer.volume3d.VolumeRenderer` (offscreen VTK on its
 own thread) through a :class:`~medview.ui.workers.TaskSlot`, so the GUI thread only
-paints finished images. Drag to rotate (a half-size frame while dragging, the full one
+paints finished images; the first frame of a volume is a draft (half resolution, see
+:meth:`~medview.viewer.volume3d.VolumeRenderer.render_progressive`) refined at once. Drag to rotate (a half-size frame while dragging, the full one
 on release), wheel to zoom, a preset box (bone, lung, soft tissue, angio), three range
 sliders for the clipping box and a reset button. Built when the 3D layout is first
 shown: VTK is imported then, not at start-up.
@@ -193,21 +194,24 @@ class View3DWidget(QWidget):
         if draft:
             w, h = w // 2, h // 2
         view = dataclasses.replace(self.view, size=(max(32, w), max(32, h)))
+        # nothing shown yet for this volume: a quick draft first, then the full frame
+        first = self.image is None and not draft
         self.slot.run(
-            self.renderer.render,
+            self.renderer.render_progressive if first else self.renderer.render,
             view,
             name="3d",
+            on_partial=lambda frame: self._rendered(frame, draft=True),
             on_result=self._rendered,
             on_error=self._failed,
         )
 
-    def _rendered(self, frame: Any) -> None:
+    def _rendered(self, frame: Any, draft: bool = False) -> None:
         if frame is None:
             return  # a newer request replaced it
         from medview.ui.viewport.items import qimage
 
         self.image = qimage(frame).copy()
-        self.frames += 1
+        self.frames += 0 if draft else 1  # full frames (the screenshot JSON's "frames")
         self.message = ""
         self.canvas.update()
 

@@ -127,8 +127,6 @@ class _Pipeline:
 
     def __init__(self, volume: Volume, mode: str) -> None:
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL factories)
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-        from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkRenderingCore import (
             vtkRenderer,
             vtkRenderWindow,
@@ -144,17 +142,14 @@ class _Pipeline:
         arr = volume.array[::zstep, ::step, ::step]
         # int16 handed over without a float copy (a compact copy only when subsampled)
         self.array = np.ascontiguousarray(arr)
-        img = vtkImageData()
-        img.SetDimensions(self.array.shape[2], self.array.shape[1], self.array.shape[0])
-        sx, sy, sz = volume.spacing
-        img.SetSpacing(float(sx) * step, float(sy) * step, float(sz) * zstep)
-        img.SetOrigin(*(float(v) for v in volume.origin))
-        img.SetDirectionMatrix(*(float(v) for v in np.asarray(volume.direction, float).ravel()))
-        img.GetPointData().SetScalars(numpy_to_vtk(self.array.ravel(), deep=False))
-        self.image, self.volume_info = img, volume
-        self.mapper = vtkSmartVolumeMapper()
-        self.mapper.SetInputData(img)
+        self.volume_info = volume
         self.step, self.zstep = step, zstep
+        self.image = self._image_data(self.array, (step, step, zstep))
+        self.draft_array: np.ndarray | None = None
+        self.draft_image: Any = None
+        self.mapper = vtkSmartVolumeMapper()
+        self.mapper.SetInputData(self.image)
+        self.input = self.image
         self.prop = vtkVolumeProperty()
         self.prop.SetInterpolationTypeToLinear()
         self.prop.ShadeOn()
@@ -180,7 +175,36 @@ class _Pipeline:
             self.mapper.SetRequestedRenderModeToGPU()
         self.window.AddRenderer(self.renderer)
         self.preset = ""
-        self.bounds = img.GetBounds()
+        self.bounds = self.image.GetBounds()
+
+    def _image_data(self, array: np.ndarray, steps: tuple[int, int, int]) -> Any:
+        """``array`` (z, y, x int16, C-contiguous, kept alive by the caller) as vtkImageData
+        placed in patient space; ``steps``: its (x, y, z) subsampling of the volume."""
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+
+        volume = self.volume_info
+        img = vtkImageData()
+        img.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+        sx, sy, sz = volume.spacing
+        img.SetSpacing(float(sx) * steps[0], float(sy) * steps[1], float(sz) * steps[2])
+        img.SetOrigin(*(float(v) for v in volume.origin))
+        img.SetDirectionMatrix(*(float(v) for v in np.asarray(volume.direction, float).ravel()))
+        img.GetPointData().SetScalars(numpy_to_vtk(array.ravel(), deep=False))
+        return img
+
+    def set_draft(self, draft: bool) -> None:
+        """Ray cast the volume at half its resolution on each axis (the first frame, see
+        :meth:`VolumeRenderer.render_progressive`) or at the full one. The mapper keeps
+        one input's gradients: switching costs a recomputation, so drafts are rare."""
+        if draft and self.draft_image is None:
+            self.draft_array = np.ascontiguousarray(self.array[::2, ::2, ::2])
+            steps = (self.step * 2, self.step * 2, self.zstep * 2)
+            self.draft_image = self._image_data(self.draft_array, steps)
+        image = self.draft_image if draft else self.image
+        if image is not self.input:
+            self.mapper.SetInputData(image)
+            self.input = image
 
     def set_preset(self, name: str) -> None:
         from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
@@ -273,21 +297,34 @@ class VolumeRenderer:
         self.first_frame_s: float | None = None
         self.backend = ""  # "gpu" or "cpu" once the first frame is made
 
-    def render(self, view: View3D, state: TaskState | None = None) -> np.ndarray | None:
+    def render(
+        self, view: View3D, state: TaskState | None = None, draft: bool = False
+    ) -> np.ndarray | None:
         """The volume seen as ``view``: uint8 (height, width, 3). None when a newer
-        request arrived before this one started (rotating queues many)."""
+        request arrived before this one started (rotating queues many). ``draft``: the
+        volume at half resolution in a half-size frame (the quick first frame)."""
         with self._lock:
             self._generation += 1
             mine = self._generation
-        future = self._exec.submit(self._render, view, mine)
+        future = self._exec.submit(self._render, view, mine, draft)
         return future.result()
 
-    def _render(self, view: View3D, generation: int) -> np.ndarray | None:
+    def render_progressive(self, view: View3D, state: TaskState | None = None) -> np.ndarray | None:
+        """A worker function for the first frame: a draft first (handed to
+        ``state.partial``, see :meth:`render`), then the full frame (returned)."""
+        state = ensure_state(state)
+        quick = self.render(view, draft=True)
+        if quick is not None:
+            state.partial(quick)
+        state.check()
+        return self.render(view)
+
+    def _render(self, view: View3D, generation: int, draft: bool = False) -> np.ndarray | None:
         if generation != self._generation:
             return None
-        return self._frame(view)
+        return self._frame(view, draft)
 
-    def _frame(self, view: View3D) -> np.ndarray:
+    def _frame(self, view: View3D, draft: bool = False) -> np.ndarray:
         """One frame, on the VTK thread (the pipeline is built with the first)."""
         import time
 
@@ -295,6 +332,9 @@ class VolumeRenderer:
         if self._pipeline is None:
             self._pipeline = _Pipeline(self.volume, view.mode)
             self.backend = self._pipeline.backend
+        self._pipeline.set_draft(draft)
+        if draft:
+            view = replace(view, size=(max(16, view.size[0] // 2), max(16, view.size[1] // 2)))
         out = self._pipeline.render(view)
         if self.first_frame_s is None:
             self.first_frame_s = time.perf_counter() - t0
