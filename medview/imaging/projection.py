@@ -135,13 +135,17 @@ def render_projection(
     """
     slab = slab_range(volume, plane, index, thickness_mm)
     img, (row_sp, col_sp) = project_slab(volume, slab, projection)
-    values = display.apply_modality_lut(img, volume.rescale_slope, volume.rescale_intercept)
-    if window is None and volume.voi_lut is not None:
+    slope, intercept = volume.rescale_slope, volume.rescale_intercept
+    if window is not None:  # one table lookup for MIP/MinIP's stored int16 (the same numbers)
+        out = display.window_stored(img, slope, intercept, window)
+    elif volume.voi_lut is not None:
+        values = display.apply_modality_lut(img, slope, intercept)
         first, table = volume.voi_lut
         mapped = display.apply_lut_table(values, first, table)
         out = display.scale_to_uint8(mapped, float(table.min()), float(table.max()))
     else:
-        out = display.apply_window(values, *(window or display.display_window(volume, values)))
+        values = display.apply_modality_lut(img, slope, intercept)
+        out = display.apply_window(values, *display.display_window(volume, values))
     do_invert = volume.invert if invert is None else invert
     if do_invert:
         out = display.invert_uint8(out)
