@@ -36,6 +36,14 @@ CREATE TABLE IF NOT EXISTS ai_done (
 """
 
 
+#: images per model batch in a worker: the same as ``medview analyze`` (its --batch-size
+#: default), so a worker does the same work per image as one analyze process
+BATCH_SIZE = 32
+#: files per Dask task by default: two full batches of single-image files (a chunk of
+#: 16 ran batches of 16, costlier per image); an interrupted run loses at most the
+#: chunks in flight
+CHUNK = 2 * BATCH_SIZE
+
 #: Dask settings of the LocalCluster's workers: its statistical profiler (a stack sample
 #: every 10 ms, deep in torch here) and the GIL monitor (every 1 ms) cost a
 #: single-threaded worker a large share of its one core (tests/bench/bench_batch.py);
@@ -192,7 +200,7 @@ def analyse_files(
                 yield item
 
     out: list[dict[str, Any]] = []
-    for r in analyze_images(images(), infos, device="cpu", batch_size=32):
+    for r in analyze_images(images(), infos, device="cpu", batch_size=BATCH_SIZE):
         key = r.key or f"{r.path}#{r.index}"
         row = r.as_json()
         row["_file"] = file_of.get(key, r.path)
@@ -291,7 +299,7 @@ def run_batch(
     workers: int = 2,
     scheduler: str | None = None,
     db: Any = None,
-    chunk: int = 16,
+    chunk: int = CHUNK,
     state: TaskState | None = None,
     client_factory: Callable[[int, str | None], Any] | None = None,
 ) -> BatchReport:

@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model(an, "model (repeatable)")
     an.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
     an.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler")
-    an.add_argument("--chunk", type=int, default=16, help="files per task (default 16)")
+    an.add_argument(
+        "--chunk",
+        type=int,
+        default=64,
+        help="files per Dask task (default 64: two batches of 32 single-image files)",
+    )
     add_db(an, "database (default: the study database)")
     add_json(an, "print the summary as JSON")
 
