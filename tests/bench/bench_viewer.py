@@ -258,7 +258,7 @@ def _print_targets(res: dict) -> None:
         ("longest GUI stall (load)", f"{res['max_stall_ms']} ms", "<= 50 ms", "stall<=50ms"),
         ("first image", f"{res['first_slice_s']} s", "< 0.5 s", "first_slice<=0.5s"),
         (
-            "peak memory / int16 volume",
+            "peak memory / int16 vol. (3,000)",
             f"{res['peak_rss_over_volume']}x",
             "<= 1.3x",
             "peak_memory<=1.3x",
