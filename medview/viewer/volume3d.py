@@ -197,6 +197,7 @@ class _Pipeline:
         """Ray cast the volume at half its resolution on each axis (the first frame, see
         :meth:`VolumeRenderer.render_progressive`) or at the full one. The mapper keeps
         one input's gradients: switching costs a recomputation, so drafts are rare."""
+        draft = draft and min(self.array.shape) >= 8  # a thin volume: no coarser copy
         if draft and self.draft_image is None:
             self.draft_array = np.ascontiguousarray(self.array[::2, ::2, ::2])
             steps = (self.step * 2, self.step * 2, self.zstep * 2)

@@ -39,3 +39,17 @@ def test_a_cancelled_progressive_render_stops_after_the_draft(volume_renderer) -
     state = TaskState(on_partial=lambda _img: state.cancel())
     with pytest.raises(Cancelled):
         volume_renderer.render_progressive(V.View3D(size=(64, 64)), state)
+
+
+def test_a_thin_volume_gets_no_draft_volume(ct_volume) -> None:
+    import dataclasses
+
+    thin = dataclasses.replace(ct_volume, array=np.ascontiguousarray(ct_volume.array[:4]))
+    r = V.VolumeRenderer(thin)
+    try:
+        drafts: list[np.ndarray] = []
+        full = r.render_progressive(V.View3D(size=(64, 64)), TaskState(on_partial=drafts.append))
+        assert full is not None and len(drafts) == 1 and drafts[0].shape == (32, 32, 3)
+        assert r._pipeline.draft_image is None  # the draft frame used the full volume
+    finally:
+        r.close()
