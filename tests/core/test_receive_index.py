@@ -3,7 +3,7 @@ again, and the database ends up exactly as indexing the stored files would leave
 
 * every top-level header medview's walk accepts (pydicom's test files, the real CT):
   the InstanceInfo built from the received bytes equals ``read_header`` of the stored file;
-* a real series pushed by dcmtk ``storescu`` (JPEG 2000 as the CT comes, and the same
+* a real series pushed by dcmtk ``storescu``, and one retrieved by C-GET from Orthanc (JPEG 2000 as the CT comes, and the same
   images decompressed, sent as implicit and explicit VR little endian): every column of
   every row equals what ``index_files`` writes for the same files into a new database,
   and the stored files were not read back to index them.
@@ -127,25 +127,15 @@ def test_received_series_rows_equal_index_files(
     ct_copy: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import medview.io.dicom
-    from medview.io.database import StudyDatabase
     from medview.net.receiver import Receiver, ReceiverConfig
-    from medview.net.store import Arrival, index_files
+    from medview.net.store import Arrival
 
     pushes = [
         (sorted(ct_copy.glob("*.dcm")), "-xv"),  # JPEG 2000 lossless, as the CT comes
         (_decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
         (_decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
     ]
-    reads: list[str] = []
-    original = medview.io.dicom.read_header
-
-    def counting_read_header(path: str, parsed: tuple | None = None) -> object:
-        if parsed is None:  # the file parsed, not the received header
-            reads.append(str(path))
-        return original(path, parsed)
-
-    monkeypatch.setattr(medview.io.dicom, "read_header", counting_read_header)
+    reads = _count_file_reads(monkeypatch)
     db = tmp_path / "received.sqlite"
     arrivals: list[Arrival] = []
     cfg = ReceiverConfig(port=0, db_path=str(db), store_dir=str(tmp_path / "store"))
@@ -156,7 +146,7 @@ def test_received_series_rows_equal_index_files(
             p = subprocess.run(args, capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, p.stderr
         assert receiver.flush(60)
-    monkeypatch.setattr(medview.io.dicom, "read_header", original)
+    monkeypatch.undo()
     total = sum(len(files) for files, _ in pushes)
     assert len(arrivals) == total == 60 and all(a.indexed for a in arrivals)
     assert reads == []  # indexed from the received headers: no file read back
@@ -166,12 +156,57 @@ def test_received_series_rows_equal_index_files(
     }
     assert syntaxes == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 
-    # the same stored files indexed from disk (no received header) into a new database
-    ref = StudyDatabase(tmp_path / "reference.sqlite")
-    index_files(ref, [Arrival(a.sop_uid, a.study_uid, a.series_uid, "", a.path) for a in arrivals])
-    ref.close()
-    got, expected = _rows(db), _rows(tmp_path / "reference.sqlite")
+    got, expected = _rows(db), _reference_rows(tmp_path, [a.path for a in arrivals])
     assert [len(got[t]) for t in TABLES] == [1, 1, 3, 60]
     for table in TABLES:
         assert got[table] == expected[table], table
     integrity_ok(db)
+
+
+def test_c_get_rows_equal_index_files(
+    tmp_path: Path, orthanc, study_uid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C-GET (and C-MOVE, whose instances arrive at the same handler) index the same way."""
+    from medview.net import dimse
+    from medview.net.nodes import Node
+
+    reads = _count_file_reads(monkeypatch)
+    db = tmp_path / "get.sqlite"
+    node = Node(host="127.0.0.1", port=orthanc.dicom_port, aet=orthanc.aet)
+    res = dimse.get(node, study_uid, db_path=str(db), store_dir=str(tmp_path / "st"))
+    monkeypatch.undo()
+    assert res["stored"] == 20 and reads == []
+    got, expected = _rows(db), _reference_rows(tmp_path, res["paths"])
+    assert [len(got[t]) for t in TABLES] == [1, 1, 1, 20]
+    for table in TABLES:
+        assert got[table] == expected[table], table
+    integrity_ok(db)
+
+
+def _count_file_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths whose header ``read_header`` parses from the file (not from a received
+    header) from now on."""
+    import medview.io.dicom
+
+    reads: list[str] = []
+    original = medview.io.dicom.read_header
+
+    def counting_read_header(path: str, parsed: tuple | None = None) -> object:
+        if parsed is None:
+            reads.append(str(path))
+        return original(path, parsed)
+
+    monkeypatch.setattr(medview.io.dicom, "read_header", counting_read_header)
+    return reads
+
+
+def _reference_rows(tmp_path: Path, paths: list[str]) -> dict[str, list[tuple]]:
+    """The rows ``index_files`` writes for the stored files at ``paths``, read from disk
+    (no received header), into a new database."""
+    from medview.io.database import StudyDatabase
+    from medview.net.store import Arrival, index_files
+
+    ref = StudyDatabase(tmp_path / "reference.sqlite")
+    index_files(ref, [Arrival("", "", "", "", p) for p in paths])
+    ref.close()
+    return _rows(tmp_path / "reference.sqlite")
