@@ -46,6 +46,8 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 Chunk = bytes | bytearray | memoryview  # a part of an encoded instance
 _T = TypeVar("_T")
 
+# the most header bytes kept in memory per arrival for the indexer (a CT's are ~4 KB)
+MAX_KEPT_HEADER = 1024 * 1024
 DEFAULT_MIN_FREE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_INSTANCE_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -211,8 +213,9 @@ class StudyStore:
         dest = self.path_for(study, series, sop)
         self.write_atomic(dest, meta_and_dataset)
         arrival = Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
-        if walked is not None:  # keep the header bytes (a few KB), not the pixel data
-            dataset = meta_and_dataset[-1]
+        dataset = meta_and_dataset[-1]
+        if walked is not None and walked.end <= MAX_KEPT_HEADER:  # not the pixel data
+            # (a header over the cap, e.g. a large non-image object, is read from the file)
             arrival.header = ReceivedHeader(
                 bytes(dataset[: walked.end]),
                 walked,

@@ -11,6 +11,7 @@ again, and the database ends up exactly as indexing the stored files would leave
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import struct
 import subprocess
@@ -210,3 +211,34 @@ def _reference_rows(tmp_path: Path, paths: list[str]) -> dict[str, list[tuple]]:
     index_files(ref, [Arrival("", "", "", "", p) for p in paths])
     ref.close()
     return _rows(tmp_path / "reference.sqlite")
+
+
+def test_header_over_the_cap_is_read_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header larger than MAX_KEPT_HEADER is not kept in memory; the indexer reads the
+    stored file instead, with the same result."""
+    import pydicom.data
+
+    import medview.net.store as store_module
+    from medview.io.database import StudyDatabase
+    from medview.net.store import StudyStore, index_files
+    from medview.net.wire import file_meta_bytes
+
+    ct = Path(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
+    parts = _split(str(ct))
+    assert parts is not None
+    data, sop_class, sop, ts = parts
+    meta = file_meta_bytes(sop_class, sop, ts)
+    store = StudyStore(tmp_path / "st", min_free_bytes=0)
+    kept = store.accept([meta, data], sop_class, sop, "X", ts)
+    monkeypatch.setattr(store_module, "MAX_KEPT_HEADER", 64)
+    over = store.accept([meta, data], sop_class, sop, "X", ts)
+    store.close()
+    assert kept.header is not None and over.header is None
+    reads = _count_file_reads(monkeypatch)
+    db = StudyDatabase(tmp_path / "db.sqlite")
+    index_files(db, [over])
+    db.close()
+    assert over.indexed and reads == [os.path.abspath(over.path)]
+    assert _rows(tmp_path / "db.sqlite") == _reference_rows(tmp_path, [kept.path])
