@@ -126,15 +126,20 @@ def images_for_ratio(
     return max(0, int(np.ceil((target * fixed_b - fixed_0) / gain)))
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, single_process: bool = True) -> dict[str, str]:
+    """One torch thread; ``single_process``: decode in the process itself, as every Dask
+    worker does (the batch driver keeps its default: its scan may use its decoder pool
+    before the workers start)."""
     env = dict(os.environ)
     env.update(
         MEDVIEW_AI_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1", MEDVIEW_HOME=str(home), PYTHONUNBUFFERED="1",
-        MEDVIEW_DECODE_WORKERS="0",  # decode in the process itself, as the Dask workers do
         MEDVIEW_MODELS=str(home / "no_user_models"),
     )  # fmt: skip
     env.pop("MEDVIEW_DB", None)
+    env.pop("MEDVIEW_DECODE_WORKERS", None)
+    if single_process:
+        env["MEDVIEW_DECODE_WORKERS"] = "0"
     return env
 
 
@@ -217,7 +222,7 @@ def run_batch(folder: Path, home: Path, workers: int, chunk: int) -> dict[str, f
     db = home / f"batch_{workers}_{time.monotonic_ns()}.db"
     cmd = [sys.executable, "-m", "medview", "batch", "analyze", str(folder), "--model", MODEL,
            "--workers", str(workers), "--chunk", str(chunk), "--db", str(db), "--json"]  # fmt: skip
-    pieces, out, wall = _stream(cmd, _env(home), err=True)
+    pieces, out, wall = _stream(cmd, _env(home, single_process=False), err=True)
     rep = json.loads(out.strip().splitlines()[-1])
     stamps = []
     for t, piece in pieces:
