@@ -283,7 +283,7 @@ def _ratios(theirs: list[float], ours: list[float]) -> str:
 def _verdict(what: str, ratio: float) -> str:
     met = "MET" if ratio >= TARGET else "NOT met"
     return (
-        f"         => {what} ratio (median) {ratio:.2f}x vs target >= {TARGET:.2f}x: {met} "
+        f"         => {what} ratio of the medians {ratio:.2f}x vs target >= {TARGET:.2f}x: {met} "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
 
