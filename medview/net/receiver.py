@@ -303,7 +303,6 @@ class Receiver:
                 assoc.abort()
         for assoc in list(server.active_associations):
             assoc.join(5)
-        self.store.close()
         self._indexer.stop()
         log.info(
             "stopped: %d stored, %d refused",

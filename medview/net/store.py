@@ -19,10 +19,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from medview.errors import one_line
 from medview.net.common import log, valid_uid
@@ -44,7 +43,6 @@ STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 
 Chunk = bytes | bytearray | memoryview  # a part of an encoded instance
-_T = TypeVar("_T")
 
 # the most header bytes kept in memory per arrival for the indexer (a CT's are ~4 KB)
 MAX_KEPT_HEADER = 1024 * 1024
@@ -146,11 +144,6 @@ class StudyStore:
         self._folders: set[Path] = set()
         self._serial = itertools.count()
         self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # unique per store object
-        # the next temporary file, created ahead by a helper thread: creating a file
-        # takes 0.3 ms on the development VM's disk, which would delay every C-STORE reply
-        self._spare: Future[tuple[int, Path]] | None = None
-        self._spare_lock = threading.Lock()
-        self._closed = False
 
     def clean_incoming(self) -> int:
         """Delete temporary files left by a crash (never renamed, so never indexed)."""
@@ -228,8 +221,9 @@ class StudyStore:
 
     def write_atomic(self, dest: Path, parts: Sequence[Chunk]) -> None:
         """Write ``parts`` to ``dest`` through a temporary file and a rename."""
-        fd, tmp = self._take_temp()
+        tmp = self.incoming / f"{self._tag}-{next(self._serial)}.part"
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
             try:
                 _write_all(fd, parts)
             finally:
@@ -249,86 +243,6 @@ class StudyStore:
             except OSError:
                 pass
             raise
-        self._prepare_temp()
-
-    def _open_temp(self) -> tuple[int, Path]:
-        tmp = self.incoming / f"{self._tag}-{next(self._serial)}.part"
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644), tmp
-
-    def _take_temp(self) -> tuple[int, Path]:
-        """An open, empty temporary file: the one made ahead when there is one (unless
-        it was deleted meanwhile, e.g. by another process's :meth:`clean_incoming`)."""
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            try:
-                fd, tmp = spare.result()
-            except OSError:
-                pass
-            else:
-                if os.fstat(fd).st_nlink > 0:
-                    return fd, tmp
-                os.close(fd)
-        return self._open_temp()
-
-    def _prepare_temp(self) -> None:
-        """Have the helper thread create the next temporary file."""
-        with self._spare_lock:
-            if self._spare is None and not self._closed:
-                try:
-                    self._spare = _HELPER.submit(self._open_temp)
-                except RuntimeError:  # no thread can start: the interpreter is ending
-                    self._closed = True
-
-    def close(self) -> None:
-        """Delete the temporary file made ahead (the store can still write after this,
-        creating each temporary file when it is needed)."""
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-            self._closed = True
-        if spare is not None:
-            try:
-                fd, tmp = spare.result()
-            except OSError:
-                return
-            os.close(fd)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-
-
-class _Helper:
-    """One daemon thread that runs small jobs (creating temporary files ahead) for every
-    store of the process, in order."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, job: Callable[[], _T]) -> Future[_T]:
-        fut: Future[_T] = Future()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="medview-net-tempfile", daemon=True
-                )
-                self._thread.start()
-        self._jobs.put((fut, job))
-        return fut
-
-    def _run(self) -> None:
-        while True:
-            fut, job = self._jobs.get()
-            if fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(job())
-                except BaseException as exc:
-                    fut.set_exception(exc)
-
-
-_HELPER = _Helper()
 
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -367,7 +281,6 @@ class Retrieval:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.store.close()
         self._indexer.stop()
 
     def submit(self, arrival: Arrival, *_: Any) -> None:

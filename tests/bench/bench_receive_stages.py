@@ -1,7 +1,7 @@
 """Benchmark: where a receiver's time goes while dcmtk ``storescu`` pushes a series.
 
 Run: ``python3 -m tests.bench.bench_receive_stages [--slices 300] [--repeat 3]
-[--variants now,reread,no-ahead,before]``. Needs ../shared/data and dcmtk's storescu.
+[--variants now,reread]``. Needs ../shared/data and dcmtk's storescu.
 
 An in-process :class:`medview.net.receiver.Receiver` receives the N-slice CT series
 (tests/helpers/series.py); ``time.perf_counter`` spans summed over the push give the
@@ -11,9 +11,7 @@ alternated in each repeat so they share the machine's load:
 
 * ``now``: the code as it is;
 * ``reread``: the indexer reads each stored file back (``read_header``), as before the
-  received header was used;
-* ``no-ahead``: temporary files created on the spot, not ahead by the helper thread;
-* ``before``: both of the above.
+  received header was used.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from typing import Any
 
 from tests.bench.bench_net import make_series, storescu
 
-VARIANTS = ("now", "reread", "no-ahead", "before")
+VARIANTS = ("now", "reread")
 
 
 def _timed(spans: dict[str, float], key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,7 +52,6 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
     saved = {
         (store.StudyStore, "accept"): store.StudyStore.accept,
         (store.StudyStore, "write_atomic"): store.StudyStore.write_atomic,
-        (store.StudyStore, "_prepare_temp"): store.StudyStore._prepare_temp,
         (store, "index_files"): store.index_files,
         (store, "_instance_info"): store._instance_info,
         (database.StudyDatabase, "add_series"): database.StudyDatabase.add_series,
@@ -63,14 +60,12 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
 
     def accept_variant(self: Any, *args: Any, **kwargs: Any) -> Any:
         arrival = accept(self, *args, **kwargs)
-        if variant in ("reread", "before"):
+        if variant == "reread":
             arrival.header = None  # the indexer reads the stored file
         return arrival
 
     store.StudyStore.accept = _timed(spans, "handler accept", accept_variant)  # type: ignore[method-assign]
     store.StudyStore.write_atomic = _timed(spans, "atomic write", store.StudyStore.write_atomic)  # type: ignore[method-assign]
-    if variant in ("no-ahead", "before"):
-        store.StudyStore._prepare_temp = lambda self: None  # type: ignore[method-assign]
     store.index_files = _timed(spans, "index_files", store.index_files)
     store._instance_info = _timed(spans, "header to InstanceInfo", store._instance_info)
     database.StudyDatabase.add_series = _timed(
