@@ -18,22 +18,14 @@ from tests.helpers.net_fixtures import free_port  # noqa: E402
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    from tests.conftest import CT_DIR, need
-
-    return ps.prior_setup(tmp_path_factory.mktemp("priors"), need(CT_DIR))
+    return ps.studies_in(tmp_path_factory, "priors")
 
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory, studies):
-    server = ps.start_orthanc(
-        tmp_path_factory.mktemp("orthanc-priors"),
-        studies,
-        ("current", "prior", "local_prior", "later", "other"),
-    )
-    try:
+    keys = ("current", "prior", "local_prior", "later", "other")
+    with ps.orthanc_holding(tmp_path_factory, "orthanc-priors", studies, keys) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _nodes(pacs):

@@ -7,7 +7,10 @@ so the other networking tests' Orthanc keeps its contents.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,13 +74,31 @@ def prior_setup(root: Path, src: Path) -> dict[str, object]:
     return out
 
 
-def start_orthanc(root: Path, studies: dict[str, object], keys: tuple[str, ...]):
-    """A fresh Orthanc (loopback, own ports and storage) holding the studies ``keys``."""
+def studies_in(tmp_path_factory: pytest.TempPathFactory, name: str) -> dict[str, object]:
+    """:func:`prior_setup` of the real CT in a new temporary folder ``name`` (skips when
+    the shared data is absent): the body of a module's ``studies`` fixture."""
+    from tests.conftest import CT_DIR, need
+
+    return prior_setup(tmp_path_factory.mktemp(name), need(CT_DIR))
+
+
+@contextmanager
+def orthanc_holding(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    studies: dict[str, object],
+    keys: tuple[str, ...],
+) -> Iterator[Any]:
+    """A fresh Orthanc (loopback, own ports and storage in a new temporary folder
+    ``name``) holding the studies ``keys``, stopped on exit."""
     from tests.helpers.net_fixtures import OrthancServer
 
-    server = OrthancServer(root)
+    server = OrthancServer(tmp_path_factory.mktemp(name))
     server.start()
-    for k in keys:
-        folder, _uid = studies[k]  # type: ignore[misc]
-        server.upload(sorted(Path(folder).glob("*.dcm")))
-    return server
+    try:
+        for k in keys:
+            folder, _uid = studies[k]  # type: ignore[misc]
+            server.upload(sorted(Path(folder).glob("*.dcm")))
+        yield server
+    finally:
+        server.stop()

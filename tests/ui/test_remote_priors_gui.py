@@ -28,22 +28,14 @@ TIMEOUT = 60_000
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    from tests.conftest import CT_DIR, need
-
-    return ps.prior_setup(tmp_path_factory.mktemp("priors-gui"), need(CT_DIR))
+    return ps.studies_in(tmp_path_factory, "priors-gui")
 
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory, studies):
-    server = ps.start_orthanc(
-        tmp_path_factory.mktemp("orthanc-priors-gui"),
-        studies,
-        ("prior", "local_prior", "later", "other"),
-    )
-    try:
+    keys = ("prior", "local_prior", "later", "other")
+    with ps.orthanc_holding(tmp_path_factory, "orthanc-priors-gui", studies, keys) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def idle(qtbot, win) -> None:
