@@ -296,7 +296,17 @@ def main() -> int:
     folder, home = tmp / "images", tmp / "home"
     folder.mkdir()
     home.mkdir()
-    write_images(folder, args.images, args.format)
+    try:
+        write_images(folder, args.images, args.format)
+        return _measure(args, folder, home)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, folder: Path, home: Path) -> int:
+    """Both sides over the files of ``folder``; prints the JSON and the target lines."""
     load = [round(os.getloadavg()[0], 2)]
     cpu_base, threads, scan_ms = cpu_per_image(folder)
     out: dict[str, Any] = {
