@@ -23,7 +23,7 @@ torch when a model is actually loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,12 @@ __all__ = [
     "discover",
     "discover_cards",
     "get_model",
+    "kind_label",
     "model_use",
     "read_model_folder",
     "scan_models",
     "sha256_file",
+    "torch_device_for",
     "write_model",
 ]
 
@@ -256,6 +258,21 @@ def default_models(errors: list[str] | None = None) -> list[ModelInfo]:
     Broken models (a user model failing validation takes its name with it) go to ``errors``.
     """
     return [m for _, m in sorted(discover(errors).items())]
+
+
+def torch_device_for(cards: Iterable[ModelCard]) -> str:
+    """Where a default (``--device auto``) torch run of ``cards`` goes on this machine:
+    ``cpu`` without asking torch when none of them runs on torch (forecasters)."""
+    if not any(c.task not in FORECAST_TASKS for c in cards):
+        return "cpu"
+    from medview.ai.devices import resolve_device
+
+    return str(resolve_device("auto"))
+
+
+def kind_label(use: dict[str, Any]) -> str:
+    """``image 2D``, ``volume 3D``, ``forecast``: a :func:`model_use` kind for a table."""
+    return f"{use['kind']} {use['dims']}D" if use["dims"] in (2, 3) else str(use["kind"])
 
 
 def model_use(card: ModelCard, device: str = "cpu") -> dict[str, Any]:

@@ -92,15 +92,11 @@ def _list_models(as_json: bool) -> int:
     One JSON object per model with ``--json`` (the card summary plus ``kind``, ``dims``,
     ``runs_on``, ``command``), else a table; broken cards on stderr (exit 1).
     """
-    from medview.ai.registry import discover_cards, model_use
+    from medview.ai.registry import discover_cards, kind_label, model_use, torch_device_for
 
     errors: list[str] = []
     models = sorted(discover_cards(errors).values(), key=lambda m: m.name)
-    device = "cpu"
-    if any(m.task != "forecast" for m in models):
-        from medview.ai.devices import resolve_device
-
-        device = str(resolve_device("auto"))
+    device = torch_device_for(models)
     if not as_json:
         print(f"{'name':<16} {'version':<9} {'kind':<9} {'task':<15} {'runs on':<10} run with")
     for m in models:
@@ -108,9 +104,8 @@ def _list_models(as_json: bool) -> int:
         if as_json:
             print_json(row)
         else:
-            kind = f"{row['kind']} {row['dims']}D" if row["dims"] in (2, 3) else row["kind"]
             print(
-                f"{m.name:<16} {m.version:<9} {kind:<9} {m.task:<15} {row['runs_on']:<10} "
+                f"{m.name:<16} {m.version:<9} {kind_label(row):<9} {m.task:<15} {row['runs_on']:<10} "
                 f"{row['command'] or '-'}"
             )
     for e in errors:

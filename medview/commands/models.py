@@ -38,13 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.add_argument("name", metavar="NAME")
 
 
-def _device() -> str:
-    """Where a default (``--device auto``) run of a torch model goes on this machine."""
-    from medview.ai.devices import resolve_device
-
-    return str(resolve_device("auto"))
-
-
 def _row(info: Any, device: str = "cpu") -> dict[str, Any]:
     """What `list` shows of one model (kind: image 2D, volume 3D, forecast; how to run it)."""
     from medview.ai.registry import model_use
@@ -65,19 +58,18 @@ def _row(info: Any, device: str = "cpu") -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from medview.ai.registry import scan_models
+    from medview.ai.registry import kind_label, scan_models, torch_device_for
     from medview.commands._common import error, print_json
 
     found, broken = scan_models()
-    device = _device() if found else "cpu"
+    device = torch_device_for(found.values())
     for info in sorted(found.values(), key=lambda m: m.name):
         row = _row(info, device)
         if args.json:
             print_json(row)
         else:
-            kind = f"{row['kind']} {row['dims']}D" if row["dims"] in (2, 3) else row["kind"]
             print(
-                f"{row['name']:<20} {row['version']:<12} {kind:<10} {row['task']:<15} "
+                f"{row['name']:<20} {row['version']:<12} {kind_label(row):<10} {row['task']:<15} "
                 f"{row['source']:<8} {row['format']:<12} {row['architecture']:<16} "
                 f"{row['runs_on']}"
             )
@@ -90,7 +82,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from medview.ai.registry import scan_models
+    from medview.ai.registry import scan_models, torch_device_for
     from medview.commands._common import error, print_json
 
     found, broken = scan_models()
@@ -104,7 +96,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print_json({**info.meta, "source": info.source, "folder": str(info.folder)}, indent=2)
         return 0
-    row = _row(info, _device())
+    row = _row(info, torch_device_for([info]))
     for key in ("name", "version", "kind", "dims", "task", "runs_on", "command", "source"):
         print(f"{key}: {row[key]}")
     for key in ("format", "architecture", "folder"):
