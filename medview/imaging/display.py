@@ -353,19 +353,40 @@ def render_slice(
         if window is not None:
             out = apply_window(out, *window)
     else:
-        if window is not None:
-            out = window_stored(img, volume.rescale_slope, volume.rescale_intercept, window)
+        out = grayscale_to_uint8(volume, img, window, invert)
+    return square_pixels(out, (row_sp, col_sp), aspect)
+
+
+def grayscale_to_uint8(
+    volume: Volume,
+    img: np.ndarray,
+    window: tuple[float, float] | None = None,
+    invert: bool | None = None,
+) -> np.ndarray:
+    """Stored grayscale values of ``volume`` (a slice, a reformat or a slab projection)
+    to 8-bit: the modality LUT (PS3.3 C.11.1), then ``window`` (one table lookup for
+    8/16-bit values, :func:`window_stored`), else the file's VOI LUT Sequence (C.11.2.1.1),
+    else :func:`display_window`; MONOCHROME1 inverted (C.7.6.3.1.2) unless ``invert``
+    says otherwise."""
+    slope, intercept = volume.rescale_slope, volume.rescale_intercept
+    if window is not None:
+        out = window_stored(img, slope, intercept, window)
+    else:
+        values = apply_modality_lut(img, slope, intercept)
+        if volume.voi_lut is not None:
+            first, table = volume.voi_lut
+            mapped = apply_lut_table(values, first, table)
+            out = scale_to_uint8(mapped, float(table.min()), float(table.max()))
         else:
-            values = apply_modality_lut(img, volume.rescale_slope, volume.rescale_intercept)
-            if volume.voi_lut is not None:
-                first, table = volume.voi_lut
-                mapped = apply_lut_table(values, first, table)
-                out = scale_to_uint8(mapped, float(table.min()), float(table.max()))
-            else:
-                out = apply_window(values, *display_window(volume, values))
-        do_invert = volume.invert if invert is None else invert
-        if do_invert:
-            out = invert_uint8(out)
+            out = apply_window(values, *display_window(volume, values))
+    do_invert = volume.invert if invert is None else invert
+    return invert_uint8(out) if do_invert else out
+
+
+def square_pixels(out: np.ndarray, spacing: tuple[float, float], aspect: bool = True) -> np.ndarray:
+    """``out`` (C-contiguous) with its rows resampled so pixels are square in mm, given
+    its (row, column) ``spacing``; unchanged when ``aspect`` is off or they already are."""
+    row_sp, col_sp = spacing
     if aspect and row_sp > 0 and col_sp > 0 and abs(row_sp / col_sp - 1.0) > 1e-3:
         out = resample_rows(out, row_sp / col_sp)
     return np.ascontiguousarray(out)

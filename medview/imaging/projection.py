@@ -130,28 +130,14 @@ def render_projection(
 
     The slab is :func:`slab_range` (``thickness_mm`` None: the whole volume); the
     modality LUT, window (``window``, else the file's, else the volume's automatic
-    one), MONOCHROME1 inversion and the aspect correction are those of
-    :func:`medview.imaging.display.render_slice`.
+    one), MONOCHROME1 inversion and the aspect correction are
+    :func:`medview.imaging.display.render_slice`'s own (``grayscale_to_uint8``,
+    ``square_pixels``).
     """
     slab = slab_range(volume, plane, index, thickness_mm)
     img, (row_sp, col_sp) = project_slab(volume, slab, projection)
-    slope, intercept = volume.rescale_slope, volume.rescale_intercept
-    if window is not None:  # one table lookup for MIP/MinIP's stored int16 (the same numbers)
-        out = display.window_stored(img, slope, intercept, window)
-    elif volume.voi_lut is not None:
-        values = display.apply_modality_lut(img, slope, intercept)
-        first, table = volume.voi_lut
-        mapped = display.apply_lut_table(values, first, table)
-        out = display.scale_to_uint8(mapped, float(table.min()), float(table.max()))
-    else:
-        values = display.apply_modality_lut(img, slope, intercept)
-        out = display.apply_window(values, *display.display_window(volume, values))
-    do_invert = volume.invert if invert is None else invert
-    if do_invert:
-        out = display.invert_uint8(out)
-    if aspect and row_sp > 0 and col_sp > 0 and abs(row_sp / col_sp - 1.0) > 1e-3:
-        out = display.resample_rows(out, row_sp / col_sp)
-    return np.ascontiguousarray(out)
+    out = display.grayscale_to_uint8(volume, img, window, invert)
+    return display.square_pixels(out, (row_sp, col_sp), aspect)
 
 
 __all__ = [
