@@ -10,6 +10,13 @@ import numpy as np
 _Facts = TypeVar("_Facts", bound="StudyFacts")
 
 
+def format_da(value: object) -> str:
+    """A DICOM DA value ``YYYYMMDD`` as ``YYYY-MM-DD`` for display (PS3.5 6.2); anything
+    else as it is ("" for None): what the browser, the dialogs and the overlays show."""
+    d = str(value or "")
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
+
+
 @dataclass(kw_only=True)
 class StudyFacts:
     """The patient and study an image belongs to, and its modality: what an instance and

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medview.errors import FileProblem
+from medview.io.model import format_da
 from medview.notes.model import Document, ReadResult
 from medview.tasks import TaskState, ensure_state
 
@@ -326,9 +327,7 @@ def read_dicom_sr(path: Path) -> Document:
     walk(ds.ContentSequence)
     if not lines:
         raise NoteError("DICOM SR without text content")
-    date = str(ds.get("ContentDate") or ds.get("StudyDate") or "") or None
-    if date and len(date) == 8 and date.isdigit():
-        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    date = format_da(ds.get("ContentDate") or ds.get("StudyDate")) or None
     return Document(
         id=str(path),
         text="\n".join(lines) + "\n",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from medview.io.model import format_da
 from medview.ui import settings as user_settings
 from medview.viewer import mpr, priors, protocols, session
 
@@ -207,8 +208,7 @@ def _priors_found(win: MainWindow, current: Any, found: list[Any]) -> None:
 
 def session_date(s: Any) -> str:
     """``YYYY-MM-DD`` of a study date (as stored), or ``?``."""
-    d = str(getattr(s, "study_date", "") or "")
-    return f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else (d or "?")
+    return format_da(getattr(s, "study_date", "")) or "?"
 
 
 def compare_with_prior(win: MainWindow, prior: str | None = None) -> None:

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from medview.errors import printable
 from medview.imaging.thumbnails import SIZE as THUMB
+from medview.io.model import format_da
 from medview.ui.workers import TaskSlot
 from medview.viewer.remote_priors import REMOTE_PREFIX
 from medview.viewer.session import (
@@ -47,11 +48,6 @@ log = logging.getLogger(__name__)
 MIME_SERIES = "application/x-medview-series"
 ROLE_KEY = Qt.ItemDataRole.UserRole + 1
 ROLE_TEXT = Qt.ItemDataRole.UserRole + 2
-
-
-def _fmt_date(d: str) -> str:
-    d = str(d or "")
-    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
 
 
 class SeriesTree(QTreeWidget):
@@ -168,7 +164,7 @@ class StudyBrowser(QWidget):
         study = self._child(
             patient,
             f"s:{s.study_uid}",
-            " ".join(x for x in (_fmt_date(s.study_date), s.study_description) if x) or "(study)",
+            " ".join(x for x in (format_da(s.study_date), s.study_description) if x) or "(study)",
         )
         label = " ".join(x for x in (s.modality, s.description) if x) or "(series)"
         if opened:
@@ -452,7 +448,7 @@ def _search_text(s: Any) -> str:
         s.patient_id,
         s.study_description,
         s.study_date,
-        _fmt_date(s.study_date),
+        format_da(s.study_date),
         s.modality,
         s.description,
         getattr(inst, "accession_number", "") if inst else "",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medview.errors import Cancelled
+from medview.io.model import format_da
 from medview.net.common import DEFAULT_CALLING_AET, NetError, RemoteRefused
 from medview.tasks import TaskState, ensure_state
 
@@ -63,8 +64,7 @@ class RemotePrior:
     def label(self, node: bool = True) -> str:
         """``2019-03-02  CT Chest (CT)  on PACS: orthanc`` (without ``node``: no
         ``on PACS: ...``), for the browser and messages."""
-        d = self.study_date
-        date = f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else (d or "?")
+        date = format_da(self.study_date) or "?"
         mods = f"({', '.join(self.modalities)})" if self.modalities else ""
         text = "  ".join(x for x in (date, " ".join(y for y in (self.description, mods) if y)) if x)
         return f"{text}  on PACS: {self.node}" if node else text

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from medview.io.model import format_da
 from medview.net.common import NetError
 from medview.net.nodes import Node, load_nodes
 from medview.ui.net.queue import TransferQueue
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 COLUMNS = ["Patient", "Patient ID", "Date", "Description", "Modality", "Accession", "Images"]
 ROLE_MATCH = Qt.ItemDataRole.UserRole + 1
 MODALITIES = ["", "CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT"]
-
-
-def _fmt_date(d: str) -> str:
-    d = str(d or "")
-    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
 
 
 class QueryRetrieveDialog(QDialog):
@@ -244,7 +240,7 @@ class QueryRetrieveDialog(QDialog):
         return [
             str(m.get("patient_name") or "").replace("^", " "),
             str(m.get("patient_id") or ""),
-            _fmt_date(m.get("study_date") or ""),
+            format_da(m.get("study_date") or ""),
             str(m.get("description") or ""),
             str(mods),
             str(m.get("accession") or ""),

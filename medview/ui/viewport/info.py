@@ -14,6 +14,7 @@ from PySide6.QtCore import QPointF
 
 from medview.errors import printable
 from medview.imaging.geometry import PLANE_AXIS, pixel_to_voxel
+from medview.io.model import format_da
 
 if TYPE_CHECKING:
     from medview.ui.viewport.canvas import Viewport
@@ -104,26 +105,18 @@ def readout(vp: Viewport, pos: QPointF) -> str:
     return "   ".join(parts)
 
 
-def fmt_date(d: Any) -> str:
-    """DICOM DA ``YYYYMMDD`` as ``YYYY-MM-DD``; anything else unchanged."""
-    d = str(d or "")
-    if len(d) == 8 and d.isdigit():
-        return f"{d[:4]}-{d[4:6]}-{d[6:]}"
-    return d
-
-
 def _patient_lines(info: Any) -> tuple[list[str], list[str]]:
     """Top-left (patient) and top-right (study, series) corner texts."""
     name = str(getattr(info, "patient_name", "") or "").replace("^", " ").strip()
     tl = [name or "(no name)", f"ID: {getattr(info, 'patient_id', '') or '-'}"]
-    birth = fmt_date(getattr(info, "patient_birth_date", ""))
+    birth = format_da(getattr(info, "patient_birth_date", ""))
     sex = getattr(info, "patient_sex", "")
     if birth or sex:
         tl.append(" ".join(x for x in (f"DOB {birth}" if birth else "", sex) if x))
     series = (str(getattr(info, "modality", "") or ""), str(getattr(info, "description", "") or ""))
     tr = [
         str(getattr(info, "study_description", "") or ""),
-        fmt_date(getattr(info, "study_date", "")),
+        format_da(getattr(info, "study_date", "")),
         " ".join(x for x in series if x),
     ]
     return tl, [x for x in tr if x]
