@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 from medview.disclaimers import AI as DISCLAIMER
 from medview.ui import settings
 from medview.ui.context import Overlay, StudyContext
+from medview.ui.panels.banner import disclaimer_banner
 from medview.ui.panels.base import PanelTasks
 
 log = logging.getLogger(__name__)
@@ -102,15 +103,6 @@ def overlay_label(r: Any) -> str:
     what = getattr(r, "heatmap_label", None) or str(r.heatmap_kind)
     text = f"{DISCLAIMER} | {r.model}: {what}"
     return text if r.in_scope else text + " | OUTSIDE INTENDED USE"
-
-
-def disclaimer_banner(parent: QWidget | None = None, wrap: bool = False) -> QLabel:
-    """The red banner with the AI disclaimer that tops every AI panel."""
-    warn = QLabel(f"<b>{DISCLAIMER}</b>", parent)
-    warn.setStyleSheet("color: white; background: #a00000; padding: 3px;")
-    warn.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    warn.setWordWrap(wrap)
-    return warn
 
 
 class AIPanel(QWidget, PanelTasks):

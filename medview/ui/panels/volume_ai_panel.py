@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from medview.ui.context import StudyContext
-from medview.ui.panels.ai_panel import disclaimer_banner
+from medview.ui.panels.banner import disclaimer_banner
 from medview.ui.panels.base import PanelTasks
 
 LEGEND_COLUMNS = ["", "Label", "mL", "HU mean \u00b1 sd", "HU min..max"]
