@@ -226,7 +226,7 @@ class StudyBrowser(QWidget):
     def drop_remote_prior(self, key: str) -> None:
         """The prior ``key`` is local now: off the PACS list (it is in the database)."""
         rest = [p for k, p in self.remote.items() if k != key]
-        self.show_remote_priors(rest, getattr(self, "_remote_note", ""))
+        self.show_remote_priors(rest, self._remote_note)
 
     # ------------------------------------------------------------- thumbnails
     def _start_thumbnails(self) -> None:

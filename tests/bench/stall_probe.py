@@ -107,7 +107,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, read top to bottom
     os.environ.setdefault("MEDVIEW_HOME", tempfile.mkdtemp(prefix="medview-probe-home-"))
     folder = sys.argv[1]
     handlers = "--handlers" in sys.argv[2:]
-    from PySide6.QtCore import QCoreApplication, QElapsedTimer, Qt, QTimer
+    from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
     from medview.ui.app import _app
     from medview.ui.workers import shutdown_all
@@ -167,9 +167,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, read top to bottom
     win.open_paths([folder])
     vp = win.active
     while win.busy or vp.volume is None or vp.loaded is not None:
-        QCoreApplication.processEvents()
-        beat[0] = time.perf_counter()
-        time.sleep(0.001)
+        _pump(beat)
     print(f"loaded in {time.perf_counter() - t0:.2f} s")
     if handlers:
         _scroll_and_reformat(win, phase, beat)
