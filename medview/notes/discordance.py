@@ -61,25 +61,21 @@ def check_discordance(
     positive = [f for f in own if f.status in ("present", "uncertain") and not f.historical]
     negated = [f for f in own if f.status == "absent"]
     pct = f"{probability:.2f} (threshold {threshold:.2f})"
+    # one rule per direction of the AI call: when it is discordant, its kind and message,
+    # the findings against the AI call and those that agree with it
     if probability >= threshold:
-        if not positive and (negated or normal):
-            names = ", ".join(sorted({f.label for f in negated})) or "normal study"
-            return Discordance(
-                True,
-                "ai-positive-report-negative",
-                f"AI {label} {pct} but the report negates it ({names})",
-                negated,
-            )
-        return Discordance(False, "", f"AI {label} {pct}; report agrees or is silent", positive)
-    present = [f for f in positive if f.label == label and f.status == "present"]
-    if present:
-        return Discordance(
-            True,
-            "ai-negative-report-positive",
-            f"AI {label} {pct} is negative but the report states {label}",
-            present,
-        )
-    return Discordance(False, "", f"AI {label} {pct}; report agrees or is silent", negated)
+        names = ", ".join(sorted({f.label for f in negated})) or "normal study"
+        discordant = not positive and bool(negated or normal)
+        kind, message = "ai-positive-report-negative", f"but the report negates it ({names})"
+        against, agreeing = negated, positive
+    else:
+        present = [f for f in positive if f.label == label and f.status == "present"]
+        discordant = bool(present)
+        kind, message = "ai-negative-report-positive", f"is negative but the report states {label}"
+        against, agreeing = present, negated
+    if discordant:
+        return Discordance(True, kind, f"AI {label} {pct} {message}", against)
+    return Discordance(False, "", f"AI {label} {pct}; report agrees or is silent", agreeing)
 
 
 @dataclass(frozen=True)
