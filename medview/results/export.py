@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from medview.errors import FileProblem
 from medview.results.deid import (
@@ -62,6 +62,15 @@ class ExportReport:
             "studies": len(self.studies),
             "seconds": round(self.seconds, 3),
         }
+
+
+class ExportOptions(TypedDict, total=False):
+    """The keyword options of :func:`export_paths` besides ``anonymize`` (what
+    :func:`medview.results.jobs.export_job` passes on); an absent one takes its default."""
+
+    shift_days: int | None
+    keep_patient_characteristics: bool
+    zip_output: bool
 
 
 def _input_files(paths: list[str]) -> tuple[list[tuple[str, str]], list[FileProblem]]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medview.results import audit
-from medview.results.export import ExportReport, export_paths
+from medview.results.export import ExportOptions, ExportReport, export_paths
 from medview.tasks import TaskState, ensure_state
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 def _audit(action: str, **fields: Any) -> str:
@@ -54,22 +57,12 @@ def export_job(
     paths: list[str],
     out: str,
     anonymize: bool = True,
-    shift_days: int | None = None,
-    keep_patient_characteristics: bool = False,
-    zip_output: bool = False,
     state: TaskState | None = None,
+    **options: Unpack[ExportOptions],
 ) -> dict[str, Any]:
-    """Export (see :func:`~medview.results.export.export_paths`) and audit it; the report's
-    ``as_dict()`` plus ``audit`` ("" when written)."""
-    report = export_paths(
-        paths,
-        out,
-        anonymize=anonymize,
-        shift_days=shift_days,
-        keep_patient_characteristics=keep_patient_characteristics,
-        zip_output=zip_output,
-        state=state,
-    )
+    """Export (see :func:`~medview.results.export.export_paths`, whose ``options`` it takes)
+    and audit it; the report's ``as_dict()`` plus ``audit`` ("" when written)."""
+    report = export_paths(paths, out, anonymize=anonymize, state=state, **options)
     return report.as_dict() | {"audit": audit_export(report) if report.written else ""}
 
 
