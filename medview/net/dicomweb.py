@@ -19,10 +19,9 @@ from medview.net.common import (
     BadRequest,
     RemoteRefused,
     Unreachable,
-    check_date_range,
     check_uid,
 )
-from medview.net.dimse import _KEYS, LEVELS, collect_files, match_dict
+from medview.net.dimse import _KEYS, LEVELS, collect_files, match_dict, match_keys
 from medview.net.nodes import Node
 from medview.tasks import TaskState, ensure_state
 
@@ -95,31 +94,16 @@ def find(
     level = (level or "study").lower()
     if level not in LEVELS:
         raise BadRequest(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    filters: dict[str, Any] = {}
-    if patient_id:
-        filters["PatientID"] = patient_id
-    if patient_name:
-        filters["PatientName"] = patient_name
-    date = check_date_range(study_date)
-    if date:
-        filters["StudyDate"] = date
-    if accession:
-        filters["AccessionNumber"] = accession
-    if study_uid:
-        filters["StudyInstanceUID"] = check_uid(study_uid, "study UID")
-    client = _client(node, timeout)
     # patients are found through their studies
     kind = "series" if level == "series" else "study"
+    filters = match_keys(
+        kind, patient_id, patient_name, study_date, modality, study_uid, accession, series_uid
+    )
+    client = _client(node, timeout)
     if kind == "series":
-        if modality:
-            filters["Modality"] = modality.upper()
-        if series_uid:
-            filters["SeriesInstanceUID"] = check_uid(series_uid, "series UID")
         fields = [k for k, _ in _KEYS["series"]] + ["StudyDate", "PatientName"]
         search = client.search_for_series
     else:
-        if modality:
-            filters["ModalitiesInStudy"] = modality.upper()
         fields = [k for k, _ in _KEYS["study"]] + ["PatientSex"]
         search = client.search_for_studies
     items = _call(

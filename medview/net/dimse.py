@@ -106,6 +106,44 @@ def match_dict(ds: Any, level: str) -> dict[str, Any]:
     return out
 
 
+def match_keys(
+    level: str = "study",
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    study_date: str | None = None,
+    modality: str | None = None,
+    study_uid: str | None = None,
+    accession: str | None = None,
+    series_uid: str | None = None,
+) -> dict[str, str]:
+    """The matching keys given, checked, as DICOM keyword -> value: those of a C-FIND
+    identifier (:func:`build_query`) and the filters of a QIDO-RS search
+    (:func:`medview.net.dicomweb.find`). ``modality`` matches ``ModalitiesInStudy`` at the
+    study level, ``Modality`` at the series level; ``series_uid`` counts at the series
+    level only; the patient level takes the patient ID and name only."""
+    keys: dict[str, str] = {}
+    if patient_id:
+        keys["PatientID"] = patient_id
+    if patient_name:
+        keys["PatientName"] = patient_name
+    if level == "patient":
+        if study_date or modality or study_uid or accession:
+            raise BadRequest("patient-level queries match on patient ID and name only")
+        return keys
+    date = check_date_range(study_date)
+    if date:
+        keys["StudyDate"] = date
+    if accession:
+        keys["AccessionNumber"] = accession
+    if study_uid:
+        keys["StudyInstanceUID"] = check_uid(study_uid, "study UID")
+    if modality:
+        keys["ModalitiesInStudy" if level == "study" else "Modality"] = modality.upper()
+    if series_uid and level == "series":
+        keys["SeriesInstanceUID"] = check_uid(series_uid, "series UID")
+    return keys
+
+
 def build_query(
     level: str = "study",
     patient_id: str | None = None,
@@ -117,37 +155,21 @@ def build_query(
     series_uid: str | None = None,
 ) -> Any:
     """The C-FIND identifier for ``level`` with the given matching keys (``*``/``?``
-    wildcards in IDs and names, date ranges ``YYYYMMDD-YYYYMMDD``)."""
+    wildcards in IDs and names, date ranges ``YYYYMMDD-YYYYMMDD``; see :func:`match_keys`)."""
     from pydicom.dataset import Dataset
 
     level = (level or "study").lower()
     if level not in LEVELS:
         raise BadRequest(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    keys = match_keys(
+        level, patient_id, patient_name, study_date, modality, study_uid, accession, series_uid
+    )
     ds = Dataset()
     ds.QueryRetrieveLevel = level.upper()
     for keyword, _ in _KEYS[level]:
         setattr(ds, keyword, "")
-    if patient_id:
-        ds.PatientID = patient_id
-    if patient_name:
-        ds.PatientName = patient_name
-    if level != "patient":
-        date = check_date_range(study_date)
-        if date:
-            ds.StudyDate = date
-        if study_uid:
-            ds.StudyInstanceUID = check_uid(study_uid, "study UID")
-        if accession:
-            ds.AccessionNumber = accession
-        if modality:
-            if level == "study":
-                ds.ModalitiesInStudy = modality.upper()
-            else:
-                ds.Modality = modality.upper()
-        if series_uid and level == "series":
-            ds.SeriesInstanceUID = check_uid(series_uid, "series UID")
-    elif study_date or modality or study_uid or accession:
-        raise BadRequest("patient-level queries match on patient ID and name only")
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
     return ds
 
 
