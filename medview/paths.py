@@ -18,9 +18,9 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import sqlite3
@@ -79,6 +79,15 @@ def open_sqlite(
     con = sqlite3.connect(str(path), timeout=timeout)
     con.executescript(schema)
     return con
+
+
+def read_rows(con: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """The rows of one query on ``con``, which is closed afterwards: how the feature tables'
+    readers (a connection from :func:`open_sqlite` per call) run a ``SELECT``."""
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
 
 
 class ThreadLocalDatabase:

@@ -23,7 +23,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from medview.paths import open_sqlite
+from medview.paths import open_sqlite, read_rows
 from medview.tasks import TaskState, ensure_state
 
 DDL = """
@@ -110,14 +110,10 @@ def work_items(
         for series in res.series:
             files += [str(i.path) for i in series.instances if i.path]
     files = list(dict.fromkeys(files))
-    con = connect(db)
-    try:
-        done = {
-            (row[0], row[1], row[2])
-            for row in con.execute("SELECT path, model, version FROM ai_done").fetchall()
-        }
-    finally:
-        con.close()
+    done = {
+        (row[0], row[1], row[2])
+        for row in read_rows(connect(db), "SELECT path, model, version FROM ai_done")
+    }
     todo = [f for f in files if not all((f, m, v) in done for m, v in models)]
     return todo, len(files) - len(todo), problems
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from medview.paths import open_sqlite
+from medview.paths import open_sqlite, read_rows
 
 DDL = """
 CREATE TABLE IF NOT EXISTS ai_embeddings (
@@ -110,15 +110,12 @@ def search(
     exclude_key: str | None = None,
 ) -> list[Neighbour]:
     """The ``k`` stored images nearest to ``embedding`` (same model and version)."""
-    con = connect(db)
-    try:
-        rows = con.execute(
-            "SELECT key, path, idx, dim, embedding, findings FROM ai_embeddings "
-            "WHERE model = ? AND version = ?",
-            (model, version),
-        ).fetchall()
-    finally:
-        con.close()
+    rows = read_rows(
+        connect(db),
+        "SELECT key, path, idx, dim, embedding, findings FROM ai_embeddings "
+        "WHERE model = ? AND version = ?",
+        (model, version),
+    )
     q = np.asarray(embedding, np.float32).ravel()
     rows = [r for r in rows if r[3] == q.size and r[0] != exclude_key]
     if not rows:

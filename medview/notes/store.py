@@ -18,7 +18,7 @@ from typing import Any
 
 from medview.errors import FileProblem
 from medview.notes.model import LABELS, STATUSES, Document, NoteAnalysis
-from medview.paths import open_sqlite
+from medview.paths import open_sqlite, read_rows
 from medview.tasks import TaskState, ensure_state
 
 SCHEMA = """
@@ -121,11 +121,7 @@ def search(
         sql += " AND d.date IS NOT NULL AND substr(d.date, 1, 10) >= ?"
         params.append(since.isoformat())
     sql += " ORDER BY d.date DESC, d.id, f.start"
-    con = connect(db_path)
-    try:
-        rows = con.execute(sql, params).fetchall()
-    finally:
-        con.close()
+    rows = read_rows(connect(db_path), sql, params)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for pid, doc_id, day, title, text, section, start, end, hist in rows:
@@ -154,15 +150,12 @@ def load_patient_documents(
     patient: str, db_path: str | PathLike[str] | None = None
 ) -> list[Document]:
     """A patient's stored documents in date order (undated last), for a panel."""
-    con = connect(db_path)
-    try:
-        rows = con.execute(
-            "SELECT id, text, source, kind, patient_id, date, title, codes FROM note_documents "
-            "WHERE patient_id = ? ORDER BY date IS NULL, date, id",
-            (patient,),
-        ).fetchall()
-    finally:
-        con.close()
+    rows = read_rows(
+        connect(db_path),
+        "SELECT id, text, source, kind, patient_id, date, title, codes FROM note_documents "
+        "WHERE patient_id = ? ORDER BY date IS NULL, date, id",
+        (patient,),
+    )
     docs = []
     for doc_id, text, source, kind, pid, day, title, codes in rows:
         parsed = {k: [tuple(x) for x in v] for k, v in json.loads(codes or "{}").items()}

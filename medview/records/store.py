@@ -19,7 +19,7 @@ from datetime import date, datetime
 from os import PathLike
 from typing import TYPE_CHECKING
 
-from medview.paths import open_sqlite
+from medview.paths import open_sqlite, read_rows
 from medview.records import model
 
 if TYPE_CHECKING:
@@ -361,12 +361,9 @@ def save_link(
 
 def saved_link(imaging_patient_id: str, db_path: str | PathLike[str] | None = None) -> str | None:
     """The record patient id remembered for an imaging PatientID, or None."""
-    con = connect(db_path)
-    try:
-        row = con.execute(
-            "SELECT record_patient_id FROM rec_links WHERE imaging_patient_id = ?",
-            (imaging_patient_id,),
-        ).fetchone()
-    finally:
-        con.close()
-    return row[0] if row else None
+    rows = read_rows(
+        connect(db_path),
+        "SELECT record_patient_id FROM rec_links WHERE imaging_patient_id = ?",  # primary key
+        (imaging_patient_id,),
+    )
+    return rows[0][0] if rows else None
