@@ -144,31 +144,20 @@ def match_keys(
     return keys
 
 
-def build_query(
-    level: str = "study",
-    patient_id: str | None = None,
-    patient_name: str | None = None,
-    study_date: str | None = None,
-    modality: str | None = None,
-    study_uid: str | None = None,
-    accession: str | None = None,
-    series_uid: str | None = None,
-) -> Any:
-    """The C-FIND identifier for ``level`` with the given matching keys (``*``/``?``
-    wildcards in IDs and names, date ranges ``YYYYMMDD-YYYYMMDD``; see :func:`match_keys`)."""
+def build_query(level: str = "study", **keys: str | None) -> Any:
+    """The C-FIND identifier for ``level`` with the matching ``keys`` of :func:`match_keys`
+    (``*``/``?`` wildcards in IDs and names, date ranges ``YYYYMMDD-YYYYMMDD``)."""
     from pydicom.dataset import Dataset
 
     level = (level or "study").lower()
     if level not in LEVELS:
         raise BadRequest(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    keys = match_keys(
-        level, patient_id, patient_name, study_date, modality, study_uid, accession, series_uid
-    )
+    matching = match_keys(level, **keys)
     ds = Dataset()
     ds.QueryRetrieveLevel = level.upper()
     for keyword, _ in _KEYS[level]:
         setattr(ds, keyword, "")
-    for keyword, value in keys.items():
+    for keyword, value in matching.items():
         setattr(ds, keyword, value)
     return ds
 
@@ -287,7 +276,7 @@ def find(
     retries: int = 0,
     **keys: str | None,
 ) -> list[dict[str, Any]]:
-    """C-FIND at ``level``; ``keys`` are those of :func:`build_query`. One dict per match."""
+    """C-FIND at ``level``; ``keys`` are those of :func:`match_keys`. One dict per match."""
     state = ensure_state(state)
     query = build_query(level, **keys)
     level = str(query.QueryRetrieveLevel).lower()
