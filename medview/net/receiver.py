@@ -206,6 +206,8 @@ class Receiver:
     instance is stored and indexed; ``on_association_done(calling_aet, study_uids, n)`` when
     a sender releases or drops its association (a study push has completed)."""
 
+    FILES_AHEAD = 8  # files made ahead for the next instances (StudyStore.make_ahead)
+
     def __init__(
         self,
         config: ReceiverConfig | None = None,
@@ -237,6 +239,7 @@ class Receiver:
 
         cfg = self.config
         self.store.clean_incoming()
+        self.store.make_ahead(self.FILES_AHEAD)
         ae = make_event_driven(AE(ae_title=cfg.aet))
         ae.maximum_pdu_size = int(cfg.max_pdu)
         ae.maximum_associations = 16
@@ -268,6 +271,7 @@ class Receiver:
                 server_class=_server_class(),
             )
         except OSError as exc:
+            self.store.close()
             self._indexer.stop()
             raise BadRequest(
                 f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or one_line(exc)})"
@@ -303,6 +307,7 @@ class Receiver:
                 assoc.abort()
         for assoc in list(server.active_associations):
             assoc.join(5)
+        self.store.close()
         self._indexer.stop()
         log.info(
             "stopped: %d stored, %d refused",

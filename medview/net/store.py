@@ -2,7 +2,8 @@
 
 Files live under ``<user data>/store/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``
 (``MEDVIEW_STORE`` overrides the root). UIDs are checked before they become path
-parts. Each instance is written to ``<root>/.incoming/`` first and renamed into place,
+parts. Each instance is written whole or not at all (:mod:`medview.net.atomic`: a file
+without a name linked into place, or a temporary file in ``<root>/.incoming/`` renamed),
 so a reader (or a crash) never sees half a file; the SQLite index is updated afterwards
 by an :class:`Indexer` thread in batches, each batch one transaction of the study
 database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`).
@@ -11,19 +12,18 @@ database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`).
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import queue
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medview.errors import one_line
+from medview.net.atomic import AtomicWriter, Chunk
 from medview.net.common import log, valid_uid
 from medview.net.wire import (
     MalformedDataset,
@@ -41,8 +41,6 @@ STATUS_OK = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
-
-Chunk = bytes | bytearray | memoryview  # a part of an encoded instance
 
 # the most header bytes kept in memory per arrival for the indexer (a CT's are ~4 KB)
 MAX_KEPT_HEADER = 1024 * 1024
@@ -138,23 +136,22 @@ class StudyStore:
     ) -> None:
         self.root = Path(root) if root is not None else store_root()
         self.incoming = self.root / ".incoming"
-        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.files = AtomicWriter(self.root, self.incoming)
         self.min_free_bytes = int(min_free_bytes)
         self.max_instance_bytes = int(max_instance_bytes)
-        self._folders: set[Path] = set()
-        self._serial = itertools.count()
-        self._tag = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # unique per store object
 
     def clean_incoming(self) -> int:
         """Delete temporary files left by a crash (never renamed, so never indexed)."""
-        n = 0
-        for p in self.incoming.glob("*.part"):
-            try:
-                p.unlink()
-                n += 1
-            except OSError:
-                pass
-        return n
+        return self.files.clean()
+
+    def make_ahead(self, count: int = 8) -> bool:
+        """Have files made ahead for the next writes (:meth:`AtomicWriter.make_ahead`)
+        until :meth:`close`."""
+        return self.files.make_ahead(count)
+
+    def close(self) -> None:
+        """Stop making files ahead (the store can still write)."""
+        self.files.close()
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -220,48 +217,8 @@ class StudyStore:
         return arrival
 
     def write_atomic(self, dest: Path, parts: Sequence[Chunk]) -> None:
-        """Write ``parts`` to ``dest`` through a temporary file and a rename."""
-        tmp = self.incoming / f"{self._tag}-{next(self._serial)}.part"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o644)
-            try:
-                _write_all(fd, parts)
-            finally:
-                os.close(fd)
-            folder = dest.parent
-            if folder not in self._folders:  # one mkdir per series, not per instance
-                folder.mkdir(parents=True, exist_ok=True)
-                self._folders.add(folder)
-            try:
-                os.replace(tmp, dest)
-            except FileNotFoundError:  # the folder was removed meanwhile
-                folder.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, dest)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise
-
-
-_O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def _write_all(fd: int, parts: Sequence[Chunk]) -> None:
-    """Write every byte of ``parts`` (one ``writev`` where the platform has it)."""
-    views = [memoryview(b) for b in parts if len(b)]
-    writev = getattr(os, "writev", None)
-    while views:
-        if writev is not None:
-            n = writev(fd, views)
-        else:
-            n = os.write(fd, views[0])
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if n:
-            views[0] = views[0][n:]
+        """Write ``parts`` as ``dest``, whole or not at all (:class:`AtomicWriter`)."""
+        self.files.write(dest, parts)
 
 
 class Retrieval:
@@ -277,10 +234,12 @@ class Retrieval:
         self._indexer = Indexer(db_path, on_indexed=self.arrivals.append)
 
     def __enter__(self) -> Retrieval:
+        self.store.make_ahead()
         self._indexer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.store.close()
         self._indexer.stop()
 
     def submit(self, arrival: Arrival, *_: Any) -> None:
@@ -356,7 +315,7 @@ def index_files(db: Any, arrivals: list[Arrival], known: dict[str, set[str]] | N
     known = known if known is not None else {}
     by_path = {os.path.abspath(a.path): a for a in arrivals}
     result = ScanResult()
-    add_headers(result, (_instance_info(path, a) for path, a in by_path.items()))
+    add_headers(result, (_instance_info(path, a.header) for path, a in by_path.items()))
     for problem in result.errors:
         a = by_path.get(os.path.abspath(problem.path))
         if a is not None:
@@ -379,16 +338,16 @@ def index_files(db: Any, arrivals: list[Arrival], known: dict[str, set[str]] | N
                 a.indexed = True
 
 
-def _instance_info(path: str, arrival: Arrival) -> tuple[str, Any]:
+def _instance_info(path: str, header: ReceivedHeader | None) -> tuple[str, Any]:
     """``(path, InstanceInfo or MedviewError)`` of a stored instance: from the header the
     handler received when it has it (the same InstanceInfo as reading the file), else
     read from the file as :func:`medview.io.scan` does."""
     from medview.errors import MedviewError
     from medview.io.dicom import read_header
 
-    if arrival.header is not None:
+    if header is not None:
         try:
-            return path, arrival.header.instance_info(path)
+            return path, header.instance_info(path)
         except Exception:  # noqa: S110 - the file reader decides, with its reason
             pass
     try:
