@@ -13,6 +13,11 @@ Needs ../shared/data, dcmtk (storescu, storescp, getscu) and Orthanc (Debian pac
    start-up (about 1 s here), measured separately.
 
 Times are medians of ``--repeat`` runs, alternating the two sides to share the noise.
+Every run's files are kept until the benchmark ends: on a journal-less ext4 (the
+development VM's) the inode allocator steps over each inode freed in the last ~30 s, so
+deleting a run's 300 files made file creation in the next runs cost 1.1 to 1.4 ms
+instead of 0.05 to 0.2 ms, on both sides (perf: ``recently_deleted``; docs/net.md). Wait
+half a minute after deleting many files before running it.
 """
 
 from __future__ import annotations
@@ -113,7 +118,6 @@ def bench_medview_receive(tmp: Path, files: list[Path]) -> float:
     finally:
         proc.terminate()
         proc.wait(30)
-    shutil.rmtree(run, ignore_errors=True)
     return elapsed
 
 
@@ -184,7 +188,6 @@ def bench_storescp(tmp: Path, files: list[Path]) -> float:
     finally:
         proc.terminate()
         proc.wait(30)
-    shutil.rmtree(out, ignore_errors=True)
     return elapsed
 
 
@@ -200,7 +203,6 @@ def bench_medview_get(tmp: Path, orthanc, study_uid: str, n: int) -> float:
     )
     elapsed = time.perf_counter() - t0
     assert res["stored"] == n, res
-    shutil.rmtree(run, ignore_errors=True)
     return elapsed
 
 
@@ -236,7 +238,6 @@ def bench_medview_get_cli(tmp: Path, orthanc, study_uid: str, n: int) -> float:
     )
     elapsed = time.perf_counter() - t0
     assert p.returncode == 0 and json.loads(p.stdout)["stored"] == n, p.stderr
-    shutil.rmtree(run, ignore_errors=True)
     return elapsed
 
 
@@ -267,7 +268,6 @@ def bench_getscu(tmp: Path, orthanc, study_uid: str, n: int) -> float:
     elapsed = time.perf_counter() - t0
     got = len(list(out.iterdir()))
     assert got == n, (got, p.stderr[-300:])
-    shutil.rmtree(out, ignore_errors=True)
     return elapsed
 
 

@@ -11,7 +11,12 @@ alternated in each repeat so they share the machine's load:
 
 * ``now``: the code as it is;
 * ``reread``: the indexer reads each stored file back (``read_header``), as before the
-  received header was used.
+  received header was used;
+* ``named``: each instance written to a named temporary file created on the spot and
+  renamed (the fallback where ``O_TMPFILE`` is missing; the only way before files without
+  a name were made ahead).
+
+Each push's files are kept until the end (see tests/bench/bench_net.py for why).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 from tests.bench.bench_net import make_series, storescu
 
-VARIANTS = ("now", "reread")
+VARIANTS = ("now", "reread", "named")
 
 
 def _timed(spans: dict[str, float], key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,6 +50,7 @@ def _timed(spans: dict[str, float], key: str, fn: Callable[..., Any]) -> Callabl
 def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
     """One push of ``files`` into a fresh receiver running ``variant``; the spans (s)."""
     import medview.io.database as database
+    import medview.net.atomic as atomic
     import medview.net.store as store
     from medview.net.receiver import Receiver, ReceiverConfig
 
@@ -55,7 +61,11 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
         (store, "index_files"): store.index_files,
         (store, "_instance_info"): store._instance_info,
         (database.StudyDatabase, "add_series"): database.StudyDatabase.add_series,
+        (atomic, "_O_TMPFILE"): atomic._O_TMPFILE,
     }
+    if variant == "named":
+        atomic._O_TMPFILE = 0
+
     accept = saved[(store.StudyStore, "accept")]
 
     def accept_variant(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -94,7 +104,7 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
     finally:
         for (owner, name), value in saved.items():
             setattr(owner, name, value)
-        shutil.rmtree(run, ignore_errors=True)
+
     return spans
 
 
