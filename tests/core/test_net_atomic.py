@@ -20,6 +20,17 @@ def _writer(tmp_path: Path) -> AtomicWriter:
     return AtomicWriter(tmp_path / "st", tmp_path / "st" / ".incoming")
 
 
+def _writer_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool) -> AtomicWriter:
+    """A writer on the unnamed-file path, or on the rename fallback."""
+    if not unnamed:
+        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    elif not LINUX:
+        pytest.skip("O_TMPFILE is Linux's")
+    w = _writer(tmp_path)
+    assert w.unnamed is unnamed
+    return w
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -49,12 +60,7 @@ def _umask() -> int:
 def test_rewrite_replaces_whole_and_removed_folder_is_made_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
-    if not unnamed:
-        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
-    elif not LINUX:
-        pytest.skip("O_TMPFILE is Linux's")
-    w = _writer(tmp_path)
-    assert w.unnamed is unnamed
+    w = _writer_on(tmp_path, monkeypatch, unnamed)
     dest = w.root / "s" / "a.dcm"
     w.write(dest, [b"first version"])
     w.write(dest, [b"second"])  # the same instance sent again
@@ -94,11 +100,7 @@ def test_a_link_the_system_refuses_falls_back_to_rename_for_good(
 def test_a_failed_write_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
-    if not unnamed:
-        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
-    elif not LINUX:
-        pytest.skip("O_TMPFILE is Linux's")
-    w = _writer(tmp_path)
+    w = _writer_on(tmp_path, monkeypatch, unnamed)
     fds = _open_fds() if LINUX else 0
 
     def disk_full(fd: int, parts: object) -> None:
