@@ -31,6 +31,7 @@ from medview.net.common import (
     check_aet,
     log,
 )
+from medview.net.indexchild import ChildIndexer
 from medview.net.reactor import make_event_driven
 from medview.net.store import (
     DEFAULT_MAX_INSTANCE_BYTES,
@@ -207,6 +208,7 @@ class Receiver:
     a sender releases or drops its association (a study push has completed)."""
 
     FILES_AHEAD = 8  # files made ahead for the next instances (StudyStore.make_ahead)
+    INDEX_IN_CHILD = True  # index in a child process (medview.net.indexchild)
 
     def __init__(
         self,
@@ -223,7 +225,8 @@ class Receiver:
             max_instance_bytes=self.config.max_instance_bytes,
         )
         self.counters: dict[str, int] = {}
-        self._indexer = Indexer(self.config.db_path, on_indexed=self._indexed)
+        indexer = ChildIndexer if self.INDEX_IN_CHILD else Indexer
+        self._indexer = indexer(self.config.db_path, on_indexed=self._indexed)
         self._server: Any = None
         self._ae: Any = None
         self._assoc_info: dict[int, dict[str, Any]] = {}

@@ -404,11 +404,22 @@ class Indexer:
         self._thread.join(timeout)
         self._thread = None
 
+    def _index_batch(self, db: Any, batch: list[Arrival]) -> None:
+        """Index ``batch`` (sets ``indexed``/``reason`` on each arrival)."""
+        index_files(db, batch, self._known)
+
+    def _starting(self) -> None:
+        """Called by the indexer thread before it waits for the first arrival."""
+
+    def _stopped(self) -> None:
+        """Called by the indexer thread as it ends."""
+
     def _run(self) -> None:
         from medview.io.database import StudyDatabase
 
         db = StudyDatabase(self.db_path)
         try:
+            self._starting()
             done = False
             while not done:
                 item = self._queue.get()
@@ -430,12 +441,13 @@ class Indexer:
                 self._index(db, batch)
         finally:
             db.close()
+            self._stopped()
 
     def _index(self, db: Any, batch: list[Arrival]) -> None:
         if not batch:
             return
         try:
-            index_files(db, batch, self._known)
+            self._index_batch(db, batch)
         except Exception as exc:  # the files are stored; a rescan/import can index them later
             log.error("indexing %d instance(s) failed: %s", len(batch), one_line(exc))
             for a in batch:

@@ -239,3 +239,26 @@ def study_uid(ct_copy) -> str:
     return str(
         pydicom.dcmread(next(ct_copy.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
     )
+
+
+def split_part10(path: str) -> tuple[bytes, str, str, str] | None:
+    """(dataset bytes, SOP class, SOP instance, transfer syntax) of a Part 10 file."""
+    import struct
+    import warnings
+
+    import pydicom
+
+    raw = Path(path).read_bytes()
+    if raw[128:132] != b"DICM":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta = pydicom.filereader.read_file_meta_info(path)
+        ts = str(meta.TransferSyntaxUID)
+        sop_class = str(meta.get("MediaStorageSOPClassUID", "") or "")
+        sop = str(meta.get("MediaStorageSOPInstanceUID", "") or "")
+        group_length = struct.unpack_from("<I", raw, 140)[0]
+    except Exception:
+        return None
+    return raw[144 + group_length :], sop_class, sop, ts
