@@ -132,10 +132,16 @@ class _Child:
 def serve(conn: Any, db_path: str | None, parent_pid: int) -> None:
     """The child: index each batch received on ``conn`` and answer with the outcomes
     (or the one-line reason of a failure), until ``None`` or the pipe closes."""
+    import signal
+
     from medview.io.database import StudyDatabase
     from medview.io.decoders import init_worker
 
     init_worker(parent_pid)  # a decoder worker's set-up: lower priority, end with the parent
+    # Ctrl+C in a terminal (or a service manager's SIGTERM) reaches the whole process
+    # group: the parent decides when the child ends, after its last batch
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     db = StudyDatabase(db_path)
     known: dict[str, set[str]] = {}
     conn.send("ready")

@@ -6,13 +6,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("pydicom", reason="pydicom is not installed")
 
-from tests.helpers.net_fixtures import db_instances, integrity_ok, split_part10  # noqa: E402
+from tests.helpers.net_fixtures import (  # noqa: E402
+    db_instances,
+    free_port,
+    integrity_ok,
+    receive_command,
+    split_part10,
+    storescu,
+)
 
 
 def _arrivals(store_dir: Path, files: list[Path]) -> list:
@@ -103,3 +113,47 @@ def test_no_child_process_means_indexing_in_process(
     assert all(a.indexed for a in arrivals)
     assert len(db_instances(tmp_path / "db.sqlite")) == 5
     assert any("cannot start an indexing process" in line for line in lines.lines)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
+def test_ctrl_c_in_a_terminal_ends_receiver_and_child_quietly(
+    tmp_path: Path, ct_copy: Path
+) -> None:
+    """Ctrl+C reaches the whole process group, the indexing child too: the receiver still
+    indexes what it stored, exits 0 with no traceback, and leaves no process behind."""
+    port = free_port()
+    db = tmp_path / "db.sqlite"
+    env = dict(os.environ, MEDVIEW_HOME=str(tmp_path / "home"))
+    proc = subprocess.Popen(
+        receive_command(port, db, "--store", str(tmp_path / "store")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        assert "listening" in proc.stderr.readline()
+        files = sorted(ct_copy.glob("*.dcm"))
+        p = subprocess.run(storescu(port, files, "CTSCANNER"), capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        deadline = time.monotonic() + 30
+        while len(db_instances(db)) < len(files) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "indexing process ended" not in err, err
+    assert len(out.splitlines()) == len(db_instances(db)) == 20
+    integrity_ok(db)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _group_alive(proc.pid):
+        time.sleep(0.1)
+    assert not _group_alive(proc.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count)."""
+    ps = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True)
+    return any(not s.startswith("Z") for s in ps.stdout.split())
