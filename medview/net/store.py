@@ -6,7 +6,9 @@ parts. Each instance is written whole or not at all (:mod:`medview.net.atomic`: 
 without a name linked into place, or a temporary file in ``<root>/.incoming/`` renamed),
 so a reader (or a crash) never sees half a file; the SQLite index is updated afterwards
 by an :class:`Indexer` thread in batches, each batch one transaction of the study
-database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`).
+database's public API (:meth:`~medview.io.database.StudyDatabase.add_series`); the
+storage SCP's indexer runs those transactions in a child process
+(:mod:`medview.net.indexchild`).
 """
 
 from __future__ import annotations
