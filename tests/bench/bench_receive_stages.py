@@ -9,7 +9,10 @@ handler's ``StudyStore.accept`` (header walk + atomic write), the atomic write a
 indexer's ``index_files``, its header-to-InstanceInfo step and ``add_series``. Variants,
 alternated in each repeat so they share the machine's load:
 
-* ``now``: the code as it is;
+* ``now``: the code as it is (the receiver indexes in a child process, whose stages
+  are not timed: only the handler's and the end-to-end times are);
+* ``thread``: indexing in the receiver's own indexer thread (``Receiver.INDEX_IN_CHILD``
+  off), with the indexer's stages timed;
 * ``reread``: the indexer reads each stored file back (``read_header``), as before the
   received header was used;
 * ``named``: each instance written to a named temporary file created on the spot and
@@ -33,7 +36,7 @@ from typing import Any
 
 from tests.bench.bench_net import make_series, storescu
 
-VARIANTS = ("now", "reread", "named")
+VARIANTS = ("now", "thread", "reread", "named")
 
 
 def _timed(spans: dict[str, float], key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +68,8 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
     }
     if variant == "named":
         atomic._O_TMPFILE = 0
+    in_child = Receiver.INDEX_IN_CHILD
+    Receiver.INDEX_IN_CHILD = variant not in ("thread", "reread")
 
     accept = saved[(store.StudyStore, "accept")]
 
@@ -104,6 +109,7 @@ def push(files: list[Path], variant: str, tmp: Path) -> dict[str, float]:
     finally:
         for (owner, name), value in saved.items():
             setattr(owner, name, value)
+        Receiver.INDEX_IN_CHILD = in_child
 
     return spans
 
