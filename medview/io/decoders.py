@@ -147,6 +147,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_context() -> Any:
+    """The multiprocessing context of medview's worker processes (the decoder pool, the
+    receiver's indexing process): ``forkserver`` on Linux, whose server preloads the
+    DICOM reader, numpy and pydicom for every process forked from it (set here, so
+    whichever user starts the server first), else ``spawn``."""
+    import multiprocessing as mp
+
+    if not sys.platform.startswith("linux"):
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["medview.io.dicom", "numpy", "pydicom"])
+    return ctx
+
+
 def decoder_pool() -> ProcessPoolExecutor | None:
     """The shared decoder pool (started on first call), or None to decode in-process."""
     global _pool, _broken, _atexit_registered
@@ -157,13 +171,9 @@ def decoder_pool() -> ProcessPoolExecutor | None:
         if _pool is not None:
             return _pool
         try:
-            import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-            ctx = mp.get_context(method)
-            if method == "forkserver":
-                ctx.set_forkserver_preload(["medview.io.dicom", "numpy", "pydicom"])
+            ctx = process_context()
             from medview.io.limits import decoder_memory_limit
 
             _pool = ProcessPoolExecutor(

@@ -11,17 +11,17 @@ answers with each arrival's outcome; the parent only pickles the batch (the head
 received, a few KB an instance) and reads the answer.
 
 The database path is resolved by the parent (a ``forkserver`` child inherits the
-environment the server started with, not the parent's current one). The child is
-started by the indexer thread (not by whoever starts the receiver, e.g. the
-GUI thread), in the decoder pool's process context (``forkserver`` on Linux, else
-``spawn``). If it cannot start, or dies, the indexer logs one line and indexes in its own
-thread from then on: nothing is lost, the files are on disk either way.
+environment the server started with, not the parent's current one). The child is started
+by the indexer thread (not by whoever starts the receiver, e.g. the GUI thread), in the
+decoder pool's process context (:func:`medview.io.decoders.process_context`:
+``forkserver`` on Linux, with the DICOM reader preloaded, else ``spawn``). If it cannot
+start, or dies, the indexer logs one line and indexes in its own thread from then on:
+nothing is lost, the files are on disk either way.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from medview.errors import one_line
@@ -83,11 +83,10 @@ class _Child:
     @staticmethod
     def start(db_path: str | os.PathLike[str] | None) -> _Child | None:
         """A running child indexing into ``db_path``, or None (logged) when none starts."""
-        import multiprocessing as mp
+        from medview.io.decoders import process_context
 
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         try:
-            ctx: Any = mp.get_context(method)  # (typeshed's BaseContext lacks Process)
+            ctx = process_context()
             parent, child = ctx.Pipe()
             process = ctx.Process(
                 target=serve,
