@@ -29,6 +29,12 @@ _PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 _UNDEFINED = 0xFFFFFFFF
 _MAX_DEPTH = 64
 _UIDS = {0x0020000D: 0, 0x0020000E: 1, 0x00080018: 2}  # study, series, SOP instance
+# an element's header: tag and value length (implicit VR, and items and delimiters), or
+# tag, VR and 16-bit length (explicit VR; a long VR's 32-bit length follows, PS3.5 7.1.2)
+_IMPLICIT_HEAD = struct.Struct("<HHL")
+_EXPLICIT_HEAD = struct.Struct("<HH2sH")
+_UL = struct.Struct("<L")
+_VR_OK = frozenset(bytes((a, b)) for a in range(65, 91) for b in range(65, 91))  # two capitals
 
 
 class MalformedDataset(ValueError):
@@ -152,8 +158,32 @@ class _Walker:
         """Walk elements from ``pos``; returns the position after them (after the item
         delimiter when ``until_item_end``)."""
         implicit = implicit or self.implicit
+        # the element header read inline (not with _header): the receiver walks every
+        # header before it answers, and this loop is most of that time
+        buf, n = self.buf, self.n
+        implicit_head, explicit_head, ul = (
+            _IMPLICIT_HEAD.unpack_from,
+            _EXPLICIT_HEAD.unpack_from,
+            _UL.unpack_from,
+        )
         while pos < end:
-            tag, vr, length, size = self._header(pos, implicit)
+            if pos + 8 > n:
+                raise MalformedDataset(f"element header cut off at byte {pos}")
+            size = 8
+            if implicit:
+                group, elem, length = implicit_head(buf, pos)
+                vr = b""
+            else:
+                group, elem, vr, length = explicit_head(buf, pos)
+                if group == 0xFFFE:  # items and delimiters have no VR
+                    vr, length = b"", ul(buf, pos + 4)[0]
+                elif vr in LONG_VRS:
+                    if pos + 12 > n:
+                        raise MalformedDataset(f"element header cut off at byte {pos}")
+                    length, size = ul(buf, pos + 8)[0], 12
+                elif vr not in _VR_OK:
+                    raise MalformedDataset(f"invalid VR at byte {pos}")
+            tag = group << 16 | elem
             if tag == _ITEM_END and until_item_end:
                 return pos + 8
             if top and tag in _PIXEL_TAGS:
