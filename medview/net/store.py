@@ -93,11 +93,16 @@ class ReceivedHeader:
     walk.end`` in the file)."""
 
     data: bytes
-    walk: WalkedHeader
+    walk: WalkedHeader | None  # None: walked again when needed (not pickled, see below)
     sop_class_uid: str
     sop_uid: str
     transfer_syntax: str
     meta_length: int
+
+    def __getstate__(self) -> dict[str, Any]:
+        # sent to the indexing process without the walk: pickling its ~150 element
+        # tuples cost the receiver more than walking the bytes again costs the child
+        return {**self.__dict__, "walk": None}
 
     def instance_info(self, path: str) -> Any:
         """The :class:`~medview.io.model.InstanceInfo` that
@@ -109,13 +114,14 @@ class ReceivedHeader:
 
         from medview.io.dicom import read_header
 
-        ds = header_dataset(self.data, self.walk)
+        walk = self.walk or walk_header(self.data, self.transfer_syntax)
+        ds = header_dataset(self.data, walk)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = UID(self.sop_class_uid)
         meta.MediaStorageSOPInstanceUID = UID(self.sop_uid)
         meta.TransferSyntaxUID = UID(self.transfer_syntax)
         ds.file_meta = meta
-        return read_header(path, parsed=(ds, self.meta_length + self.walk.end))
+        return read_header(path, parsed=(ds, self.meta_length + walk.end))
 
 
 class Rejected(Exception):
@@ -358,6 +364,9 @@ def _instance_info(path: str, header: ReceivedHeader | None) -> tuple[str, Any]:
         return path, exc
 
 
+_NOW = "now"  # on an indexer's queue: index what is gathered now
+
+
 class Indexer:
     """A thread that indexes stored instances in batches and then reports them.
 
@@ -375,13 +384,15 @@ class Indexer:
     ) -> None:
         self.db_path = db_path
         self.on_indexed = on_indexed
-        self._queue: queue.Queue[Arrival | None] = queue.Queue()
+        # arrivals; None: stop; _NOW: index what is gathered without lingering
+        self._queue: queue.Queue[Arrival | None | str] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pending = 0
         self._cond = threading.Condition()
         self.indexed = 0
         self.failed = 0
         self._known: dict[str, set[str]] = {}
+        self.ready = threading.Event()  # set once the thread can index (see _starting)
 
     def start(self) -> Indexer:
         self._thread = threading.Thread(target=self._run, name="medview-net-indexer", daemon=True)
@@ -392,6 +403,11 @@ class Indexer:
         with self._cond:
             self._pending += 1
         self._queue.put(arrival)
+
+    def now(self) -> None:
+        """Index what has been gathered without waiting out :attr:`LINGER_S` (a sender
+        has finished: no more arrivals are expected soon)."""
+        self._queue.put(_NOW)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is indexed; False on timeout."""
@@ -421,14 +437,19 @@ class Indexer:
 
         db = StudyDatabase(self.db_path)
         try:
-            self._starting()
+            try:
+                self._starting()
+            finally:
+                self.ready.set()
             done = False
             while not done:
                 item = self._queue.get()
+                if item == _NOW:
+                    continue
                 batch: list[Arrival] = []
                 if item is None:
                     done = True
-                else:
+                elif isinstance(item, Arrival):
                     batch.append(item)
                 linger = time.monotonic() + self.LINGER_S
                 while len(batch) < self.BATCH and not done:
@@ -438,6 +459,7 @@ class Indexer:
                         break
                     if nxt is None:
                         done = True
+                    if not isinstance(nxt, Arrival):  # None or _NOW: index now
                         break
                     batch.append(nxt)
                 self._index(db, batch)
