@@ -27,7 +27,10 @@ import select
 import threading
 from typing import Any
 
+from medview.net import fastpath
+
 TICK_S = 0.02  # longest wait between checks of timers and kill flags
+MAX_AHEAD = 64 * 1024 * 1024  # the most bytes allocated before they arrive (one PDU)
 _FLAG = "_medview_event_driven"
 _installed: list[bool] = []
 _lock = threading.Lock()
@@ -59,7 +62,12 @@ def install() -> bool:
         except ImportError:
             _installed.append(False)
             return False
-        needed_dul = ("_process_recv_primitive", "_is_transport_event", "_read_pdu_data")
+        needed_dul = (
+            "_process_recv_primitive",
+            "_is_transport_event",
+            "_read_pdu_data",
+            "_decode_pdu",
+        )
         ok = all(hasattr(DULServiceProvider, n) for n in needed_dul + ("run_reactor",))
         ok = ok and all(hasattr(Association, n) for n in ("_run_reactor", "_serve_request"))
         if ok:
@@ -134,6 +142,14 @@ def _fast_recv(assoc_socket: Any) -> Any:
 
     def recv(nr_bytes: int) -> bytearray:
         sock = assoc_socket.socket
+        if nr_bytes > MAX_AHEAD:  # a length from the peer: memory only for what arrives
+            grown = bytearray()
+            while len(grown) < nr_bytes:
+                chunk = sock.recv(min(nr_bytes - len(grown), MAX_AHEAD))
+                if not chunk:
+                    break
+                grown += chunk
+            return grown
         buf = bytearray(nr_bytes)
         view = memoryview(buf)
         got = 0
@@ -258,6 +274,9 @@ def _dul_loop(dul: Any) -> None:
     # an acceptor's requests (C-STORE, C-ECHO) are served in this thread: no hand-over
     # to the association thread and back for each one
     inline = bool(dul.assoc.is_acceptor)
+    # and with a store service, its C-STOREs without pynetdicom's DIMSE layer
+    reader = fastpath.reader_for(dul) if inline else None
+    transport_event = reader.transport_event if reader is not None else dul._is_transport_event
     try:
         while True:
             if not dul.assoc._dul_ready.is_set():
@@ -269,7 +288,7 @@ def _dul_loop(dul: Any) -> None:
             try:
                 if dul._process_recv_primitive():
                     pass
-                elif dul._is_transport_event():
+                elif transport_event():
                     dul._idle_timer.restart()
             except Exception as exc:  # as pynetdicom: abort, bypassing the state machine
                 LOGGER.error("Exception in DUL.run(), aborting association")

@@ -31,6 +31,7 @@ from medview.net.common import (
     check_aet,
     log,
 )
+from medview.net.fastpath import StoreRequest, StoreService, pending_bytes, serve_stores
 from medview.net.indexchild import ChildIndexer
 from medview.net.reactor import make_event_driven
 from medview.net.store import (
@@ -130,32 +131,78 @@ def make_store_handler(
 
     def handler(event: Any) -> int:
         req = event.request
-        calling = _calling_aet(event.assoc)
-        sop_uid = str(req.AffectedSOPInstanceUID or "")
-        try:
-            raw = req.DataSet.getbuffer()  # the received bytes, not a copy of them
-            sop_class = str(req.AffectedSOPClassUID)
-            ts = str(event.context.transfer_syntax)
-            try:
-                meta = file_meta_bytes(sop_class, sop_uid, ts)
-            except MalformedDataset as exc:
-                raise Rejected(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
-            arrival = store.accept([meta, raw], sop_class, sop_uid, calling, ts)
-        except Rejected as exc:
-            counters["rejected"] = counters.get("rejected", 0) + 1
-            log.warning("refused instance %s from %s: %s", sop_uid[:64], calling, exc.reason)
-            return exc.status
-        except Exception as exc:  # disk full, permissions: refuse, keep listening
-            counters["rejected"] = counters.get("rejected", 0) + 1
-            log.error(
-                "could not store instance %s from %s: %s", sop_uid[:64], calling, one_line(exc)
-            )
-            return 0xA700
-        counters["stored"] = counters.get("stored", 0) + 1
-        submit(arrival, event.assoc)
-        return STATUS_OK
+        return store_instance(
+            store,
+            submit,
+            counters,
+            event.assoc,
+            str(req.AffectedSOPClassUID or ""),
+            str(req.AffectedSOPInstanceUID or ""),
+            str(event.context.transfer_syntax),
+            req.DataSet.getbuffer(),  # the received bytes, not a copy of them
+        )
 
     return handler
+
+
+def make_store_service(
+    store: StudyStore,
+    submit: Callable[[Arrival, Any], None],
+    counters: dict[str, int],
+    max_pdu: int = 0,
+    max_instance: int = 0,
+) -> StoreService:
+    """The same as :func:`make_store_handler` for the fast path of an SCP's associations
+    (:mod:`medview.net.fastpath`), with its size caps."""
+
+    def store_request(assoc: Any, request: StoreRequest) -> int:
+        return store_instance(
+            store,
+            submit,
+            counters,
+            assoc,
+            request.sop_class,
+            request.sop_uid,
+            request.transfer_syntax,
+            request.dataset(),
+        )
+
+    def refuse(assoc: Any, reason: str) -> None:
+        log.warning("aborted association from %s: %s", _peer(assoc), reason)
+
+    return StoreService(store_request, max_pdu, max_instance, refuse)
+
+
+def store_instance(
+    store: StudyStore,
+    submit: Callable[[Arrival, Any], None],
+    counters: dict[str, int],
+    assoc: Any,
+    sop_class: str,
+    sop_uid: str,
+    ts: str,
+    dataset: bytes | memoryview,
+) -> int:
+    """Write one received instance into ``store`` and hand it to ``submit``; the C-STORE
+    status (refusals are counted and logged in one line, never raised)."""
+    calling = _calling_aet(assoc)
+    try:
+        try:
+            meta = file_meta_bytes(sop_class, sop_uid, ts)
+        except MalformedDataset as exc:
+            raise Rejected(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
+        arrival = store.accept([meta, dataset], sop_class, sop_uid, calling, ts)
+    except Rejected as exc:
+        counters["rejected"] = counters.get("rejected", 0) + 1
+        log.warning("refused instance %s from %s: %s", sop_uid[:64], calling, exc.reason)
+        return exc.status
+    except Exception as exc:  # disk full, permissions: refuse, keep listening
+        counters["rejected"] = counters.get("rejected", 0) + 1
+        log.error("could not store instance %s from %s: %s", sop_uid[:64], calling, one_line(exc))
+        return 0xA700
+    counters["stored"] = counters.get("stored", 0) + 1
+    submit(arrival, assoc)
+    return STATUS_OK
 
 
 def _calling_aet(assoc: Any) -> str:
@@ -209,6 +256,7 @@ class Receiver:
 
     FILES_AHEAD = 8  # files made ahead for the next instances (StudyStore.make_ahead)
     INDEX_IN_CHILD = True  # index in a child process (medview.net.indexchild)
+    FAST_PATH = True  # serve C-STORE without pynetdicom's DIMSE layer (medview.net.fastpath)
 
     def __init__(
         self,
@@ -244,6 +292,13 @@ class Receiver:
         self.store.clean_incoming()
         self.store.make_ahead(self.FILES_AHEAD)
         ae = make_event_driven(AE(ae_title=cfg.aet))
+        if self.FAST_PATH:
+            serve_stores(
+                ae,
+                make_store_service(
+                    self.store, self._stored, self.counters, cfg.max_pdu, cfg.max_instance_bytes
+                ),
+            )
         ae.maximum_pdu_size = int(cfg.max_pdu)
         ae.maximum_associations = 16
         ae.network_timeout = 60
@@ -318,6 +373,12 @@ class Receiver:
             self.counters.get("rejected", 0),
         )
 
+    def wait_ready(self, timeout: float | None = 60.0) -> bool:
+        """Wait until the indexer can index (its process has started: 0.1 to 0.5 s after
+        :meth:`start`); instances arriving before are stored and answered, and indexed
+        once it is. False on timeout."""
+        return self._indexer.ready.wait(timeout)
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every stored instance so far is indexed and reported."""
         return self._indexer.flush(timeout)
@@ -339,9 +400,18 @@ class Receiver:
                 id(assoc), {"bytes": 0, "studies": set(), "count": 0, "pending": 0}
             )
 
+    def _pending(self, assoc: Any) -> int:
+        """Bytes received of the instance in flight on ``assoc`` (0: between instances)."""
+        return max(pending_bytes(assoc), self._info(assoc)["bytes"])
+
     def _busy(self, assoc: Any) -> bool:
         """An instance is partly received (P-DATA seen since the last stored one)."""
-        return self._info(assoc)["bytes"] > 0
+        return self._pending(assoc) > 0
+
+    def receiving_bytes(self) -> int:
+        """Bytes received so far of the instances in flight, over all associations."""
+        server = self._server
+        return sum(self._pending(a) for a in list(server.active_associations)) if server else 0
 
     def _stored(self, arrival: Arrival, assoc: Any) -> None:
         info = self._info(assoc)
@@ -387,6 +457,7 @@ class Receiver:
             event.assoc.abort()
 
     def _on_done(self, event: Any) -> None:
+        self._indexer.now()  # the sender is done: index its last instances at once
         with self._lock:
             info = self._assoc_info.pop(id(event.assoc), None)
         if self.on_association_done is not None and info is not None:

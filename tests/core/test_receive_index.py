@@ -21,7 +21,12 @@ import pytest
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
 
-from tests.helpers.net_fixtures import integrity_ok, split_part10, storescu  # noqa: E402
+from tests.helpers.net_fixtures import (  # noqa: E402
+    decompressed_copy,
+    integrity_ok,
+    split_part10,
+    storescu,
+)
 
 # ct_copy (the real CT with its UIDs filled in) is a shared fixture (tests/conftest.py)
 
@@ -86,23 +91,6 @@ def _rows(db: Path) -> dict[str, list[tuple]]:
         con.close()
 
 
-def _decompressed_copy(src: Path, dest: Path, tag: str) -> list[Path]:
-    """The images of ``src`` as a new series, decompressed (explicit VR little endian)."""
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    dest.mkdir(parents=True)
-    series = generate_uid(entropy_srcs=[tag, "series"])
-    for f in sorted(src.glob("*.dcm")):
-        ds = pydicom.dcmread(f)
-        ds.decompress()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SeriesInstanceUID = series
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[tag, str(ds.SOPInstanceUID)])
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.save_as(dest / f.name, enforce_file_format=True)
-    return sorted(dest.glob("*.dcm"))
-
-
 @pytest.mark.parametrize("in_child", [False, True], ids=["indexer-thread", "indexer-process"])
 def test_received_series_rows_equal_index_files(
     tmp_path: Path,
@@ -115,8 +103,8 @@ def test_received_series_rows_equal_index_files(
 
     pushes = [
         (sorted(ct_copy.glob("*.dcm")), "-xv"),  # JPEG 2000 lossless, as the CT comes
-        (_decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
-        (_decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
+        (decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
+        (decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
     ]
     reads = _count_file_reads(monkeypatch)
     # the receiver indexes in a child process by default; file reads are counted in this

@@ -104,6 +104,24 @@ def db_instances(db: Path) -> list[tuple[str, str]]:
         con.close()
 
 
+def decompressed_copy(src: Path, dest: Path, tag: str, count: int | None = None) -> list[Path]:
+    """The images of ``src`` (the first ``count``) as a new series, decompressed
+    (explicit VR little endian)."""
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    dest.mkdir(parents=True)
+    series = generate_uid(entropy_srcs=[tag, "series"])
+    for f in sorted(src.glob("*.dcm"))[:count]:
+        ds = pydicom.dcmread(f)
+        ds.decompress()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[tag, str(ds.SOPInstanceUID)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(dest / f.name, enforce_file_format=True)
+    return sorted(dest.glob("*.dcm"))
+
+
 def same_instance(a: Path, b: Path) -> None:
     """Headers and pixel data identical (file meta aside: the receiver writes its own)."""
     da, db_ = pydicom.dcmread(a), pydicom.dcmread(b)

@@ -1,0 +1,307 @@
+"""The storage SCP's C-STORE fast path (medview.net.fastpath) against pynetdicom's own
+encoder and decoder, dcmtk's storescu and pynetdicom as the sending side."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import time
+import warnings
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
+pydicom = pytest.importorskip("pydicom")
+
+from medview.net import fastpath  # noqa: E402
+from tests.helpers.net_fixtures import (  # noqa: E402
+    db_instances,
+    decompressed_copy,
+    integrity_ok,
+    same_instance,
+    storescu,
+)
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _encoded_command(primitive, message_class) -> bytes:
+    from pynetdicom.dsutils import encode
+
+    msg = message_class()
+    msg.primitive_to_message(primitive)
+    return bytes(encode(msg.command_set, True, True))
+
+
+def _store_rq(**fields):
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rq = C_STORE()
+    rq.MessageID = 3
+    rq.AffectedSOPClassUID = CT
+    rq.AffectedSOPInstanceUID = "1.2.3.45"
+    rq.Priority = 2
+    rq.DataSet = BytesIO(b"\0\0")
+    for k, v in fields.items():
+        setattr(rq, k, v)
+    return rq
+
+
+def test_command_parsed_as_pynetdicom_encodes_it() -> None:
+    from pynetdicom.dimse_messages import C_STORE_RQ
+
+    plain = fastpath.parse_command(_encoded_command(_store_rq(), C_STORE_RQ))
+    assert plain is not None
+    assert (plain[0x0002], plain[0x0110], plain[0x1000], plain[0x0700]) == (
+        CT,
+        3,
+        "1.2.3.45",
+        2,
+    )
+    moved = _store_rq(MoveOriginatorApplicationEntityTitle="ORTHANC", MoveOriginatorMessageID=9)
+    fields = fastpath.parse_command(_encoded_command(moved, C_STORE_RQ))
+    assert fields is not None and (fields[0x1030], fields[0x1031]) == ("ORTHANC", 9)
+
+
+def test_other_commands_and_malformed_ones_are_left_to_pynetdicom() -> None:
+    from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_ECHO
+
+    echo = C_ECHO()
+    echo.MessageID = 1
+    echo.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    assert fastpath.parse_command(_encoded_command(echo, C_ECHO_RQ)) is None
+    good = _encoded_command(_store_rq(), C_STORE_RQ)
+    assert fastpath.parse_command(good) is not None
+    assert fastpath.parse_command(good[:-3]) is None  # cut short
+    wrong_length = good[:8] + struct.pack("<L", 5) + good[12:]
+    assert fastpath.parse_command(wrong_length) is None  # group length does not add up
+    extra = good + struct.pack("<HHL", 0, 0x0902, 4) + b"TEXT"  # Error Comment: not in an RQ
+    assert fastpath.parse_command(extra) is None
+    other_group = good + struct.pack("<HHL", 8, 0x0018, 2) + b"1\0"
+    assert fastpath.parse_command(other_group) is None
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xA700, 0xC000])
+def test_response_is_byte_identical_to_pynetdicom(status: int) -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    for sop in ("1.2.3.4", "1.2.3.45"):  # odd and even length: padded as pynetdicom pads
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = 7
+        rsp.AffectedSOPClassUID = CT
+        rsp.AffectedSOPInstanceUID = sop
+        rsp.Status = status
+        assert fastpath.store_response(7, CT, sop, status) == _encoded_command(rsp, C_STORE_RSP)
+
+
+def test_p_data_tf_fragments_decode_with_pynetdicom() -> None:
+    from pynetdicom.pdu import P_DATA_TF
+
+    command = bytes(range(256)) * 3
+    for max_length, pdus in ((0, 1), (106, 8), (6 + 767, 2)):
+        raw = fastpath.p_data_tf(5, command, max_length)
+        got, controls, i, count = b"", [], 0, 0
+        while i < len(raw):
+            length = struct.unpack_from(">L", raw, i + 2)[0]
+            # the peer's maximum bounds the PDU's variable field (PS3.8 D.1)
+            assert not max_length or length <= max_length
+            pdu = P_DATA_TF()
+            pdu.decode(raw[i : i + 6 + length])
+            (item,) = pdu.presentation_data_value_items
+            assert item.presentation_context_id == 5
+            data = item.presentation_data_value
+            controls.append(data[0])
+            got += data[1:]
+            i += 6 + length
+            count += 1
+        assert got == command and count == pdus
+        assert controls == [0x01] * (pdus - 1) + [0x03]  # command fragments, last flagged
+
+
+def _receiver(tmp_path: Path, **config):
+    from medview.net.receiver import Receiver, ReceiverConfig
+
+    cfg = ReceiverConfig(
+        port=0,
+        db_path=str(tmp_path / "db.sqlite"),
+        store_dir=str(tmp_path / "store"),
+        min_free_bytes=0,
+        **config,
+    )
+    return Receiver(cfg)
+
+
+def _count_fast(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    served: list[str] = []
+    complete = fastpath.Reader._complete
+
+    def counting(self):
+        served.append(self.request.sop_uid)
+        return complete(self)
+
+    monkeypatch.setattr(fastpath.Reader, "_complete", counting)
+    return served
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "pynetdicom"])
+def test_small_pdus_store_the_same_files_either_way(
+    tmp_path: Path, ct_copy: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """storescu sending 16 KiB PDUs (each dataset in 30+ fragments, command and data in
+    separate PDUs): every instance is stored whole, identical to what was sent, and
+    indexed; the fast path served them all, or none when it is off."""
+    from medview.net.receiver import Receiver
+
+    monkeypatch.setattr(Receiver, "FAST_PATH", fast)
+    served = _count_fast(monkeypatch)
+    files = decompressed_copy(ct_copy, tmp_path / "sent", "small-pdus", 6)  # 512 KiB each
+    with _receiver(tmp_path, max_pdu=16384) as r:
+        p = subprocess.run(storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert r.flush(30)
+    rows = db_instances(tmp_path / "db.sqlite")
+    assert len(rows) == len(files)
+    assert len(served) == (len(files) if fast else 0)
+    by_sop = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in files}
+    for sop, path in rows:
+        same_instance(Path(path), by_sop[sop])
+    integrity_ok(tmp_path / "db.sqlite")
+
+
+def test_echo_and_store_interleaved_on_one_association(
+    tmp_path: Path, ct_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C-ECHO (pynetdicom serves it) between C-STOREs (the fast path serves them), and a
+    refused dataset, all on one association: each answered, in order."""
+    from pynetdicom import AE
+
+    served = _count_fast(monkeypatch)
+    files = sorted(ct_copy.glob("*.dcm"))[:2]
+    hostile = pydicom.dcmread(files[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the invalid UID
+        hostile.StudyInstanceUID = "../../etc"  # not a UID: refused (C000)
+    with _receiver(tmp_path) as r:
+        ae = AE(ae_title="MIXED")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        ae.add_requested_context(CT, "1.2.840.10008.1.2.4.90")
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.is_established
+        statuses = [assoc.send_c_echo().Status]
+        statuses.append(assoc.send_c_store(pydicom.dcmread(files[0])).Status)
+        statuses.append(assoc.send_c_echo().Status)
+        statuses.append(assoc.send_c_store(hostile).Status)
+        statuses.append(assoc.send_c_echo().Status)
+        assoc.release()
+        assert r.flush(30)
+    assert statuses == [0, 0, 0, 0xC000, 0]
+    assert len(served) == 2  # the two C-STOREs
+    rows = db_instances(tmp_path / "db.sqlite")
+    assert len(rows) == 1
+    same_instance(Path(rows[0][1]), files[0])
+
+
+def test_c_store_on_another_sop_class_context_is_left_to_pynetdicom(
+    tmp_path: Path, ct_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A C-STORE-RQ whose SOP class is not its context's: pynetdicom answers it as it
+    always has (not stored), the fast path does not serve it."""
+    from pynetdicom import AE
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    served = _count_fast(monkeypatch)
+    ds = pydicom.dcmread(sorted(ct_copy.glob("*.dcm"))[0])
+    with _receiver(tmp_path) as r:
+        ae = AE(ae_title="ODD")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2.4.90")  # MR
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.is_established
+        cx = assoc.accepted_contexts[0]
+        rq = C_STORE()
+        rq.MessageID = 1
+        rq.AffectedSOPClassUID = CT  # on the MR context
+        rq.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        rq.Priority = 2
+        rq.DataSet = BytesIO(encode(ds, False, True))  # explicit VR little endian
+        assoc.dimse.send_msg(rq, cx.context_id)
+        _cx, rsp = assoc.dimse.get_msg(block=True)
+        assoc.release()
+        assert r.flush(30)
+    assert served == []
+    assert rsp is not None and rsp.Status is not None  # pynetdicom answered it
+
+
+def _established_socket(port: int) -> tuple[socket.socket, int]:
+    """A raw socket with an association accepted by the receiver (CT, explicit VR LE),
+    and the accepted presentation context's ID."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="RAW")
+    ae.add_requested_context(CT, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title="MEDVIEW")
+    assert assoc.is_established
+    context_id = assoc.accepted_contexts[0].context_id
+    # take the socket away from pynetdicom's reactor: it is stopped without a goodbye
+    sock = assoc.dul.socket.socket
+    assoc.dul.socket.socket = None
+    assoc.dul._kill_thread = True
+    assoc._kill = True
+    return sock, context_id
+
+
+def test_a_huge_pdu_length_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A P-DATA-TF announcing 2 GiB: the association is aborted at once (no 2 GiB buffer),
+    the listener keeps serving."""
+    with _receiver(tmp_path, max_pdu=65536) as r:
+        sock, _ = _established_socket(r.port)
+        sock.settimeout(10)
+        sock.sendall(struct.pack(">BBL", 4, 0, 2**31) + b"\0" * 64)
+        answer = sock.recv(64)
+        assert answer[:1] == b"\x07"  # A-ABORT
+        sock.close()
+        # the listener is still there
+        from pynetdicom import AE
+
+        ae = AE(ae_title="AFTER")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+
+
+def test_interleaved_messages_and_a_cut_pdu_abort_cleanly(tmp_path: Path, ct_copy: Path) -> None:
+    """A command fragment in the middle of a dataset, and a PDU whose item runs past its
+    end: each aborts its association; nothing partial is stored or indexed."""
+    from pynetdicom.dimse_messages import C_STORE_RQ
+
+    raw = sorted(ct_copy.glob("*.dcm"))[0].read_bytes()
+    command = _encoded_command(_store_rq(), C_STORE_RQ)
+    with _receiver(tmp_path) as r:
+        for bad in ("interleaved", "cut"):
+            sock, cx = _established_socket(r.port)
+            sock.settimeout(10)
+            pdus = fastpath.p_data_tf(cx, command)
+            data = raw[1000:5000]
+            pdv = struct.pack(">LBB", len(data) + 2, cx, 0x00) + data
+            pdus += struct.pack(">BBL", 4, 0, len(pdv)) + pdv
+            if bad == "interleaved":
+                pdus += fastpath.p_data_tf(cx, command)
+            else:
+                cut = struct.pack(">LBB", 9999, cx, 0x02) + b"\0" * 10
+                pdus += struct.pack(">BBL", 4, 0, len(cut)) + cut
+            sock.sendall(pdus)
+            answer = sock.recv(64)
+            assert answer[:1] == b"\x07", bad  # A-ABORT
+            sock.close()
+        deadline = time.monotonic() + 10
+        while r.receiving_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.flush(10)
+    assert db_instances(tmp_path / "db.sqlite") == []
+    assert not list((tmp_path / "store").rglob("*.dcm"))
