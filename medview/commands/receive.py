@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    receiver.wait_ready()  # "listening" once arrivals are indexed as they come
     tls = " with TLS" if config.tls_cert else ""
     logging.getLogger("medview.net").warning(
         "listening on %s:%d as %s%s (Ctrl+C to stop)", config.host, receiver.port, config.aet, tls
