@@ -376,7 +376,8 @@ def get(
     already stored stay (whole files only)."""
     from pynetdicom import build_role, evt
 
-    from medview.net.receiver import make_store_handler
+    from medview.net.fastpath import serve_stores
+    from medview.net.receiver import make_store_handler, make_store_service
     from medview.net.store import Retrieval
 
     state = ensure_state(state)
@@ -390,6 +391,12 @@ def get(
     final: dict[str, int] = {}
     with Retrieval(store_dir, db_path) as got:
         handler = make_store_handler(got.store, got.submit, counters)
+        # the instances are served without pynetdicom's DIMSE layer (the handler serves
+        # any the fast path leaves to pynetdicom)
+        service = make_store_service(
+            got.store, got.submit, counters, max_pdu, got.store.max_instance_bytes
+        )
+        serve_stores(ae, service)
         with _association(
             ae,
             node,

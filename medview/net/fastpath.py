@@ -29,7 +29,9 @@ about 300 lines, tested against dcmtk ``storescu`` and pynetdicom's own encoder.
 
 from __future__ import annotations
 
+import queue
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +191,9 @@ class Reader:
         self._command_context = -1
         self.request: StoreRequest | None = None  # the C-STORE being received
         self._contexts: dict[int, tuple[str, str] | None] = {}
+        self.last_served = time.monotonic()
+        if dul.assoc.is_requestor:
+            _keep_waiting(dul.assoc, self)
 
     @property
     def pending(self) -> int:
@@ -313,11 +318,14 @@ class Reader:
             assoc = self.dul.assoc
             cx = assoc._accepted_cx.get(context_id)
             found = None
+            if assoc.is_requestor:  # C-GET's sub-operations: our SCP role agreed
+                ours = cx is not None and cx.as_scp is True
+            else:  # as pynetdicom's _serve_request finds the service
+                ours = not assoc.acceptor.accepted_common_extended and not _unrestricted()
             if (
-                cx is not None
+                ours
+                and cx is not None
                 and cx.transfer_syntax
-                and not assoc.acceptor.accepted_common_extended
-                and not _unrestricted()
                 and _storage_class(str(cx.abstract_syntax))
             ):
                 found = (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
@@ -335,10 +343,11 @@ class Reader:
             log.error("C-STORE handler failed: %s", type(exc).__name__)
             status = 0xC211
         request.parts.clear()
+        self.last_served = time.monotonic()
         if not assoc.is_established or assoc._sent_release:
             return
         rsp = store_response(request.message_id, request.sop_class, request.sop_uid, status)
-        max_length = int(getattr(assoc.requestor, "maximum_length", 0) or 0)
+        max_length = int(getattr(_remote(assoc), "maximum_length", 0) or 0)
         self.dul.socket.send(p_data_tf(request.context_id, rsp, max_length))
 
     # -- handing over to pynetdicom -----------------------------------------------------
@@ -375,19 +384,47 @@ def _unrestricted() -> bool:
     return bool(getattr(_config, "UNRESTRICTED_STORAGE_SERVICE", False))
 
 
+def _remote(assoc: Any) -> Any:
+    """The other end's service user (address, maximum PDU length)."""
+    return assoc.acceptor if assoc.is_requestor else assoc.requestor
+
+
 def _peer(assoc: Any) -> str:
     try:
-        return f"{assoc.requestor.address}"
+        return f"{_remote(assoc).address}"
     except Exception:
         return "?"
 
 
+def _keep_waiting(assoc: Any, reader: Reader) -> None:
+    """On a requestor (C-GET), pynetdicom waits for the next C-GET response at most the
+    DIMSE timeout, counting C-STOREs it serves itself as responses; let the C-STOREs the
+    fast path serves count too (a PACS need not send a pending response after each)."""
+    q = assoc.dimse.msg_queue
+    get = q.get
+
+    def get_waiting(block: bool = True, timeout: float | None = None) -> Any:
+        if not block or timeout is None:
+            return get(block, timeout)
+        wait = timeout
+        while True:
+            try:
+                return get(True, wait)
+            except queue.Empty:
+                idle = time.monotonic() - reader.last_served
+                if idle >= timeout or not assoc.is_established:
+                    raise
+                wait = timeout - idle
+
+    q.get = get_waiting
+
+
 def reader_for(dul: Any) -> Reader | None:
     """The fast path for ``dul``'s association: a :class:`Reader` when its AE has a
-    :class:`StoreService` (:func:`serve_stores`) and it is the acceptor, else None."""
+    :class:`StoreService` (:func:`serve_stores`), else None."""
     assoc = dul.assoc
     service = getattr(getattr(assoc, "ae", None), "_medview_store_service", None)
-    if service is None or not assoc.is_acceptor or not hasattr(assoc, "_accepted_cx"):
+    if service is None or not hasattr(assoc, "_accepted_cx"):
         return None
     reader = Reader(dul, service)
     assoc._medview_reader = reader
@@ -395,8 +432,9 @@ def reader_for(dul: Any) -> Reader | None:
 
 
 def serve_stores(ae: Any, service: StoreService) -> Any:
-    """Have ``ae``'s event-driven acceptor associations serve C-STORE with ``service``
-    (:class:`Reader`). Returns ``ae``."""
+    """Have ``ae``'s event-driven associations serve C-STORE with ``service``
+    (:class:`Reader`): as a storage SCP, and the sub-operations of a C-GET it requests.
+    Returns ``ae``."""
     ae._medview_store_service = service
     return ae
 

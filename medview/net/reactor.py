@@ -274,8 +274,9 @@ def _dul_loop(dul: Any) -> None:
     # an acceptor's requests (C-STORE, C-ECHO) are served in this thread: no hand-over
     # to the association thread and back for each one
     inline = bool(dul.assoc.is_acceptor)
-    # and with a store service, its C-STOREs without pynetdicom's DIMSE layer
-    reader = fastpath.reader_for(dul) if inline else None
+    # with a store service, C-STOREs are served without pynetdicom's DIMSE layer (an
+    # acceptor's, and those of a C-GET a requestor asked for)
+    reader = fastpath.reader_for(dul)
     transport_event = reader.transport_event if reader is not None else dul._is_transport_event
     try:
         while True:

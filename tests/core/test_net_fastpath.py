@@ -229,8 +229,14 @@ def test_c_store_on_another_sop_class_context_is_left_to_pynetdicom(
         rq.AffectedSOPInstanceUID = ds.SOPInstanceUID
         rq.Priority = 2
         rq.DataSet = BytesIO(encode(ds, False, True))  # explicit VR little endian
+        # as pynetdicom's send_c_*() do: pause the association's reactor, or it may take
+        # the response off the queue first
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.001)
         assoc.dimse.send_msg(rq, cx.context_id)
         _cx, rsp = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
         assoc.release()
         assert r.flush(30)
     assert served == []
@@ -305,3 +311,54 @@ def test_interleaved_messages_and_a_cut_pdu_abort_cleanly(tmp_path: Path, ct_cop
         assert r.flush(10)
     assert db_instances(tmp_path / "db.sqlite") == []
     assert not list((tmp_path / "store").rglob("*.dcm"))
+
+
+def test_c_get_sub_operations_take_the_fast_path(
+    tmp_path: Path, orthanc, study_uid: str, ct_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C-GET from a real Orthanc: the C-STOREs it sends on our association are served by
+    the fast path, its C-GET responses by pynetdicom; the files are whole and indexed."""
+    from medview.net import dimse
+    from medview.net.nodes import Node
+
+    served = _count_fast(monkeypatch)
+    node = Node(host="127.0.0.1", port=orthanc.dicom_port, aet=orthanc.aet)
+    db = tmp_path / "get.sqlite"
+    got = dimse.get(node, study_uid, db_path=str(db), store_dir=str(tmp_path / "st"))
+    assert got["stored"] == got["completed"] == 20 and got["failed"] == 0
+    assert len(served) == 20
+    by_sop = dict(db_instances(db))
+    for f in sorted(ct_copy.glob("*.dcm"))[:3]:
+        same_instance(
+            Path(by_sop[str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)]), f
+        )
+    integrity_ok(db)
+
+
+def test_c_get_wait_counts_fast_path_stores_as_activity() -> None:
+    """pynetdicom waits at most the DIMSE timeout for a C-GET's next response; C-STOREs the
+    fast path serves meanwhile count as activity (a PACS need not send pending responses),
+    and the wait still ends a timeout after the last one."""
+    import queue
+    import threading
+    from types import SimpleNamespace
+
+    q: queue.Queue = queue.Queue()
+    assoc = SimpleNamespace(dimse=SimpleNamespace(msg_queue=q), is_established=True)
+    reader = SimpleNamespace(last_served=time.monotonic())
+    fastpath._keep_waiting(assoc, reader)  # type: ignore[arg-type]
+
+    def serving(n: int) -> None:
+        for _ in range(n):
+            time.sleep(0.1)
+            reader.last_served = time.monotonic()
+        q.put((1, "final response"))
+
+    t = threading.Thread(target=serving, args=(8,))
+    t.start()
+    assert q.get(True, 0.3) == (1, "final response")  # 0.8 s, well past 0.3 s
+    t.join()
+    t0 = time.monotonic()
+    with pytest.raises(queue.Empty):
+        q.get(True, 0.3)  # nothing served: the timeout holds
+    assert 0.25 < time.monotonic() - t0 < 2
