@@ -166,6 +166,10 @@ class _Walker:
             _EXPLICIT_HEAD.unpack_from,
             _UL.unpack_from,
         )
+        keep = self.top.append if top else None
+        item_end = _ITEM_END if until_item_end else -1
+        pixel_tags = _PIXEL_TAGS if top else ()
+        uids, undefined, long_vrs, vr_ok = _UIDS, _UNDEFINED, LONG_VRS, _VR_OK
         while pos < end:
             if pos + 8 > n:
                 raise MalformedDataset(f"element header cut off at byte {pos}")
@@ -177,35 +181,35 @@ class _Walker:
                 group, elem, vr, length = explicit_head(buf, pos)
                 if group == 0xFFFE:  # items and delimiters have no VR
                     vr, length = b"", ul(buf, pos + 4)[0]
-                elif vr in LONG_VRS:
+                elif vr in long_vrs:
                     if pos + 12 > n:
                         raise MalformedDataset(f"element header cut off at byte {pos}")
                     length, size = ul(buf, pos + 8)[0], 12
-                elif vr not in _VR_OK:
+                elif vr not in vr_ok:
                     raise MalformedDataset(f"invalid VR at byte {pos}")
             tag = group << 16 | elem
-            if tag == _ITEM_END and until_item_end:
+            if tag == item_end:
                 return pos + 8
-            if top and tag in _PIXEL_TAGS:
+            if tag in pixel_tags:  # (empty below the top level)
                 return pos
             pos += size
-            if length == _UNDEFINED:
+            if length == undefined:
                 # a sequence (or UN holding one, whose items are implicit VR, or
                 # encapsulated fragments): items up to the sequence delimiter
                 start = pos
                 pos = self.sequence(pos, depth + 1, implicit or vr == b"UN")
-                if top:
-                    self.top.append((tag, vr, length, start, pos - 8))
+                if keep is not None:
+                    keep((tag, vr, length, start, pos - 8))
                 continue
             if pos + length > end:
                 raise MalformedDataset(
                     f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end"
                 )
-            if top:
-                if tag in _UIDS:
-                    value = bytes(self.buf[pos : pos + length]).rstrip(b"\x00 ")
-                    self.found[_UIDS[tag]] = value.decode("latin-1")
-                self.top.append((tag, vr, length, pos, pos + length))
+            if keep is not None:
+                if tag in uids:
+                    value = bytes(buf[pos : pos + length]).rstrip(b"\x00 ")
+                    self.found[uids[tag]] = value.decode("latin-1")
+                keep((tag, vr, length, pos, pos + length))
             pos += length
         if until_item_end:
             raise MalformedDataset("item without its delimiter")
