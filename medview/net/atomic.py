@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 Chunk = bytes | bytearray | memoryview  # a part of the file's content
+MAX_IOV = 512  # parts per writev (POSIX guarantees IOV_MAX >= 16; Linux has 1024)
 
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
@@ -209,16 +210,18 @@ class _Spares:
 
 
 def _write_all(fd: int, parts: Sequence[Chunk]) -> None:
-    """Write every byte of ``parts`` (one ``writev`` where the platform has it)."""
+    """Write every byte of ``parts`` (``writev`` of up to :data:`MAX_IOV` parts at a time
+    where the platform has it)."""
     views = [memoryview(b) for b in parts if len(b)]
     writev = getattr(os, "writev", None)
-    while views:
+    i = 0
+    while i < len(views):
         if writev is not None:
-            n = writev(fd, views)
+            n = writev(fd, views[i : i + MAX_IOV])
         else:
-            n = os.write(fd, views[0])
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
+            n = os.write(fd, views[i])
+        while i < len(views) and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
         if n:
-            views[0] = views[0][n:]
+            views[i] = views[i][n:]

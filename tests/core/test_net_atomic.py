@@ -148,3 +148,12 @@ def test_clean_deletes_what_a_crash_left(tmp_path: Path) -> None:
     (w.incoming / "keep.txt").write_text("not ours")
     assert w.clean() == 2
     assert [p.name for p in w.incoming.iterdir()] == ["keep.txt"]
+
+
+def test_more_parts_than_one_writev_takes(tmp_path: Path) -> None:
+    """A dataset received in many small PDUs: thousands of parts (over Linux's IOV_MAX of
+    1024, some empty, one bigger than the rest) are written whole, in order."""
+    parts = [bytes([i % 251]) * (i % 7) for i in range(3000)] + [os.urandom(100_000)]
+    dest = tmp_path / "s" / "many.dcm"
+    AtomicWriter(tmp_path, tmp_path / ".incoming").write(dest, [memoryview(p) for p in parts])
+    assert dest.read_bytes() == b"".join(parts)
