@@ -76,12 +76,6 @@ class StoreRequest:
     parts: list[memoryview] = field(default_factory=list)
     size: int = 0
 
-    def dataset(self) -> bytes | memoryview:
-        """The dataset's bytes: the one fragment itself, or the fragments joined."""
-        if len(self.parts) == 1:
-            return self.parts[0]
-        return b"".join(self.parts)
-
 
 @dataclass
 class StoreService:

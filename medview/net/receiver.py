@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from medview.errors import one_line
+from medview.net.atomic import Chunk
 from medview.net.common import (
     DEFAULT_CALLING_AET,
     VERIFICATION,
@@ -139,7 +140,7 @@ def make_store_handler(
             str(req.AffectedSOPClassUID or ""),
             str(req.AffectedSOPInstanceUID or ""),
             str(event.context.transfer_syntax),
-            req.DataSet.getbuffer(),  # the received bytes, not a copy of them
+            [req.DataSet.getbuffer()],  # the received bytes, not a copy of them
         )
 
     return handler
@@ -164,7 +165,7 @@ def make_store_service(
             request.sop_class,
             request.sop_uid,
             request.transfer_syntax,
-            request.dataset(),
+            request.parts,  # views of the received PDUs
         )
 
     def refuse(assoc: Any, reason: str) -> None:
@@ -181,17 +182,18 @@ def store_instance(
     sop_class: str,
     sop_uid: str,
     ts: str,
-    dataset: bytes | memoryview,
+    dataset: Sequence[Chunk],
 ) -> int:
-    """Write one received instance into ``store`` and hand it to ``submit``; the C-STORE
-    status (refusals are counted and logged in one line, never raised)."""
+    """Write one received instance (``dataset``: its fragments) into ``store`` and hand it
+    to ``submit``; the C-STORE status (refusals are counted and logged in one line, never
+    raised)."""
     calling = _calling_aet(assoc)
     try:
         try:
             meta = file_meta_bytes(sop_class, sop_uid, ts)
         except MalformedDataset as exc:
             raise Rejected(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
-        arrival = store.accept([meta, dataset], sop_class, sop_uid, calling, ts)
+        arrival = store.accept([meta, *dataset], sop_class, sop_uid, calling, ts)
     except Rejected as exc:
         counters["rejected"] = counters.get("rejected", 0) + 1
         log.warning("refused instance %s from %s: %s", sop_uid[:64], calling, exc.reason)

@@ -179,11 +179,13 @@ class StudyStore:
         transfer_syntax: str = "",
     ) -> Arrival:
         """Check, then atomically write one instance given as encoded file parts
-        (preamble + file meta, dataset). Raises :class:`Rejected` with the reason.
+        (preamble + file meta, then the dataset in one or more fragments). Raises
+        :class:`Rejected` with the reason.
 
-        With ``transfer_syntax`` (little endian, implicit or explicit VR) the last part
-        must be the dataset alone: its elements are walked without pydicom
-        (:func:`header_uids`), which is what lets a C-STORE be answered quickly."""
+        With ``transfer_syntax`` (little endian, implicit or explicit VR) the first part
+        must be the file meta alone and the others the dataset: its elements are walked
+        without pydicom (:func:`header_uids`), which is what lets a C-STORE be answered
+        quickly; the fragments are written as they are, not joined."""
         size = sum(len(b) for b in meta_and_dataset)
         if size > self.max_instance_bytes:
             raise Rejected(
@@ -195,7 +197,7 @@ class StudyStore:
                 STATUS_OUT_OF_RESOURCES,
                 f"free disk below the {self.min_free_bytes // (1024 * 1024)} MiB threshold",
             )
-        walked = _walk(meta_and_dataset, transfer_syntax)
+        walked, header = _walk(meta_and_dataset, transfer_syntax)
         if walked is not None:
             study, series, sop = walked.uids
         else:
@@ -211,16 +213,15 @@ class StudyStore:
         dest = self.path_for(study, series, sop)
         self.write_atomic(dest, meta_and_dataset)
         arrival = Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
-        dataset = meta_and_dataset[-1]
         if walked is not None and walked.end <= MAX_KEPT_HEADER:  # not the pixel data
             # (a header over the cap, e.g. a large non-image object, is read from the file)
             arrival.header = ReceivedHeader(
-                bytes(dataset[: walked.end]),
+                bytes(header[: walked.end]),
                 walked,
                 sop_class,
                 sop_uid,
                 transfer_syntax,
-                size - len(dataset),
+                len(meta_and_dataset[0]),
             )
         return arrival
 
@@ -269,22 +270,32 @@ class Retrieval:
         }
 
 
-def _walk(parts: Sequence[Chunk], transfer_syntax: str) -> WalkedHeader | None:
-    """The walk of the dataset (the last part) when ``transfer_syntax`` allows and it
-    is well-formed; None otherwise."""
-    if transfer_syntax and walkable(transfer_syntax):
+def _walk(parts: Sequence[Chunk], transfer_syntax: str) -> tuple[WalkedHeader | None, Chunk]:
+    """The walk of the dataset (the parts after the first) when ``transfer_syntax``
+    allows and it is well-formed, and the bytes walked (the first fragment when the
+    header ends in it, else the fragments joined); (None, b"") otherwise."""
+    if not (transfer_syntax and walkable(transfer_syntax) and len(parts) > 1):
+        return None, b""
+    data = parts[1]
+    if len(parts) > 2:
         try:
-            return walk_header(parts[-1], transfer_syntax)
+            walked = walk_header(data, transfer_syntax)
+            if walked.end < len(data):  # stopped at the pixel data: the whole header
+                return walked, data
         except MalformedDataset:
-            pass  # pydicom reads some oddities (e.g. implicit VR sent as explicit)
-    return None
+            pass  # perhaps only cut at the fragment's end
+        data = b"".join(parts[1:])
+    try:
+        return walk_header(data, transfer_syntax), data
+    except MalformedDataset:
+        return None, b""  # pydicom reads some oddities (e.g. implicit VR sent as explicit)
 
 
 def read_uids(parts: Sequence[Chunk], transfer_syntax: str = "") -> tuple[str, str, str]:
     """(Study, Series, SOP Instance UID) of an encoded instance: walked in its bytes when
-    ``transfer_syntax`` allows (the last part is then the dataset alone), else, or when
+    ``transfer_syntax`` allows (the parts after the first are then the dataset), else, or when
     the walk finds it malformed, parsed by pydicom (:class:`Rejected` if that fails too)."""
-    walked = _walk(parts, transfer_syntax)
+    walked, _ = _walk(parts, transfer_syntax)
     if walked is not None:
         return walked.uids
     ds = parse_header(parts)

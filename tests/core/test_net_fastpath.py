@@ -22,6 +22,7 @@ from tests.helpers.net_fixtures import (  # noqa: E402
     decompressed_copy,
     integrity_ok,
     same_instance,
+    split_part10,
     storescu,
 )
 
@@ -362,3 +363,35 @@ def test_c_get_wait_counts_fast_path_stores_as_activity() -> None:
     with pytest.raises(queue.Empty):
         q.get(True, 0.3)  # nothing served: the timeout holds
     assert 0.25 < time.monotonic() - t0 < 2
+
+
+def test_dataset_in_fragments_split_anywhere_stores_the_same(tmp_path: Path, ct_copy: Path) -> None:
+    """The store takes a dataset in fragments as they arrived (not joined): split at every
+    element boundary of the header, and elsewhere, it writes the same bytes and keeps the
+    same header for the indexer as for the dataset in one piece."""
+    from medview.net.store import StudyStore
+    from medview.net.wire import file_meta_bytes, walk_header
+
+    parts = split_part10(str(sorted(ct_copy.glob("*.dcm"))[0]))
+    assert parts is not None
+    data, sop_class, sop, ts = parts
+    meta = file_meta_bytes(sop_class, sop, ts)
+    whole = StudyStore(tmp_path / "whole", min_free_bytes=0).accept(
+        [meta, data], sop_class, sop, "X", ts
+    )
+    expected = Path(whole.path).read_bytes()
+    assert whole.header is not None
+    walk = walk_header(data, ts)
+    cuts = sorted(
+        {e[3] for e in walk.elements}
+        | {e[3] - 3 for e in walk.elements}
+        | {walk.end, walk.end + 1, 7}
+    )
+    for n, cut in enumerate(c for c in cuts if 0 < c < len(data)):
+        view = memoryview(data)
+        fragments = [view[:cut], view[cut : cut + 5000], view[cut + 5000 :]]
+        store = StudyStore(tmp_path / f"cut{n}", min_free_bytes=0)
+        got = store.accept([meta, *fragments], sop_class, sop, "X", ts)
+        assert Path(got.path).read_bytes() == expected, cut
+        assert got.header is not None and got.header.data == whole.header.data, cut
+        assert got.header.meta_length == whole.header.meta_length == len(meta)
