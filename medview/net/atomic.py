@@ -61,24 +61,32 @@ class AtomicWriter:
                 pass
         return n
 
-    def write(self, dest: Path, parts: Sequence[Chunk]) -> None:
+    def write(self, dest: Path, parts: Sequence[Chunk], written: int | None = None) -> None:
         """Write ``parts`` as the file ``dest`` (replacing one there), creating its
-        folder; ``OSError`` when the disk refuses (nothing is left behind then)."""
+        folder; ``OSError`` when the disk refuses (nothing is left behind then).
+
+        ``written``: a file from :meth:`take_unnamed` that already holds exactly
+        ``parts`` (written as they arrived): it is given the name, not written again.
+        It is closed either way."""
         folder = dest.parent
         if folder not in self._folders:  # one mkdir per folder, not per file
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-        fd = self._spares.take() if self._spares is not None else None
-        if fd is None:
-            fd = self.new_unnamed()
+        fd, todo = (written, ()) if written is not None else (self.take_unnamed(), parts)
         if fd is not None:
             try:
-                _write_all(fd, parts)
+                write_all(fd, todo)
                 if self._link(fd, dest):
                     return
             finally:
                 os.close(fd)
         self._write_renamed(dest, parts)
+
+    def take_unnamed(self) -> int | None:
+        """A file without a name, open for writing (one made ahead when there is one;
+        the caller closes it, or hands it to :meth:`write`); None where there are none."""
+        fd = self._spares.take() if self._spares is not None else None
+        return fd if fd is not None else self.new_unnamed()
 
     def new_unnamed(self) -> int | None:
         """A new file without a name on the root's file system, open for writing; None
@@ -139,7 +147,7 @@ class AtomicWriter:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
             try:
-                _write_all(fd, parts)
+                write_all(fd, parts)
             finally:
                 os.close(fd)
             try:
@@ -209,7 +217,7 @@ class _Spares:
                 os.close(self._ready.popleft())
 
 
-def _write_all(fd: int, parts: Sequence[Chunk]) -> None:
+def write_all(fd: int, parts: Sequence[Chunk]) -> None:
     """Write every byte of ``parts`` (``writev`` of up to :data:`MAX_IOV` parts at a time
     where the platform has it)."""
     views = [memoryview(b) for b in parts if len(b)]

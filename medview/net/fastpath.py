@@ -1,4 +1,4 @@
-"""C-STORE on the storage SCP's associations without pynetdicom's DIMSE layer.
+"""C-STORE without pynetdicom's DIMSE layer: the storage SCP's, and a C-GET's.
 
 pynetdicom handles each received C-STORE in Python objects at every step: the P-DATA-TF
 PDU decoded into PDV item objects (the dataset copied out of the PDU), a DIMSE message
@@ -8,8 +8,9 @@ through pydicom, a P-DATA primitive queued for the DUL and encoded into a PDU. A
 pynetdicom SCP that stores nothing is itself about as slow as dcmtk's ``storescp``
 writing every file (docs/net.md), which leaves no time for medview's own work.
 
-:class:`Reader` serves P-DATA-TF PDUs in the DUL thread of an established acceptor
-association (``medview.net.reactor``) instead: it splits the PDU into its presentation
+:class:`Reader` serves P-DATA-TF PDUs in the DUL thread of an established association
+(``medview.net.reactor``) instead, the storage SCP's or one that requested a C-GET (whose
+sub-operations arrive as C-STOREs on it): it splits the PDU into its presentation
 data values (PS3.8 9.3.5, annex E), reads the command set of a C-STORE-RQ with
 :func:`parse_command` (implicit VR little endian, PS3.7 6.3.1 and 9.3.1.1), hands the
 dataset fragments (views of the received PDU, not copies) and the request to the
@@ -18,17 +19,19 @@ dataset fragments (views of the received PDU, not copies) and the request to the
 received, in order: other PDUs (release, abort), other messages (C-ECHO, N-...), and any
 C-STORE-RQ this reader does not serve exactly as pynetdicom would (an unaccepted
 context, a SOP class that is not a storage class of its context, a command set with an
-element it does not expect, extended negotiation). The size caps are checked before a
-PDU is read into memory.
+element it does not expect, extended negotiation, a C-GET context without our SCP
+role). The size caps are checked before a PDU is read into memory.
 
 What pynetdicom's events would report for the messages served here is not reported
 (``EVT_PDU_RECV``, ``EVT_DIMSE_RECV``, ``EVT_C_STORE``...): ``StoreService`` is the
 hook. No library does this part (pynetdicom's DIMSE layer is what is replaced); it is
-about 300 lines, tested against dcmtk ``storescu`` and pynetdicom's own encoder.
+about 400 lines, tested against dcmtk ``storescu``, Orthanc's C-GET and pynetdicom's own
+encoder and decoder.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import struct
 import time
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from medview.net.atomic import write_all
 from medview.net.common import log
 
 C_STORE_RQ = 0x0001
@@ -75,12 +79,22 @@ class StoreRequest:
     move_originator: str = ""
     parts: list[memoryview] = field(default_factory=list)
     size: int = 0
+    # a file without a name the fragments are written to as they arrive (StoreService.begin)
+    written: int | None = None
+
+    def discard(self) -> None:
+        """Close the file the fragments went to (it vanishes, having no name)."""
+        fd, self.written = self.written, None
+        if fd is not None:
+            os.close(fd)
 
 
 @dataclass
 class StoreService:
     """What an AE's fast path does: ``store(assoc, request)`` writes one instance and
-    returns the C-STORE status (it must not raise); ``max_pdu`` and ``max_instance``
+    returns the C-STORE status (it must not raise; with ``begin``, the instance's bytes
+    are in ``request.written`` already, so that writing overlaps receiving); ``max_pdu``
+    and ``max_instance``
     (bytes, 0 for none) abort an association whose PDU or instance is larger, logging
     ``refuse(assoc, reason)`` first."""
 
@@ -88,6 +102,9 @@ class StoreService:
     max_pdu: int = 0
     max_instance: int = 0
     refuse: Callable[[Any, str], None] | None = None
+    # a file for the request's fragments to be written to as they arrive, or None; the
+    # request's ``written`` is then handed to ``store``, which owns it from then on
+    begin: Callable[[Any, StoreRequest], int | None] | None = None
 
 
 def parse_command(data: bytes) -> dict[int, Any] | None:
@@ -173,9 +190,9 @@ def _storage_class(class_uid: str) -> bool:
 
 
 class Reader:
-    """Reads the PDUs of one established acceptor association in its DUL thread (see the
-    module docstring); :meth:`transport_event` stands for pynetdicom's
-    ``DULServiceProvider._is_transport_event``."""
+    """Reads the PDUs of one established association (the storage SCP's, or one that
+    requested a C-GET) in its DUL thread (see the module docstring);
+    :meth:`transport_event` stands for pynetdicom's ``_is_transport_event``."""
 
     def __init__(self, dul: Any, service: StoreService) -> None:
         self.dul = dul
@@ -261,6 +278,11 @@ class Reader:
                 if self.service.max_instance and request.size > self.service.max_instance:
                     self._abort("instance over the size cap")
                     return
+                if request.written is not None:  # written while the next PDU comes
+                    try:
+                        write_all(request.written, [fragment])
+                    except OSError:  # e.g. disk full: store() writes it whole, or refuses
+                        request.discard()
                 if is_last:
                     if passed:  # keep pynetdicom's messages in their order
                         self._hand_over_items(passed)
@@ -285,6 +307,8 @@ class Reader:
                 self.request = self._request(context_id, command)
                 if self.request is None:  # not one of ours: pynetdicom serves it whole
                     passed.append(struct.pack(">LBB", len(command) + 2, context_id, 3) + command)
+                elif self.service.begin is not None:
+                    self.request.written = self.service.begin(self.dul.assoc, self.request)
         if passed:
             self._hand_over_items(passed)
 
@@ -336,6 +360,7 @@ class Reader:
         except Exception as exc:  # as pynetdicom: "exception in the handler"
             log.error("C-STORE handler failed: %s", type(exc).__name__)
             status = 0xC211
+        request.written = None  # store() owned it
         request.parts.clear()
         self.last_served = time.monotonic()
         if not assoc.is_established or assoc._sent_release:
@@ -367,9 +392,15 @@ class Reader:
             self.service.refuse(assoc, reason)
         else:
             log.warning("aborted association from %s: %s", _peer(assoc), reason)
+        self.close()
+        assoc._abort_nonblocking()
+
+    def close(self) -> None:
+        """Drop the message in flight (the association has ended or is aborted)."""
+        if self.request is not None:
+            self.request.discard()
         self.request = None
         self._command, self._command_size = [], 0
-        assoc._abort_nonblocking()
 
 
 def _unrestricted() -> bool:

@@ -318,6 +318,8 @@ def _dul_loop(dul: Any) -> None:
             if not (inline and _serve_inline(dul.assoc)):
                 assoc_wake.set()
     finally:
+        if reader is not None:
+            reader.close()
         assoc_wake.set()
         waker.close()
 

@@ -166,12 +166,20 @@ def make_store_service(
             request.sop_uid,
             request.transfer_syntax,
             request.parts,  # views of the received PDUs
+            request.written,
         )
+
+    def begin(_assoc: Any, request: StoreRequest) -> int | None:
+        try:
+            meta = file_meta_bytes(request.sop_class, request.sop_uid, request.transfer_syntax)
+        except MalformedDataset:
+            return None  # refused when it has arrived
+        return store.begin(meta)
 
     def refuse(assoc: Any, reason: str) -> None:
         log.warning("aborted association from %s: %s", _peer(assoc), reason)
 
-    return StoreService(store_request, max_pdu, max_instance, refuse)
+    return StoreService(store_request, max_pdu, max_instance, refuse, begin)
 
 
 def store_instance(
@@ -183,17 +191,21 @@ def store_instance(
     sop_uid: str,
     ts: str,
     dataset: Sequence[Chunk],
+    written: int | None = None,
 ) -> int:
     """Write one received instance (``dataset``: its fragments) into ``store`` and hand it
     to ``submit``; the C-STORE status (refusals are counted and logged in one line, never
-    raised)."""
+    raised). ``written``: :meth:`StudyStore.begin`'s file, holding the instance already
+    (closed here either way)."""
     calling = _calling_aet(assoc)
     try:
         try:
             meta = file_meta_bytes(sop_class, sop_uid, ts)
         except MalformedDataset as exc:
+            if written is not None:
+                os.close(written)
             raise Rejected(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
-        arrival = store.accept([meta, *dataset], sop_class, sop_uid, calling, ts)
+        arrival = store.accept([meta, *dataset], sop_class, sop_uid, calling, ts, written)
     except Rejected as exc:
         counters["rejected"] = counters.get("rejected", 0) + 1
         log.warning("refused instance %s from %s: %s", sop_uid[:64], calling, exc.reason)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medview.errors import one_line
-from medview.net.atomic import AtomicWriter, Chunk
+from medview.net.atomic import AtomicWriter, Chunk, write_all
 from medview.net.common import log, valid_uid
 from medview.net.wire import (
     MalformedDataset,
@@ -177,6 +177,7 @@ class StudyStore:
         sop_uid: str,
         calling_aet: str = "",
         transfer_syntax: str = "",
+        written: int | None = None,
     ) -> Arrival:
         """Check, then atomically write one instance given as encoded file parts
         (preamble + file meta, then the dataset in one or more fragments). Raises
@@ -185,7 +186,57 @@ class StudyStore:
         With ``transfer_syntax`` (little endian, implicit or explicit VR) the first part
         must be the file meta alone and the others the dataset: its elements are walked
         without pydicom (:func:`header_uids`), which is what lets a C-STORE be answered
-        quickly; the fragments are written as they are, not joined."""
+        quickly; the fragments are written as they are, not joined. ``written``: a file
+        from :meth:`begin` that holds exactly these parts already: it is named, not
+        written again, if the instance passes (and closed either way)."""
+        try:
+            dest, walked, header = self._checked(
+                meta_and_dataset, sop_class, sop_uid, transfer_syntax
+            )
+        except BaseException:
+            if written is not None:
+                os.close(written)
+            raise
+        self.write_atomic(dest, meta_and_dataset, written)
+        study, series = dest.parent.parent.name, dest.parent.name
+        arrival = Arrival(sop_uid, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
+        if walked is not None and walked.end <= MAX_KEPT_HEADER:  # not the pixel data
+            # (a header over the cap, e.g. a large non-image object, is read from the file)
+            arrival.header = ReceivedHeader(
+                bytes(header[: walked.end]),
+                walked,
+                sop_class,
+                sop_uid,
+                transfer_syntax,
+                len(meta_and_dataset[0]),
+            )
+        return arrival
+
+    def begin(self, meta: bytes) -> int | None:
+        """A file without a name holding ``meta`` (preamble and file meta), for an
+        instance whose dataset is written into it as it arrives (:func:`write_all`) and
+        which :meth:`accept` then checks and names (``written=``); None where that cannot
+        be (no such files here, or free disk already below the threshold)."""
+        if self.min_free_bytes and self.free_bytes() < self.min_free_bytes:
+            return None
+        fd = self.files.take_unnamed()
+        if fd is not None:
+            try:
+                write_all(fd, [meta])
+            except OSError:
+                os.close(fd)
+                return None
+        return fd
+
+    def _checked(
+        self,
+        meta_and_dataset: Sequence[Chunk],
+        sop_class: str,
+        sop_uid: str,
+        transfer_syntax: str,
+    ) -> tuple[Path, WalkedHeader | None, Chunk]:
+        """Where the instance goes, its walk and the bytes walked; :class:`Rejected`
+        when it may not be stored."""
         size = sum(len(b) for b in meta_and_dataset)
         if size > self.max_instance_bytes:
             raise Rejected(
@@ -210,24 +261,11 @@ class StudyStore:
         for uid, name in ((study, "StudyInstanceUID"), (series, "SeriesInstanceUID")):
             if not uid:
                 raise Rejected(STATUS_CANNOT_UNDERSTAND, f"missing {name} (a required attribute)")
-        dest = self.path_for(study, series, sop)
-        self.write_atomic(dest, meta_and_dataset)
-        arrival = Arrival(sop, study, series, calling_aet, str(dest), sop_class_uid=sop_class)
-        if walked is not None and walked.end <= MAX_KEPT_HEADER:  # not the pixel data
-            # (a header over the cap, e.g. a large non-image object, is read from the file)
-            arrival.header = ReceivedHeader(
-                bytes(header[: walked.end]),
-                walked,
-                sop_class,
-                sop_uid,
-                transfer_syntax,
-                len(meta_and_dataset[0]),
-            )
-        return arrival
+        return self.path_for(study, series, sop), walked, header
 
-    def write_atomic(self, dest: Path, parts: Sequence[Chunk]) -> None:
+    def write_atomic(self, dest: Path, parts: Sequence[Chunk], written: int | None = None) -> None:
         """Write ``parts`` as ``dest``, whole or not at all (:class:`AtomicWriter`)."""
-        self.files.write(dest, parts)
+        self.files.write(dest, parts, written)
 
 
 class Retrieval:

@@ -107,7 +107,7 @@ def test_a_failed_write_leaves_no_file(
         os.write(fd, b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomic, "_write_all", disk_full)
+    monkeypatch.setattr(atomic, "write_all", disk_full)
     with pytest.raises(OSError, match="No space"):
         w.write(w.root / "s" / "a.dcm", [b"whole file"])
     assert _files(w.root) == []

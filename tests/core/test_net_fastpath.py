@@ -3,6 +3,7 @@ encoder and decoder, dcmtk's storescu and pynetdicom as the sending side."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -395,3 +396,53 @@ def test_dataset_in_fragments_split_anywhere_stores_the_same(tmp_path: Path, ct_
         assert Path(got.path).read_bytes() == expected, cut
         assert got.header is not None and got.header.data == whole.header.data, cut
         assert got.header.meta_length == whole.header.meta_length == len(meta)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_files_written_as_they_arrive_leave_no_descriptor_or_file(
+    tmp_path: Path, ct_copy: Path
+) -> None:
+    """Instances are written to files without a name while their PDUs arrive: one sender
+    dropped mid-instance and one refused instance leave neither a file nor an open
+    descriptor once the receiver stops; the complete ones are stored whole."""
+    from pynetdicom.dimse_messages import C_STORE_RQ
+
+    from medview.net.wire import file_meta_bytes
+
+    def open_fds() -> list[str]:
+        return sorted(os.readlink(f) for f in Path("/proc/self/fd").iterdir() if f.exists())
+
+    files = sorted(ct_copy.glob("*.dcm"))[:3]
+    with _receiver(tmp_path / "warm-up") as r:  # opens the process-wide ones (forkserver, /)
+        subprocess.run(storescu(r.port, files[:1]), capture_output=True, timeout=60)
+    before = open_fds()
+    with _receiver(tmp_path) as r:
+        sock, cx = _established_socket(r.port)  # dropped after half a dataset
+        data, sop_class, sop, ts = split_part10(str(files[0]))
+        assert file_meta_bytes(sop_class, sop, ts)  # a valid request: its file was begun
+        command = _encoded_command(_store_rq(AffectedSOPInstanceUID=sop), C_STORE_RQ)
+        half = data[: len(data) // 2]
+        pdv = struct.pack(">LBB", len(half) + 2, cx, 0x00) + half
+        sock.sendall(fastpath.p_data_tf(cx, command) + struct.pack(">BBL", 4, 0, len(pdv)) + pdv)
+        deadline = time.monotonic() + 10
+        while r.receiving_bytes() < len(half) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r.receiving_bytes() >= len(half)
+        sock.close()
+        p = subprocess.run(storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=60)
+        assert p.returncode == 0
+        from pynetdicom import AE
+
+        hostile = pydicom.dcmread(files[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hostile.SeriesInstanceUID = "1.2.3/../../x"
+        ae = AE(ae_title="HOSTILE")
+        ae.add_requested_context(CT, "1.2.840.10008.1.2.4.90")
+        assoc = ae.associate("127.0.0.1", r.port, ae_title="MEDVIEW")
+        assert assoc.send_c_store(hostile).Status == 0xC000
+        assoc.release()
+        assert r.flush(30)
+    assert len(db_instances(tmp_path / "db.sqlite")) == 3
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
+    assert open_fds() == before
