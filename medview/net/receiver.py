@@ -176,10 +176,8 @@ def make_store_service(
             return None  # refused when it has arrived
         return store.begin(meta)
 
-    def refuse(assoc: Any, reason: str) -> None:
-        log.warning("aborted association from %s: %s", _peer(assoc), reason)
-
-    return StoreService(store_request, max_pdu, max_instance, refuse, begin)
+    # (caps exceeded: the fast path logs "aborted association from <peer>: <reason>")
+    return StoreService(store_request, max_pdu, max_instance, begin=begin)
 
 
 def store_instance(
