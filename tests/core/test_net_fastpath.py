@@ -18,14 +18,7 @@ pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
 
 from medview.net import fastpath  # noqa: E402
-from tests.helpers.net_fixtures import (  # noqa: E402
-    db_instances,
-    decompressed_copy,
-    integrity_ok,
-    same_instance,
-    split_part10,
-    storescu,
-)
+from tests.helpers import net_fixtures as nf  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -161,18 +154,20 @@ def test_small_pdus_store_the_same_files_either_way(
 
     monkeypatch.setattr(Receiver, "FAST_PATH", fast)
     served = _count_fast(monkeypatch)
-    files = decompressed_copy(ct_copy, tmp_path / "sent", "small-pdus", 6)  # 512 KiB each
+    files = nf.decompressed_copy(ct_copy, tmp_path / "sent", "small-pdus", 6)  # 512 KiB each
     with _receiver(tmp_path, max_pdu=16384) as r:
-        p = subprocess.run(storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=120)
+        p = subprocess.run(
+            nf.storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=120
+        )
         assert p.returncode == 0, p.stderr
         assert r.flush(30)
-    rows = db_instances(tmp_path / "db.sqlite")
+    rows = nf.db_instances(tmp_path / "db.sqlite")
     assert len(rows) == len(files)
     assert len(served) == (len(files) if fast else 0)
     by_sop = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f for f in files}
     for sop, path in rows:
-        same_instance(Path(path), by_sop[sop])
-    integrity_ok(tmp_path / "db.sqlite")
+        nf.same_instance(Path(path), by_sop[sop])
+    nf.integrity_ok(tmp_path / "db.sqlite")
 
 
 def test_echo_and_store_interleaved_on_one_association(
@@ -203,9 +198,9 @@ def test_echo_and_store_interleaved_on_one_association(
         assert r.flush(30)
     assert statuses == [0, 0, 0, 0xC000, 0]
     assert len(served) == 2  # the two C-STOREs
-    rows = db_instances(tmp_path / "db.sqlite")
+    rows = nf.db_instances(tmp_path / "db.sqlite")
     assert len(rows) == 1
-    same_instance(Path(rows[0][1]), files[0])
+    nf.same_instance(Path(rows[0][1]), files[0])
 
 
 def test_c_store_on_another_sop_class_context_is_left_to_pynetdicom(
@@ -311,7 +306,7 @@ def test_interleaved_messages_and_a_cut_pdu_abort_cleanly(tmp_path: Path, ct_cop
         while r.receiving_bytes() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert r.flush(10)
-    assert db_instances(tmp_path / "db.sqlite") == []
+    assert nf.db_instances(tmp_path / "db.sqlite") == []
     assert not list((tmp_path / "store").rglob("*.dcm"))
 
 
@@ -329,12 +324,12 @@ def test_c_get_sub_operations_take_the_fast_path(
     got = dimse.get(node, study_uid, db_path=str(db), store_dir=str(tmp_path / "st"))
     assert got["stored"] == got["completed"] == 20 and got["failed"] == 0
     assert len(served) == 20
-    by_sop = dict(db_instances(db))
+    by_sop = dict(nf.db_instances(db))
     for f in sorted(ct_copy.glob("*.dcm"))[:3]:
-        same_instance(
+        nf.same_instance(
             Path(by_sop[str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)]), f
         )
-    integrity_ok(db)
+    nf.integrity_ok(db)
 
 
 def test_c_get_wait_counts_fast_path_stores_as_activity() -> None:
@@ -373,7 +368,7 @@ def test_dataset_in_fragments_split_anywhere_stores_the_same(tmp_path: Path, ct_
     from medview.net.store import StudyStore
     from medview.net.wire import file_meta_bytes, walk_header
 
-    parts = split_part10(str(sorted(ct_copy.glob("*.dcm"))[0]))
+    parts = nf.split_part10(str(sorted(ct_copy.glob("*.dcm"))[0]))
     assert parts is not None
     data, sop_class, sop, ts = parts
     meta = file_meta_bytes(sop_class, sop, ts)
@@ -414,11 +409,11 @@ def test_files_written_as_they_arrive_leave_no_descriptor_or_file(
 
     files = sorted(ct_copy.glob("*.dcm"))[:3]
     with _receiver(tmp_path / "warm-up") as r:  # opens the process-wide ones (forkserver, /)
-        subprocess.run(storescu(r.port, files[:1]), capture_output=True, timeout=60)
+        subprocess.run(nf.storescu(r.port, files[:1]), capture_output=True, timeout=60)
     before = open_fds()
     with _receiver(tmp_path) as r:
         sock, cx = _established_socket(r.port)  # dropped after half a dataset
-        data, sop_class, sop, ts = split_part10(str(files[0]))
+        data, sop_class, sop, ts = nf.split_part10(str(files[0]))
         assert file_meta_bytes(sop_class, sop, ts)  # a valid request: its file was begun
         command = _encoded_command(_store_rq(AffectedSOPInstanceUID=sop), C_STORE_RQ)
         half = data[: len(data) // 2]
@@ -429,7 +424,7 @@ def test_files_written_as_they_arrive_leave_no_descriptor_or_file(
             time.sleep(0.01)
         assert r.receiving_bytes() >= len(half)
         sock.close()
-        p = subprocess.run(storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=60)
+        p = subprocess.run(nf.storescu(r.port, files, "CTSCANNER"), capture_output=True, timeout=60)
         assert p.returncode == 0
         from pynetdicom import AE
 
@@ -443,6 +438,6 @@ def test_files_written_as_they_arrive_leave_no_descriptor_or_file(
         assert assoc.send_c_store(hostile).Status == 0xC000
         assoc.release()
         assert r.flush(30)
-    assert len(db_instances(tmp_path / "db.sqlite")) == 3
+    assert len(nf.db_instances(tmp_path / "db.sqlite")) == 3
     assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
     assert open_fds() == before

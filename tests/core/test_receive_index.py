@@ -21,12 +21,8 @@ import pytest
 pytest.importorskip("pynetdicom", reason="pynetdicom is not installed")
 pydicom = pytest.importorskip("pydicom")
 
-from tests.helpers.net_fixtures import (  # noqa: E402
-    decompressed_copy,
-    integrity_ok,
-    split_part10,
-    storescu,
-)
+from tests.helpers import net_fixtures  # noqa: E402
+from tests.helpers.net_fixtures import integrity_ok, split_part10, storescu  # noqa: E402
 
 # ct_copy (the real CT with its UIDs filled in) is a shared fixture (tests/conftest.py)
 
@@ -103,8 +99,8 @@ def test_received_series_rows_equal_index_files(
 
     pushes = [
         (sorted(ct_copy.glob("*.dcm")), "-xv"),  # JPEG 2000 lossless, as the CT comes
-        (decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
-        (decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
+        (net_fixtures.decompressed_copy(ct_copy, tmp_path / "implicit", "implicit"), "-xi"),
+        (net_fixtures.decompressed_copy(ct_copy, tmp_path / "explicit", "explicit"), "-xe"),
     ]
     reads = _count_file_reads(monkeypatch)
     # the receiver indexes in a child process by default; file reads are counted in this
