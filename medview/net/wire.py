@@ -129,22 +129,12 @@ class _Walker:
         self.found = found
         self.top: list[Element] = []
 
-    def _header(self, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
-        """(tag, VR or b"", value length, header size) of the element at ``pos``."""
+    def _item_header(self, pos: int) -> tuple[int, int]:
+        """(tag, length) of the item or delimiter at ``pos`` (no VR: PS3.5 7.5)."""
         if pos + 8 > self.n:
             raise MalformedDataset(f"element header cut off at byte {pos}")
-        group, elem = struct.unpack_from("<HH", self.buf, pos)
-        tag = group << 16 | elem
-        if implicit or group == 0xFFFE:  # items and delimiters have no VR
-            return tag, b"", struct.unpack_from("<I", self.buf, pos + 4)[0], 8
-        vr = bytes(self.buf[pos + 4 : pos + 6])
-        if not (vr.isalpha() and vr.isupper()):
-            raise MalformedDataset(f"invalid VR at byte {pos}")
-        if vr in LONG_VRS:
-            if pos + 12 > self.n:
-                raise MalformedDataset(f"element header cut off at byte {pos}")
-            return tag, vr, struct.unpack_from("<I", self.buf, pos + 8)[0], 12
-        return tag, vr, struct.unpack_from("<H", self.buf, pos + 6)[0], 8
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(self.buf, pos)
+        return group << 16 | elem, length
 
     def elements(
         self,
@@ -158,8 +148,8 @@ class _Walker:
         """Walk elements from ``pos``; returns the position after them (after the item
         delimiter when ``until_item_end``)."""
         implicit = implicit or self.implicit
-        # the element header read inline (not with _header): the receiver walks every
-        # header before it answers, and this loop is most of that time
+        # each element's header read inline: the receiver walks every header before it
+        # answers, and this loop is most of that time
         buf, n = self.buf, self.n
         implicit_head, explicit_head, ul = (
             _IMPLICIT_HEAD.unpack_from,
@@ -219,8 +209,8 @@ class _Walker:
         if depth > _MAX_DEPTH:
             raise MalformedDataset("sequences nested too deep")
         while True:
-            tag, _vr, length, size = self._header(pos, True)
-            pos += size
+            tag, length = self._item_header(pos)
+            pos += 8
             if tag == _SEQ_END:
                 return pos
             if tag != _ITEM:
