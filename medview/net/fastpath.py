@@ -81,6 +81,7 @@ class StoreRequest:
     size: int = 0
     # a file without a name the fragments are written to as they arrive (StoreService.begin)
     written: int | None = None
+    head: bytes = b""  # what StoreService.begin wrote before the dataset (e.g. file meta)
 
     def discard(self) -> None:
         """Close the file the fragments went to (it vanishes, having no name)."""

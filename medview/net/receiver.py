@@ -167,14 +167,17 @@ def make_store_service(
             request.transfer_syntax,
             request.parts,  # views of the received PDUs
             request.written,
+            request.head,  # the file meta begin() made, not made again
         )
 
     def begin(_assoc: Any, request: StoreRequest) -> int | None:
         try:
-            meta = file_meta_bytes(request.sop_class, request.sop_uid, request.transfer_syntax)
+            request.head = file_meta_bytes(
+                request.sop_class, request.sop_uid, request.transfer_syntax
+            )
         except MalformedDataset:
             return None  # refused when it has arrived
-        return store.begin(meta)
+        return store.begin(request.head)
 
     # (caps exceeded: the fast path logs "aborted association from <peer>: <reason>")
     return StoreService(store_request, max_pdu, max_instance, begin=begin)
@@ -190,15 +193,16 @@ def store_instance(
     ts: str,
     dataset: Sequence[Chunk],
     written: int | None = None,
+    meta: bytes = b"",
 ) -> int:
     """Write one received instance (``dataset``: its fragments) into ``store`` and hand it
     to ``submit``; the C-STORE status (refusals are counted and logged in one line, never
     raised). ``written``: :meth:`StudyStore.begin`'s file, holding the instance already
-    (closed here either way)."""
+    (closed here either way); ``meta``: its file meta, when already made."""
     calling = _calling_aet(assoc)
     try:
         try:
-            meta = file_meta_bytes(sop_class, sop_uid, ts)
+            meta = meta or file_meta_bytes(sop_class, sop_uid, ts)
         except MalformedDataset as exc:
             if written is not None:
                 os.close(written)
