@@ -95,14 +95,12 @@ class StoreService:
     """What an AE's fast path does: ``store(assoc, request)`` writes one instance and
     returns the C-STORE status (it must not raise; with ``begin``, the instance's bytes
     are in ``request.written`` already, so that writing overlaps receiving); ``max_pdu``
-    and ``max_instance``
-    (bytes, 0 for none) abort an association whose PDU or instance is larger, logging
-    ``refuse(assoc, reason)`` first."""
+    and ``max_instance`` (bytes, 0 for none) abort an association whose PDU or instance
+    is larger, with a one-line log naming the peer and the reason."""
 
     store: Callable[[Any, StoreRequest], int]
     max_pdu: int = 0
     max_instance: int = 0
-    refuse: Callable[[Any, str], None] | None = None
     # a file for the request's fragments to be written to as they arrive, or None; the
     # request's ``written`` is then handed to ``store``, which owns it from then on
     begin: Callable[[Any, StoreRequest], int | None] | None = None
@@ -389,10 +387,7 @@ class Reader:
 
     def _abort(self, reason: str) -> None:
         assoc = self.dul.assoc
-        if self.service.refuse is not None:
-            self.service.refuse(assoc, reason)
-        else:
-            log.warning("aborted association from %s: %s", _peer(assoc), reason)
+        log.warning("aborted association from %s: %s", _peer(assoc), reason)
         self.close()
         assoc._abort_nonblocking()
 

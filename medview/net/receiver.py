@@ -179,8 +179,7 @@ def make_store_service(
             return None  # refused when it has arrived
         return store.begin(request.head)
 
-    # (caps exceeded: the fast path logs "aborted association from <peer>: <reason>")
-    return StoreService(store_request, max_pdu, max_instance, begin=begin)
+    return StoreService(store_request, max_pdu, max_instance, begin)
 
 
 def store_instance(
