@@ -241,7 +241,7 @@ class Reader:
         except (OSError, TimeoutError):
             body = b""
         if len(body) != length:
-            log.warning("association from %s closed mid-PDU", _peer(dul.assoc))
+            log.warning("association from %s closed mid-PDU", peer(dul.assoc))
             dul.event_queue.put("Evt17")
             return
         if kind != P_DATA_TF:
@@ -379,7 +379,7 @@ class Reader:
         try:
             decoded, event = dul._decode_pdu(bytearray(pdu))
         except Exception:
-            log.warning("invalid PDU from %s", _peer(dul.assoc))
+            log.warning("invalid PDU from %s", peer(dul.assoc))
             dul.event_queue.put("Evt19")
             return
         dul.event_queue.put(event)
@@ -387,7 +387,7 @@ class Reader:
 
     def _abort(self, reason: str) -> None:
         assoc = self.dul.assoc
-        log.warning("aborted association from %s: %s", _peer(assoc), reason)
+        log.warning("aborted association from %s: %s", peer(assoc), reason)
         self.close()
         assoc._abort_nonblocking()
 
@@ -410,7 +410,8 @@ def _remote(assoc: Any) -> Any:
     return assoc.acceptor if assoc.is_requestor else assoc.requestor
 
 
-def _peer(assoc: Any) -> str:
+def peer(assoc: Any) -> str:
+    """The other end's address, for logs ("?" when unknown)."""
     try:
         return f"{_remote(assoc).address}"
     except Exception:

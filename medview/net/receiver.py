@@ -32,7 +32,7 @@ from medview.net.common import (
     check_aet,
     log,
 )
-from medview.net.fastpath import StoreRequest, StoreService, pending_bytes, serve_stores
+from medview.net.fastpath import StoreRequest, StoreService, peer, pending_bytes, serve_stores
 from medview.net.indexchild import ChildIndexer
 from medview.net.reactor import make_event_driven
 from medview.net.store import (
@@ -225,13 +225,6 @@ def _calling_aet(assoc: Any) -> str:
         return str(assoc.requestor.ae_title).strip()
     except Exception:
         return ""
-
-
-def _peer(assoc: Any) -> str:
-    try:
-        return f"{assoc.requestor.address}"
-    except Exception:
-        return "?"
 
 
 def _server_class() -> type:
@@ -443,7 +436,7 @@ class Receiver:
         log.warning(
             "refused association from %s at %s: calling AE title not allowed",
             _calling_aet(event.assoc) or "?",
-            _peer(event.assoc),
+            peer(event.assoc),
         )
 
     def _on_pdu(self, event: Any) -> None:
@@ -461,13 +454,13 @@ class Receiver:
             if data and (data[0] & 0x03) == 0x02:
                 last = True
         if size > self.config.max_pdu + 64:
-            log.warning("aborted association from %s: PDU over the size cap", _peer(event.assoc))
+            log.warning("aborted association from %s: PDU over the size cap", peer(event.assoc))
             event.assoc.abort()
             return
         info["bytes"] = 0 if last else info["bytes"] + size
         if info["bytes"] > self.config.max_instance_bytes:
             log.warning(
-                "aborted association from %s: instance over the size cap", _peer(event.assoc)
+                "aborted association from %s: instance over the size cap", peer(event.assoc)
             )
             event.assoc.abort()
 
